@@ -1,0 +1,68 @@
+//! Assembly: config file → validated settings → gateway → listener. Shared by the binary and
+//! the integration tests so both start the gateway the same way.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{self, Settings};
+use crate::gateway::Gateway;
+use crate::server;
+
+pub struct App {
+    pub settings: Settings,
+    pub gateway: Arc<Gateway>,
+}
+
+/// Loads and validates everything that can be checked without binding a socket.
+pub fn build(config_path: &Path) -> Result<App, String> {
+    let settings = config::load(config_path).map_err(|e| e.to_string())?;
+    from_settings(settings)
+}
+
+pub fn from_settings(settings: Settings) -> Result<App, String> {
+    if let Some(tls) = &settings.tls {
+        server::tls_acceptor(&tls.cert_file, &tls.key_file)?;
+    }
+    let gateway = Gateway::new(settings.clone())?;
+    Ok(App { settings, gateway })
+}
+
+/// Binds `listen` and serves until `shutdown` resolves.
+pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let listener = TcpListener::bind(app.settings.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", app.settings.listen))?;
+    serve_on(app, listener, shutdown).await
+}
+
+/// Serves on an already-bound listener (tests bind port 0 first to learn the address).
+pub async fn serve_on(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let tls = match &app.settings.tls {
+        Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        public_url = %app.settings.public_url,
+        upstream = %app.settings.upstream,
+        idp = %app.gateway.idp_entity_id(),
+        tls = tls.is_some(),
+        "samlgate serving"
+    );
+    server::serve(
+        app.gateway,
+        listener,
+        tls,
+        app.settings.server.clone(),
+        shutdown,
+    )
+    .await;
+    Ok(())
+}

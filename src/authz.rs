@@ -1,0 +1,117 @@
+//! Who may enter once signed in: `allowed_users` and `allowed_groups`. Both empty means any
+//! signed-in user; otherwise a user is admitted when their id is listed or they belong to at
+//! least one listed group. A user whose groups are unknown is not in any group.
+
+use crate::config::AuthzSection;
+use crate::session::Identity;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// Names the groups that would have admitted the user.
+    NotInAllowedGroups {
+        required: Vec<String>,
+    },
+    NotAllowedUser,
+}
+
+impl Denial {
+    pub fn reason(&self) -> String {
+        match self {
+            Denial::NotInAllowedGroups { required } => format!(
+                "not a member of any allowed group ({})",
+                required.join(", ")
+            ),
+            Denial::NotAllowedUser => "user is not in allowed_users".into(),
+        }
+    }
+
+    /// What the person is told is missing.
+    pub fn user_message(&self) -> String {
+        match self {
+            Denial::NotInAllowedGroups { required } => format!(
+                "This application requires membership in one of these groups: {}. Ask your administrator to add you to one of them.",
+                required.join(", ")
+            ),
+            Denial::NotAllowedUser => "Your account is not on this application's list of allowed users. Ask your administrator for access.".into(),
+        }
+    }
+}
+
+pub fn authorize(id: &Identity, policy: &AuthzSection) -> Result<(), Denial> {
+    if policy.allowed_groups.is_empty() && policy.allowed_users.is_empty() {
+        return Ok(());
+    }
+    if policy.allowed_users.iter().any(|u| *u == id.user) {
+        return Ok(());
+    }
+    if id.groups.iter().any(|g| policy.allowed_groups.contains(g)) {
+        return Ok(());
+    }
+    if policy.allowed_groups.is_empty() {
+        Err(Denial::NotAllowedUser)
+    } else {
+        Err(Denial::NotInAllowedGroups {
+            required: policy.allowed_groups.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(user: &str, groups: &[&str]) -> Identity {
+        Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Identity::default()
+        }
+    }
+
+    fn policy(groups: &[&str], users: &[&str]) -> AuthzSection {
+        AuthzSection {
+            allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
+            allowed_users: users.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn empty_policy_admits_everyone_signed_in() {
+        assert!(authorize(&who("carol", &[]), &policy(&[], &[])).is_ok());
+    }
+
+    #[test]
+    fn groups_admit_members_and_name_what_is_missing() {
+        let p = policy(&["analysts"], &[]);
+        assert!(authorize(&who("alice", &["admins", "analysts"]), &p).is_ok());
+        let err = authorize(&who("bob", &["contractors"]), &p).unwrap_err();
+        assert_eq!(
+            err,
+            Denial::NotInAllowedGroups {
+                required: vec!["analysts".into()]
+            }
+        );
+        assert!(err.user_message().contains("analysts"));
+        assert!(
+            authorize(&who("carol", &[]), &p).is_err(),
+            "unknown groups never admit"
+        );
+    }
+
+    #[test]
+    fn group_match_is_exact() {
+        let p = policy(&["admins"], &[]);
+        assert!(authorize(&who("x", &["Admins"]), &p).is_err());
+        assert!(authorize(&who("x", &["admins "]), &p).is_err());
+    }
+
+    #[test]
+    fn users_list_admits_listed_users_either_way() {
+        let p = policy(&["analysts"], &["bob"]);
+        assert!(authorize(&who("bob", &[]), &p).is_ok());
+        assert_eq!(
+            authorize(&who("eve", &[]), &policy(&[], &["bob"])).unwrap_err(),
+            Denial::NotAllowedUser
+        );
+    }
+}

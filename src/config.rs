@@ -1,0 +1,856 @@
+//! Configuration: one TOML file plus `SAMLGATE_*` environment overrides, validated once at
+//! start into a [`Settings`] value the rest of the gateway trusts without re-checking.
+//!
+//! This module owns the names users type (TOML keys, environment variables) and every error
+//! message about them; it reads files (secrets, metadata) but opens no sockets.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// A configuration problem, naming the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("config error at `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The file as written by the operator. Every field has a default except the few that
+/// cannot be guessed (`upstream`, `public_url`, `saml.idp_metadata_file`, the cookie secret).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Address to bind, e.g. `0.0.0.0:8443`.
+    pub listen: Option<String>,
+    /// The URL browsers use to reach the gateway (scheme, host, port). ACS URL and entity ID
+    /// derive from it, so it must be right behind TLS terminators and ingresses.
+    pub public_url: Option<String>,
+    /// The application behind the gateway, e.g. `http://127.0.0.1:6273`.
+    pub upstream: Option<String>,
+    pub tls: TlsSection,
+    pub saml: SamlSection,
+    pub session: SessionSection,
+    pub headers: HeadersSection,
+    pub authz: AuthzSection,
+    pub proxy: ProxySection,
+    pub server: ServerSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamlSection {
+    pub idp_metadata_file: Option<PathBuf>,
+    /// Which entity to use when the metadata file is an `EntitiesDescriptor` with several IdPs.
+    pub idp_entity_id: Option<String>,
+    pub sp_entity_id: Option<String>,
+    pub acs_path: String,
+    pub path_prefix: String,
+    pub sp_key_file: Option<PathBuf>,
+    pub sp_cert_file: Option<PathBuf>,
+    pub name_id_format: Option<String>,
+    pub allow_sha1: bool,
+    pub require_signed_response: bool,
+    pub require_signed_assertion: bool,
+    pub clock_skew_secs: u64,
+    pub max_response_bytes: usize,
+    /// How long a started sign-in may take at the IdP (password page, MFA) before it expires.
+    pub login_timeout_secs: u64,
+    /// Concurrent signature verifications on the blocking pool (0 = number of CPUs).
+    pub max_concurrent_verifications: usize,
+}
+
+impl Default for SamlSection {
+    fn default() -> Self {
+        Self {
+            idp_metadata_file: None,
+            idp_entity_id: None,
+            sp_entity_id: None,
+            acs_path: "/saml/acs".into(),
+            path_prefix: "/saml".into(),
+            sp_key_file: None,
+            sp_cert_file: None,
+            name_id_format: None,
+            allow_sha1: false,
+            require_signed_response: false,
+            require_signed_assertion: true,
+            clock_skew_secs: 90,
+            max_response_bytes: 256 * 1024,
+            login_timeout_secs: 15 * 60,
+            max_concurrent_verifications: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSection {
+    pub cookie_name: String,
+    pub login_cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_path: String,
+    /// File holding at least 32 bytes of secret used to sign cookies.
+    pub cookie_secret_file: Option<PathBuf>,
+    pub idle_timeout_secs: u64,
+    pub max_lifetime_secs: u64,
+    pub max_sessions: u64,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        Self {
+            cookie_name: "samlgate_session".into(),
+            login_cookie_name: "samlgate_login".into(),
+            cookie_domain: None,
+            cookie_path: "/".into(),
+            cookie_secret_file: None,
+            idle_timeout_secs: 60 * 60,
+            max_lifetime_secs: 12 * 60 * 60,
+            max_sessions: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    pub user: String,
+    pub email: String,
+    pub groups: String,
+    pub preferred_username: String,
+    /// Attribute holding the user id; empty means the NameID.
+    pub user_attribute: String,
+    pub email_attribute: String,
+    pub display_name_attribute: String,
+    pub groups_attribute: String,
+    pub preferred_username_attribute: String,
+    pub groups_separator: String,
+}
+
+impl Default for HeadersSection {
+    fn default() -> Self {
+        Self {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            groups: "X-Forwarded-Groups".into(),
+            preferred_username: "X-Forwarded-Preferred-Username".into(),
+            user_attribute: String::new(),
+            email_attribute: "mail".into(),
+            display_name_attribute: "displayName".into(),
+            groups_attribute: "groups".into(),
+            preferred_username_attribute: "displayName".into(),
+            groups_separator: ",".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzSection {
+    pub allowed_groups: Vec<String>,
+    pub allowed_users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Seconds to wait for the upstream's response headers before answering 504.
+    pub upstream_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Send the client's `Host` upstream (true) or the upstream's own host (false).
+    pub pass_host_header: bool,
+    /// Extra CA bundle (PEM) trusted for https upstreams, besides the system roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    pub pool_idle_timeout_secs: u64,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            upstream_timeout_secs: 60,
+            connect_timeout_secs: 5,
+            pass_host_header: true,
+            upstream_ca_file: None,
+            pool_idle_timeout_secs: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub header_read_timeout_secs: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `samlgate=debug`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Validated settings: every path read, every URL parsed, every bound checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub upstream: Url,
+    pub tls: Option<TlsFiles>,
+    pub saml: SamlSettings,
+    pub session: SessionSettings,
+    pub headers: HeadersSection,
+    pub authz: AuthzSection,
+    pub proxy: ProxySettings,
+    pub server: ServerSettings,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct SamlSettings {
+    pub idp_metadata_xml: String,
+    pub idp_metadata_file: PathBuf,
+    pub idp_entity_id: Option<String>,
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub acs_path: String,
+    pub path_prefix: String,
+    pub sp_key_pem: Option<Vec<u8>>,
+    pub sp_cert_pem: Option<String>,
+    pub name_id_format: Option<String>,
+    pub allow_sha1: bool,
+    pub require_signed_response: bool,
+    pub require_signed_assertion: bool,
+    pub clock_skew: Duration,
+    pub max_response_bytes: usize,
+    pub login_timeout: Duration,
+    pub max_concurrent_verifications: usize,
+}
+
+impl std::fmt::Debug for SamlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SamlSettings")
+            .field("idp_metadata_file", &self.idp_metadata_file)
+            .field("sp_entity_id", &self.sp_entity_id)
+            .field("acs_url", &self.acs_url)
+            .field("sp_key", &self.sp_key_pem.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub login_cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_path: String,
+    pub cookie_secret: Vec<u8>,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub max_sessions: u64,
+    /// Derived from the public URL's scheme.
+    pub secure: bool,
+}
+
+impl std::fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSettings")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pass_host_header: bool,
+    pub upstream_ca_pem: Option<Vec<u8>>,
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// The environment keys `SAMLGATE_<SECTION>_<KEY>` may override, and whether each is a list
+/// (comma-separated in the environment).
+const SECTIONS: &[&str] = &[
+    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log",
+];
+const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users"];
+
+/// Reads and validates the config file with environment overrides applied.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+    })?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let file = parse_with_env(&text, &env)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    validate(file, base)
+}
+
+/// Parses TOML text and applies `SAMLGATE_*` overrides from `env` (pure; no I/O).
+pub fn parse_with_env(text: &str, env: &[(String, String)]) -> Result<FileConfig, ConfigError> {
+    let mut root: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::new("(file)", e.message().to_string()))?;
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("SAMLGATE_") else {
+            continue;
+        };
+        apply_env_override(&mut root, &key.to_ascii_lowercase(), value)
+            .map_err(|message| ConfigError::new(name.clone(), message))?;
+    }
+    FileConfig::deserialize(toml::Value::Table(root)).map_err(|e| {
+        let message = e.message().to_string();
+        ConfigError::new(key_from_serde_message(&message), message)
+    })
+}
+
+fn key_from_serde_message(message: &str) -> String {
+    // serde names the offending field in backticks: "unknown field `foo`, expected ..."
+    message
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| "(file)".to_string())
+}
+
+fn apply_env_override(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let (table, field) = match SECTIONS.iter().find_map(|s| {
+        key.strip_prefix(s)
+            .and_then(|r| r.strip_prefix('_'))
+            .map(|f| (*s, f))
+    }) {
+        Some((section, field)) => {
+            let entry = root
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let table = entry
+                .as_table_mut()
+                .ok_or_else(|| format!("`{section}` in the file is not a table"))?;
+            (table, field)
+        }
+        None => (root, key),
+    };
+    let value = if LIST_KEYS.contains(&field) {
+        toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )
+    } else if let Ok(b) = raw.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else if let Ok(i) = raw.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else {
+        toml::Value::String(raw.to_string())
+    };
+    // Strings that look like numbers stay strings where the field wants a string; serde
+    // reports the type mismatch with the key name otherwise.
+    table.insert(field.to_string(), value);
+    Ok(())
+}
+
+fn required<T>(value: Option<T>, key: &str, what: &str) -> Result<T, ConfigError> {
+    value.ok_or_else(|| ConfigError::new(key, format!("is required: {what}")))
+}
+
+fn read_file(base: &Path, path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    std::fs::read(&full)
+        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", full.display())))
+}
+
+fn resolve(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+fn parse_http_url(raw: &str, key: &str) -> Result<Url, ConfigError> {
+    let url =
+        Url::parse(raw).map_err(|e| ConfigError::new(key, format!("not a URL ({e}): {raw}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::new(
+            key,
+            format!("must be an http:// or https:// URL with a host: {raw}"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(key, "must not carry a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn local_path(raw: &str, key: &str) -> Result<String, ConfigError> {
+    if !raw.starts_with('/') || raw.starts_with("//") || raw.contains(['?', '#', '\\', ' ']) {
+        return Err(ConfigError::new(
+            key,
+            format!("must be an absolute path like /saml/acs: {raw}"),
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
+    http::HeaderName::from_bytes(raw.as_bytes())
+        .map(|_| ())
+        .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))
+}
+
+/// Turns the operator's file into [`Settings`], reading secrets relative to `base`.
+pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> {
+    let listen_raw = file.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+        ConfigError::new(
+            "listen",
+            format!("not an address like 0.0.0.0:8443: {listen_raw}"),
+        )
+    })?;
+
+    let public_raw = required(
+        file.public_url,
+        "public_url",
+        "the URL browsers use to reach samlgate, e.g. https://app.example.com",
+    )?;
+    let public_url = parse_http_url(&public_raw, "public_url")?;
+    let upstream_raw = required(
+        file.upstream,
+        "upstream",
+        "the application to protect, e.g. http://127.0.0.1:6273",
+    )?;
+    let upstream = parse_http_url(&upstream_raw, "upstream")?;
+
+    let tls = match (file.tls.cert_file, file.tls.key_file) {
+        (Some(c), Some(k)) => {
+            let cert_file = resolve(base, c);
+            let key_file = resolve(base, k);
+            read_file(base, &cert_file, "tls.cert_file")?;
+            read_file(base, &key_file, "tls.key_file")?;
+            Some(TlsFiles {
+                cert_file,
+                key_file,
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "tls.key_file",
+                "is required when tls.cert_file is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "tls.cert_file",
+                "is required when tls.key_file is set",
+            ))
+        }
+    };
+
+    let s = file.saml;
+    let prefix = local_path(&s.path_prefix, "saml.path_prefix")?;
+    if prefix.is_empty() {
+        return Err(ConfigError::new(
+            "saml.path_prefix",
+            "must not be `/`: the gateway's endpoints need their own prefix",
+        ));
+    }
+    let acs_path = local_path(&s.acs_path, "saml.acs_path")?;
+    let public_base = public_raw.trim_end_matches('/').to_string();
+    let acs_url = format!("{public_base}{acs_path}");
+    let sp_entity_id = s
+        .sp_entity_id
+        .unwrap_or_else(|| format!("{public_base}{prefix}/metadata"));
+    if sp_entity_id.trim().is_empty() {
+        return Err(ConfigError::new("saml.sp_entity_id", "must not be empty"));
+    }
+    let md_path = required(
+        s.idp_metadata_file,
+        "saml.idp_metadata_file",
+        "the IdP's metadata XML (EntityDescriptor) downloaded from the IdP",
+    )?;
+    let idp_metadata_file = resolve(base, md_path);
+    let md_bytes = read_file(base, &idp_metadata_file, "saml.idp_metadata_file")?;
+    let idp_metadata_xml = String::from_utf8(md_bytes)
+        .map_err(|_| ConfigError::new("saml.idp_metadata_file", "is not UTF-8 text"))?;
+    let sp_key_pem = s
+        .sp_key_file
+        .map(|p| read_file(base, &p, "saml.sp_key_file"))
+        .transpose()?;
+    let sp_cert_pem = s
+        .sp_cert_file
+        .map(|p| read_file(base, &p, "saml.sp_cert_file"))
+        .transpose()?
+        .map(|b| {
+            String::from_utf8(b)
+                .map_err(|_| ConfigError::new("saml.sp_cert_file", "is not PEM text"))
+        })
+        .transpose()?;
+    if s.clock_skew_secs > 600 {
+        return Err(ConfigError::new(
+            "saml.clock_skew_secs",
+            "must be at most 600 (10 minutes); fix the clocks instead",
+        ));
+    }
+    if !(4096..=4 * 1024 * 1024).contains(&s.max_response_bytes) {
+        return Err(ConfigError::new(
+            "saml.max_response_bytes",
+            "must be between 4096 and 4194304",
+        ));
+    }
+    if !(30..=3600).contains(&s.login_timeout_secs) {
+        return Err(ConfigError::new(
+            "saml.login_timeout_secs",
+            "must be between 30 and 3600",
+        ));
+    }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let max_concurrent_verifications = if s.max_concurrent_verifications == 0 {
+        cpus
+    } else {
+        s.max_concurrent_verifications
+    };
+
+    let sess = file.session;
+    for (key, name) in [
+        ("session.cookie_name", &sess.cookie_name),
+        ("session.login_cookie_name", &sess.login_cookie_name),
+    ] {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(key, "must be letters, digits, `_` or `-`"));
+        }
+    }
+    if sess.cookie_name == sess.login_cookie_name {
+        return Err(ConfigError::new(
+            "session.login_cookie_name",
+            "must differ from session.cookie_name",
+        ));
+    }
+    let cookie_path = local_path(&sess.cookie_path, "session.cookie_path").map(|p| {
+        if p.is_empty() {
+            "/".to_string()
+        } else {
+            p
+        }
+    })?;
+    let secret_path = required(
+        sess.cookie_secret_file,
+        "session.cookie_secret_file",
+        "a file with at least 32 random bytes (e.g. `openssl rand -base64 48 > cookie.secret`)",
+    )?;
+    let cookie_secret = read_file(base, &secret_path, "session.cookie_secret_file")?;
+    let cookie_secret: Vec<u8> = {
+        // A trailing newline from `echo`/`openssl rand -base64` is not part of the secret.
+        let trimmed = cookie_secret.trim_ascii_end();
+        trimmed.to_vec()
+    };
+    if cookie_secret.len() < 32 {
+        return Err(ConfigError::new(
+            "session.cookie_secret_file",
+            format!(
+                "holds {} bytes; at least 32 are required",
+                cookie_secret.len()
+            ),
+        ));
+    }
+    if sess.idle_timeout_secs < 60 || sess.max_lifetime_secs < sess.idle_timeout_secs {
+        return Err(ConfigError::new(
+            "session.idle_timeout_secs",
+            "must be at least 60 and no more than session.max_lifetime_secs",
+        ));
+    }
+    if sess.max_lifetime_secs > 30 * 24 * 3600 {
+        return Err(ConfigError::new(
+            "session.max_lifetime_secs",
+            "must be at most 30 days",
+        ));
+    }
+    if sess.max_sessions == 0 {
+        return Err(ConfigError::new(
+            "session.max_sessions",
+            "must be at least 1",
+        ));
+    }
+
+    let h = &file.headers;
+    for (key, name) in [
+        ("headers.user", &h.user),
+        ("headers.email", &h.email),
+        ("headers.groups", &h.groups),
+        ("headers.preferred_username", &h.preferred_username),
+    ] {
+        header_name(name, key)?;
+    }
+    if h.groups_separator.is_empty() || h.groups_separator.chars().any(|c| c.is_control()) {
+        return Err(ConfigError::new(
+            "headers.groups_separator",
+            "must be non-empty and printable",
+        ));
+    }
+    let mut seen = BTreeMap::new();
+    for (key, name) in [
+        ("headers.user", &h.user),
+        ("headers.email", &h.email),
+        ("headers.groups", &h.groups),
+        ("headers.preferred_username", &h.preferred_username),
+    ] {
+        if let Some(other) = seen.insert(crate::proxy::normalize_header_name(name), key) {
+            return Err(ConfigError::new(
+                key,
+                format!("names the same header as {other}"),
+            ));
+        }
+    }
+
+    let p = file.proxy;
+    if p.upstream_timeout_secs == 0 || p.connect_timeout_secs == 0 {
+        return Err(ConfigError::new(
+            "proxy.upstream_timeout_secs",
+            "timeouts must be at least 1 second",
+        ));
+    }
+    let upstream_ca_pem = p
+        .upstream_ca_file
+        .map(|f| read_file(base, &f, "proxy.upstream_ca_file"))
+        .transpose()?;
+
+    let srv = file.server;
+    if srv.header_read_timeout_secs == 0 || srv.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.header_read_timeout_secs",
+            "header_read_timeout_secs and max_connections must be at least 1",
+        ));
+    }
+    if !matches!(file.log.format.as_str(), "human" | "json") {
+        return Err(ConfigError::new("log.format", "must be `human` or `json`"));
+    }
+
+    Ok(Settings {
+        listen,
+        public_url: public_url.clone(),
+        upstream,
+        tls,
+        saml: SamlSettings {
+            idp_metadata_xml,
+            idp_metadata_file,
+            idp_entity_id: s.idp_entity_id,
+            sp_entity_id,
+            acs_url,
+            acs_path,
+            path_prefix: prefix,
+            sp_key_pem,
+            sp_cert_pem,
+            name_id_format: s.name_id_format,
+            allow_sha1: s.allow_sha1,
+            require_signed_response: s.require_signed_response,
+            require_signed_assertion: s.require_signed_assertion,
+            clock_skew: Duration::from_secs(s.clock_skew_secs),
+            max_response_bytes: s.max_response_bytes,
+            login_timeout: Duration::from_secs(s.login_timeout_secs),
+            max_concurrent_verifications,
+        },
+        session: SessionSettings {
+            cookie_name: sess.cookie_name,
+            login_cookie_name: sess.login_cookie_name,
+            cookie_domain: sess.cookie_domain,
+            cookie_path,
+            cookie_secret,
+            idle_timeout: Duration::from_secs(sess.idle_timeout_secs),
+            max_lifetime: Duration::from_secs(sess.max_lifetime_secs),
+            max_sessions: sess.max_sessions,
+            secure: public_url.scheme() == "https",
+        },
+        headers: file.headers,
+        authz: file.authz,
+        proxy: ProxySettings {
+            upstream_timeout: Duration::from_secs(p.upstream_timeout_secs),
+            connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+            pass_host_header: p.pass_host_header,
+            upstream_ca_pem,
+            pool_idle_timeout: Duration::from_secs(p.pool_idle_timeout_secs),
+        },
+        server: ServerSettings {
+            header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
+            max_connections: srv.max_connections,
+            shutdown_grace: Duration::from_secs(srv.shutdown_grace_secs),
+        },
+        log: file.log,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_nested_and_top_level_keys() {
+        let file = parse_with_env(
+            "upstream = \"http://a\"\n[session]\ncookie_name = \"x\"\n",
+            &env(&[
+                ("SAMLGATE_UPSTREAM", "http://b"),
+                ("SAMLGATE_SESSION_COOKIE_NAME", "y"),
+                ("SAMLGATE_AUTHZ_ALLOWED_GROUPS", "admins, analysts"),
+                ("SAMLGATE_SAML_CLOCK_SKEW_SECS", "30"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(file.upstream.as_deref(), Some("http://b"));
+        assert_eq!(file.session.cookie_name, "y");
+        assert_eq!(file.authz.allowed_groups, vec!["admins", "analysts"]);
+        assert_eq!(file.saml.clock_skew_secs, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse_with_env("[saml]\nacs_pth = \"/x\"\n", &[]).unwrap_err();
+        assert_eq!(err.key, "acs_pth");
+        let err = parse_with_env("", &env(&[("SAMLGATE_SESSION_COOKIE_NAM", "x")])).unwrap_err();
+        assert_eq!(err.key, "cookie_nam");
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let err = parse_with_env("[saml]\nclock_skew_secs = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.message.contains("invalid type"), "{err}");
+    }
+
+    fn minimal(dir: &Path) -> FileConfig {
+        std::fs::write(dir.join("secret"), [7u8; 40]).unwrap();
+        std::fs::write(dir.join("idp.xml"), "<EntityDescriptor/>").unwrap();
+        parse_with_env(
+            "public_url = \"https://app.example.com/\"\nupstream = \"http://127.0.0.1:6273\"\n[saml]\nidp_metadata_file = \"idp.xml\"\n[session]\ncookie_secret_file = \"secret\"\n",
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_derive_from_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = validate(minimal(dir.path()), dir.path()).unwrap();
+        assert_eq!(s.saml.acs_url, "https://app.example.com/saml/acs");
+        assert_eq!(s.saml.sp_entity_id, "https://app.example.com/saml/metadata");
+        assert!(s.session.secure);
+        assert!(s.saml.require_signed_assertion);
+        assert!(!s.saml.allow_sha1);
+    }
+
+    #[test]
+    fn short_secret_and_missing_metadata_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = minimal(dir.path());
+        std::fs::write(dir.path().join("secret"), b"short\n").unwrap();
+        let err = validate(file.clone(), dir.path()).unwrap_err();
+        assert_eq!(err.key, "session.cookie_secret_file");
+        let mut file = minimal(dir.path());
+        file.saml.idp_metadata_file = None;
+        assert_eq!(
+            validate(file, dir.path()).unwrap_err().key,
+            "saml.idp_metadata_file"
+        );
+    }
+
+    #[test]
+    fn bad_paths_urls_and_headers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = minimal(dir.path());
+        f.saml.acs_path = "saml-post".into();
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "saml.acs_path");
+        let mut f = minimal(dir.path());
+        f.upstream = Some("ftp://x".into());
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "upstream");
+        let mut f = minimal(dir.path());
+        f.headers.email = "X-Forwarded_User".into();
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "headers.email");
+        let mut f = minimal(dir.path());
+        f.headers.groups = "bad header".into();
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "headers.groups");
+    }
+
+    #[test]
+    fn heavy_ai_acs_path_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = minimal(dir.path());
+        f.saml.acs_path = "/saml-post".into();
+        let s = validate(f, dir.path()).unwrap();
+        assert_eq!(s.saml.acs_url, "https://app.example.com/saml-post");
+    }
+}

@@ -1,0 +1,791 @@
+//! The request pipeline, in one place: **route → authenticate → authorize → rewrite →
+//! forward**, plus the gateway's own endpoints (sign-in start, ACS, metadata, sign-out,
+//! health). Decisions are delegated to pure functions in [`crate::saml::policy`],
+//! [`crate::authz`], [`crate::redirect`] and [`crate::proxy`]; this module wires them to
+//! requests, cookies and the stores.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use crate::authz;
+use crate::config::Settings;
+use crate::pages;
+use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
+use crate::redirect::safe_return_path;
+use crate::saml::authn::{authn_request_xml, new_request_id, redirect_url, AuthnRequestSpec};
+use crate::saml::error::LoginError;
+use crate::saml::metadata::{parse_idp_metadata, sp_metadata_xml, SpMetadata};
+use crate::saml::policy::{self, AttributeMap};
+use crate::saml::replay::ReplayCache;
+use crate::saml::verify::Verifier;
+use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
+use crate::session::memory::MemoryStore;
+use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogin, PendingLogins};
+use crate::session::{random_id, random_token, Session, SessionKey, SessionStore};
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// The gateway's endpoint paths, derived once from config.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub prefix: String,
+    pub login: String,
+    pub acs: String,
+    pub metadata: String,
+    pub logout: String,
+}
+
+/// Which phase handles a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Readyz,
+    Login,
+    Acs,
+    Metadata,
+    Logout,
+    /// Under the gateway prefix but not an endpoint: 404, never forwarded.
+    UnknownGatewayPath,
+    Protected,
+}
+
+/// Route by exact path (pure).
+pub fn route(path: &str, p: &Paths) -> Route {
+    match path {
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        _ if path == p.acs => Route::Acs,
+        _ if path == p.login => Route::Login,
+        _ if path == p.metadata => Route::Metadata,
+        _ if path == p.logout => Route::Logout,
+        _ if path == p.prefix || path.starts_with(&format!("{}/", p.prefix)) => {
+            Route::UnknownGatewayPath
+        }
+        _ => Route::Protected,
+    }
+}
+
+pub struct Gateway {
+    settings: Settings,
+    paths: Paths,
+    login_url: String,
+    verifier: Arc<Verifier>,
+    sessions: Arc<dyn SessionStore>,
+    pending: PendingLogins,
+    replay: ReplayCache,
+    session_sealer: Sealer,
+    login_sealer: Sealer,
+    csrf_sealer: Sealer,
+    ids: IdentityHeaders,
+    upstream: Upstream,
+    verify_permits: Arc<Semaphore>,
+    sp_metadata: Bytes,
+    ready: AtomicBool,
+}
+
+/// How long a sign-in waits for a verification slot before it is shed with a 503.
+const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(10);
+const LOGOUT_FORM_LIMIT: usize = 4096;
+
+impl Gateway {
+    /// Builds the gateway from validated settings; fails (refusing to start) on bad IdP
+    /// metadata, a missing signing certificate, or an unusable upstream.
+    pub fn new(settings: Settings) -> Result<Arc<Gateway>, String> {
+        let s = &settings.saml;
+        let idp =
+            parse_idp_metadata(&s.idp_metadata_xml, s.idp_entity_id.as_deref()).map_err(|e| {
+                format!(
+                    "saml.idp_metadata_file ({}): {e}",
+                    s.idp_metadata_file.display()
+                )
+            })?;
+        let verifier = Arc::new(Verifier::new(s, idp));
+        let prefix = s.path_prefix.clone();
+        let paths = Paths {
+            login: format!("{prefix}/login"),
+            acs: s.acs_path.clone(),
+            metadata: format!("{prefix}/metadata"),
+            logout: format!("{prefix}/logout"),
+            prefix,
+        };
+        let login_url = paths.login.clone();
+        let secret = &settings.session.cookie_secret;
+        let sp_metadata = Bytes::from(sp_metadata_xml(&SpMetadata {
+            entity_id: &s.sp_entity_id,
+            acs_url: &s.acs_url,
+            name_id_format: s.name_id_format.as_deref(),
+            cert_pem: s.sp_cert_pem.as_deref(),
+            want_assertions_signed: s.require_signed_assertion,
+        }));
+        let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
+        Ok(Arc::new(Gateway {
+            sessions: Arc::new(MemoryStore::new(
+                settings.session.max_sessions,
+                settings.session.idle_timeout,
+            )),
+            pending: PendingLogins::new(s.login_timeout, 200_000),
+            replay: ReplayCache::new(1_000_000),
+            session_sealer: Sealer::new(secret, "session"),
+            login_sealer: Sealer::new(secret, "login"),
+            csrf_sealer: Sealer::new(secret, "logout-csrf"),
+            ids: IdentityHeaders::from_config(&settings.headers),
+            verify_permits: Arc::new(Semaphore::new(s.max_concurrent_verifications)),
+            verifier,
+            upstream,
+            paths,
+            login_url,
+            sp_metadata,
+            ready: AtomicBool::new(true),
+            settings,
+        }))
+    }
+
+    pub fn idp_entity_id(&self) -> &str {
+        &self.verifier.idp.entity_id
+    }
+
+    pub fn sp_metadata(&self) -> &[u8] {
+        &self.sp_metadata
+    }
+
+    /// Marks the gateway as draining: `/readyz` answers 503 so load balancers stop sending.
+    pub fn set_draining(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    pub fn session_count(&self) -> u64 {
+        self.sessions.approximate_len()
+    }
+
+    /// Entry point for every request: never panics outward, always logs one access line.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let mut user: Option<String> = None;
+        let result = AssertUnwindSafe(self.dispatch(req, conn, &mut user))
+            .catch_unwind()
+            .await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::error!(target: "samlgate::audit", event = "panic", %method, path = %clip_path(&path), "request handler panicked; answered 500");
+                pages::simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on this server. Please try again.",
+                    false,
+                )
+            }
+        };
+        tracing::info!(
+            target: "samlgate::access",
+            %method,
+            path = %clip_path(&path),
+            status = resp.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            user = user.as_deref().unwrap_or("-"),
+            client = %conn.peer.ip(),
+        );
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        match route(req.uri().path(), &self.paths) {
+            Route::Healthz => plain(StatusCode::OK, "ok\n"),
+            Route::Readyz => {
+                if self.ready.load(Ordering::SeqCst) {
+                    plain(StatusCode::OK, "ready\n")
+                } else {
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                }
+            }
+            Route::Metadata => {
+                let mut r = Response::new(proxy::full(self.sp_metadata.clone()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/samlmetadata+xml"),
+                );
+                r
+            }
+            Route::Login => self.explicit_login(&req, conn),
+            Route::Acs => self.acs(req, conn, user).await,
+            Route::Logout => self.logout(req, conn, user).await,
+            Route::UnknownGatewayPath => {
+                let browser = pages::accepts_html(req.headers());
+                pages::simple(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "There is nothing at this address.",
+                    browser,
+                )
+            }
+            Route::Protected => self.protected(req, conn, user).await,
+        }
+    }
+
+    // ---- the pipeline for protected requests -------------------------------------------
+
+    async fn protected(
+        &self,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        // authenticate
+        let Some((_key, session)) = self.authenticate(req.headers()).await else {
+            return self.challenge(&req, conn);
+        };
+        *user = Some(session.identity.user.clone());
+
+        // authorize
+        if let Err(denial) = authz::authorize(&session.identity, &self.settings.authz) {
+            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.peer.ip());
+            let browser = pages::accepts_html(req.headers());
+            return pages::forbidden(
+                &session.identity.user,
+                &denial.user_message(),
+                &self.paths.logout,
+                browser,
+            );
+        }
+
+        // rewrite
+        let upgrade = proxy::is_upgrade_request(&req);
+        let client_host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let fwd = Forwarded {
+            client_ip: conn.peer.ip(),
+            proto: self.client_proto(conn),
+            host: client_host.clone(),
+        };
+        let cookies = [
+            self.settings.session.cookie_name.as_str(),
+            self.settings.session.login_cookie_name.as_str(),
+        ];
+        proxy::rewrite_request_headers(
+            req.headers_mut(),
+            &self.ids,
+            &cookies,
+            Some(&session.headers),
+            &fwd,
+            upgrade,
+        );
+
+        // forward
+        let browser = pages::accepts_html(req.headers());
+        match self.upstream.forward(req, client_host, upgrade).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(target: "samlgate::upstream", error = %e, "upstream request failed");
+                pages::upstream_error(e.status(), browser)
+            }
+        }
+    }
+
+    fn client_proto(&self, conn: ConnInfo) -> &'static str {
+        if conn.tls || self.settings.public_url.scheme() == "https" {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Finds a live session from the cookie; the HMAC is checked before any lookup.
+    async fn authenticate(&self, headers: &HeaderMap) -> Option<(SessionKey, Arc<Session>)> {
+        for value in find_cookies(headers, &self.settings.session.cookie_name) {
+            let Some(id) = self.session_sealer.open(value) else {
+                continue;
+            };
+            let key = SessionKey::from_id(&id);
+            if let Some(s) = self.sessions.get(&key).await {
+                return Some((key, s));
+            }
+        }
+        None
+    }
+
+    /// No session: browsers navigating are sent to the IdP, everything else gets 401.
+    fn challenge(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let return_path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        if pages::is_browser_navigation(req.method(), req.headers()) {
+            let return_path = safe_return_path(return_path).unwrap_or("/");
+            return self.start_login(req.headers(), return_path, conn);
+        }
+        let login = format!(
+            "{}?rd={}",
+            self.login_url,
+            percent_encoding::utf8_percent_encode(return_path, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let mut r = pages::json(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Sign in first.",
+            &[("login_url", &login)],
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("SAML realm=\"samlgate\""),
+        );
+        r
+    }
+
+    // ---- sign-in -------------------------------------------------------------------------
+
+    fn login_cookie(&self) -> CookieSpec<'_> {
+        let s = &self.settings.session;
+        CookieSpec {
+            name: &s.login_cookie_name,
+            path: "/",
+            domain: s.cookie_domain.as_deref(),
+            secure: s.secure,
+            // The IdP's POST back is cross-site: only SameSite=None survives it (and needs
+            // Secure). Over plain http browsers refuse None without Secure, so fall back to Lax.
+            same_site: if s.secure {
+                SameSite::None
+            } else {
+                SameSite::Lax
+            },
+            max_age_secs: Some(self.settings.saml.login_timeout.as_secs()),
+        }
+    }
+
+    fn session_cookie(&self) -> CookieSpec<'_> {
+        let s = &self.settings.session;
+        CookieSpec {
+            name: &s.cookie_name,
+            path: &s.cookie_path,
+            domain: s.cookie_domain.as_deref(),
+            secure: s.secure,
+            same_site: SameSite::Lax,
+            max_age_secs: None,
+        }
+    }
+
+    fn explicit_login(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let browser = pages::accepts_html(req.headers());
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return pages::simple(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Use GET to start signing in.",
+                browser,
+            );
+        }
+        let rd = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "rd")
+                .map(|(_, v)| v.into_owned())
+        });
+        let rd = rd.unwrap_or_else(|| "/".to_string());
+        match safe_return_path(&rd) {
+            Some(path) => self.start_login(req.headers(), path, conn),
+            None => {
+                tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.peer.ip());
+                pages::simple(StatusCode::BAD_REQUEST, "bad_return_path", "The address to return to after sign-in is not on this site, so sign-in was not started.", browser)
+            }
+        }
+    }
+
+    /// Records a pending login bound to this browser and redirects to the IdP.
+    fn start_login(
+        &self,
+        headers: &HeaderMap,
+        return_path: &str,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        let request_id = new_request_id();
+        let relay = random_token();
+        let existing = browser_ids(
+            headers,
+            &self.settings.session.login_cookie_name,
+            &self.login_sealer,
+        );
+        let browser_id = existing.first().copied().unwrap_or_else(random_id);
+        self.pending.insert(
+            relay.clone(),
+            PendingLogin {
+                request_id: request_id.clone(),
+                return_path: return_path.to_string(),
+                browser: browser_hash(&browser_id),
+            },
+        );
+        let s = &self.settings.saml;
+        let xml = authn_request_xml(&AuthnRequestSpec {
+            id: &request_id,
+            issue_instant: chrono::Utc::now(),
+            destination: &self.verifier.idp.sso_redirect_url,
+            acs_url: &s.acs_url,
+            sp_entity_id: &s.sp_entity_id,
+            name_id_format: s.name_id_format.as_deref(),
+        });
+        let location = match redirect_url(&self.verifier.idp.sso_redirect_url, &xml, &relay) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the IdP redirect");
+                return pages::simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Sign-in could not be started.",
+                    true,
+                );
+            }
+        };
+        tracing::info!(target: "samlgate::audit", event = "login_started", request_id = %request_id, client = %conn.peer.ip());
+        let mut r = Response::new(proxy::full(Bytes::new()));
+        *r.status_mut() = StatusCode::FOUND;
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            h.insert(header::LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(
+            &self
+                .login_cookie()
+                .set(&self.login_sealer.seal(&browser_id)),
+        ) {
+            h.append(header::SET_COOKIE, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
+    /// `POST /saml/acs`: the IdP's answer. Every failure is logged with its precise reason
+    /// and shown to the person in plain words.
+    async fn acs(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        let browser =
+            pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
+        let started = Instant::now();
+        let mut return_path = None;
+        match self.acs_inner(req, conn, &mut return_path).await {
+            Ok((resp, who)) => {
+                *user = Some(who);
+                resp
+            }
+            Err(e) => {
+                tracing::warn!(
+                    target: "samlgate::audit",
+                    event = "login_failure",
+                    kind = e.kind(),
+                    reason = %e.reason(),
+                    client = %conn.peer.ip(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                );
+                let (headline, sentence) = e.user_message();
+                let retry = match return_path.as_deref() {
+                    Some(p) if p != "/" => format!(
+                        "{}?rd={}",
+                        self.login_url,
+                        percent_encoding::utf8_percent_encode(
+                            p,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    ),
+                    _ => self.login_url.clone(),
+                };
+                pages::login_failed(e.status(), headline, sentence, &retry, browser, e.kind())
+            }
+        }
+    }
+
+    async fn acs_inner(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        return_path: &mut Option<String>,
+    ) -> Result<(Response<Body>, String), LoginError> {
+        if req.method() != Method::POST {
+            return Err(LoginError::Malformed(
+                "the ACS accepts only POST (HTTP-POST binding)",
+            ));
+        }
+        let form_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !form_type {
+            return Err(LoginError::Malformed(
+                "ACS body is not application/x-www-form-urlencoded",
+            ));
+        }
+        let browsers = browser_ids(
+            req.headers(),
+            &self.settings.session.login_cookie_name,
+            &self.login_sealer,
+        );
+        // base64 grows by 4/3 and form encoding can triple '+', '/', '='; leave room for both.
+        let limit = self.settings.saml.max_response_bytes * 2 + 8192;
+        let body = read_limited(req.into_body(), limit).await?;
+
+        let mut saml_response = None;
+        let mut relay_state = None;
+        for (k, v) in url::form_urlencoded::parse(&body) {
+            match k.as_ref() {
+                "SAMLResponse" if saml_response.is_some() => {
+                    return Err(LoginError::Malformed("SAMLResponse appears twice"))
+                }
+                "SAMLResponse" => saml_response = Some(v.into_owned()),
+                "RelayState" if relay_state.is_some() => {
+                    return Err(LoginError::Malformed("RelayState appears twice"))
+                }
+                "RelayState" => relay_state = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        let saml_response =
+            saml_response.ok_or(LoginError::Malformed("no SAMLResponse field in the POST"))?;
+
+        // Cheap structural gate first: garbage never consumes a pending login.
+        let (xml, facts) = self.verifier.decode_and_screen(&saml_response)?;
+
+        let relay = relay_state.ok_or(LoginError::NoPendingLogin)?;
+        let pending = self.pending.claim(&relay, &browsers).map_err(|e| match e {
+            ClaimError::Unknown => LoginError::NoPendingLogin,
+            ClaimError::WrongBrowser => LoginError::WrongBrowser,
+        })?;
+        *return_path = Some(pending.return_path.clone());
+
+        let now = chrono::Utc::now();
+        let permit = tokio::time::timeout(
+            VERIFY_QUEUE_WAIT,
+            self.verify_permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| LoginError::Busy)?
+        .map_err(|_| LoginError::Internal("verification pool closed".into()))?;
+        let verifier = self.verifier.clone();
+        let request_id = pending.request_id.clone();
+        let accepted = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verifier.verify_signed(&xml, &facts, Some(&request_id), now)
+        })
+        .await
+        .map_err(|e| {
+            LoginError::Internal(if e.is_panic() {
+                "signature verification panicked".into()
+            } else {
+                e.to_string()
+            })
+        })??;
+
+        let replay_ttl = (accepted.replay_until - now)
+            .to_std()
+            .unwrap_or(Duration::from_secs(1));
+        if !self.replay.first_use(&accepted.assertion_id, replay_ttl) {
+            return Err(LoginError::Replay(accepted.assertion_id));
+        }
+
+        let h = &self.settings.headers;
+        let identity = policy::identity(
+            &accepted,
+            &AttributeMap {
+                user: &h.user_attribute,
+                email: &h.email_attribute,
+                display_name: &h.display_name_attribute,
+                groups: &h.groups_attribute,
+                preferred_username: &h.preferred_username_attribute,
+            },
+        )?;
+        let headers = self.ids.values(&identity).map_err(LoginError::BadUserId)?;
+
+        let created_at = SystemTime::now();
+        let mut expires_at = created_at + self.settings.session.max_lifetime;
+        if let Some(idp_end) = accepted.session_not_on_or_after {
+            let idp_end = SystemTime::from(idp_end);
+            if idp_end < expires_at {
+                expires_at = idp_end;
+            }
+        }
+        let id = random_id();
+        let key = SessionKey::from_id(&id);
+        let who = identity.user.clone();
+        tracing::info!(
+            target: "samlgate::audit",
+            event = "login_success",
+            user = %who,
+            groups = identity.groups.len(),
+            session = %key.log_tag(),
+            assertion_id = %crate::saml::error::clip(&accepted.assertion_id),
+            client = %conn.peer.ip(),
+        );
+        self.sessions
+            .insert(
+                key,
+                Arc::new(Session {
+                    identity,
+                    headers,
+                    created_at,
+                    expires_at,
+                }),
+            )
+            .await;
+
+        let mut r = Response::new(proxy::full(Bytes::new()));
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        let hm = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&pending.return_path) {
+            hm.insert(header::LOCATION, v);
+        }
+        if let Ok(v) =
+            HeaderValue::from_str(&self.session_cookie().set(&self.session_sealer.seal(&id)))
+        {
+            hm.append(header::SET_COOKIE, v);
+        }
+        hm.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok((r, who))
+    }
+
+    // ---- sign-out ------------------------------------------------------------------------
+
+    async fn logout(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        let session = self.authenticate(req.headers()).await;
+        let browser = pages::accepts_html(req.headers());
+        match *req.method() {
+            Method::GET | Method::HEAD => match session {
+                Some((key, s)) => {
+                    *user = Some(s.identity.user.clone());
+                    pages::logout_confirm(&self.paths.logout, &self.csrf_sealer.tag(&key.0))
+                }
+                None => self.signed_out(),
+            },
+            Method::POST => {
+                let Some((key, s)) = session else {
+                    return self.signed_out();
+                };
+                *user = Some(s.identity.user.clone());
+                let token = match read_limited(req.into_body(), LOGOUT_FORM_LIMIT).await {
+                    Ok(body) => url::form_urlencoded::parse(&body)
+                        .find(|(k, _)| k == "csrf")
+                        .map(|(_, v)| v.into_owned()),
+                    Err(_) => None,
+                };
+                if !token.is_some_and(|t| self.csrf_sealer.verify_tag(&key.0, &t)) {
+                    tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.peer.ip());
+                    return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
+                }
+                self.sessions.remove(&key).await;
+                tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.peer.ip());
+                self.signed_out()
+            }
+            _ => pages::simple(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Use the sign-out page.",
+                browser,
+            ),
+        }
+    }
+
+    fn signed_out(&self) -> Response<Body> {
+        let mut r = pages::signed_out(&self.login_url);
+        if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        r
+    }
+}
+
+/// Reads a request body up to `limit` bytes; larger bodies are refused without buffering them.
+async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, LoginError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(LoginError::BodyTooLarge { limit })
+        }
+        Err(_) => Err(LoginError::Malformed("the request body could not be read")),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(proxy::full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn clip_path(p: &str) -> String {
+    crate::saml::error::clip(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(acs: &str) -> Paths {
+        Paths {
+            prefix: "/saml".into(),
+            login: "/saml/login".into(),
+            acs: acs.into(),
+            metadata: "/saml/metadata".into(),
+            logout: "/saml/logout".into(),
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let p = paths("/saml/acs");
+        assert_eq!(route("/saml/acs", &p), Route::Acs);
+        assert_eq!(route("/saml/login", &p), Route::Login);
+        assert_eq!(route("/saml/metadata", &p), Route::Metadata);
+        assert_eq!(route("/saml/logout", &p), Route::Logout);
+        assert_eq!(route("/healthz", &p), Route::Healthz);
+        assert_eq!(route("/readyz", &p), Route::Readyz);
+        assert_eq!(route("/saml", &p), Route::UnknownGatewayPath);
+        assert_eq!(route("/saml/other", &p), Route::UnknownGatewayPath);
+        assert_eq!(route("/samlx", &p), Route::Protected);
+        assert_eq!(route("/", &p), Route::Protected);
+        assert_eq!(route("/saml/acs/", &p), Route::UnknownGatewayPath);
+    }
+
+    #[test]
+    fn heavy_ai_acs_path_routes_outside_the_prefix() {
+        let p = paths("/saml-post");
+        assert_eq!(route("/saml-post", &p), Route::Acs);
+        assert_eq!(route("/saml/acs", &p), Route::UnknownGatewayPath);
+    }
+}

@@ -1,0 +1,36 @@
+//! # samlgate
+//!
+//! A SAML 2.0 single sign-on gateway: a reverse proxy that signs every browser in through the
+//! organisation's IdP and forwards requests to the application behind it with the verified
+//! identity in headers no client can forge.
+//!
+//! ## Map of the modules
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
+//! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
+//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header timeout, connection cap, graceful shutdown |
+//! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
+//! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
+//! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
+//! | [`authz`] | `allowed_users` / `allowed_groups` |
+//! | [`redirect`] | which return paths are local (no open redirect) |
+//! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
+//! | [`pages`] | the HTML pages and JSON errors people and API clients see |
+//! | [`observability`] | tracing setup: access and audit log targets |
+//!
+//! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
+//! plain data with their own unit tests; sockets live only in `server` and `proxy`.
+
+pub mod app;
+pub mod authz;
+pub mod config;
+pub mod gateway;
+pub mod observability;
+pub mod pages;
+pub mod proxy;
+pub mod redirect;
+pub mod saml;
+pub mod server;
+pub mod session;

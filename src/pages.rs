@@ -1,0 +1,260 @@
+//! The few pages people see (sign-in failed, forbidden, signed out, sign-out confirmation,
+//! upstream down) and their JSON twins for API clients. Every interpolated value is escaped.
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::proxy::{full, Body};
+
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Browsers navigating (GET/HEAD that accept HTML, not XHR/fetch) get pages and redirects;
+/// everything else gets JSON and status codes.
+pub fn is_browser_navigation(method: &http::Method, headers: &HeaderMap) -> bool {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return false;
+    }
+    accepts_html(headers)
+        && !headers
+            .get("x-requested-with")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
+        && headers
+            .get("sec-fetch-mode")
+            .is_none_or(|v| v.as_bytes() == b"navigate")
+}
+
+pub fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}a.button,button{display:inline-block;padding:.5rem 1rem;border:1px solid #446;border-radius:4px;background:#335;color:#fff;text-decoration:none;font-size:1rem;cursor:pointer}p.small{color:#666;font-size:.85rem}";
+
+/// A whole HTML page. `body_html` must already be escaped.
+pub fn page(status: StatusCode, title: &str, body_html: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>{body_html}</body></html>",
+        t = html_escape(title)
+    );
+    respond(status, "text/html; charset=utf-8", html)
+}
+
+pub fn json(
+    status: StatusCode,
+    error: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> Response<Body> {
+    let mut s = format!(
+        "{{\"error\":\"{}\",\"message\":\"{}\"",
+        json_escape(error),
+        json_escape(message)
+    );
+    for (k, v) in extra {
+        s.push_str(&format!(",\"{}\":\"{}\"", json_escape(k), json_escape(v)));
+    }
+    s.push('}');
+    respond(status, "application/json", s)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// Sign-in failed: headline, sentence, a link to try again.
+pub fn login_failed(
+    status: StatusCode,
+    headline: &str,
+    sentence: &str,
+    retry_url: &str,
+    browser: bool,
+    kind: &str,
+) -> Response<Body> {
+    if !browser {
+        return json(status, kind, sentence, &[("login_url", retry_url)]);
+    }
+    page(
+        status,
+        headline,
+        &format!(
+            "<p>{}</p><p><a class=\"button\" href=\"{}\">Sign in again</a></p>",
+            html_escape(sentence),
+            html_escape(retry_url)
+        ),
+    )
+}
+
+pub fn forbidden(user: &str, sentence: &str, logout_url: &str, browser: bool) -> Response<Body> {
+    if !browser {
+        return json(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            sentence,
+            &[("user", user)],
+        );
+    }
+    page(
+        StatusCode::FORBIDDEN,
+        "Access denied",
+        &format!(
+            "<p>You are signed in as <strong>{}</strong>.</p><p>{}</p><p class=\"small\"><a href=\"{}\">Sign out</a></p>",
+            html_escape(user),
+            html_escape(sentence),
+            html_escape(logout_url)
+        ),
+    )
+}
+
+pub fn logout_confirm(action: &str, csrf: &str) -> Response<Body> {
+    page(
+        StatusCode::OK,
+        "Sign out?",
+        &format!(
+            "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
+            html_escape(action),
+            html_escape(csrf)
+        ),
+    )
+}
+
+pub fn signed_out(login_url: &str) -> Response<Body> {
+    page(
+        StatusCode::OK,
+        "You are signed out",
+        &format!(
+            "<p>Your session with this application has ended.</p><p><a class=\"button\" href=\"{}\">Sign in again</a></p>",
+            html_escape(login_url)
+        ),
+    )
+}
+
+pub fn upstream_error(status: StatusCode, browser: bool) -> Response<Body> {
+    let (title, sentence) = if status == StatusCode::GATEWAY_TIMEOUT {
+        ("The application is taking too long", "The application behind this sign-in did not answer in time. Please try again in a moment.")
+    } else {
+        ("The application is unavailable", "The application behind this sign-in cannot be reached right now. Please try again in a moment.")
+    };
+    if !browser {
+        let kind = if status == StatusCode::GATEWAY_TIMEOUT {
+            "upstream_timeout"
+        } else {
+            "upstream_unavailable"
+        };
+        return json(status, kind, sentence, &[]);
+    }
+    page(status, title, &format!("<p>{}</p>", html_escape(sentence)))
+}
+
+pub fn simple(status: StatusCode, kind: &str, sentence: &str, browser: bool) -> Response<Body> {
+    if browser {
+        page(
+            status,
+            status.canonical_reason().unwrap_or("Error"),
+            &format!("<p>{}</p>", html_escape(sentence)),
+        )
+    } else {
+        json(status, kind, sentence, &[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn navigation_versus_api() {
+        let get = http::Method::GET;
+        assert!(is_browser_navigation(
+            &get,
+            &h(&[("accept", "text/html,application/xhtml+xml")])
+        ));
+        assert!(is_browser_navigation(
+            &http::Method::HEAD,
+            &h(&[("accept", "text/html")])
+        ));
+        assert!(!is_browser_navigation(
+            &get,
+            &h(&[("accept", "application/json")])
+        ));
+        assert!(!is_browser_navigation(&get, &h(&[])));
+        assert!(!is_browser_navigation(
+            &http::Method::POST,
+            &h(&[("accept", "text/html")])
+        ));
+        assert!(!is_browser_navigation(
+            &get,
+            &h(&[
+                ("accept", "text/html"),
+                ("x-requested-with", "XMLHttpRequest")
+            ])
+        ));
+        assert!(!is_browser_navigation(
+            &get,
+            &h(&[("accept", "text/html"), ("sec-fetch-mode", "cors")])
+        ));
+        assert!(is_browser_navigation(
+            &get,
+            &h(&[("accept", "text/html"), ("sec-fetch-mode", "navigate")])
+        ));
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        assert_eq!(
+            html_escape("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+}

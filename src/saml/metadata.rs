@@ -1,0 +1,241 @@
+//! IdP metadata in (entity ID, SSO endpoint, signing certificates — several at once during
+//! key rollover) and SP metadata out (what the IdP admin imports).
+
+use samael::metadata::{EntitiesDescriptor, EntityDescriptor, EntityDescriptorType};
+
+use super::xml_escape;
+
+const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+
+/// What the gateway needs from the IdP's metadata, checked at start.
+#[derive(Debug, Clone)]
+pub struct IdpInfo {
+    pub entity_id: String,
+    pub sso_redirect_url: String,
+    pub descriptor: EntityDescriptor,
+    pub signing_cert_count: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error("IdP metadata is not a SAML EntityDescriptor or EntitiesDescriptor: {0}")]
+    Unparseable(String),
+    #[error("IdP metadata holds {0} IdP entities; set saml.idp_entity_id to pick one")]
+    Ambiguous(usize),
+    #[error("IdP metadata has no IdP entity with entityID {0:?}")]
+    EntityNotFound(String),
+    #[error("IdP metadata has no entityID")]
+    NoEntityId,
+    #[error("IdP metadata has no SingleSignOnService with the HTTP-Redirect binding")]
+    NoRedirectSso,
+    #[error("IdP metadata has no signing certificate; without one no response could be verified, so samlgate refuses to start")]
+    NoSigningCertificate,
+    #[error("IdP metadata has a certificate that is not valid base64 DER: {0}")]
+    BadCertificate(String),
+}
+
+/// Parses the IdP metadata file's text and checks the startup invariants.
+pub fn parse_idp_metadata(
+    xml: &str,
+    wanted_entity: Option<&str>,
+) -> Result<IdpInfo, MetadataError> {
+    let candidates: Vec<EntityDescriptor> = match xml.parse::<EntityDescriptor>() {
+        Ok(ed) if ed.idp_sso_descriptors.is_some() => vec![ed],
+        _ => {
+            let all = xml
+                .parse::<EntitiesDescriptor>()
+                .map_err(|e| MetadataError::Unparseable(e.to_string()))?;
+            EntityDescriptorType::EntitiesDescriptor(all)
+                .iter()
+                .filter(|ed| ed.idp_sso_descriptors.is_some())
+                .cloned()
+                .collect()
+        }
+    };
+    let descriptor = match wanted_entity {
+        Some(id) => candidates
+            .into_iter()
+            .find(|ed| ed.entity_id.as_deref() == Some(id))
+            .ok_or_else(|| MetadataError::EntityNotFound(id.to_string()))?,
+        None => match candidates.len() {
+            0 => {
+                return Err(MetadataError::Unparseable(
+                    "no IDPSSODescriptor found".into(),
+                ))
+            }
+            1 => candidates
+                .into_iter()
+                .next()
+                .ok_or(MetadataError::NoEntityId)?,
+            n => return Err(MetadataError::Ambiguous(n)),
+        },
+    };
+    let entity_id = descriptor
+        .entity_id
+        .clone()
+        .filter(|e| !e.trim().is_empty())
+        .ok_or(MetadataError::NoEntityId)?;
+    let sso_redirect_url = descriptor
+        .idp_sso_descriptors
+        .iter()
+        .flatten()
+        .flat_map(|d| d.single_sign_on_services.iter())
+        .find(|e| e.binding == REDIRECT_BINDING)
+        .map(|e| e.location.clone())
+        .ok_or(MetadataError::NoRedirectSso)?;
+    let sp = samael::service_provider::ServiceProvider {
+        idp_metadata: descriptor.clone(),
+        ..Default::default()
+    };
+    let certs = sp
+        .idp_signing_certs()
+        .map_err(|e| MetadataError::BadCertificate(e.to_string()))?
+        .unwrap_or_default();
+    if certs.is_empty() {
+        return Err(MetadataError::NoSigningCertificate);
+    }
+    Ok(IdpInfo {
+        entity_id,
+        sso_redirect_url,
+        descriptor,
+        signing_cert_count: certs.len(),
+    })
+}
+
+/// What goes into our SP metadata.
+pub struct SpMetadata<'a> {
+    pub entity_id: &'a str,
+    pub acs_url: &'a str,
+    pub name_id_format: Option<&'a str>,
+    /// PEM of the SP certificate, when one is configured.
+    pub cert_pem: Option<&'a str>,
+    pub want_assertions_signed: bool,
+}
+
+/// Renders an `md:EntityDescriptor` for the IdP admin to import.
+pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
+    let mut key = String::new();
+    if let Some(pem) = md.cert_pem {
+        let b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        if !b64.is_empty() {
+            for usage in ["signing", "encryption"] {
+                key.push_str(&format!(
+                    "<md:KeyDescriptor use=\"{usage}\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+                    xml_escape(&b64)
+                ));
+            }
+        }
+    }
+    let name_id = md
+        .name_id_format
+        .map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f)))
+        .unwrap_or_default();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{entity}\"><md:SPSSODescriptor AuthnRequestsSigned=\"false\" WantAssertionsSigned=\"{was}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{key}{name_id}<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
+        entity = xml_escape(md.entity_id),
+        acs = xml_escape(md.acs_url),
+        was = md.want_assertions_signed,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = "MIIBszCCAVmgAwIBAgIUYm9ndXMgY2VydCBmb3IgdGVzdHMwCgYIKoZIzj0EAwIwEDEOMAwGA1UEAwwFdGVzdHMwHhcNMjQwMTAxMDAwMDAwWhcNMzQwMTAxMDAwMDAwWjAQMQ4wDAYDVQQDDAV0ZXN0czBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABA==";
+
+    fn idp(entity: &str, keys: &str, sso_binding: &str) -> String {
+        format!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{keys}<md:SingleSignOnService Binding="{sso_binding}" Location="https://idp.example.com/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+        )
+    }
+
+    fn key(usage: &str) -> String {
+        format!(
+            r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{CERT}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#
+        )
+    }
+
+    #[test]
+    fn reads_entity_sso_and_all_signing_certs() {
+        let xml = idp(
+            "https://idp",
+            &format!("{}{}", key("signing"), key("signing")),
+            REDIRECT_BINDING,
+        );
+        let info = parse_idp_metadata(&xml, None).unwrap();
+        assert_eq!(info.entity_id, "https://idp");
+        assert_eq!(info.sso_redirect_url, "https://idp.example.com/sso");
+        assert_eq!(info.signing_cert_count, 2);
+    }
+
+    #[test]
+    fn refuses_metadata_without_a_signing_certificate() {
+        let xml = idp("https://idp", &key("encryption"), REDIRECT_BINDING);
+        assert_eq!(
+            parse_idp_metadata(&xml, None).unwrap_err(),
+            MetadataError::NoSigningCertificate
+        );
+        let xml = idp("https://idp", "", REDIRECT_BINDING);
+        assert_eq!(
+            parse_idp_metadata(&xml, None).unwrap_err(),
+            MetadataError::NoSigningCertificate
+        );
+    }
+
+    #[test]
+    fn refuses_metadata_without_redirect_sso() {
+        let xml = idp(
+            "https://idp",
+            &key("signing"),
+            "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST",
+        );
+        assert_eq!(
+            parse_idp_metadata(&xml, None).unwrap_err(),
+            MetadataError::NoRedirectSso
+        );
+    }
+
+    #[test]
+    fn picks_the_named_entity_from_an_aggregate() {
+        let xml = format!(
+            r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">{}{}</md:EntitiesDescriptor>"#,
+            idp("https://a", &key("signing"), REDIRECT_BINDING),
+            idp("https://b", &key("signing"), REDIRECT_BINDING)
+        );
+        assert_eq!(
+            parse_idp_metadata(&xml, None).unwrap_err(),
+            MetadataError::Ambiguous(2)
+        );
+        assert_eq!(
+            parse_idp_metadata(&xml, Some("https://b"))
+                .unwrap()
+                .entity_id,
+            "https://b"
+        );
+        assert!(matches!(
+            parse_idp_metadata(&xml, Some("https://c")),
+            Err(MetadataError::EntityNotFound(_))
+        ));
+    }
+
+    #[test]
+    fn sp_metadata_names_entity_acs_and_cert() {
+        let xml = sp_metadata_xml(&SpMetadata {
+            entity_id: "https://app/saml/metadata",
+            acs_url: "https://app/saml/acs?x=<y>",
+            name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
+            cert_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\nBBBB\n-----END CERTIFICATE-----\n"),
+            want_assertions_signed: true,
+        });
+        assert!(xml.contains(r#"entityID="https://app/saml/metadata""#));
+        assert!(xml.contains(r#"Location="https://app/saml/acs?x=&lt;y&gt;""#));
+        assert!(xml.contains("<ds:X509Certificate>AAAABBBB</ds:X509Certificate>"));
+        assert!(xml.contains("emailAddress</md:NameIDFormat>"));
+        assert!(xml.parse::<EntityDescriptor>().is_ok());
+    }
+}

@@ -1,0 +1,728 @@
+//! The checks samael leaves to the gateway (SAML-SECURITY.md, "What the gateway therefore
+//! owns"), as pure functions on parsed data: the envelope facts the pre-filter extracted and
+//! the assertion samael returned from signed content. Time is passed in, never read here.
+
+use chrono::{DateTime, Duration, Utc};
+use samael::schema::Assertion;
+
+use super::error::LoginError;
+use super::prefilter::EnvelopeFacts;
+use crate::session::Identity;
+
+pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+
+/// What a response must match: our identity, the IdP's, this browser's request, the clock.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    pub sp_entity_id: &'a str,
+    pub acs_url: &'a str,
+    pub idp_entity_id: &'a str,
+    /// The pending request's id; `None` only for IdP-initiated sign-in when enabled.
+    pub request_id: Option<&'a str>,
+    pub now: DateTime<Utc>,
+    pub skew: Duration,
+    pub require_signed_response: bool,
+    pub require_signed_assertion: bool,
+}
+
+/// Checks on the unsigned-or-signed envelope, before any crypto runs (cheap, and they give the
+/// person a precise message for IdP-reported errors).
+pub fn check_envelope(facts: &EnvelopeFacts, want: &Expectations<'_>) -> Result<(), LoginError> {
+    if let Some(issuer) = &facts.issuer {
+        if issuer != want.idp_entity_id {
+            return Err(LoginError::Issuer {
+                got: Some(issuer.clone()),
+            });
+        }
+    }
+    match facts.status_code.as_deref() {
+        Some(STATUS_SUCCESS) => {}
+        other => {
+            return Err(LoginError::IdpStatus {
+                code: other.unwrap_or("(no status)").to_string(),
+                sub_code: facts.sub_status_code.clone(),
+                message: facts.status_message.clone(),
+            })
+        }
+    }
+    match &facts.destination {
+        Some(d) if d != want.acs_url => {
+            return Err(LoginError::Destination {
+                got: Some(d.clone()),
+            })
+        }
+        None if facts.response_signed => return Err(LoginError::Destination { got: None }),
+        _ => {}
+    }
+    if let Some(irt) = &facts.in_response_to {
+        if Some(irt.as_str()) != want.request_id {
+            return Err(LoginError::InResponseTo {
+                got: Some(irt.clone()),
+            });
+        }
+    }
+    if want.require_signed_response && !facts.response_signed {
+        return Err(LoginError::ResponseNotSigned);
+    }
+    if want.require_signed_assertion && !facts.assertion_signed {
+        return Err(LoginError::AssertionNotSigned);
+    }
+    if !facts.response_signed && !facts.assertion_signed {
+        return Err(LoginError::Signature(
+            "neither the Response nor the Assertion carries a signature".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An assertion that passed every check, reduced to what a session needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedAssertion {
+    pub assertion_id: String,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_index: Option<String>,
+    pub session_not_on_or_after: Option<DateTime<Utc>>,
+    /// Until when the assertion id must be remembered to stop replays.
+    pub replay_until: DateTime<Utc>,
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub friendly_name: Option<String>,
+    pub values: Vec<String>,
+}
+
+/// Checks on the assertion samael verified and returned.
+pub fn check_assertion(
+    a: &Assertion,
+    facts: &EnvelopeFacts,
+    want: &Expectations<'_>,
+) -> Result<AcceptedAssertion, LoginError> {
+    if a.issuer.value.as_deref() != Some(want.idp_entity_id) {
+        return Err(LoginError::Issuer {
+            got: a.issuer.value.clone(),
+        });
+    }
+    if a.id.trim().is_empty() {
+        return Err(LoginError::Invalid("assertion has no ID".into()));
+    }
+    let now = want.now;
+    let skew = want.skew;
+
+    // Conditions: required, with an AudienceRestriction naming us (each one must).
+    let conditions = a
+        .conditions
+        .as_ref()
+        .ok_or_else(|| LoginError::Audience { got: vec![] })?;
+    let restrictions = conditions
+        .audience_restrictions
+        .as_deref()
+        .unwrap_or_default();
+    if restrictions.is_empty() {
+        return Err(LoginError::Audience { got: vec![] });
+    }
+    for r in restrictions {
+        if !r.audience.iter().any(|aud| aud == want.sp_entity_id) {
+            return Err(LoginError::Audience {
+                got: r.audience.clone(),
+            });
+        }
+    }
+    if let Some(nb) = conditions.not_before {
+        if now + skew < nb {
+            return Err(LoginError::NotYetValid(format!(
+                "Conditions NotBefore {nb}"
+            )));
+        }
+    }
+    if let Some(noa) = conditions.not_on_or_after {
+        if now - skew >= noa {
+            return Err(LoginError::Expired(format!(
+                "Conditions NotOnOrAfter {noa}"
+            )));
+        }
+    }
+
+    // A bearer SubjectConfirmation for our ACS, answering our request, still valid.
+    let subject = a.subject.as_ref().ok_or(LoginError::NoNameId)?;
+    let mut confirmation_until = None;
+    let mut last_problem = LoginError::Invalid("no bearer SubjectConfirmation".into());
+    for sc in subject.subject_confirmations.iter().flatten() {
+        if sc.method.as_deref() != Some(BEARER) {
+            continue;
+        }
+        let Some(data) = &sc.subject_confirmation_data else {
+            last_problem = LoginError::Invalid("bearer SubjectConfirmation without data".into());
+            continue;
+        };
+        if data.recipient.as_deref() != Some(want.acs_url) {
+            last_problem = LoginError::Recipient(format!("{:?}", data.recipient));
+            continue;
+        }
+        if data.in_response_to.as_deref() != want.request_id {
+            last_problem = LoginError::InResponseTo {
+                got: data.in_response_to.clone(),
+            };
+            continue;
+        }
+        let Some(noa) = data.not_on_or_after else {
+            last_problem =
+                LoginError::Invalid("SubjectConfirmationData without NotOnOrAfter".into());
+            continue;
+        };
+        if now - skew >= noa {
+            last_problem =
+                LoginError::Expired(format!("SubjectConfirmationData NotOnOrAfter {noa}"));
+            continue;
+        }
+        if let Some(nb) = data.not_before {
+            if now + skew < nb {
+                last_problem =
+                    LoginError::NotYetValid(format!("SubjectConfirmationData NotBefore {nb}"));
+                continue;
+            }
+        }
+        confirmation_until = Some(noa);
+        break;
+    }
+    let confirmation_until = confirmation_until.ok_or(last_problem)?;
+
+    let name_id = subject.name_id.as_ref().ok_or(LoginError::NoNameId)?;
+    let name_id_value = name_id.value.trim();
+    if name_id_value.is_empty() {
+        return Err(LoginError::NoNameId);
+    }
+    check_text(name_id_value)?;
+    if let Some(q) = &facts.name_id_sp_name_qualifier {
+        if q != want.sp_entity_id {
+            return Err(LoginError::SpNameQualifier(q.clone()));
+        }
+    }
+
+    let statements = a.authn_statements.as_deref().unwrap_or_default();
+    if statements.is_empty() {
+        return Err(LoginError::NoAuthnStatement);
+    }
+    let session_not_on_or_after = statements
+        .iter()
+        .filter_map(|s| s.session_not_on_or_after)
+        .min();
+    if let Some(snoa) = session_not_on_or_after {
+        if now >= snoa {
+            return Err(LoginError::Expired(format!("SessionNotOnOrAfter {snoa}")));
+        }
+    }
+    let session_index = statements.iter().find_map(|s| s.session_index.clone());
+
+    let mut attributes: Vec<Attribute> = Vec::new();
+    for st in a.attribute_statements.iter().flatten() {
+        for attr in &st.attributes {
+            let name = attr.name.clone().unwrap_or_default();
+            if name.is_empty() {
+                return Err(LoginError::Invalid("attribute without a Name".into()));
+            }
+            if attributes.iter().any(|x| x.name == name) {
+                return Err(LoginError::DuplicateAttribute(name));
+            }
+            attributes.push(Attribute {
+                name,
+                friendly_name: attr.friendly_name.clone(),
+                values: attr
+                    .values
+                    .iter()
+                    .filter_map(|v| v.value.as_ref())
+                    .map(|v| v.trim().to_string())
+                    .collect(),
+            });
+        }
+    }
+
+    let replay_until = conditions
+        .not_on_or_after
+        .map_or(confirmation_until, |c| c.max(confirmation_until))
+        + skew;
+    Ok(AcceptedAssertion {
+        assertion_id: a.id.clone(),
+        name_id: name_id_value.to_string(),
+        name_id_format: name_id.format.clone(),
+        session_index,
+        session_not_on_or_after,
+        replay_until,
+        attributes,
+    })
+}
+
+/// Refuses text that must never reach a header or a log: control characters, or absurd length.
+fn check_text(s: &str) -> Result<(), LoginError> {
+    if s.chars().any(char::is_control) {
+        return Err(LoginError::BadUserId("contains control characters"));
+    }
+    if s.len() > 1024 {
+        return Err(LoginError::BadUserId("longer than 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// Which attributes feed the identity (from `[headers]`).
+#[derive(Debug, Clone)]
+pub struct AttributeMap<'a> {
+    /// Empty: the NameID is the user id.
+    pub user: &'a str,
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub groups: &'a str,
+    pub preferred_username: &'a str,
+}
+
+fn lookup<'a>(attrs: &'a [Attribute], wanted: &str) -> Option<&'a Attribute> {
+    if wanted.is_empty() {
+        return None;
+    }
+    attrs.iter().find(|a| a.name == wanted).or_else(|| {
+        attrs
+            .iter()
+            .find(|a| a.friendly_name.as_deref() == Some(wanted))
+    })
+}
+
+fn clean_single(attrs: &[Attribute], wanted: &str) -> Option<String> {
+    lookup(attrs, wanted)?
+        .values
+        .iter()
+        .find(|v| !v.is_empty() && !v.chars().any(char::is_control))
+        .cloned()
+}
+
+/// Builds the identity from an accepted assertion. Values with control characters are dropped
+/// (and a user id with them refuses the sign-in): they are never forwarded.
+pub fn identity(a: &AcceptedAssertion, map: &AttributeMap<'_>) -> Result<Identity, LoginError> {
+    let user = if map.user.is_empty() {
+        a.name_id.clone()
+    } else {
+        let attr = lookup(&a.attributes, map.user)
+            .ok_or_else(|| LoginError::MissingUserAttribute(map.user.to_string()))?;
+        let v = attr
+            .values
+            .first()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| LoginError::MissingUserAttribute(map.user.to_string()))?;
+        check_text(v)?;
+        v.clone()
+    };
+    let mut groups: Vec<String> = Vec::new();
+    if let Some(attr) = lookup(&a.attributes, map.groups) {
+        for g in &attr.values {
+            if !g.is_empty() && !g.chars().any(char::is_control) && !groups.contains(g) {
+                groups.push(g.clone());
+            }
+        }
+    }
+    Ok(Identity {
+        user,
+        email: clean_single(&a.attributes, map.email),
+        display_name: clean_single(&a.attributes, map.display_name),
+        preferred_username: clean_single(&a.attributes, map.preferred_username),
+        groups,
+        name_id: a.name_id.clone(),
+        name_id_format: a.name_id_format.clone(),
+        session_index: a.session_index.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SP: &str = "https://app/saml/metadata";
+    const ACS: &str = "https://app/saml/acs";
+    const IDP: &str = "https://idp/metadata";
+
+    fn want(now: DateTime<Utc>) -> Expectations<'static> {
+        Expectations {
+            sp_entity_id: SP,
+            acs_url: ACS,
+            idp_entity_id: IDP,
+            request_id: Some("_req1"),
+            now,
+            skew: Duration::seconds(90),
+            require_signed_response: false,
+            require_signed_assertion: true,
+        }
+    }
+
+    fn facts() -> EnvelopeFacts {
+        EnvelopeFacts {
+            destination: Some(ACS.into()),
+            in_response_to: Some("_req1".into()),
+            issuer: Some(IDP.into()),
+            status_code: Some(STATUS_SUCCESS.into()),
+            response_signed: true,
+            assertion_signed: true,
+            assertion_count: 1,
+            signature_count: 2,
+            ..Default::default()
+        }
+    }
+
+    /// Assertion XML with knobs; `t0` is the issue time.
+    struct A {
+        audience: Option<&'static str>,
+        recipient: &'static str,
+        irt: &'static str,
+        method: &'static str,
+        name_id: &'static str,
+        authn: bool,
+        attrs: &'static str,
+        noa_secs: i64,
+        nb_secs: i64,
+        issuer: &'static str,
+    }
+
+    impl Default for A {
+        fn default() -> Self {
+            A {
+                audience: Some(SP),
+                recipient: ACS,
+                irt: "_req1",
+                method: BEARER,
+                name_id: "alice",
+                authn: true,
+                attrs: r#"<saml:Attribute Name="groups" FriendlyName="memberOf"><saml:AttributeValue>analysts</saml:AttributeValue><saml:AttributeValue>admins</saml:AttributeValue></saml:Attribute><saml:Attribute Name="urn:oid:0.9.2342.19200300.100.1.3" FriendlyName="mail"><saml:AttributeValue>alice@example.com</saml:AttributeValue></saml:Attribute>"#,
+                noa_secs: 300,
+                nb_secs: -30,
+                issuer: IDP,
+            }
+        }
+    }
+
+    fn assertion(a: &A, t0: DateTime<Utc>) -> Assertion {
+        let ts =
+            |s: i64| (t0 + Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let audience = a
+            .audience
+            .map(|au| format!("<saml:AudienceRestriction><saml:Audience>{au}</saml:Audience></saml:AudienceRestriction>"))
+            .unwrap_or_default();
+        let authn = if a.authn {
+            format!(
+                r#"<saml:AuthnStatement AuthnInstant="{}" SessionIndex="_s1" SessionNotOnOrAfter="{}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+                ts(0),
+                ts(8 * 3600)
+            )
+        } else {
+            String::new()
+        };
+        let xml = format!(
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a1" Version="2.0" IssueInstant="{t}"><saml:Issuer>{issuer}</saml:Issuer><saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{nid}</saml:NameID><saml:SubjectConfirmation Method="{m}"><saml:SubjectConfirmationData NotOnOrAfter="{noa}" Recipient="{r}" InResponseTo="{irt}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}">{audience}</saml:Conditions>{authn}<saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
+            t = ts(0),
+            issuer = a.issuer,
+            nid = a.name_id,
+            m = a.method,
+            noa = ts(a.noa_secs),
+            nb = ts(a.nb_secs),
+            r = a.recipient,
+            irt = a.irt,
+            attrs = a.attrs,
+        );
+        xml.parse().expect("test assertion parses")
+    }
+
+    fn check(a: &A, now_offset: i64) -> Result<AcceptedAssertion, LoginError> {
+        let t0 = Utc::now();
+        check_assertion(
+            &assertion(a, t0),
+            &facts(),
+            &want(t0 + Duration::seconds(now_offset)),
+        )
+    }
+
+    #[test]
+    fn a_good_assertion_is_accepted() {
+        let ok = check(&A::default(), 0).unwrap();
+        assert_eq!(ok.name_id, "alice");
+        assert_eq!(ok.session_index.as_deref(), Some("_s1"));
+        assert_eq!(ok.attributes.len(), 2);
+    }
+
+    #[test]
+    fn audience_is_required_and_must_name_us() {
+        assert_eq!(
+            check(
+                &A {
+                    audience: None,
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "audience"
+        );
+        assert_eq!(
+            check(
+                &A {
+                    audience: Some("https://other-sp"),
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "audience"
+        );
+    }
+
+    #[test]
+    fn recipient_in_response_to_and_method_are_checked() {
+        assert_eq!(
+            check(
+                &A {
+                    recipient: "https://evil/acs",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "recipient"
+        );
+        assert_eq!(
+            check(
+                &A {
+                    irt: "_other",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "in_response_to"
+        );
+        assert_eq!(
+            check(
+                &A {
+                    method: "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "invalid"
+        );
+    }
+
+    #[test]
+    fn time_window_honours_skew() {
+        // Expires at +300 s; skew 90 s: fine at +350, refused at +400.
+        assert!(check(&A::default(), 350).is_ok());
+        assert_eq!(check(&A::default(), 400).unwrap_err().kind(), "expired");
+        // Not before -30 s: a clock 60 s behind is within skew, 200 s behind is not.
+        assert!(check(
+            &A {
+                nb_secs: 60,
+                ..A::default()
+            },
+            0
+        )
+        .is_ok());
+        assert_eq!(
+            check(
+                &A {
+                    nb_secs: 200,
+                    noa_secs: 900,
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "not_yet_valid"
+        );
+    }
+
+    #[test]
+    fn authn_statement_and_name_id_are_required() {
+        assert_eq!(
+            check(
+                &A {
+                    authn: false,
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "no_authn_statement"
+        );
+        assert_eq!(
+            check(
+                &A {
+                    name_id: "&#160;",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "no_name_id"
+        );
+        assert_eq!(
+            check(
+                &A {
+                    name_id: "alice&#10;X-Evil: 1",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "bad_user_id"
+        );
+    }
+
+    #[test]
+    fn duplicate_attributes_and_wrong_issuer_are_refused() {
+        let dup = r#"<saml:Attribute Name="groups"><saml:AttributeValue>a</saml:AttributeValue></saml:Attribute><saml:Attribute Name="groups"><saml:AttributeValue>admins</saml:AttributeValue></saml:Attribute>"#;
+        assert_eq!(
+            check(
+                &A {
+                    attrs: dup,
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err(),
+            LoginError::DuplicateAttribute("groups".into())
+        );
+        assert_eq!(
+            check(
+                &A {
+                    issuer: "https://evil-idp",
+                    ..A::default()
+                },
+                0
+            )
+            .unwrap_err()
+            .kind(),
+            "issuer"
+        );
+    }
+
+    #[test]
+    fn sp_name_qualifier_must_be_ours() {
+        let t0 = Utc::now();
+        let mut f = facts();
+        f.name_id_sp_name_qualifier = Some("https://other-sp".into());
+        assert_eq!(
+            check_assertion(&assertion(&A::default(), t0), &f, &want(t0))
+                .unwrap_err()
+                .kind(),
+            "sp_name_qualifier"
+        );
+        f.name_id_sp_name_qualifier = Some(SP.into());
+        assert!(check_assertion(&assertion(&A::default(), t0), &f, &want(t0)).is_ok());
+    }
+
+    #[test]
+    fn envelope_checks() {
+        let w = want(Utc::now());
+        assert!(check_envelope(&facts(), &w).is_ok());
+        let mut f = facts();
+        f.status_code = Some("urn:oasis:names:tc:SAML:2.0:status:Responder".into());
+        f.status_message = Some("user locked".into());
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "idp_status");
+        let mut f = facts();
+        f.destination = Some("https://evil/acs".into());
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "destination");
+        let mut f = facts();
+        f.destination = None;
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "destination");
+        f.response_signed = false;
+        assert!(
+            check_envelope(&f, &w).is_ok(),
+            "unsigned envelope may omit Destination"
+        );
+        let mut f = facts();
+        f.in_response_to = Some("_someone_elses".into());
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "in_response_to");
+        let mut f = facts();
+        f.assertion_signed = false;
+        assert_eq!(
+            check_envelope(&f, &w).unwrap_err().kind(),
+            "assertion_not_signed"
+        );
+        let mut f = facts();
+        f.response_signed = false;
+        let mut strict = w.clone();
+        strict.require_signed_response = true;
+        assert_eq!(
+            check_envelope(&f, &strict).unwrap_err().kind(),
+            "response_not_signed"
+        );
+        let mut f = facts();
+        f.response_signed = false;
+        f.assertion_signed = false;
+        let mut lax = w.clone();
+        lax.require_signed_assertion = false;
+        assert_eq!(check_envelope(&f, &lax).unwrap_err().kind(), "signature");
+        let mut f = facts();
+        f.issuer = Some("https://evil-idp".into());
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "issuer");
+    }
+
+    fn map() -> AttributeMap<'static> {
+        AttributeMap {
+            user: "",
+            email: "mail",
+            display_name: "displayName",
+            groups: "groups",
+            preferred_username: "uid",
+        }
+    }
+
+    #[test]
+    fn identity_by_name_or_friendly_name() {
+        let ok = check(&A::default(), 0).unwrap();
+        let id = identity(&ok, &map()).unwrap();
+        assert_eq!(id.user, "alice");
+        assert_eq!(
+            id.email.as_deref(),
+            Some("alice@example.com"),
+            "found by FriendlyName"
+        );
+        assert_eq!(id.groups, vec!["analysts", "admins"]);
+        let by_attr = AttributeMap {
+            user: "mail",
+            ..map()
+        };
+        assert_eq!(identity(&ok, &by_attr).unwrap().user, "alice@example.com");
+        let missing = AttributeMap {
+            user: "employeeNumber",
+            ..map()
+        };
+        assert_eq!(
+            identity(&ok, &missing).unwrap_err().kind(),
+            "missing_user_attribute"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_identity() {
+        let attrs = r#"<saml:Attribute Name="groups"><saml:AttributeValue>ok</saml:AttributeValue><saml:AttributeValue>bad&#13;&#10;X-Evil: 1</saml:AttributeValue></saml:Attribute><saml:Attribute Name="mail"><saml:AttributeValue>a&#10;b</saml:AttributeValue></saml:Attribute>"#;
+        let ok = check(
+            &A {
+                attrs,
+                ..A::default()
+            },
+            0,
+        )
+        .unwrap();
+        let id = identity(&ok, &map()).unwrap();
+        assert_eq!(id.groups, vec!["ok"]);
+        assert_eq!(id.email, None);
+    }
+}
