@@ -41,7 +41,7 @@ pub fn authorize(id: &Identity, policy: &AuthzSection) -> Result<(), Denial> {
     if policy.allowed_groups.is_empty() && policy.allowed_users.is_empty() {
         return Ok(());
     }
-    if policy.allowed_users.iter().any(|u| *u == id.user) {
+    if policy.allowed_users.contains(&id.user) {
         return Ok(());
     }
     if id.groups.iter().any(|g| policy.allowed_groups.contains(g)) {

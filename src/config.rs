@@ -344,34 +344,91 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
     validate(file, base)
 }
 
+/// Environment variables that are not config keys (the binary reads them itself).
+const NOT_OVERRIDES: &[&str] = &["SAMLGATE_CONFIG"];
+
 /// Parses TOML text and applies `SAMLGATE_*` overrides from `env` (pure; no I/O).
 pub fn parse_with_env(text: &str, env: &[(String, String)]) -> Result<FileConfig, ConfigError> {
-    let mut root: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::new("(file)", e.message().to_string()))?;
+    let mut root: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::new("(file)", e.to_string().trim().replace('\n', " "))
+    })?;
+    let mut from_env: Vec<(String, String, String)> = Vec::new(); // (dotted key, var, raw)
     for (name, value) in env {
         let Some(key) = name.strip_prefix("SAMLGATE_") else {
             continue;
         };
-        apply_env_override(&mut root, &key.to_ascii_lowercase(), value)
+        if NOT_OVERRIDES.contains(&name.as_str()) {
+            continue;
+        }
+        let dotted = apply_env_override(&mut root, &key.to_ascii_lowercase(), value)
             .map_err(|message| ConfigError::new(name.clone(), message))?;
+        from_env.push((dotted, name.clone(), value.clone()));
     }
-    FileConfig::deserialize(toml::Value::Table(root)).map_err(|e| {
-        let message = e.message().to_string();
-        ConfigError::new(key_from_serde_message(&message), message)
-    })
+    // An environment value that looks like a number or boolean may be meant as a string
+    // (a cookie name "123"): retry such keys as strings before reporting a type error.
+    for _ in 0..=from_env.len() {
+        match serde_path_to_error::deserialize::<_, FileConfig>(toml::Value::Table(root.clone())) {
+            Ok(file) => return Ok(file),
+            Err(e) => {
+                let path = e.path().to_string();
+                let message = e.inner().message().to_string();
+                let retry = from_env.iter().find(|(dotted, _, _)| {
+                    *dotted == path
+                        && message.starts_with("invalid type")
+                        && !message.starts_with("invalid type: string")
+                });
+                match retry {
+                    Some((dotted, _, raw)) => {
+                        set_dotted(&mut root, dotted, toml::Value::String(raw.clone()))
+                    }
+                    None => {
+                        let key = match unknown_field(&message) {
+                            Some(field) if path == "." || path.is_empty() => field,
+                            _ => path,
+                        };
+                        let var = from_env
+                            .iter()
+                            .find(|(d, _, _)| *d == key)
+                            .map(|(_, v, _)| v.clone());
+                        return Err(ConfigError::new(var.unwrap_or(key), message));
+                    }
+                }
+            }
+        }
+    }
+    Err(ConfigError::new(
+        "(environment)",
+        "conflicting SAMLGATE_* overrides",
+    ))
 }
 
-fn key_from_serde_message(message: &str) -> String {
-    // serde names the offending field in backticks: "unknown field `foo`, expected ..."
+fn unknown_field(message: &str) -> Option<String> {
+    // serde: "unknown field `foo`, expected ..."
     message
-        .split('`')
-        .nth(1)
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
         .map(str::to_string)
-        .unwrap_or_else(|| "(file)".to_string())
 }
 
-fn apply_env_override(root: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+fn set_dotted(root: &mut toml::Table, dotted: &str, value: toml::Value) {
+    match dotted.split_once('.') {
+        Some((section, field)) => {
+            if let Some(t) = root.get_mut(section).and_then(|v| v.as_table_mut()) {
+                t.insert(field.to_string(), value);
+            }
+        }
+        None => {
+            root.insert(dotted.to_string(), value);
+        }
+    }
+}
+
+/// Applies one override; returns the dotted key it set (`saml.clock_skew_secs`).
+fn apply_env_override(root: &mut toml::Table, key: &str, raw: &str) -> Result<String, String> {
+    let section_of = SECTIONS
+        .iter()
+        .find(|s| key.strip_prefix(**s).is_some_and(|r| r.starts_with('_')))
+        .copied();
     let (table, field) = match SECTIONS.iter().find_map(|s| {
         key.strip_prefix(s)
             .and_then(|r| r.strip_prefix('_'))
@@ -403,10 +460,11 @@ fn apply_env_override(root: &mut toml::Table, key: &str, raw: &str) -> Result<()
     } else {
         toml::Value::String(raw.to_string())
     };
-    // Strings that look like numbers stay strings where the field wants a string; serde
-    // reports the type mismatch with the key name otherwise.
     table.insert(field.to_string(), value);
-    Ok(())
+    Ok(match section_of {
+        Some(section) => format!("{section}.{field}"),
+        None => field.to_string(),
+    })
 }
 
 fn required<T>(value: Option<T>, key: &str, what: &str) -> Result<T, ConfigError> {
@@ -478,6 +536,14 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         "the URL browsers use to reach samlgate, e.g. https://app.example.com",
     )?;
     let public_url = parse_http_url(&public_raw, "public_url")?;
+    if public_url.path() != "/" {
+        // Routing, cookies and redirects are all rooted at `/`; a path here would only
+        // change the ACS URL the IdP posts to, and that URL would then not be served.
+        return Err(ConfigError::new(
+            "public_url",
+            "must not carry a path (serve samlgate at the root of its host)",
+        ));
+    }
     let upstream_raw = required(
         file.upstream,
         "upstream",
@@ -520,6 +586,9 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
     let acs_path = local_path(&s.acs_path, "saml.acs_path")?;
+    if acs_path.is_empty() {
+        return Err(ConfigError::new("saml.acs_path", "must not be `/`"));
+    }
     let public_base = public_raw.trim_end_matches('/').to_string();
     let acs_url = format!("{public_base}{acs_path}");
     let sp_entity_id = s
@@ -673,11 +742,13 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     }
 
     let p = file.proxy;
-    if p.upstream_timeout_secs == 0 || p.connect_timeout_secs == 0 {
-        return Err(ConfigError::new(
-            "proxy.upstream_timeout_secs",
-            "timeouts must be at least 1 second",
-        ));
+    for (key, v) in [
+        ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
+        ("proxy.connect_timeout_secs", p.connect_timeout_secs),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::new(key, "must be at least 1 second"));
+        }
     }
     let upstream_ca_pem = p
         .upstream_ca_file
@@ -685,10 +756,16 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         .transpose()?;
 
     let srv = file.server;
-    if srv.header_read_timeout_secs == 0 || srv.max_connections == 0 {
+    if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
-            "header_read_timeout_secs and max_connections must be at least 1",
+            "must be at least 1",
+        ));
+    }
+    if srv.max_connections == 0 {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            "must be at least 1",
         ));
     }
     if !matches!(file.log.format.as_str(), "human" | "json") {
@@ -780,10 +857,37 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = parse_with_env("[saml]\nacs_pth = \"/x\"\n", &[]).unwrap_err();
-        assert_eq!(err.key, "acs_pth");
         let err = parse_with_env("", &env(&[("SAMLGATE_SESSION_COOKIE_NAM", "x")])).unwrap_err();
-        assert_eq!(err.key, "cookie_nam");
+        assert_eq!(
+            err.key, "SAMLGATE_SESSION_COOKIE_NAM",
+            "an override is named by its variable"
+        );
+    }
+
+    #[test]
+    fn keys_are_named_with_their_section() {
+        let err = parse_with_env("[saml]\nclock_skew_secs = \"soon\"\n", &[]).unwrap_err();
+        assert_eq!(err.key, "saml.clock_skew_secs");
+        let err = parse_with_env("[saml]\nacs_pth = \"/x\"\n", &[]).unwrap_err();
+        assert_eq!(err.key, "saml.acs_pth");
+        let err = parse_with_env("[saml\n", &[]).unwrap_err();
+        assert!(err.message.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn env_numbers_for_string_keys_stay_strings_and_config_var_is_not_a_key() {
+        let file = parse_with_env(
+            "",
+            &env(&[
+                ("SAMLGATE_SESSION_COOKIE_NAME", "123"),
+                ("SAMLGATE_CONFIG", "/etc/samlgate.toml"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(file.session.cookie_name, "123");
+        let err =
+            parse_with_env("", &env(&[("SAMLGATE_SAML_CLOCK_SKEW_SECS", "soon")])).unwrap_err();
+        assert_eq!(err.key, "SAMLGATE_SAML_CLOCK_SKEW_SECS");
     }
 
     #[test]
@@ -833,6 +937,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut f = minimal(dir.path());
         f.saml.acs_path = "saml-post".into();
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "saml.acs_path");
+        let mut f = minimal(dir.path());
+        f.public_url = Some("https://app.example.com/sub/".into());
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "public_url");
+        let mut f = minimal(dir.path());
+        f.saml.acs_path = "/".into();
         assert_eq!(validate(f, dir.path()).unwrap_err().key, "saml.acs_path");
         let mut f = minimal(dir.path());
         f.upstream = Some("ftp://x".into());

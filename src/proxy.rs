@@ -88,7 +88,7 @@ impl IdentityHeaders {
         let n = name.as_str(); // always lowercase
         if n.contains('_') {
             let norm = normalize_header_name(n);
-            self.normalized.iter().any(|x| *x == norm)
+            self.normalized.contains(&norm)
         } else {
             self.normalized.iter().any(|x| x == n)
         }
@@ -246,7 +246,9 @@ pub fn rewrite_request_headers(
             headers.insert(ids.preferred_username.clone(), p.clone());
         }
     }
-    // The client's own X-Forwarded-* are not trusted: we are the edge.
+    // The client's own forwarding headers are not trusted: we are the edge.
+    headers.remove(header::FORWARDED);
+    headers.remove("x-real-ip");
     if let Ok(v) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
@@ -502,6 +504,7 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com:8443");
+        assert!(!h.contains_key("forwarded") && !h.contains_key("x-real-ip"));
     }
 
     #[test]

@@ -138,8 +138,8 @@ pub async fn serve(
         });
     }
 
-    drop(listener);
     gateway.set_draining();
+    drop(listener);
     tracing::info!("shutting down: no new connections; draining in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),

@@ -1,6 +1,6 @@
 //! Self-test of tests/support/simplesamlphp.rs against a real SimpleSAMLphp IdP.
 //! Needs the Debian packages simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3
-//! (scripts/install-test-deps.sh); fails - never skips - without them.
+//! (scripts/install-deps.sh test); fails - never skips - without them.
 
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;

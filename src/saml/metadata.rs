@@ -122,12 +122,12 @@ pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
             .collect::<Vec<_>>()
             .join("");
         if !b64.is_empty() {
-            for usage in ["signing", "encryption"] {
-                key.push_str(&format!(
-                    "<md:KeyDescriptor use=\"{usage}\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
-                    xml_escape(&b64)
-                ));
-            }
+            // Signing only: publishing it for encryption would make IdPs encrypt assertions,
+            // which this version does not decrypt.
+            key.push_str(&format!(
+                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+                xml_escape(&b64)
+            ));
         }
     }
     let name_id = md

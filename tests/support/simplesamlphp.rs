@@ -35,7 +35,7 @@ pub const SSP_SECRETS: &str = "/var/lib/simplesamlphp/secrets.inc.php";
 /// How long [`SimpleSamlPhp::start`] waits for the metadata URL to answer 200.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-const NOT_INSTALLED: &str = "SimpleSAMLphp is not installed: run scripts/install-test-deps.sh";
+const NOT_INSTALLED: &str = "SimpleSAMLphp is not installed: run scripts/install-deps.sh test";
 
 pub const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 pub const BINDING_REDIRECT: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";

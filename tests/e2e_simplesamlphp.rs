@@ -1,0 +1,832 @@
+//! samlgate end to end against a real SAML 2.0 IdP: SimpleSAMLphp from Debian, run by
+//! `php -S` on a loopback port (tests/support/simplesamlphp.rs). Every test starts its own
+//! IdP, its own echo upstream and its own gateway; nothing is minted in-process, so these
+//! tests see exactly what a real IdP emits (persistent NameID, both signatures, multi-valued
+//! and empty attributes).
+//!
+//! Needs the Debian packages `simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3`
+//! (scripts/install-deps.sh); without them the tests fail, never skip.
+//!
+//! The gateway is started by [`start_gateway_on`] below rather than the shared
+//! `start_gateway`: the IdP's SP entry needs the gateway's entity ID and ACS URL (which derive
+//! from its port) and the gateway needs the IdP's metadata, so the listener is bound first,
+//! the IdP is configured with that port, and only then is the gateway built and served on
+//! the already-bound listener (no window for another process to take the port).
+
+#[path = "support/gateway.rs"]
+mod gateway;
+#[path = "support/simplesamlphp.rs"]
+mod simplesamlphp;
+
+use std::time::{Duration, Instant};
+
+use gateway::{start_upstream, Options, Upstream, HTML};
+use simplesamlphp::{
+    drive_login, login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB, CAROL,
+};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Map the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
+const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
+
+// ---------------------------------------------------------------------------------------------
+// Setup: listener → IdP (knowing the gateway's URLs) → gateway on that listener
+// ---------------------------------------------------------------------------------------------
+
+/// A running gateway started on a listener bound before the IdP was configured.
+struct Gw {
+    base: String,
+    entity_id: String,
+    acs_url: String,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Gw {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Mirrors `gateway::start_gateway`, but on a listener the caller already bound.
+async fn start_gateway_on(
+    listener: TcpListener,
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: &Options,
+) -> Gw {
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://127.0.0.1:{}", addr.port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
+    std::fs::write(
+        dir.path().join("cookie.secret"),
+        "0123456789abcdef0123456789abcdef-e2e-ssp-secret",
+    )
+    .unwrap();
+    let toml = format!(
+        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
+        opts.saml_toml, opts.session_toml, opts.extra_toml
+    );
+    let path = dir.path().join("samlgate.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let app = samlgate::app::build(&path)
+        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
+    let entity_id = app.settings.saml.sp_entity_id.clone();
+    let acs_url = app.settings.saml.acs_url.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        samlgate::app::serve_on(app, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Gw {
+        base,
+        entity_id,
+        acs_url,
+        _dir: dir,
+        stop: Some(stop),
+    }
+}
+
+/// One IdP, one upstream, one gateway, wired to each other. Field order = drop order: the
+/// gateway stops before the IdP's processes are killed.
+struct Setup {
+    gw: Gw,
+    up: Upstream,
+    idp: SimpleSamlPhp,
+}
+
+impl Setup {
+    /// `sp` may adjust the IdP's entry for the gateway (signing, encryption …).
+    async fn start(sp: impl FnOnce(&mut SpEntry), opts: Options) -> Setup {
+        let t = Instant::now();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
+        let mut entry = SpEntry::new(
+            &format!("{base}/saml/metadata"),
+            &format!("{base}/saml/acs"),
+        );
+        sp(&mut entry);
+        let idp = SimpleSamlPhp::start(&[entry.clone()], &simplesamlphp::default_users())
+            .await
+            .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
+        let up = start_upstream().await;
+        let gw = start_gateway_on(listener, &up.url(), &idp.metadata_xml, &opts).await;
+        assert_eq!(
+            gw.entity_id, entry.entity_id,
+            "the IdP's SP entry must name the gateway's entity ID"
+        );
+        assert_eq!(
+            gw.acs_url, entry.acs_url,
+            "the IdP's SP entry must name the ACS"
+        );
+        eprintln!(
+            "setup: IdP {} + gateway {} ready in {:?}",
+            idp.base_url,
+            gw.base,
+            t.elapsed()
+        );
+        Setup { gw, up, idp }
+    }
+
+    /// Browser navigation to a protected `path` without a session: must be a 302 to the
+    /// IdP's SSO URL. Returns (Location, Set-Cookie values).
+    async fn begin(&self, c: &reqwest::Client, path: &str) -> (String, Vec<String>) {
+        let r = c
+            .get(self.gw.url(path))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            302,
+            "browser without a session is sent to the IdP"
+        );
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            loc.starts_with(&format!("{}?", self.idp.sso_url)),
+            "redirect goes to the IdP's SSO service: {loc}"
+        );
+        (loc, set_cookies(&r))
+    }
+
+    /// Drives the real IdP's login from `start` and checks the form it returns.
+    async fn idp_login(&self, c: &reqwest::Client, start: &str, user: &TestUser) -> PostForm {
+        let t = Instant::now();
+        let form = drive_login(c, start, user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.idp.log_tail(30)));
+        eprintln!("drive_login({}) took {:?}", user.username, t.elapsed());
+        assert_eq!(
+            form.action, self.gw.acs_url,
+            "the IdP posts to the gateway's ACS"
+        );
+        assert!(
+            form.relay_state.as_deref().is_some_and(|r| !r.is_empty()),
+            "the IdP echoes the gateway's RelayState"
+        );
+        form
+    }
+
+    /// The whole browser sign-in for `user` starting at `path`; asserts the ACS's 303 back to
+    /// `path` with a session cookie.
+    async fn sign_in(&self, c: &reqwest::Client, path: &str, user: &TestUser) {
+        let (loc, _) = self.begin(c, path).await;
+        let form = self.idp_login(c, &loc, user).await;
+        let r = submit(c, &form, HTML).await;
+        expect_signed_in(r, path).await;
+    }
+}
+
+/// Set-Cookie header values of a response.
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// POSTs the IdP's auto-submit form to the ACS as a browser would, with the given Accept.
+async fn submit(c: &reqwest::Client, form: &PostForm, accept: &str) -> reqwest::Response {
+    post_acs(
+        c,
+        &form.action,
+        &form.saml_response,
+        form.relay_state.as_deref(),
+        accept,
+    )
+    .await
+}
+
+async fn post_acs(
+    c: &reqwest::Client,
+    acs: &str,
+    saml_response: &str,
+    relay_state: Option<&str>,
+    accept: &str,
+) -> reqwest::Response {
+    let mut fields = vec![("SAMLResponse", saml_response)];
+    if let Some(rs) = relay_state {
+        fields.push(("RelayState", rs));
+    }
+    c.post(acs)
+        .header("accept", accept)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The ACS answered 303 to `path` and set the session cookie.
+async fn expect_signed_in(r: reqwest::Response, path: &str) {
+    let status = r.status();
+    let loc = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let cookies = set_cookies(&r);
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(
+        status, 303,
+        "the ACS accepts the real IdP's response: {body}"
+    );
+    assert_eq!(
+        loc.as_deref(),
+        Some(path),
+        "back to where the person started"
+    );
+    assert!(
+        cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+        "session cookie set: {cookies:?}"
+    );
+}
+
+/// Whether an API-style request (JSON) to a protected path is unauthenticated (401).
+async fn has_no_session(c: &reqwest::Client, gw: &Gw) -> bool {
+    let r = c
+        .get(gw.url("/reports"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    r.status() == 401
+}
+
+/// Decodes, edits and re-encodes a SAMLResponse.
+fn tamper(form: &PostForm, edit: impl FnOnce(&str) -> String) -> String {
+    use base64::Engine as _;
+    let xml = form.response_xml().unwrap();
+    let changed = edit(&xml);
+    assert_ne!(changed, xml, "the edit changed nothing");
+    base64::engine::general_purpose::STANDARD.encode(changed.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_signs_in_through_simplesamlphp() {
+    let t = Instant::now();
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: USER_IS_UID.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+
+    let (loc, cookies) = s.begin(&c, "/reports?q=1").await;
+    assert!(
+        cookies.iter().any(|c| c.starts_with("samlgate_login=")),
+        "{cookies:?}"
+    );
+    assert_eq!(
+        s.up.count(),
+        0,
+        "nothing reaches the upstream before sign-in"
+    );
+
+    let form = s.idp_login(&c, &loc, &ALICE).await;
+    let xml = form.response_xml().unwrap();
+    assert!(
+        xml.contains("nameid-format:persistent"),
+        "SimpleSAMLphp emits a persistent NameID"
+    );
+
+    let r = submit(&c, &form, HTML).await;
+    expect_signed_in(r, "/reports?q=1").await;
+    assert_eq!(s.up.count(), 0, "the ACS itself is never forwarded");
+
+    // The person's browser follows the 303, carrying forged identity headers (any spelling)
+    // that must never reach the upstream.
+    let r = c
+        .get(s.gw.url("/reports?q=1"))
+        .header("accept", HTML)
+        .header("X-Forwarded-User", "mallory")
+        .header("x-forwarded-groups", "superadmins")
+        .header("X_Forwarded_Email", "mallory@evil.test")
+        .header("x-forwarded-preferred-username", "Mallory")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("upstream page"), "{body}");
+    assert_eq!(s.up.count(), 1);
+
+    let seen = s.up.last();
+    assert_eq!(seen.path, "/reports?q=1");
+    assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        seen.one("x-forwarded-groups").as_deref(),
+        Some("analysts,admins")
+    );
+    assert_eq!(
+        seen.one("x-forwarded-email").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        seen.one("x-forwarded-preferred-username").as_deref(),
+        Some("Alice Analyst")
+    );
+    for (name, expected) in [
+        ("x-forwarded-user", "alice"),
+        ("x-forwarded-groups", "analysts,admins"),
+        ("x-forwarded-email", "alice@example.com"),
+        ("x-forwarded-preferred-username", "Alice Analyst"),
+    ] {
+        let variants = seen.any_variant(name);
+        assert_eq!(
+            variants,
+            vec![(name.to_string(), expected.to_string())],
+            "only the gateway's own {name} reaches the upstream"
+        );
+    }
+    let all_values: Vec<&str> = seen.headers.iter().map(|(_, v)| v.as_str()).collect();
+    for forged in ["mallory", "superadmins", "Mallory"] {
+        assert!(
+            !all_values.iter().any(|v| v.contains(forged)),
+            "forged value {forged:?} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    for cookie in seen.all("cookie") {
+        assert!(
+            !cookie.contains("samlgate_"),
+            "gateway cookies must not reach the upstream: {cookie}"
+        );
+    }
+    eprintln!("alice_signs_in_through_simplesamlphp: {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bob_is_denied_by_allowed_groups() {
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+    s.sign_in(&c, "/reports", &BOB).await;
+
+    let r = c
+        .get(s.gw.url("/reports"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("analysts"),
+        "the page names the group: {body}"
+    );
+    assert!(
+        body.contains("bob"),
+        "the page names who is signed in: {body}"
+    );
+    assert_eq!(
+        s.up.count(),
+        0,
+        "a denied request never reaches the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carol_with_no_groups_is_denied_when_groups_are_required() {
+    // SimpleSAMLphp sends `groups` as an Attribute with no AttributeValue at all.
+    {
+        let s = Setup::start(
+            |_| {},
+            Options {
+                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
+                ..Options::default()
+            },
+        )
+        .await;
+        let c = login_client();
+        s.sign_in(&c, "/", &CAROL).await;
+        let r = c
+            .get(s.gw.url("/"))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 403, "no groups never admits: {body}");
+        assert!(body.contains("analysts"), "{body}");
+        assert_eq!(s.up.count(), 0);
+    }
+    // Without a group requirement carol is admitted, and the upstream sees no groups header
+    // at all (not an empty one).
+    {
+        let s = Setup::start(
+            |_| {},
+            Options {
+                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = []\n"),
+                ..Options::default()
+            },
+        )
+        .await;
+        let c = login_client();
+        s.sign_in(&c, "/", &CAROL).await;
+        let r = c
+            .get(s.gw.url("/"))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(s.up.count(), 1);
+        let seen = s.up.last();
+        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("carol"));
+        assert_eq!(
+            seen.one("x-forwarded-email").as_deref(),
+            Some("carol@example.com")
+        );
+        assert!(
+            seen.any_variant("x-forwarded-groups").is_empty(),
+            "no groups header for a user without groups: {:?}",
+            seen.headers
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_real_response_is_rejected() {
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: USER_IS_UID.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+    let (loc, _) = s.begin(&c, "/reports").await;
+    let form = s.idp_login(&c, &loc, &ALICE).await;
+
+    // Grant alice an extra group inside the signed assertion.
+    let forged = tamper(&form, |xml| {
+        let v = ">analysts</saml:AttributeValue>";
+        assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
+        xml.replacen(v, ">superadmins</saml:AttributeValue>", 1)
+    });
+    let r = post_acs(
+        &c,
+        &form.action,
+        &forged,
+        form.relay_state.as_deref(),
+        "application/json",
+    )
+    .await;
+    let status = r.status();
+    let cookies = set_cookies(&r);
+    let body = r.text().await.unwrap();
+    eprintln!("tampered response: {status} {body}");
+    assert_eq!(status, 400, "a tampered response is refused: {body}");
+    assert!(
+        body.contains("\"error\":\"signature\""),
+        "refused by signature verification: {body}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+        "no session cookie for a refused response: {cookies:?}"
+    );
+    assert!(
+        has_no_session(&c, &s.gw).await,
+        "no session after tampering"
+    );
+
+    // The untampered original with the same RelayState: the tampered attempt consumed the
+    // pending login, so this sign-in must be restarted.
+    let r = submit(&c, &form, "application/json").await;
+    let status = r.status();
+    let cookies = set_cookies(&r);
+    let body = r.text().await.unwrap();
+    eprintln!("original after tampered attempt: {status} {body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("\"error\":\"no_pending_login\""),
+        "the pending login was used up by the tampered attempt: {body}"
+    );
+    assert!(
+        body.contains("\"login_url\":\"/saml/login?rd=%2Freports\"")
+            || body.contains("\"login_url\":\"/saml/login\""),
+        "offers to sign in again: {body}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+        "{cookies:?}"
+    );
+    assert!(has_no_session(&c, &s.gw).await);
+    assert_eq!(s.up.count(), 0);
+
+    // Restarting works (the IdP still has alice's session, so no password page this time).
+    s.sign_in(&c, "/reports", &ALICE).await;
+    let r = c
+        .get(s.gw.url("/reports"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.up.last().one("x-forwarded-groups").as_deref(),
+        Some("analysts,admins"),
+        "the forged group never made it into a session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_name_id_and_user_attribute_are_rejected() {
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: USER_IS_UID.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+    let (loc, _) = s.begin(&c, "/").await;
+    let form = s.idp_login(&c, &loc, &BOB).await;
+    // Become alice: the uid attribute value (and the NameID is left alone, as it is opaque).
+    let forged = tamper(&form, |xml| {
+        let v = ">bob</saml:AttributeValue>";
+        assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
+        xml.replacen(v, ">alice</saml:AttributeValue>", 1)
+    });
+    let r = post_acs(
+        &c,
+        &form.action,
+        &forged,
+        form.relay_state.as_deref(),
+        "application/json",
+    )
+    .await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"error\":\"signature\""), "{body}");
+    assert!(has_no_session(&c, &s.gw).await);
+
+    // A fresh attempt, this time changing the persistent NameID's text.
+    let (loc, _) = s.begin(&c, "/").await;
+    let form = s.idp_login(&c, &loc, &BOB).await;
+    let forged = tamper(&form, |xml| {
+        let start = xml.find("<saml:NameID").expect("NameID") + 1;
+        let open_end = start + xml[start..].find('>').unwrap() + 1;
+        let close = open_end + xml[open_end..].find("</saml:NameID>").unwrap();
+        format!(
+            "{}{}{}",
+            &xml[..open_end],
+            "_forged0000000000",
+            &xml[close..]
+        )
+    });
+    let r = post_acs(
+        &c,
+        &form.action,
+        &forged,
+        form.relay_state.as_deref(),
+        "application/json",
+    )
+    .await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"error\":\"signature\""), "{body}");
+    assert!(has_no_session(&c, &s.gw).await);
+    assert_eq!(s.up.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_response_signed_idp_is_refused_by_default() {
+    let only_response = |sp: &mut SpEntry| {
+        sp.sign_response = true;
+        sp.sign_assertion = false;
+    };
+    // Default: require_signed_assertion = true.
+    {
+        let s = Setup::start(
+            only_response,
+            Options {
+                extra_toml: USER_IS_UID.into(),
+                ..Options::default()
+            },
+        )
+        .await;
+        let c = login_client();
+        let (loc, _) = s.begin(&c, "/reports").await;
+        let form = s.idp_login(&c, &loc, &ALICE).await;
+        let xml = form.response_xml().unwrap();
+        let assertion_at = xml.find("<saml:Assertion").expect("a plain Assertion");
+        let signatures: Vec<usize> = xml
+            .match_indices("<ds:SignatureValue")
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            signatures.len() == 1 && signatures[0] < assertion_at,
+            "only the Response is signed: {xml}"
+        );
+        let r = submit(&c, &form, "application/json").await;
+        let status = r.status();
+        let cookies = set_cookies(&r);
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("\"error\":\"assertion_not_signed\""),
+            "refused because the assertion is unsigned: {body}"
+        );
+        assert!(
+            !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+            "{cookies:?}"
+        );
+        assert!(has_no_session(&c, &s.gw).await);
+        assert_eq!(s.up.count(), 0);
+    }
+    // Opting out: a signed Response covering the assertion is enough.
+    {
+        let s = Setup::start(
+            only_response,
+            Options {
+                saml_toml: "require_signed_assertion = false\n".into(),
+                extra_toml: USER_IS_UID.into(),
+                ..Options::default()
+            },
+        )
+        .await;
+        let c = login_client();
+        s.sign_in(&c, "/reports", &ALICE).await;
+        let r = c
+            .get(s.gw.url("/reports"))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            s.up.last().one("x-forwarded-user").as_deref(),
+            Some("alice")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_login_still_succeeds() {
+    const PAUSE: Duration = Duration::from_secs(3);
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: USER_IS_UID.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+    let (loc, cookies) = s.begin(&c, "/reports?q=slow").await;
+    let login_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("samlgate_login="))
+        .unwrap_or_else(|| panic!("no login cookie: {cookies:?}"));
+    let max_age: u64 = login_cookie
+        .split(';')
+        .map(str::trim)
+        .find_map(|a| {
+            a.split_once('=')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("max-age"))
+                .map(|(_, v)| v.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("login cookie without Max-Age: {login_cookie}"));
+    assert!(
+        max_age >= 600,
+        "the login cookie must outlive a slow password page: {login_cookie}"
+    );
+
+    // Follow the IdP's redirects to its password page, as the browser would, and show it.
+    let mut url = url::Url::parse(&loc).unwrap();
+    let login_page = loop {
+        let r = c.get(url.clone()).send().await.unwrap();
+        if r.status().is_redirection() {
+            let next = r.headers()["location"].to_str().unwrap().to_string();
+            url = url.join(&next).unwrap();
+            continue;
+        }
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("name=\"password\"") && body.contains("AuthState"),
+            "the IdP's password page: {body}"
+        );
+        break url;
+    };
+    // The person takes their time typing the password.
+    tokio::time::sleep(PAUSE).await;
+    let form = s.idp_login(&c, login_page.as_str(), &ALICE).await;
+    let r = submit(&c, &form, HTML).await;
+    expect_signed_in(r, "/reports?q=slow").await;
+    let r = c
+        .get(s.gw.url("/reports?q=slow"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.up.last().one("x-forwarded-user").as_deref(),
+        Some("alice")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_client_gets_401_not_redirect() {
+    let s = Setup::start(
+        |_| {},
+        Options {
+            extra_toml: USER_IS_UID.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let c = login_client();
+    let r = c
+        .get(s.gw.url("/api/reports?q=1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers().get("location").is_none(),
+        "no redirect for APIs"
+    );
+    assert!(
+        set_cookies(&r).is_empty(),
+        "no pending login is started for an API call"
+    );
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert!(r.headers().contains_key("www-authenticate"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("\"error\":\"unauthenticated\""), "{body}");
+    let login_url = "/saml/login?rd=%2Fapi%2Freports%3Fq%3D1";
+    assert!(
+        body.contains(&format!("\"login_url\":\"{login_url}\"")),
+        "{body}"
+    );
+    assert_eq!(s.up.count(), 0);
+
+    // The login_url it offers leads through the real IdP and back to the API path.
+    let r = c
+        .get(s.gw.url(login_url))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "login_url starts a sign-in");
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with(&s.idp.sso_url), "{loc}");
+    let form = s.idp_login(&c, &loc, &ALICE).await;
+    expect_signed_in(submit(&c, &form, HTML).await, "/api/reports?q=1").await;
+    let r = c
+        .get(s.gw.url("/api/reports?q=1"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the API call now passes with the session");
+    assert_eq!(
+        s.up.last().one("x-forwarded-user").as_deref(),
+        Some("alice")
+    );
+}

@@ -1,0 +1,408 @@
+//! Test support: a real samlgate server started in-process on a free loopback port, and a
+//! real upstream HTTP server (echoes what it received, counts streamed uploads, echoes
+//! WebSocket messages, answers slowly on request). Both stop when dropped.
+//!
+//! Include with `#[path = "support/gateway.rs"] mod gateway;`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// What the upstream saw for the last request to it.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub path: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn one(&self, name: &str) -> Option<String> {
+        let all = self.all(name);
+        assert!(
+            all.len() <= 1,
+            "header {name} seen {} times: {all:?}",
+            all.len()
+        );
+        all.into_iter().next()
+    }
+    /// Every header whose normalized name (lowercase, `_` as `-`) matches.
+    pub fn any_variant(&self, name: &str) -> Vec<(String, String)> {
+        let norm = |s: &str| s.to_ascii_lowercase().replace('_', "-");
+        self.headers
+            .iter()
+            .filter(|(k, _)| norm(k) == norm(name))
+            .cloned()
+            .collect()
+    }
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+type UBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn text(status: u16, s: String) -> Response<UBody> {
+    let mut r = Response::new(Full::new(Bytes::from(s)).map_err(|n| match n {}).boxed());
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    r
+}
+
+async fn upstream_handle(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<UBody>, Infallible> {
+    let record = Seen {
+        path: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        version: format!("{:?}", req.version()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    seen.lock().unwrap().push(record.clone());
+    let path = req.uri().path().to_string();
+    if path == "/ws" {
+        let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+            return Ok(text(400, "not a websocket request".into()));
+        };
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() || msg.is_binary() {
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                } else if msg.is_close() {
+                    break;
+                }
+            }
+        });
+        let mut r = text(101, String::new());
+        let h = r.headers_mut();
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("connection", "upgrade".parse().unwrap());
+        h.insert("sec-websocket-accept", accept.parse().unwrap());
+        return Ok(r);
+    }
+    if path == "/upload" {
+        let mut body = req.into_body();
+        let mut total: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Some(d) = f.data_ref() {
+                        total += d.len() as u64;
+                    }
+                }
+                Err(e) => return Ok(text(500, format!("body error: {e}"))),
+            }
+        }
+        return Ok(text(200, format!("received {total} bytes")));
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Ok(text(200, format!("slept {ms} ms")));
+    }
+    let mut body = String::from("upstream page\n");
+    for (k, v) in &record.headers {
+        body.push_str(&format!("{k}: {v}\n"));
+    }
+    Ok(text(200, body))
+}
+
+/// Starts the echo upstream on a free loopback port.
+pub async fn start_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                _ = &mut stopped => break,
+            };
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| upstream_handle(req, seen.clone()));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        addr,
+        seen,
+        stop: Some(stop),
+    }
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub gateway: Arc<samlgate::gateway::Gateway>,
+    pub settings: samlgate::config::Settings,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+    pub fn acs_url(&self) -> String {
+        self.settings.saml.acs_url.clone()
+    }
+    pub fn sp_entity_id(&self) -> String {
+        self.settings.saml.sp_entity_id.clone()
+    }
+    /// Signals graceful shutdown and returns the server task to await.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.done.take().expect("already shut down")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Options beyond the defaults; `extra_toml` is appended to the generated file and may hold
+/// whole sections (`[authz]`, `[proxy]` …) — but not `[saml]`/`[session]` keys that are
+/// generated (use `saml_toml` / `session_toml` for those).
+#[derive(Default, Clone)]
+pub struct Options {
+    pub saml_toml: String,
+    pub session_toml: String,
+    pub extra_toml: String,
+    /// PEM (cert, key) to serve https.
+    pub tls: Option<(String, String)>,
+}
+
+/// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
+pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://127.0.0.1:{}", addr.port());
+    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
+    std::fs::write(
+        dir.path().join("cookie.secret"),
+        "0123456789abcdef0123456789abcdef-test-secret",
+    )
+    .unwrap();
+    let mut tls = String::new();
+    if let Some((cert, key)) = &opts.tls {
+        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key).unwrap();
+        tls = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
+    }
+    let toml = format!(
+        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
+        opts.saml_toml, opts.session_toml, opts.extra_toml
+    );
+    let path = dir.path().join("samlgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let app = samlgate::app::build(&path).unwrap_or_else(|e| panic!("gateway config refused: {e}"));
+    let gateway = app.gateway.clone();
+    let settings = app.settings.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        samlgate::app::serve_on(app, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestGateway {
+        base,
+        addr,
+        dir,
+        gateway,
+        settings,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+/// An HTTP client that keeps cookies, follows no redirects and accepts self-signed TLS.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Reads `SAMLRequest`'s ID and the `RelayState` out of the IdP redirect.
+pub fn parse_idp_redirect(location: &str) -> (String, String) {
+    use std::io::Read;
+    let url = url::Url::parse(location).unwrap();
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        &q["SAMLRequest"],
+    )
+    .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&raw[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let req: samael::schema::AuthnRequest = xml.parse().unwrap();
+    (req.id, q["RelayState"].clone())
+}
+
+pub const HTML: &str = "text/html,application/xhtml+xml";
+
+/// Starts a sign-in as a browser would (GET `path` accepting HTML) and returns (request id,
+/// relay state) from the redirect to the IdP.
+pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (String, String) {
+    let r = c
+        .get(gw.url(path))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "browser navigation without a session is redirected"
+    );
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    parse_idp_redirect(&loc)
+}
+
+/// POSTs a SAMLResponse to the ACS as the IdP's auto-submit form would.
+pub async fn post_acs(
+    c: &reqwest::Client,
+    gw: &TestGateway,
+    saml_response_b64: &str,
+    relay: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("SAMLResponse", saml_response_b64.to_string())];
+    if let Some(r) = relay {
+        form.push(("RelayState", r.to_string()));
+    }
+    c.post(gw.acs_url())
+        .header("accept", HTML)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Makes a self-signed certificate for 127.0.0.1/localhost with the openssl crate.
+pub fn self_signed_tls() -> (String, String) {
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509NameBuilder, X509};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "localhost").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .dns("localhost")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let cert = b.build();
+    (
+        String::from_utf8(cert.to_pem().unwrap()).unwrap(),
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    )
+}
