@@ -666,3 +666,66 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn https_upstream_with_a_private_ca() {
+    let (cert, key) = self_signed_tls();
+    let up = start_tls_upstream(&cert, &key).await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let idp = TestIdp::generate(IDP_ENTITY);
+    let opts = Options {
+        extra_toml: format!("[proxy]\nupstream_ca_file = \"{}\"\n", ca.display()),
+        ..Options::default()
+    };
+    let gw = start_gateway(&up.https_url(), &idp.metadata_xml(IDP_SSO), opts).await;
+    let c = sign_in(&idp, &gw, "/").await;
+    let r = c.get(gw.url("/tls")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().one("x-forwarded-user").as_deref(), Some("alice"));
+
+    // Without the CA the same upstream is refused: certificates are verified.
+    let gw2 = start_gateway(
+        &up.https_url(),
+        &idp.metadata_xml(IDP_SSO),
+        Options::default(),
+    )
+    .await;
+    let c2 = sign_in(&idp, &gw2, "/").await;
+    assert_eq!(c2.get(gw2.url("/tls")).send().await.unwrap().status(), 502);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn hundreds_of_groups_live_server_side() {
+    let (idp, up, gw) = setup(Options::default()).await;
+    let c = client();
+    let (req_id, relay) = begin_login(&c, &gw, "/").await;
+    let mut spec = ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+    let groups: Vec<String> = (0..400).map(|i| format!("team-{i:03}")).collect();
+    spec.attributes.retain(|(name, _)| name != "groups");
+    spec.attributes.push(("groups".into(), groups.clone()));
+    let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
+    assert_eq!(r.status(), 303);
+    let set_cookie: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("samlgate_session="))
+        .unwrap();
+    assert!(
+        session.len() < 200,
+        "the cookie holds only the sealed id: {} bytes",
+        session.len()
+    );
+    assert_eq!(c.get(gw.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        up.last().one("x-forwarded-groups").unwrap(),
+        groups.join(",")
+    );
+}

@@ -65,6 +65,9 @@ impl Upstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
     pub fn last(&self) -> Seen {
         self.seen
             .lock()
@@ -180,6 +183,28 @@ async fn upstream_handle(
 
 /// Starts the echo upstream on a free loopback port.
 pub async fn start_upstream() -> Upstream {
+    start_upstream_with(None).await
+}
+
+/// Starts the echo upstream serving https with the given PEM certificate and key.
+pub async fn start_tls_upstream(cert_pem: &str, key_pem: &str) -> Upstream {
+    use rustls_pki_types::pem::PemObject;
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    start_upstream_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+}
+
+async fn start_upstream_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -192,11 +217,24 @@ pub async fn start_upstream() -> Upstream {
                 _ = &mut stopped => break,
             };
             let seen = seen2.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| upstream_handle(req, seen.clone()));
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                }
             });
         }
     });
