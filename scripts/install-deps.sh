@@ -5,7 +5,13 @@ set -euo pipefail
 want=${1:-test}
 
 build_pkgs=(pkg-config libxml2-dev libxmlsec1-dev libssl-dev libclang-dev openssl ca-certificates)
-test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3)
+# chromium: the real-browser test (tests/browser_login.rs drives it with playwright-core).
+test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 chromium)
+# Node.js for that test's driver script: Debian's only when no `node` is on PATH (a newer one,
+# e.g. NodeSource's, is left alone). playwright-core 1.64 wants node >= 20; Debian 12's is 18.
+if ! command -v node >/dev/null 2>&1; then
+  test_pkgs+=(nodejs npm)
+fi
 bench_pkgs=(nginx-light wrk)
 
 pkgs=("${build_pkgs[@]}")

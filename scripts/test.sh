@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
+# playwright-core for the real-browser test (tests/browser_login.rs); it downloads no browser
+# (Debian's chromium comes from install-deps.sh). --prefer-offline: the npm cache is enough.
+npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund --loglevel=error
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --locked --lib --bins --tests

@@ -114,7 +114,11 @@ impl LoginError {
             ResponseNotSigned => "the Response is not signed and saml.require_signed_response is on".into(),
             AssertionNotSigned => "the Assertion is not signed and saml.require_signed_assertion is on".into(),
             Signature(d) => format!("signature verification failed: {}", clip(d)),
-            Audience { got } => format!("AudienceRestriction {:?} does not name our entity ID", got.iter().map(|a| clip(a)).collect::<Vec<_>>()),
+            Audience { got } if got.is_empty() => "no AudienceRestriction names our entity ID (missing, or samael refused it)".into(),
+            Audience { got } => format!(
+                "AudienceRestriction {:?} does not name our entity ID",
+                got.iter().map(|a| clip(a)).collect::<Vec<_>>()
+            ),
             Recipient(d) => format!("SubjectConfirmation Recipient mismatch: {}", clip(d)),
             Expired(d) => format!("assertion expired: {}", clip(d)),
             NotYetValid(d) => format!("assertion not yet valid (clock skew?): {}", clip(d)),
