@@ -19,13 +19,20 @@
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets |
+//! | [`devidp`] | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
+//! | [`demo`] | `samlgate demo`: dev IdP + demo app + gateway on loopback |
+//! | [`certgen`] | `samlgate gen-cert`: key pairs and self-signed certificates |
 //!
 //! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
-//! plain data with their own unit tests; sockets live only in `server` and `proxy`.
+//! plain data with their own unit tests; the gateway's sockets live only in `server` and
+//! `proxy` (the development tools `devidp` and `demo` run their own small servers).
 
 pub mod app;
 pub mod authz;
+pub mod certgen;
 pub mod config;
+pub mod demo;
+pub mod devidp;
 pub mod gateway;
 pub mod observability;
 pub mod pages;
