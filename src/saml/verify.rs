@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use samael::crypto::AllowedSignatureAlgorithm;
+use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode};
 use samael::service_provider::{Error as SamaelError, ServiceProvider};
 
 use super::error::LoginError;
@@ -123,9 +123,11 @@ impl Verifier {
         let want = self.expectations(request_id, now);
         policy::check_envelope(facts, &want)?;
         let ids: Vec<&str> = request_id.into_iter().collect();
+        // PreDigest: samael hands back exactly the bytes libxmlsec1 digested for the verified
+        // reference (the Response when it is signed, else the Assertion) — the strictest mode.
         let assertion = self
             .sp
-            .parse_xml_response(xml, Some(&ids))
+            .parse_xml_response_with_mode(xml, Some(&ids), ReduceMode::PreDigest)
             .map_err(map_samael_error)?;
         policy::check_assertion(&assertion, facts, &want)
     }

@@ -1,0 +1,1252 @@
+//! Proxy throughput and latency under load, samlgate against nginx, on loopback.
+//!
+//! One run (`cargo bench --bench proxy_load`):
+//! - nginx as the upstream (`return 200 "ok\n"`, 1 worker) and nginx as a plain reverse
+//!   proxy in front of it (keep-alive pool of 64, 1 worker), both children of this process
+//!   started from a temp dir and stopped by PID when done (also on panic);
+//! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
+//!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
+//! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
+//!   identity / `X-Forwarded-*` headers samlgate adds (same byte count), samlgate with a
+//!   session cookie (must be all 2xx) and samlgate without a cookie
+//!   (`Accept: application/json`, the 401 path); a table with req/s, p50, p90, p99, CPU
+//!   per request of the proxy and of the upstream, the CPU share of unrelated processes
+//!   (noise) and samlgate/nginx ratios is printed and written to
+//!   `target/bench-proxy-load.txt`;
+//! - sign-ins: `PROXY_LOAD_BURST` (200) concurrent ACS posts of minted responses on an idle
+//!   gateway (wall time, process CPU per sign-in), then the same burst fired 40% into a wrk
+//!   run on the authenticated path. Proxied throughput (counted at the upstream via
+//!   `stub_status`, including its slowest 100 ms window) and the latency seen by an extra
+//!   probe connection inside the burst window are compared with the rest of that run and
+//!   with a run without a burst. Logins are started and responses minted (IdP-side RSA
+//!   signing) before the measured window, so only the ACS posts compete with the traffic.
+//!   Everything shares the machine's CPUs, wrk included: a lower wrk rate during the burst
+//!   is partly wrk losing CPU to verification; a stall would show as a near-zero window
+//!   and as probe latencies as long as the burst.
+//!
+//! Knobs (environment): `PROXY_LOAD_SECS` (10), `PROXY_LOAD_WARMUP_SECS` (2),
+//! `PROXY_LOAD_CONNS` (64), `PROXY_LOAD_THREADS` (2), `PROXY_LOAD_BURST` (200).
+//!
+//! Without `--bench` (as under `cargo test --all-targets`) it does nothing: it needs nginx
+//! and wrk (`scripts/install-deps.sh bench`) and takes about two minutes.
+
+#[path = "../tests/support/gateway.rs"]
+mod gateway;
+#[path = "../tests/support/mint.rs"]
+mod mint;
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gateway::{begin_login, client, post_acs, start_gateway, Options, TestGateway};
+use mint::{ResponseSpec, TestIdp};
+use tokio::runtime::Runtime;
+
+const IDP_ENTITY: &str = "https://idp.bench.example/metadata";
+const IDP_SSO: &str = "https://idp.bench.example/sso";
+const SESSION_COOKIE: &str = "samlgate_session";
+const GROUPS: usize = 40;
+
+// ---- settings -----------------------------------------------------------------------------
+
+struct Cfg {
+    secs: u64,
+    warmup_secs: u64,
+    conns: u32,
+    threads: u32,
+    burst: usize,
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+impl Cfg {
+    fn from_env() -> Cfg {
+        Cfg {
+            secs: env_num("PROXY_LOAD_SECS", 10),
+            warmup_secs: env_num("PROXY_LOAD_WARMUP_SECS", 2),
+            conns: env_num("PROXY_LOAD_CONNS", 64),
+            threads: env_num("PROXY_LOAD_THREADS", 2),
+            burst: env_num("PROXY_LOAD_BURST", 200),
+        }
+    }
+}
+
+// ---- nginx as a child process ---------------------------------------------------------------
+
+/// A foreground nginx (`daemon off`) started from a config in a temp dir; stopped by PID
+/// (SIGTERM, then SIGKILL) when dropped, including while unwinding from a panic.
+struct Nginx {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    error_log: PathBuf,
+}
+
+impl Nginx {
+    /// `server` is the body of the `http {}` block after the common settings; `{port}` in it
+    /// is replaced by a free port.
+    fn start(dir: &Path, name: &'static str, server: &str) -> Nginx {
+        let port = free_port();
+        let tmp = dir.join(format!("{name}-tmp"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let error_log = dir.join(format!("{name}-error.log"));
+        let conf = format!(
+            "worker_processes 1;\n\
+             pid {pid};\n\
+             error_log {err} warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+             \x20   access_log off;\n\
+             \x20   keepalive_requests 1000000;\n\
+             \x20   keepalive_timeout 75s;\n\
+             \x20   client_body_temp_path {tmp}/body;\n\
+             \x20   proxy_temp_path {tmp}/proxy;\n\
+             \x20   fastcgi_temp_path {tmp}/fastcgi;\n\
+             \x20   uwsgi_temp_path {tmp}/uwsgi;\n\
+             \x20   scgi_temp_path {tmp}/scgi;\n\
+             {server}\n\
+             }}\n",
+            pid = dir.join(format!("{name}.pid")).display(),
+            err = error_log.display(),
+            tmp = tmp.display(),
+            server = server.replace("{port}", &port.to_string()),
+        );
+        let conf_path = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(&error_log)
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start nginx ({e}); install it with `scripts/install-deps.sh bench`")
+            });
+        let mut n = Nginx {
+            name,
+            child,
+            port,
+            error_log,
+        };
+        n.wait_ready();
+        n
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "nginx {} exited at start ({status}); error log:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.error_log).unwrap_or_default()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx {} did not listen on port {} within 10 s",
+                self.name,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The (single) worker process, to read its CPU time.
+    fn worker_pid(&self) -> Option<u32> {
+        let master = self.child.id();
+        for _ in 0..100 {
+            let children =
+                std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).ok()?;
+            if let Some(pid) = children.split_whitespace().next() {
+                return pid.parse().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM to the master (by PID) stops its workers too; SIGKILL only as a fallback.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "proxy_load: nginx {} (pid {pid}) ignored SIGTERM; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+// ---- tiny blocking HTTP/1.1 client (sanity checks, stub_status, latency probe) --------------
+
+/// Reads one response (status line, headers, body by Content-Length or chunked); returns the
+/// status and the body.
+fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("status line"))?;
+    let mut length = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse::<usize>().ok();
+            } else if k.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+            {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad("chunk size"))?;
+            if size == 0 {
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            r.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else if status >= 200 && status != 204 && status != 304 {
+        r.read_to_end(&mut body)?;
+    }
+    Ok((status, body))
+}
+
+/// One GET on a fresh connection.
+fn http_get(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let (status, body) = read_response(&mut BufReader::new(s)).expect("response");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The upstream's total request count from `stub_status`.
+fn upstream_requests(port: u16) -> Option<u64> {
+    let (status, body) = http_get(port, "/nginx_status", &[]);
+    if status != 200 {
+        return None;
+    }
+    // "Active connections: 1 \nserver accepts handled requests\n 16 16 16 \n..."
+    body.lines().nth(2)?.split_whitespace().nth(2)?.parse().ok()
+}
+
+// ---- wrk ---------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Wrk {
+    rps: f64,
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    requests: u64,
+    non_2xx: u64,
+    socket_errors: Option<String>,
+    /// CPU time (user + system) of the proxy process / the upstream nginx worker per request.
+    proxy_cpu: Option<Duration>,
+    upstream_cpu: Option<Duration>,
+    /// Share of the machine's CPU used by processes other than wrk, the proxy and the
+    /// upstream during the run (noise).
+    other_cpu_share: Option<f64>,
+    raw: String,
+}
+
+fn parse_latency(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "us" => v / 1e6,
+        "ms" => v / 1e3,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn parse_wrk(out: &str) -> Option<Wrk> {
+    let mut rps = None;
+    let mut pct = [None; 3];
+    let mut requests = None;
+    let mut non_2xx = 0;
+    let mut socket_errors = None;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = v.trim().parse().ok()?;
+        } else if let Some(v) = l.strip_prefix("Socket errors:") {
+            socket_errors = Some(v.trim().to_string());
+        } else if l.contains(" requests in ") {
+            requests = l.split_whitespace().next().and_then(|n| n.parse().ok());
+        } else {
+            let mut it = l.split_whitespace();
+            let (Some(p), Some(v), None) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let idx = match p {
+                "50%" => 0,
+                "90%" => 1,
+                "99%" => 2,
+                _ => continue,
+            };
+            pct[idx] = parse_latency(v);
+        }
+    }
+    Some(Wrk {
+        rps: rps?,
+        p50: pct[0]?,
+        p90: pct[1]?,
+        p99: pct[2]?,
+        requests: requests?,
+        non_2xx,
+        socket_errors,
+        proxy_cpu: None,
+        upstream_cpu: None,
+        other_cpu_share: None,
+        raw: out.to_string(),
+    })
+}
+
+fn wrk_command(cfg: &Cfg, secs: u64, url: &str, headers: &[&str]) -> Command {
+    let mut c = Command::new("wrk");
+    c.arg(format!("-t{}", cfg.threads))
+        .arg(format!("-c{}", cfg.conns))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency");
+    for h in headers {
+        c.arg("-H").arg(h);
+    }
+    c.arg(format!("{url}/"));
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn finish_wrk(label: &str, out: std::io::Result<Output>) -> Wrk {
+    let out = out.unwrap_or_else(|e| {
+        panic!("cannot run wrk ({e}); install it with `scripts/install-deps.sh bench`")
+    });
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wrk failed for {label}: {}\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w =
+        parse_wrk(&text).unwrap_or_else(|| panic!("cannot parse wrk output for {label}:\n{text}"));
+    assert!(
+        w.requests > 0,
+        "wrk completed no request for {label}:\n{text}"
+    );
+    w
+}
+
+/// Whose CPU time to charge to a run: the proxy's process and the upstream worker.
+#[derive(Clone, Copy)]
+struct CpuOf {
+    proxy: Option<u32>,
+    upstream: Option<u32>,
+}
+
+/// Warm-up run (discarded), then the measured run.
+fn run_wrk(cfg: &Cfg, label: &str, url: &str, headers: &[&str], cpu_of: CpuOf) -> Wrk {
+    eprintln!("proxy_load: running {label}");
+    if cfg.warmup_secs > 0 {
+        let _ = finish_wrk(
+            label,
+            wrk_command(cfg, cfg.warmup_secs, url, headers).output(),
+        );
+    }
+    let cpu = |pid: Option<u32>| pid.and_then(proc_cpu);
+    let (p0, u0) = (cpu(cpu_of.proxy), cpu(cpu_of.upstream));
+    let (m0, c0) = (machine_busy(), children_cpu());
+    let t0 = Instant::now();
+    let mut w = finish_wrk(label, wrk_command(cfg, cfg.secs, url, headers).output());
+    let wall = t0.elapsed();
+    let (p1, u1) = (cpu(cpu_of.proxy), cpu(cpu_of.upstream));
+    let (m1, c1) = (machine_busy(), children_cpu());
+    let delta =
+        |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
+    let requests = w.requests as f64;
+    w.proxy_cpu = delta(p0, p1).map(|d| d.div_f64(requests));
+    w.upstream_cpu = delta(u0, u1).map(|d| d.div_f64(requests));
+    // What the rest of the machine used meanwhile (other builds, tests…): a noise indicator.
+    let ours = [delta(p0, p1), delta(u0, u1), delta(c0, c1)]
+        .into_iter()
+        .flatten()
+        .sum::<Duration>();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    w.other_cpu_share = delta(m0, m1)
+        .map(|busy| busy.saturating_sub(ours).as_secs_f64() / (wall.as_secs_f64() * cpus));
+    eprintln!(
+        "proxy_load: {label}: {:.0} req/s, p50 {}, p99 {}, non-2xx {}, CPU/req proxy {} upstream {}, \
+         other processes {}",
+        w.rps,
+        fmt_dur(w.p50),
+        fmt_dur(w.p99),
+        w.non_2xx,
+        fmt_cpu(w.proxy_cpu),
+        fmt_cpu(w.upstream_cpu),
+        fmt_share(w.other_cpu_share)
+    );
+    w
+}
+
+fn fmt_share(s: Option<f64>) -> String {
+    s.map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0))
+}
+
+// ---- statistics and formatting -------------------------------------------------------------
+
+fn fmt_dur(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1e6 {
+        format!("{:.2}ms", us / 1e3)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+/// Nearest-rank percentile of unsorted samples.
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn summary(samples: &[Duration]) -> String {
+    format!(
+        "n={} p50 {} p99 {} max {}",
+        samples.len(),
+        fmt_dur(percentile(samples, 50.0)),
+        fmt_dur(percentile(samples, 99.0)),
+        fmt_dur(samples.iter().copied().max().unwrap_or_default())
+    )
+}
+
+fn fmt_cpu(d: Option<Duration>) -> String {
+    d.map_or("-".to_string(), |d| {
+        format!("{:.1}µs", d.as_secs_f64() * 1e6)
+    })
+}
+
+fn ticks(n: u64) -> Duration {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let hz = *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    });
+    Duration::from_secs_f64(n as f64 / hz as f64)
+}
+
+/// Fields 3.. of `/proc/<pid>/stat` (after the command name, which may contain spaces).
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    Some(
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// CPU time (user + system, all threads, including exited ones) of process `pid`.
+fn proc_cpu(pid: u32) -> Option<Duration> {
+    let f = stat_fields(pid)?;
+    Some(ticks(f.get(11)? + f.get(12)?))
+}
+
+/// CPU time of this process's waited-for children (wrk).
+fn children_cpu() -> Option<Duration> {
+    let f = stat_fields(std::process::id())?;
+    Some(ticks(f.get(13)? + f.get(14)?))
+}
+
+/// Busy CPU time of the whole machine (everything but idle and iowait; steal included).
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    Some(ticks(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?))
+}
+
+fn process_cpu() -> Option<Duration> {
+    proc_cpu(std::process::id())
+}
+
+// ---- sign-ins ------------------------------------------------------------------------------
+
+/// The realistic response of `benches/acs.rs`: both signatures, usual attributes, 40 groups.
+fn realistic_spec(idp: &TestIdp, gw: &TestGateway, req_id: &str) -> ResponseSpec {
+    let mut spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(req_id));
+    let groups = (1..=GROUPS)
+        .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
+        .collect();
+    spec.attributes.retain(|(name, _)| name != "groups");
+    spec.attributes.extend([
+        ("givenName".to_string(), vec!["Alice".to_string()]),
+        ("sn".to_string(), vec!["Example".to_string()]),
+        (
+            "eduPersonPrincipalName".to_string(),
+            vec!["alice@example.com".to_string()],
+        ),
+        ("groups".to_string(), groups),
+    ]);
+    spec
+}
+
+fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
+/// A browser part-way through sign-in: its cookies (login cookie), the RelayState and the
+/// IdP's minted answer, ready to POST to the ACS.
+struct Pending {
+    client: reqwest::Client,
+    relay: String,
+    saml_response: String,
+}
+
+async fn prepare_sign_ins(idp: &TestIdp, gw: &TestGateway, n: usize) -> Vec<Pending> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let c = client();
+        let (req_id, relay) = begin_login(&c, gw, "/").await;
+        let saml_response = mint::mint_b64(idp, &realistic_spec(idp, gw, &req_id));
+        out.push(Pending {
+            client: c,
+            relay,
+            saml_response,
+        });
+    }
+    out
+}
+
+/// One sign-in's outcome: (latency, HTTP status, session cookie set).
+type SignIn = (Duration, u16, bool);
+
+/// POSTs every pending sign-in at once.
+async fn fire_sign_ins(gw: &TestGateway, pending: &[Pending]) -> Vec<SignIn> {
+    futures_util::future::join_all(pending.iter().map(|p| async move {
+        let t = Instant::now();
+        let r = post_acs(&p.client, gw, &p.saml_response, Some(&p.relay)).await;
+        let elapsed = t.elapsed();
+        (elapsed, r.status().as_u16(), session_cookie(&r).is_some())
+    }))
+    .await
+}
+
+async fn sign_in(idp: &TestIdp, gw: &TestGateway) -> String {
+    let p = prepare_sign_ins(idp, gw, 1).await.pop().unwrap();
+    let r = post_acs(&p.client, gw, &p.saml_response, Some(&p.relay)).await;
+    let status = r.status();
+    let cookie = session_cookie(&r);
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, 303, "sign-in with a minted response failed: {body}");
+    cookie.expect("the ACS set a session cookie")
+}
+
+// ---- latency probe and upstream counter sampler ---------------------------------------------
+
+/// A keep-alive connection issuing authenticated GETs back to back, recording
+/// (time since start, latency) per request.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(Vec<(Duration, Duration)>, usize)>,
+}
+
+fn start_probe(port: u16, cookie: &str, t0: Instant) -> Probe {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let req = format!("GET /probe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n");
+    let handle = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        let mut errors = 0;
+        'outer: while !stop2.load(Ordering::Relaxed) {
+            let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+                errors += 1;
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut w = s.try_clone().expect("clone socket");
+            let mut r = BufReader::new(s);
+            while !stop2.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let ok = w.write_all(req.as_bytes()).is_ok()
+                    && matches!(read_response(&mut r), Ok((200, _)));
+                if !ok {
+                    errors += 1;
+                    continue 'outer;
+                }
+                samples.push((start - t0, start.elapsed()));
+            }
+        }
+        (samples, errors)
+    });
+    Probe { stop, handle }
+}
+
+impl Probe {
+    fn finish(self) -> (Vec<(Duration, Duration)>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("probe thread")
+    }
+}
+
+/// Samples the upstream's request counter every 25 ms: (time since start, requests).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<(Duration, u64)>>,
+}
+
+fn start_sampler(upstream_port: u16, t0: Instant) -> Sampler {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        while !stop2.load(Ordering::Relaxed) {
+            if let Some(n) = upstream_requests(upstream_port) {
+                out.push((t0.elapsed(), n));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        out
+    });
+    Sampler { stop, handle }
+}
+
+impl Sampler {
+    fn finish(self) -> Vec<(Duration, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("sampler thread")
+    }
+}
+
+/// The counter at `t`, linearly interpolated between samples.
+fn counter_at(samples: &[(Duration, u64)], t: Duration) -> Option<f64> {
+    let i = samples.iter().position(|(at, _)| *at >= t)?;
+    if i == 0 {
+        return Some(samples[0].1 as f64);
+    }
+    let (t0, c0) = samples[i - 1];
+    let (t1, c1) = samples[i];
+    let f = (t - t0).as_secs_f64() / (t1 - t0).as_secs_f64().max(1e-9);
+    Some(c0 as f64 + f * (c1 as f64 - c0 as f64))
+}
+
+/// Requests per second at the upstream between `a` and `b`.
+fn rate(samples: &[(Duration, u64)], a: Duration, b: Duration) -> Option<f64> {
+    Some((counter_at(samples, b)? - counter_at(samples, a)?) / (b - a).as_secs_f64())
+}
+
+// ---- one samlgate configuration --------------------------------------------------------------
+
+struct LoadRun {
+    wrk: Wrk,
+    probe: Vec<(Duration, Duration)>,
+    probe_errors: usize,
+    counter: Vec<(Duration, u64)>,
+    /// The burst window (since start) and each sign-in's (latency, status, cookie set).
+    burst: Option<(Duration, Duration, Vec<SignIn>)>,
+}
+
+/// wrk on the authenticated path with the probe and the upstream sampler running; fires the
+/// sign-ins in `pending` (if any) 40% into the run.
+#[allow(clippy::too_many_arguments)]
+fn loaded_run(
+    cfg: &Cfg,
+    cl_rt: &Runtime,
+    gw: &TestGateway,
+    cookie_header: &str,
+    cookie: &str,
+    upstream_port: u16,
+    pending: Option<Vec<Pending>>,
+) -> LoadRun {
+    let t0 = Instant::now();
+    let wrk = wrk_command(cfg, cfg.secs, &gw.base, &[cookie_header])
+        .spawn()
+        .expect("start wrk");
+    let probe = start_probe(gw.addr.port(), cookie, t0);
+    let sampler = start_sampler(upstream_port, t0);
+    std::thread::sleep(Duration::from_secs_f64(cfg.secs as f64 * 0.4));
+    let burst = pending.map(|p| {
+        let start = t0.elapsed();
+        let results = cl_rt.block_on(fire_sign_ins(gw, &p));
+        let end = t0.elapsed();
+        (start, end, results)
+    });
+    let wrk = finish_wrk("burst", wrk.wait_with_output());
+    let (probe, probe_errors) = probe.finish();
+    let counter = sampler.finish();
+    LoadRun {
+        wrk,
+        probe,
+        probe_errors,
+        counter,
+        burst,
+    }
+}
+
+struct GatewayResult {
+    workers: usize,
+    session: Wrk,
+    unauth: Wrk,
+    baseline: LoadRun,
+    burst: LoadRun,
+    idle_signins: usize,
+    idle_wall: Duration,
+    idle_cpu: Option<Duration>,
+}
+
+fn samlgate_runs(
+    cfg: &Cfg,
+    workers: usize,
+    cl_rt: &Runtime,
+    idp: &TestIdp,
+    upstream: &Nginx,
+    upstream_worker: Option<u32>,
+) -> GatewayResult {
+    let gw_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("samlgate-worker")
+        .enable_all()
+        .build()
+        .unwrap();
+    let gw = gw_rt.block_on(start_gateway(
+        &upstream.url(),
+        &idp.metadata_xml(IDP_SSO),
+        Options::default(),
+    ));
+    let port = gw.addr.port();
+    let label = |what: &str| format!("samlgate {workers}w {what}");
+    let cpu_of = CpuOf {
+        proxy: Some(std::process::id()),
+        upstream: upstream_worker,
+    };
+
+    let cookie = cl_rt.block_on(sign_in(idp, &gw));
+    let cookie_header = format!("Cookie: {cookie}");
+    let (status, body) = http_get(port, "/", &[&cookie_header]);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok\n"),
+        "the session cookie does not reach the upstream"
+    );
+    let json = "Accept: application/json";
+    let (status, _) = http_get(port, "/", &[json]);
+    assert_eq!(status, 401, "no cookie + Accept: application/json → 401");
+
+    let session = run_wrk(cfg, &label("session"), &gw.base, &[&cookie_header], cpu_of);
+    if session.non_2xx != 0 {
+        panic!(
+            "samlgate answered {} non-2xx responses on the authenticated path: the session did \
+             not work.\n{}",
+            session.non_2xx, session.raw
+        );
+    }
+    let unauth = run_wrk(cfg, &label("401"), &gw.base, &[json], cpu_of);
+    assert_eq!(
+        unauth.non_2xx, unauth.requests,
+        "every unauthenticated request is refused"
+    );
+
+    // Sign-ins on an idle gateway: wall time and process CPU per sign-in.
+    let pending = cl_rt.block_on(prepare_sign_ins(idp, &gw, cfg.burst));
+    let cpu0 = process_cpu();
+    let t = Instant::now();
+    let idle = cl_rt.block_on(fire_sign_ins(&gw, &pending));
+    let idle_wall = t.elapsed();
+    let idle_cpu = process_cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    let idle_signins = idle.iter().filter(|r| r.1 == 303 && r.2).count();
+    assert_eq!(idle_signins, cfg.burst, "idle sign-ins: {idle:?}");
+    drop(pending);
+
+    eprintln!("proxy_load: {}", label("baseline (probe, no burst)"));
+    let baseline = loaded_run(
+        cfg,
+        cl_rt,
+        &gw,
+        &cookie_header,
+        &cookie,
+        upstream.port,
+        None,
+    );
+    let pending = cl_rt.block_on(prepare_sign_ins(idp, &gw, cfg.burst));
+    eprintln!("proxy_load: {}", label("sign-in burst"));
+    let burst = loaded_run(
+        cfg,
+        cl_rt,
+        &gw,
+        &cookie_header,
+        &cookie,
+        upstream.port,
+        Some(pending),
+    );
+    for run in [&baseline, &burst] {
+        assert_eq!(
+            run.wrk.non_2xx, 0,
+            "non-2xx on the authenticated path during the burst runs:\n{}",
+            run.wrk.raw
+        );
+    }
+
+    drop(gw);
+    gw_rt.shutdown_timeout(Duration::from_secs(2));
+    GatewayResult {
+        workers,
+        session,
+        unauth,
+        baseline,
+        burst,
+        idle_signins,
+        idle_wall,
+        idle_cpu,
+    }
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+fn row(out: &mut String, label: &str, w: &Wrk, nginx: Option<&Wrk>) {
+    let cpu = format!(
+        "{:>9} {:>9} {:>6}",
+        fmt_cpu(w.proxy_cpu),
+        fmt_cpu(w.upstream_cpu),
+        fmt_share(w.other_cpu_share)
+    );
+    let ratio = nginx.map_or(String::new(), |n| {
+        format!(
+            "{:>9.2}x {:>9.2}x",
+            w.rps / n.rps,
+            w.p99.as_secs_f64() / n.p99.as_secs_f64()
+        )
+    });
+    let _ = writeln!(
+        out,
+        "{label:<46} {:>8.0} {:>8} {:>8} {:>8} {:>8} {cpu} {ratio}",
+        w.rps,
+        fmt_dur(w.p50),
+        fmt_dur(w.p90),
+        fmt_dur(w.p99),
+        w.non_2xx
+    );
+}
+
+fn burst_report(out: &mut String, cfg: &Cfg, g: &GatewayResult) {
+    let w = g.workers;
+    let _ = writeln!(
+        out,
+        "\nsamlgate, {w} worker thread(s): sign-ins (verification on the blocking pool)"
+    );
+    let per = g.idle_wall / g.idle_signins.max(1) as u32;
+    let _ = writeln!(
+        out,
+        "  idle gateway: {} concurrent sign-ins in {} ({:.0}/s){}",
+        g.idle_signins,
+        fmt_dur(g.idle_wall),
+        g.idle_signins as f64 / g.idle_wall.as_secs_f64(),
+        g.idle_cpu.map_or(String::new(), |c| format!(
+            ", process CPU per sign-in {} (gateway + in-process HTTP client; wall/sign-in {})",
+            fmt_dur(c / g.idle_signins.max(1) as u32),
+            fmt_dur(per)
+        ))
+    );
+    let Some((a, b, results)) = &g.burst.burst else {
+        return;
+    };
+    let ok = results.iter().filter(|r| r.1 == 303 && r.2).count();
+    let lat: Vec<Duration> = results.iter().map(|r| r.0).collect();
+    let _ = writeln!(
+        out,
+        "  burst under load: {ok}/{} sign-ins OK in {} ({:.0}/s), sign-in latency {}",
+        results.len(),
+        fmt_dur(*b - *a),
+        results.len() as f64 / (*b - *a).as_secs_f64(),
+        summary(&lat)
+    );
+    // Proxied throughput (at the upstream) inside the burst window versus the steady part
+    // of the same run (from 1 s in to the burst, and from 0.5 s after it to 0.5 s before
+    // the end) and versus the run without a burst.
+    let end = Duration::from_secs(cfg.secs) - Duration::from_millis(500);
+    let one = Duration::from_secs(1);
+    let c = &g.burst.counter;
+    let in_rate = rate(c, *a, *b);
+    let steady = {
+        let after = *b + Duration::from_millis(500);
+        let before = rate(c, one, *a).map(|r| (r, (*a - one).as_secs_f64()));
+        let later = (after < end)
+            .then(|| rate(c, after, end).map(|r| (r, (end - after).as_secs_f64())))
+            .flatten();
+        let parts: Vec<(f64, f64)> = before.into_iter().chain(later).collect();
+        let total: f64 = parts.iter().map(|p| p.1).sum();
+        (total > 0.0).then(|| parts.iter().map(|p| p.0 * p.1).sum::<f64>() / total)
+    };
+    let base_rate = rate(&g.baseline.counter, one, end);
+    let f = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{r:.0} req/s"));
+    // A stall would show as a window with (almost) nothing proxied.
+    let window = Duration::from_millis(100);
+    let step = Duration::from_millis(25);
+    let mut worst: Option<f64> = None;
+    let mut t = *a;
+    while t + window <= *b {
+        if let Some(r) = rate(c, t, t + window) {
+            worst = Some(worst.map_or(r, |w| w.min(r)));
+        }
+        t += step;
+    }
+    let _ = writeln!(
+        out,
+        "  proxied throughput (upstream count): during burst {} (slowest 100 ms window {}), \
+         same run outside burst {}, run without burst {}",
+        f(in_rate),
+        f(worst),
+        f(steady),
+        f(base_rate)
+    );
+    let inside: Vec<Duration> = g
+        .burst
+        .probe
+        .iter()
+        .filter(|(t, _)| t >= a && t <= b)
+        .map(|s| s.1)
+        .collect();
+    let outside: Vec<Duration> = g
+        .burst
+        .probe
+        .iter()
+        .filter(|(t, _)| (*t >= one && *t < *a) || (*t > *b && *t < end))
+        .map(|s| s.1)
+        .collect();
+    let base: Vec<Duration> = g
+        .baseline
+        .probe
+        .iter()
+        .filter(|(t, _)| *t >= one && *t < end)
+        .map(|s| s.1)
+        .collect();
+    let _ = writeln!(
+        out,
+        "  probe latency (65th connection): during burst {}; outside burst {}; run without burst {} (probe errors {}/{})",
+        summary(&inside),
+        summary(&outside),
+        summary(&base),
+        g.burst.probe_errors,
+        g.baseline.probe_errors
+    );
+    let _ = writeln!(
+        out,
+        "  wrk over the whole {} s: with burst {:.0} req/s p99 {}; without burst {:.0} req/s p99 {}",
+        cfg.secs,
+        g.burst.wrk.rps,
+        fmt_dur(g.burst.wrk.p99),
+        g.baseline.wrk.rps,
+        fmt_dur(g.baseline.wrk.p99)
+    );
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("proxy_load: load test; run it with `cargo bench --bench proxy_load`");
+        return;
+    }
+    let cfg = Cfg::from_env();
+    let nginx_version = Command::new("nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_else(|e| {
+            panic!("nginx not found ({e}); install it with `scripts/install-deps.sh bench`")
+        });
+    Command::new("wrk").arg("-v").output().unwrap_or_else(|e| {
+        panic!("wrk not found ({e}); install it with `scripts/install-deps.sh bench`")
+    });
+    samlgate::observability::init("human", "warn");
+
+    // Declared first so it is dropped last, after both nginx processes have stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Nginx::start(
+        dir.path(),
+        "upstream",
+        "server {\n\
+         \x20   listen 127.0.0.1:{port} backlog=4096;\n\
+         \x20   location = /nginx_status { stub_status; }\n\
+         \x20   location / { default_type text/plain; return 200 \"ok\\n\"; }\n\
+         }",
+    );
+    // `/` proxies plainly; `/id/` also does what samlgate does to a request's headers, with
+    // the same sizes: identity headers for the bench user (40 groups), X-Forwarded-*, and the
+    // session cookie removed.
+    let groups: Vec<String> = (1..=GROUPS)
+        .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
+        .collect();
+    let proxy = Nginx::start(
+        dir.path(),
+        "proxy",
+        &format!(
+            "upstream backend {{\n\
+             \x20   server 127.0.0.1:{};\n\
+             \x20   keepalive 64;\n\
+             \x20   keepalive_requests 1000000;\n\
+             }}\n\
+             server {{\n\
+             \x20   listen 127.0.0.1:{{port}} backlog=4096;\n\
+             \x20   location / {{\n\
+             \x20       proxy_pass http://backend;\n\
+             \x20       proxy_http_version 1.1;\n\
+             \x20       proxy_set_header Connection \"\";\n\
+             \x20   }}\n\
+             \x20   location /id/ {{\n\
+             \x20       proxy_pass http://backend/;\n\
+             \x20       proxy_http_version 1.1;\n\
+             \x20       proxy_set_header Connection \"\";\n\
+             \x20       proxy_set_header Cookie \"\";\n\
+             \x20       proxy_set_header X-Forwarded-For $remote_addr;\n\
+             \x20       proxy_set_header X-Forwarded-Proto $scheme;\n\
+             \x20       proxy_set_header X-Forwarded-Host $http_host;\n\
+             \x20       proxy_set_header X-Forwarded-User \"alice\";\n\
+             \x20       proxy_set_header X-Forwarded-Email \"alice@example.com\";\n\
+             \x20       proxy_set_header X-Forwarded-Groups \"{}\";\n\
+             \x20       proxy_set_header X-Forwarded-Preferred-Username \"Alice Example\";\n\
+             \x20   }}\n\
+             }}",
+            upstream.port,
+            groups.join(",")
+        ),
+    );
+    let upstream_worker = upstream.worker_pid();
+    let proxy_worker = proxy.worker_pid();
+    for n in [&upstream, &proxy] {
+        let (status, body) = http_get(n.port, "/", &[]);
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "nginx {}", n.name);
+    }
+
+    let cl_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = TestIdp::generate(IDP_ENTITY);
+
+    let direct = run_wrk(
+        &cfg,
+        "upstream direct",
+        &upstream.url(),
+        &[],
+        CpuOf {
+            proxy: None,
+            upstream: upstream_worker,
+        },
+    );
+    let nginx_cpu = CpuOf {
+        proxy: proxy_worker,
+        upstream: upstream_worker,
+    };
+    let nginx = run_wrk(&cfg, "nginx proxy", &proxy.url(), &[], nginx_cpu);
+    // A session cookie of samlgate's size, which this location removes like samlgate does.
+    let fake_cookie = format!("Cookie: {SESSION_COOKIE}={}", "x".repeat(120));
+    let nginx_id = run_wrk(
+        &cfg,
+        "nginx proxy + identity headers",
+        &format!("{}/id", proxy.url()),
+        &[&fake_cookie],
+        nginx_cpu,
+    );
+    let gateways: Vec<GatewayResult> = [1, 2]
+        .into_iter()
+        .map(|w| samlgate_runs(&cfg, w, &cl_rt, &idp, &upstream, upstream_worker))
+        .collect();
+    drop(proxy);
+    drop(upstream);
+
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "proxy load: wrk -t{} -c{} -d{}s --latency, GET / → upstream `return 200 \"ok\\n\"` \
+         ({nginx_version}, 1 worker), loopback, {cpus} CPUs",
+        cfg.threads, cfg.conns, cfg.secs
+    );
+    let _ = writeln!(
+        out,
+        "{:<46} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>6} {:>10} {:>10}",
+        "target",
+        "req/s",
+        "p50",
+        "p90",
+        "p99",
+        "non-2xx",
+        "CPU/req",
+        "upstr/req",
+        "other",
+        "req/s÷ngx",
+        "p99÷ngx"
+    );
+    row(&mut out, "upstream direct (nginx, 1 worker)", &direct, None);
+    row(
+        &mut out,
+        "nginx proxy (1 worker, keepalive 64)",
+        &nginx,
+        None,
+    );
+    row(
+        &mut out,
+        "nginx proxy + identity headers, cookie strip",
+        &nginx_id,
+        Some(&nginx),
+    );
+    for g in &gateways {
+        let w = g.workers;
+        let t = if w == 1 { "thread" } else { "threads" };
+        row(
+            &mut out,
+            &format!("samlgate {w} worker {t}, session cookie"),
+            &g.session,
+            Some(&nginx),
+        );
+        row(
+            &mut out,
+            &format!("samlgate {w} worker {t}, no cookie → 401"),
+            &g.unauth,
+            Some(&nginx),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "CPU/req: proxy CPU (nginx worker / whole samlgate process) per request; upstr/req: \
+         upstream nginx worker per request; other: machine CPU used by unrelated processes \
+         meanwhile (noise); ÷ngx: against the plain nginx proxy row."
+    );
+    for g in &gateways {
+        burst_report(&mut out, &cfg, g);
+    }
+    for (label, w) in [("upstream direct", &direct), ("nginx proxy", &nginx)]
+        .into_iter()
+        .chain(gateways.iter().map(|g| ("samlgate session", &g.session)))
+    {
+        if let Some(e) = &w.socket_errors {
+            let _ = writeln!(out, "note: wrk socket errors for {label}: {e}");
+        }
+    }
+
+    print!("{out}");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let file = target.join("bench-proxy-load.txt");
+    match std::fs::write(&file, &out) {
+        Ok(()) => println!("written to {}", file.display()),
+        Err(e) => eprintln!("proxy_load: cannot write {}: {e}", file.display()),
+    }
+}
