@@ -5,20 +5,8 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::proxy::{full, Body};
 
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML element content and quoted attributes (the same rules as XML).
+pub use crate::saml::xml_escape as html_escape;
 
 fn json_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -88,7 +76,17 @@ pub fn json(
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    let h = r.headers_mut();
+    set_page_headers(
+        r.headers_mut(),
+        content_type,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r
+}
+
+/// The headers every page carries: type, no caching, no sniffing, no framing, no referrer,
+/// and the page's content security policy.
+pub fn set_page_headers(h: &mut HeaderMap, content_type: &'static str, csp: HeaderValue) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
@@ -96,9 +94,8 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    r
+    h.insert("content-security-policy", csp);
 }
 
 /// Sign-in failed: headline, sentence, a link to try again.

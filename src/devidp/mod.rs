@@ -589,18 +589,9 @@ fn respond(
 ) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    if let Ok(v) = HeaderValue::from_str(&csp(kind)) {
-        h.insert("content-security-policy", v);
-    }
+    let policy =
+        HeaderValue::from_str(&csp(kind)).unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    crate::pages::set_page_headers(r.headers_mut(), content_type, policy);
     r
 }
 

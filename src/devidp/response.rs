@@ -460,7 +460,7 @@ mod tests {
         let s = spec(Some(r#""><evil/>"#), &u);
         let r = response_xml(&s, &assertion_xml(&s, None), None);
         assert!(!r.contains("<evil/>") && !r.contains("<Eve>") && !r.contains("a<b"));
-        assert!(r.contains("&lt;Eve&gt; &amp; &quot;co&quot; &apos;x&apos;"));
+        assert!(r.contains("&lt;Eve&gt; &amp; &quot;co&quot; &#39;x&#39;"));
         assert!(r.contains("&quot;&gt;&lt;evil/&gt;"));
         let parsed: samael::schema::Response = r.parse().unwrap();
         assert_eq!(parsed.in_response_to.as_deref(), Some(r#""><evil/>"#));

@@ -19,7 +19,7 @@ pub mod prefilter;
 pub mod replay;
 pub mod verify;
 
-/// Reads a signed SAML element's attribute-free text safely for XML output.
+/// Escapes text for XML (and HTML) element content and quoted attribute values.
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -28,7 +28,7 @@ pub fn xml_escape(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '\'' => out.push_str("&#39;"),
             _ => out.push(c),
         }
     }
