@@ -1,16 +1,19 @@
 //! A real browser signs in through samlgate: Debian's headless Chromium, driven by
-//! playwright-core from `tests/browser/login.mjs`, against a real SimpleSAMLphp IdP
-//! (tests/support/simplesamlphp.rs), the echo upstream and samlgate (tests/support/gateway.rs),
-//! all on loopback.
+//! playwright-core from `tests/browser/login.mjs`, against the echo upstream and samlgate
+//! (tests/support/gateway.rs) and one of two IdPs, all on loopback:
 //!
-//! The browser opens a protected URL on the gateway, is redirected to the IdP, fills the
-//! SimpleSAMLphp login form as alice, submits it, follows the IdP's self-submitting POST back to
-//! the gateway's ACS and lands on the upstream page, whose text (the echoed request headers)
-//! must show the identity headers. A full-page screenshot of that page is kept as a test
-//! artifact (`<target dir>/test-artifacts/browser-login-{http,https}.png`; on failure
-//! `browser-login-*-FAILED.png`).
+//! - the real SimpleSAMLphp (tests/support/simplesamlphp.rs): the browser fills its login form
+//!   as alice (username and password) and submits it;
+//! - samlgate's own development IdP (`samlgate dev-idp`, src/devidp, started in-process): the
+//!   browser presses alice's button on its login page.
 //!
-//! Two runs:
+//! Either way the IdP answers with a self-submitting POST to the gateway's ACS, and the browser
+//! lands on the upstream page, whose text (the echoed request headers) must show the identity
+//! headers. A full-page screenshot of that page is kept as a test artifact
+//! (`<target dir>/test-artifacts/browser-{login,devidp}-{http,https}.png`; on failure
+//! `browser-*-FAILED.png`), its path printed on stdout.
+//!
+//! Two runs per IdP:
 //! - plain http, gateway and IdP both on `127.0.0.1` (different ports: same site);
 //! - https on the gateway (self-signed, `--ignore-certificate-errors`) at `https://app.test:P`
 //!   and the IdP at `http://idp.test:Q` (Chromium's `--host-rules=MAP *.test 127.0.0.1`), so the
@@ -26,13 +29,14 @@ mod gateway;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
-use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gateway::{start_upstream, Upstream};
+use samlgate::devidp;
+use serde_json::{json, Value};
 use simplesamlphp::{SimpleSamlPhp, SpEntry, ALICE};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -45,11 +49,51 @@ const INSTALL_HINT: &str = "run `scripts/install-deps.sh test` (as root: install
                             node when missing) and `npm ci --prefix tests/browser` (playwright-core)";
 
 /// Map the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
+/// The dev IdP needs no such line: its NameID is the user's uid (`alice`), the gateway's default.
 const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
 
 // ---------------------------------------------------------------------------------------------
 // Setup: listener → IdP (knowing the gateway's public URLs) → gateway on that listener
 // ---------------------------------------------------------------------------------------------
+
+/// Which IdP the browser signs in at; `mode()` is login.mjs's `idp` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdpKind {
+    SimpleSamlPhp,
+    DevIdp,
+}
+
+impl IdpKind {
+    fn mode(self) -> &'static str {
+        match self {
+            IdpKind::SimpleSamlPhp => "simplesamlphp",
+            IdpKind::DevIdp => "devidp",
+        }
+    }
+}
+
+/// A running IdP of either kind.
+enum Idp {
+    SimpleSamlPhp(SimpleSamlPhp),
+    Dev(devidp::Running),
+}
+
+impl Idp {
+    /// What to show when the browser fails: SimpleSAMLphp's logs; the dev IdP (in-process,
+    /// logging through `tracing`) has none of its own, so its URLs and trusted SPs.
+    fn diagnostics(&self) -> String {
+        match self {
+            Idp::SimpleSamlPhp(idp) => idp.log_tail(20),
+            Idp::Dev(idp) => format!(
+                "dev IdP {} (listening on {}), SSO {}, trusted SPs {:?}",
+                idp.url(),
+                idp.addr,
+                idp.idp.sso_url(),
+                idp.idp.sps()
+            ),
+        }
+    }
+}
 
 /// A running gateway, started on a listener bound before the IdP was configured (so the IdP's
 /// SP entry can name its ACS, and no other process can take the port meanwhile).
@@ -75,6 +119,7 @@ async fn start_gateway_on(
     upstream: &str,
     idp_metadata_xml: &str,
     tls: Option<(String, String)>,
+    extra_toml: &str,
 ) -> Gw {
     let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +139,7 @@ async fn start_gateway_on(
         "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n\n\
          {tls_toml}\n[saml]\nidp_metadata_file = \"idp.xml\"\n\n\
          [session]\ncookie_secret_file = \"cookie.secret\"\n\n[log]\nlevel = \"warn\"\n\n\
-         {USER_IS_UID}"
+         {extra_toml}"
     );
     let path = dir.path().join("samlgate.toml");
     std::fs::write(&path, &toml).unwrap();
@@ -117,11 +162,12 @@ async fn start_gateway_on(
     }
 }
 
-/// Field order = drop order: the gateway stops before the IdP's processes are killed.
+/// Field order = drop order: the gateway stops before the IdP does.
 struct Setup {
     gw: Gw,
     up: Upstream,
-    idp: SimpleSamlPhp,
+    idp: Idp,
+    kind: IdpKind,
     /// Origin of the IdP as the browser sees it (`http://idp.test:PORT` when re-hosted).
     idp_origin: String,
 }
@@ -129,27 +175,26 @@ struct Setup {
 impl Setup {
     /// `gateway_host`/`idp_host`: the names the browser uses (`127.0.0.1`, or `*.test` names
     /// mapped to loopback by `--host-rules`). `tls`: the gateway serves https.
-    async fn start(gateway_host: &str, idp_host: &str, tls: bool) -> Setup {
+    async fn start(kind: IdpKind, gateway_host: &str, idp_host: &str, tls: bool) -> Setup {
         let t = Instant::now();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let scheme = if tls { "https" } else { "http" };
         let public_url = format!("{scheme}://{gateway_host}:{port}");
         // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
-        let entry = SpEntry::new(
-            &format!("{public_url}/saml/metadata"),
-            &format!("{public_url}/saml/acs"),
-        );
-        let idp = SimpleSamlPhp::start(
-            std::slice::from_ref(&entry),
-            &simplesamlphp::default_users(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-        let (idp_origin, metadata_xml) = if idp_host == "127.0.0.1" {
-            (idp.base_url.clone(), idp.metadata_xml.clone())
-        } else {
-            rehost_idp(&idp, idp_host).await
+        let sp_entity_id = format!("{public_url}/saml/metadata");
+        let acs_url = format!("{public_url}/saml/acs");
+        let (idp, idp_origin, metadata_xml, headers_toml) = match kind {
+            IdpKind::SimpleSamlPhp => {
+                let (idp, origin, xml) =
+                    start_simplesamlphp(&sp_entity_id, &acs_url, idp_host).await;
+                (Idp::SimpleSamlPhp(idp), origin, xml, USER_IS_UID)
+            }
+            IdpKind::DevIdp => {
+                let idp = start_dev_idp(&sp_entity_id, &acs_url, idp_host).await;
+                let (origin, xml) = (idp.url().to_string(), idp.idp.metadata_xml().to_string());
+                (Idp::Dev(idp), origin, xml, "")
+            }
         };
         let up = start_upstream().await;
         let gw = start_gateway_on(
@@ -158,15 +203,16 @@ impl Setup {
             &up.url(),
             &metadata_xml,
             tls.then(gateway::self_signed_tls),
+            headers_toml,
         )
         .await;
         assert_eq!(
-            gw.acs_url, entry.acs_url,
+            gw.acs_url, acs_url,
             "the IdP's SP entry must name the gateway's public ACS URL"
         );
         eprintln!(
-            "setup: IdP {idp_origin} (php on 127.0.0.1:{}) + gateway {} ready in {:?}",
-            idp.port,
+            "setup: {} at {idp_origin} + gateway {} ready in {:?}",
+            kind.mode(),
             gw.base,
             t.elapsed()
         );
@@ -174,9 +220,33 @@ impl Setup {
             gw,
             up,
             idp,
+            kind,
             idp_origin,
         }
     }
+}
+
+/// SimpleSAMLphp trusting the gateway; re-hosted on `idp_host` unless that is `127.0.0.1`.
+/// Returns the IdP, its origin as the browser sees it and its metadata.
+async fn start_simplesamlphp(
+    sp_entity_id: &str,
+    acs_url: &str,
+    idp_host: &str,
+) -> (SimpleSamlPhp, String, String) {
+    let entry = SpEntry::new(sp_entity_id, acs_url);
+    let idp = SimpleSamlPhp::start(
+        std::slice::from_ref(&entry),
+        &simplesamlphp::default_users(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
+    let (origin, xml) = if idp_host == "127.0.0.1" {
+        (idp.base_url.clone(), idp.metadata_xml.clone())
+    } else {
+        rehost_idp(&idp, idp_host).await
+    };
+    eprintln!("SimpleSAMLphp: php on 127.0.0.1:{}", idp.port);
+    (idp, origin, xml)
 }
 
 /// Makes SimpleSAMLphp build its URLs (metadata endpoints, login page, assets) on
@@ -222,6 +292,42 @@ async fn rehost_idp(idp: &SimpleSamlPhp, host: &str) -> (String, String) {
     (origin, xml)
 }
 
+/// The dev IdP (default users: alice, bob, carol, dave; no passwords) on a loopback port,
+/// publishing `http://IDP_HOST:PORT` (`--public-url`) as the base of its entity ID, SSO URL
+/// and login form, and trusting the gateway.
+async fn start_dev_idp(sp_entity_id: &str, acs_url: &str, idp_host: &str) -> devidp::Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let public_url = format!("http://{idp_host}:{}", addr.port());
+    let idp = devidp::start_on(
+        devidp::Options {
+            listen: addr,
+            public_url: Some(public_url.clone()),
+            allow_non_loopback: false,
+            users: devidp::users::default_users(),
+            sps: vec![devidp::sps::ServiceProvider {
+                entity_id: sp_entity_id.to_string(),
+                acs_urls: vec![acs_url.to_string()],
+                slo_url: None,
+            }],
+            key: devidp::response::SigningKey::generate("samlgate browser test dev IdP").unwrap(),
+        },
+        listener,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("dev IdP did not start: {e}"));
+    let sso = format!("{public_url}/sso");
+    assert_eq!(idp.url(), public_url);
+    assert!(
+        idp.idp
+            .metadata_xml()
+            .contains(&format!("Location=\"{sso}\"")),
+        "the dev IdP's metadata should name {sso}:\n{}",
+        idp.idp.metadata_xml()
+    );
+    idp
+}
+
 // ---------------------------------------------------------------------------------------------
 // The browser driver (node tests/browser/login.mjs)
 // ---------------------------------------------------------------------------------------------
@@ -240,6 +346,11 @@ fn artifacts_dir() -> PathBuf {
     let dir = target.join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     dir
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Fails (never skips) with an install hint when node, Chromium or playwright-core is missing.
@@ -266,21 +377,12 @@ fn check_browser_tooling() {
         "{CHROMIUM} is missing: {INSTALL_HINT}"
     );
     let browser_dir = manifest_dir().join("tests/browser");
-    let installed = browser_dir.join("node_modules/playwright-core/package.json");
-    let installed = std::fs::read_to_string(&installed)
-        .unwrap_or_else(|e| panic!("{} is missing ({e}): {INSTALL_HINT}", installed.display()));
-    let lock = std::fs::read_to_string(browser_dir.join("package-lock.json"))
-        .expect("tests/browser/package-lock.json");
-    let installed_version = json::parse(&installed)
-        .ok()
-        .and_then(|v| v.get("version").and_then(|v| v.as_str().map(String::from)));
-    let locked_version = json::parse(&lock).ok().and_then(|v| {
-        v.get("packages")?
-            .get("node_modules/playwright-core")?
-            .get("version")?
-            .as_str()
-            .map(String::from)
-    });
+    let installed = read_json(&browser_dir.join("node_modules/playwright-core/package.json"))
+        .unwrap_or_else(|e| panic!("{e}: {INSTALL_HINT}"));
+    let lock = read_json(&browser_dir.join("package-lock.json"))
+        .unwrap_or_else(|e| panic!("tests/browser/package-lock.json: {e}"));
+    let installed_version = installed["version"].as_str();
+    let locked_version = lock["packages"]["node_modules/playwright-core"]["version"].as_str();
     assert!(
         installed_version.is_some() && installed_version == locked_version,
         "tests/browser/node_modules has playwright-core {installed_version:?}, \
@@ -289,7 +391,7 @@ fn check_browser_tooling() {
 }
 
 struct DriverRun {
-    result: json::Value,
+    result: Value,
     stderr: String,
     elapsed: Duration,
 }
@@ -360,7 +462,7 @@ fn run_driver(args_json: &str) -> Result<DriverRun, String> {
                 script.display()
             )
         })?;
-    let result = json::parse(line)
+    let result = serde_json::from_str(line)
         .map_err(|e| format!("bad JSON from login.mjs ({e}): {line}\n--- stderr ---\n{stderr}"))?;
     Ok(DriverRun {
         result,
@@ -374,126 +476,133 @@ extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
-/// What one browser sign-in should look like.
-struct Run<'a> {
-    name: &'a str,
-    setup: &'a Setup,
-    path: &'a str,
-    chromium_host_rules: Option<&'a str>,
-    tls: bool,
+/// Where the browser signs in: plain http on loopback, or https cross-site.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Gateway and IdP both on `http://127.0.0.1` (different ports: same site).
+    Http,
+    /// Gateway at `https://app.test:P` (self-signed), IdP at `http://idp.test:Q`.
+    HttpsCrossSite,
 }
 
-/// Drives the browser and returns its result, after the checks common to both runs: landed
-/// on the upstream page showing alice's identity headers, via exactly one ACS POST that
-/// carried the pending-login cookie and was answered with a redirect back to `path`.
-async fn browser_sign_in(run: &Run<'_>) -> json::Value {
-    let s = run.setup;
+/// Sets up gateway, upstream and the IdP for `kind` over `transport`, drives the browser
+/// through the sign-in and checks what is common to all runs: landed on the upstream page
+/// showing alice's identity headers, via exactly one ACS POST that carried the pending-login
+/// cookie and was answered with a redirect back to the protected path; over https also that
+/// this POST was cross-site and the cookie `SameSite=None; Secure`. The screenshot is
+/// `<target dir>/test-artifacts/browser-{artifact}.png`.
+async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
+    check_browser_tooling();
+    let tls = transport == Transport::HttpsCrossSite;
+    let s = match transport {
+        Transport::Http => Setup::start(kind, "127.0.0.1", "127.0.0.1", false).await,
+        Transport::HttpsCrossSite => Setup::start(kind, "app.test", "idp.test", true).await,
+    };
+    let path = "/reports?q=1";
+    let name = artifact;
     let artifacts = artifacts_dir();
-    let shot = artifacts.join(format!("browser-login-{}.png", run.name));
-    let failed_shot = artifacts.join(format!("browser-login-{}-FAILED.png", run.name));
+    let shot = artifacts.join(format!("browser-{artifact}.png"));
+    let failed_shot = artifacts.join(format!("browser-{artifact}-FAILED.png"));
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&failed_shot);
-    let start_url = format!("{}{}", s.gw.base, run.path);
-    let mut args = BTreeMap::new();
-    args.insert("start_url", json::str(&start_url));
-    args.insert("final_url", json::str(&start_url));
-    args.insert("acs_url", json::str(&s.gw.acs_url));
-    args.insert("idp_origin", json::str(&s.idp_origin));
-    args.insert("username", json::str(ALICE.username));
-    args.insert("password", json::str(ALICE.password));
-    args.insert("screenshot", json::str(&shot.display().to_string()));
-    args.insert(
-        "failure_screenshot",
-        json::str(&failed_shot.display().to_string()),
-    );
-    if let Some(rules) = run.chromium_host_rules {
-        args.insert("host_rules", json::str(rules));
-    }
-    args.insert("ignore_certificate_errors", run.tls.to_string());
-    args.insert("timeout_ms", DRIVER_INNER_TIMEOUT_MS.to_string());
-    let args_json = format!(
-        "{{{}}}",
-        args.iter()
-            .map(|(k, v)| format!("{}:{v}", json::str(k)))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let start_url = format!("{}{path}", s.gw.base);
+    let args = json!({
+        "idp": kind.mode(),
+        "start_url": start_url,
+        "final_url": start_url,
+        "acs_url": s.gw.acs_url,
+        "idp_origin": s.idp_origin,
+        "username": ALICE.username,
+        "password": match kind {
+            IdpKind::SimpleSamlPhp => Some(ALICE.password),
+            IdpKind::DevIdp => None,
+        },
+        "screenshot": shot,
+        "failure_screenshot": failed_shot,
+        "host_rules": tls.then_some("MAP *.test 127.0.0.1"),
+        "ignore_certificate_errors": tls,
+        "timeout_ms": DRIVER_INNER_TIMEOUT_MS,
+    })
+    .to_string();
 
-    let driven = tokio::task::spawn_blocking(move || run_driver(&args_json))
+    let driven = tokio::task::spawn_blocking(move || run_driver(&args))
         .await
         .unwrap()
-        .unwrap_or_else(|e| panic!("[{}] {e}\n{}", run.name, s.idp.log_tail(20)));
+        .unwrap_or_else(|e| panic!("[{name}] {e}\n{}", s.idp.diagnostics()));
     let r = &driven.result;
     eprintln!(
-        "--- [{}] login.mjs stderr ---\n{}--- end ---",
-        run.name, driven.stderr
+        "--- [{name}] login.mjs stderr ---\n{}--- end ---",
+        driven.stderr
     );
     eprintln!(
-        "[{}] node login.mjs took {:?}; Chromium {}; timings (ms since node start) {}",
-        run.name,
+        "[{name}] node login.mjs took {:?}; Chromium {}; timings (ms since node start) {}",
         driven.elapsed,
-        r.get("browser_version")
-            .and_then(|v| v.as_str())
-            .unwrap_or("?"),
-        r.get("timings_ms")
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+        r["browser_version"].as_str().unwrap_or("?"),
+        r["timings_ms"]
     );
-    let trail = r.get("trail").map(|v| v.to_string()).unwrap_or_default();
-    eprintln!("[{}] navigation trail: {trail}", run.name);
+    let trail = &r["trail"];
+    eprintln!("[{name}] navigation trail: {trail}");
 
-    if r.get("ok").and_then(|v| v.as_bool()) != Some(true) {
-        let shot = r
-            .get("failure_screenshot")
-            .and_then(|v| v.as_str())
+    if r["ok"] != json!(true) {
+        let shot = r["failure_screenshot"]
+            .as_str()
             .map(|p| format!("failure screenshot: {p}"))
             .unwrap_or_else(|| "no failure screenshot".into());
         panic!(
-            "[{}] the browser did not sign in: {}\nstage: {}\nat: {}\npage text: {}\n\
+            "[{name}] the browser did not sign in: {}\nstage: {}\nat: {}\npage text: {}\n\
              {shot}\ntrail: {trail}\n{}",
-            run.name,
-            r.get("error").and_then(|v| v.as_str()).unwrap_or("?"),
-            r.get("stage").and_then(|v| v.as_str()).unwrap_or("?"),
-            r.get("failure_url").and_then(|v| v.as_str()).unwrap_or("?"),
-            r.get("failure_text").and_then(|v| v.as_str()).unwrap_or(""),
-            s.idp.log_tail(20)
+            r["error"].as_str().unwrap_or("?"),
+            r["stage"].as_str().unwrap_or("?"),
+            r["failure_url"].as_str().unwrap_or("?"),
+            r["failure_text"].as_str().unwrap_or(""),
+            s.idp.diagnostics()
         );
     }
-    let shot_path = r.get("screenshot").and_then(|v| v.as_str()).unwrap_or("");
+    let shot_path = r["screenshot"].as_str().unwrap_or("");
     let shot_abs = std::fs::canonicalize(shot_path)
-        .unwrap_or_else(|e| panic!("[{}] screenshot {shot_path:?} missing: {e}", run.name));
+        .unwrap_or_else(|e| panic!("[{name}] screenshot {shot_path:?} missing: {e}"));
     let size = std::fs::metadata(&shot_abs).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 1000, "[{}] screenshot is {size} bytes", run.name);
+    assert!(size > 1000, "[{name}] screenshot is {size} bytes");
     // Straight to stdout, past libtest's capture: the artifact's path shows in every run.
     {
         use std::io::Write as _;
         let _ = writeln!(
             std::io::stdout(),
-            "[{}] screenshot of the landing page: {}",
-            run.name,
+            "[{name}] screenshot of the landing page: {}",
             shot_abs.display()
         );
     }
 
-    // Landed back where the person started, on the upstream's page.
-    let final_url = r.get("final_url").and_then(|v| v.as_str()).unwrap_or("");
-    assert_eq!(final_url, start_url, "[{}] final URL", run.name);
-    let idp_login_url = r
-        .get("idp_login_url")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
+    // The login page was the IdP's (the dev IdP's, banner and alice's button included).
+    let idp_login_url = r["idp_login_url"].as_str().unwrap_or("");
     assert!(
         idp_login_url.starts_with(&format!("{}/", s.idp_origin)),
-        "[{}] the login form was the IdP's: {idp_login_url}",
-        run.name
+        "[{name}] the login page was the IdP's: {idp_login_url}"
     );
-    let text = r.get("text").and_then(|v| v.as_str()).unwrap_or("");
+    if kind == IdpKind::DevIdp {
+        assert!(
+            idp_login_url.starts_with(&format!("{}/sso?SAMLRequest=", s.idp_origin)),
+            "[{name}] the gateway sent the browser to the dev IdP's SSO endpoint: {idp_login_url}"
+        );
+        let login_text = r["idp_login_text"].as_str().unwrap_or("");
+        assert!(
+            login_text.contains("DEVELOPMENT ONLY"),
+            "[{name}] the dev IdP's login page carries its banner:\n{login_text}"
+        );
+        assert_eq!(
+            r["idp_login_method"], "button",
+            "[{name}] alice is signed in with her button (no password): {r}"
+        );
+    }
+
+    // Landed back where the person started, on the upstream's page.
+    assert_eq!(r["final_url"], start_url.as_str(), "[{name}] final URL");
+    let text = r["text"].as_str().unwrap_or("");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert_eq!(
         lines.first().copied(),
         Some("upstream page"),
-        "[{}] the page is the upstream's:\n{text}",
-        run.name
+        "[{name}] the page is the upstream's:\n{text}"
     );
     for want in [
         "x-forwarded-user: alice",
@@ -501,15 +610,13 @@ async fn browser_sign_in(run: &Run<'_>) -> json::Value {
     ] {
         assert!(
             lines.contains(&want),
-            "[{}] the page shows {want:?}:\n{text}",
-            run.name
+            "[{name}] the page shows {want:?}:\n{text}"
         );
     }
     for line in &lines {
         assert!(
             !line.starts_with("cookie:") || !line.contains("samlgate_"),
-            "[{}] gateway cookies must not reach the upstream: {line}",
-            run.name
+            "[{name}] gateway cookies must not reach the upstream: {line}"
         );
     }
     // What the upstream itself saw (besides the page, the browser fetches /favicon.ico, which
@@ -519,79 +626,97 @@ async fn browser_sign_in(run: &Run<'_>) -> json::Value {
             .lock()
             .unwrap()
             .iter()
-            .filter(|seen| seen.path == run.path)
+            .filter(|seen| seen.path == path)
             .cloned()
             .collect();
     assert_eq!(
         pages.len(),
         1,
-        "[{}] the upstream saw the page once: {pages:?}",
-        run.name
+        "[{name}] the upstream saw the page once: {pages:?}"
     );
     assert_eq!(pages[0].one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        pages[0].one("x-forwarded-groups").as_deref(),
+        Some("analysts,admins")
+    );
 
     // The IdP's auto-submitted form reached the ACS once, with the pending-login cookie, and
     // the ACS redirected back to the protected path.
-    let posts = r.get("acs_posts").and_then(|v| v.as_array()).unwrap_or(&[]);
-    assert_eq!(posts.len(), 1, "[{}] ACS POSTs: {posts:?}", run.name);
+    let posts = r["acs_posts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    assert_eq!(posts.len(), 1, "[{name}] ACS POSTs: {posts:?}");
     let post = &posts[0];
-    let status = post.get("status").and_then(|v| v.as_f64());
     assert_eq!(
-        status,
-        Some(303.0),
-        "[{}] the ACS accepts the browser's POST: {post}",
-        run.name
+        post["status"], 303,
+        "[{name}] the ACS accepts the browser's POST: {post}"
     );
     assert_eq!(
-        post.get("location").and_then(|v| v.as_str()),
-        Some(run.path),
-        "[{}] the ACS sends the browser back to where it started",
-        run.name
+        post["location"], path,
+        "[{name}] the ACS sends the browser back to where it started"
     );
-    let sent: Vec<&str> = post
-        .get("cookie_names")
-        .and_then(|v| v.as_array())
+    let sent: Vec<&str> = post["cookie_names"]
+        .as_array()
+        .map(Vec::as_slice)
         .unwrap_or(&[])
         .iter()
-        .filter_map(|v| v.as_str())
+        .filter_map(Value::as_str)
         .collect();
     assert!(
         sent.contains(&"samlgate_login"),
-        "[{}] the browser sent the pending-login cookie with the IdP's POST to the ACS: \
-         sent {sent:?}; {post}",
-        run.name
+        "[{name}] the browser sent the pending-login cookie with the IdP's POST to the ACS: \
+         sent {sent:?}; {post}"
     );
-    let end = cookie(r, "cookies_at_end", "samlgate_session");
     assert!(
-        end.is_some(),
-        "[{}] the browser keeps a session cookie: {}",
-        run.name,
-        r.get("cookies_at_end")
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+        cookie(r, "cookies_at_end", "samlgate_session").is_some(),
+        "[{name}] the browser keeps a session cookie: {}",
+        r["cookies_at_end"]
     );
+    // The pending-login cookie as Chromium stored it while the person was at the IdP.
+    let login = cookie(r, "cookies_at_idp", "samlgate_login")
+        .unwrap_or_else(|| panic!("[{name}] no samlgate_login cookie while at the IdP: {r}"));
     eprintln!(
-        "[{}] ACS POST: {post}\n[{}] gateway cookies while at the IdP: {}\n[{}] gateway cookies \
-         at the end: {}",
-        run.name,
-        run.name,
-        r.get("cookies_at_idp")
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
-        run.name,
-        r.get("cookies_at_end")
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+        "[{name}] ACS POST: {post}\n[{name}] samlgate_login as stored by Chromium: {login}\n\
+         [{name}] gateway cookies while at the IdP: {}\n[{name}] gateway cookies at the end: {}",
+        r["cookies_at_idp"], r["cookies_at_end"]
     );
-    driven.result
+    if tls {
+        assert_cross_site(&s, name, login, post);
+    }
+}
+
+/// Over https (gateway `https://app.test`, IdP `http://idp.test`): the pending-login cookie is
+/// `SameSite=None; Secure` for app.test, and the ACS POST was genuinely cross-site.
+fn assert_cross_site(s: &Setup, name: &str, login: &Value, post: &Value) {
+    assert_eq!(
+        login["sameSite"], "None",
+        "[{name}] samlgate_login must be SameSite=None to survive the IdP's cross-site POST: \
+         {login}"
+    );
+    assert_eq!(
+        login["secure"], true,
+        "[{name}] samlgate_login must be Secure: {login}"
+    );
+    assert_eq!(login["domain"], "app.test", "[{name}] {login}");
+    assert_eq!(
+        post["sec_fetch_site"], "cross-site",
+        "[{name}] the IdP's POST to the ACS is cross-site: {post}"
+    );
+    assert!(
+        s.idp_origin.starts_with("http://idp.test:"),
+        "[{name}] {}",
+        s.idp_origin
+    );
+    // The POST's Origin: SimpleSAMLphp's page sends its own; the dev IdP's pages carry
+    // `Referrer-Policy: no-referrer`, under which a cross-origin form POST says `Origin: null`.
+    let want_origin = match s.kind {
+        IdpKind::SimpleSamlPhp => s.idp_origin.as_str(),
+        IdpKind::DevIdp => "null",
+    };
+    assert_eq!(post["origin"], want_origin, "[{name}] {post}");
 }
 
 /// The cookie `name` from the result's cookie list `list`.
-fn cookie<'a>(r: &'a json::Value, list: &str, name: &str) -> Option<&'a json::Value> {
-    r.get(list)?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name))
+fn cookie<'a>(r: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    r[list].as_array()?.iter().find(|c| c["name"] == name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -601,342 +726,38 @@ fn cookie<'a>(r: &'a json::Value, list: &str, name: &str) -> Option<&'a json::Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_signs_in_over_http() {
     let t = Instant::now();
-    check_browser_tooling();
-    let s = Setup::start("127.0.0.1", "127.0.0.1", false).await;
-    let r = browser_sign_in(&Run {
-        name: "http",
-        setup: &s,
-        path: "/reports?q=1",
-        chromium_host_rules: None,
-        tls: false,
-    })
-    .await;
-    let login = cookie(&r, "cookies_at_idp", "samlgate_login")
-        .unwrap_or_else(|| panic!("no samlgate_login cookie while at the IdP: {r}"));
-    eprintln!("[http] samlgate_login as stored by Chromium: {login}");
+    sign_in(IdpKind::SimpleSamlPhp, Transport::Http, "login-http").await;
     eprintln!("browser_signs_in_over_http: {:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_signs_in_over_https_with_a_cross_site_post() {
     let t = Instant::now();
-    check_browser_tooling();
-    let s = Setup::start("app.test", "idp.test", true).await;
-    let r = browser_sign_in(&Run {
-        name: "https",
-        setup: &s,
-        path: "/reports?q=1",
-        chromium_host_rules: Some("MAP *.test 127.0.0.1"),
-        tls: true,
-    })
+    sign_in(
+        IdpKind::SimpleSamlPhp,
+        Transport::HttpsCrossSite,
+        "login-https",
+    )
     .await;
-    // The pending-login cookie as Chromium stored it while the person was at the IdP.
-    let login = cookie(&r, "cookies_at_idp", "samlgate_login")
-        .unwrap_or_else(|| panic!("no samlgate_login cookie while at the IdP: {r}"));
-    eprintln!("[https] samlgate_login as stored by Chromium: {login}");
-    assert_eq!(
-        login.get("sameSite").and_then(|v| v.as_str()),
-        Some("None"),
-        "samlgate_login must be SameSite=None to survive the IdP's cross-site POST: {login}"
-    );
-    assert_eq!(
-        login.get("secure").and_then(|v| v.as_bool()),
-        Some(true),
-        "samlgate_login must be Secure: {login}"
-    );
-    assert_eq!(
-        login.get("domain").and_then(|v| v.as_str()),
-        Some("app.test"),
-        "{login}"
-    );
-    // The POST was genuinely cross-site (http://idp.test → https://app.test).
-    let post = &r.get("acs_posts").and_then(|v| v.as_array()).unwrap()[0];
-    assert_eq!(
-        post.get("sec_fetch_site").and_then(|v| v.as_str()),
-        Some("cross-site"),
-        "the IdP's POST to the ACS is cross-site: {post}"
-    );
-    assert_eq!(
-        post.get("origin").and_then(|v| v.as_str()),
-        Some(s.idp_origin.as_str()),
-        "{post}"
-    );
     eprintln!(
         "browser_signs_in_over_https_with_a_cross_site_post: {:?}",
         t.elapsed()
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// A minimal JSON reader/writer (no serde_json among the dev-dependencies)
-// ---------------------------------------------------------------------------------------------
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_via_dev_idp_over_http() {
+    let t = Instant::now();
+    sign_in(IdpKind::DevIdp, Transport::Http, "devidp-http").await;
+    eprintln!("browser_signs_in_via_dev_idp_over_http: {:?}", t.elapsed());
+}
 
-mod json {
-    use std::fmt;
-
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Num(f64),
-        Str(String),
-        Arr(Vec<Value>),
-        Obj(Vec<(String, Value)>),
-    }
-
-    impl Value {
-        pub fn get(&self, key: &str) -> Option<&Value> {
-            match self {
-                Value::Obj(m) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-                _ => None,
-            }
-        }
-        pub fn as_str(&self) -> Option<&str> {
-            match self {
-                Value::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-        pub fn as_bool(&self) -> Option<bool> {
-            match self {
-                Value::Bool(b) => Some(*b),
-                _ => None,
-            }
-        }
-        pub fn as_f64(&self) -> Option<f64> {
-            match self {
-                Value::Num(n) => Some(*n),
-                _ => None,
-            }
-        }
-        pub fn as_array(&self) -> Option<&[Value]> {
-            match self {
-                Value::Arr(a) => Some(a),
-                _ => None,
-            }
-        }
-    }
-
-    impl fmt::Display for Value {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            match self {
-                Value::Null => f.write_str("null"),
-                Value::Bool(b) => write!(f, "{b}"),
-                Value::Num(n) => write!(f, "{n}"),
-                Value::Str(s) => f.write_str(&str(s)),
-                Value::Arr(a) => {
-                    f.write_str("[")?;
-                    for (i, v) in a.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(",")?;
-                        }
-                        write!(f, "{v}")?;
-                    }
-                    f.write_str("]")
-                }
-                Value::Obj(m) => {
-                    f.write_str("{")?;
-                    for (i, (k, v)) in m.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(",")?;
-                        }
-                        write!(f, "{}:{v}", str(k))?;
-                    }
-                    f.write_str("}")
-                }
-            }
-        }
-    }
-
-    /// A JSON string literal.
-    pub fn str(s: &str) -> String {
-        let mut out = String::with_capacity(s.len() + 2);
-        out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    }
-
-    pub fn parse(s: &str) -> Result<Value, String> {
-        let mut p = Parser {
-            b: s.as_bytes(),
-            i: 0,
-        };
-        let v = p.value(0)?;
-        p.ws();
-        if p.i != p.b.len() {
-            return Err(format!("trailing characters at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        b: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-                self.i += 1;
-            }
-        }
-        fn err<T>(&self, what: &str) -> Result<T, String> {
-            Err(format!("{what} at byte {}", self.i))
-        }
-        fn eat(&mut self, lit: &str) -> bool {
-            if self.b[self.i..].starts_with(lit.as_bytes()) {
-                self.i += lit.len();
-                true
-            } else {
-                false
-            }
-        }
-        fn value(&mut self, depth: usize) -> Result<Value, String> {
-            if depth > 64 {
-                return self.err("nested too deeply");
-            }
-            self.ws();
-            match self.b.get(self.i) {
-                None => self.err("unexpected end"),
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut m = Vec::new();
-                    self.ws();
-                    if self.eat("}") {
-                        return Ok(Value::Obj(m));
-                    }
-                    loop {
-                        self.ws();
-                        if self.b.get(self.i) != Some(&b'"') {
-                            return self.err("expected a key");
-                        }
-                        let k = self.string()?;
-                        self.ws();
-                        if !self.eat(":") {
-                            return self.err("expected ':'");
-                        }
-                        let v = self.value(depth + 1)?;
-                        m.push((k, v));
-                        self.ws();
-                        if self.eat("}") {
-                            return Ok(Value::Obj(m));
-                        }
-                        if !self.eat(",") {
-                            return self.err("expected ',' or '}'");
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut a = Vec::new();
-                    self.ws();
-                    if self.eat("]") {
-                        return Ok(Value::Arr(a));
-                    }
-                    loop {
-                        a.push(self.value(depth + 1)?);
-                        self.ws();
-                        if self.eat("]") {
-                            return Ok(Value::Arr(a));
-                        }
-                        if !self.eat(",") {
-                            return self.err("expected ',' or ']'");
-                        }
-                    }
-                }
-                Some(b'"') => Ok(Value::Str(self.string()?)),
-                Some(_) if self.eat("true") => Ok(Value::Bool(true)),
-                Some(_) if self.eat("false") => Ok(Value::Bool(false)),
-                Some(_) if self.eat("null") => Ok(Value::Null),
-                Some(_) => {
-                    let start = self.i;
-                    while self.i < self.b.len()
-                        && matches!(
-                            self.b[self.i],
-                            b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                        )
-                    {
-                        self.i += 1;
-                    }
-                    std::str::from_utf8(&self.b[start..self.i])
-                        .ok()
-                        .and_then(|n| n.parse().ok())
-                        .map(Value::Num)
-                        .map_or_else(|| self.err("bad value"), Ok)
-                }
-            }
-        }
-        fn hex4(&mut self) -> Result<u32, String> {
-            let h = self
-                .b
-                .get(self.i..self.i + 4)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u32::from_str_radix(h, 16).ok());
-            match h {
-                Some(v) => {
-                    self.i += 4;
-                    Ok(v)
-                }
-                None => self.err("bad \\u escape"),
-            }
-        }
-        fn string(&mut self) -> Result<String, String> {
-            self.i += 1; // opening quote
-            let mut out = Vec::new();
-            loop {
-                match self.b.get(self.i) {
-                    None => return self.err("unterminated string"),
-                    Some(b'"') => {
-                        self.i += 1;
-                        return String::from_utf8(out).map_err(|e| e.to_string());
-                    }
-                    Some(b'\\') => {
-                        self.i += 1;
-                        let e = self.b.get(self.i).copied();
-                        self.i += 1;
-                        let c = match e {
-                            Some(b'"') => '"',
-                            Some(b'\\') => '\\',
-                            Some(b'/') => '/',
-                            Some(b'b') => '\u{8}',
-                            Some(b'f') => '\u{c}',
-                            Some(b'n') => '\n',
-                            Some(b'r') => '\r',
-                            Some(b't') => '\t',
-                            Some(b'u') => {
-                                let hi = self.hex4()?;
-                                let cp = if (0xD800..0xDC00).contains(&hi) && self.eat("\\u") {
-                                    let lo = self.hex4()?;
-                                    0x10000
-                                        + ((hi - 0xD800) << 10)
-                                        + (lo.wrapping_sub(0xDC00) & 0x3FF)
-                                } else {
-                                    hi
-                                };
-                                char::from_u32(cp).unwrap_or('\u{FFFD}')
-                            }
-                            _ => return self.err("bad escape"),
-                        };
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    }
-                    Some(&c) => {
-                        out.push(c);
-                        self.i += 1;
-                    }
-                }
-            }
-        }
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_via_dev_idp_over_https_cross_site() {
+    let t = Instant::now();
+    sign_in(IdpKind::DevIdp, Transport::HttpsCrossSite, "devidp-https").await;
+    eprintln!(
+        "browser_signs_in_via_dev_idp_over_https_cross_site: {:?}",
+        t.elapsed()
+    );
 }

@@ -3,13 +3,16 @@
 //
 //   node tests/browser/login.mjs '<json>'
 //
-// Run by tests/browser_login.rs, which starts SimpleSAMLphp, the echo upstream and the gateway
-// and passes (one JSON argument):
+// Run by tests/browser_login.rs, which starts an IdP (SimpleSAMLphp or samlgate's dev IdP), the
+// echo upstream and the gateway and passes (one JSON argument):
+//   idp              "simplesamlphp" (default: fill and submit its username/password form) or
+//                    "devidp" (press the user's button on the dev IdP's login page; when the
+//                    page offers none, e.g. a user with a password, type username and password)
 //   start_url        the protected URL to open (on the gateway)
 //   final_url        where the browser must land after signing in (usually start_url)
 //   acs_url          the gateway's ACS (the IdP's auto-submitted form POSTs there)
 //   idp_origin       origin of the IdP's pages (scheme://host:port)
-//   username, password
+//   username, password   (password may be null/absent for the dev IdP's button)
 //   screenshot       PNG path for the landing page (full page)
 //   failure_screenshot  PNG path for whatever the page shows when something goes wrong
 //   host_rules       optional, e.g. "MAP *.test 127.0.0.1" (Chromium's --host-rules)
@@ -75,6 +78,39 @@ function withDeadline(promise) {
 let browser = null;
 let page = null;
 
+// Each waits for its IdP's login page and returns the action that signs the user in.
+
+// SimpleSAMLphp's form: username, password, submit.
+async function simpleSamlPhpLogin() {
+  const username = page.locator('input[name="username"]');
+  await username.waitFor({ state: 'visible' });
+  result.idp_login_method = 'form';
+  return async () => {
+    await username.fill(args.username);
+    await page.locator('input[name="password"]').fill(args.password ?? '');
+    await page.locator('#submit_button, form [type="submit"]').first().click();
+  };
+}
+
+// The dev IdP's page: one button per user without a password (name="username", value = the
+// username), and a username/password form for everyone.
+async function devIdpLogin() {
+  const typed = page.locator('input[type="text"][name="username"]');
+  await typed.waitFor({ state: 'visible' });
+  const button = page.locator(`button[name="username"][value=${JSON.stringify(args.username)}]`);
+  if ((await button.count()) === 1) {
+    result.idp_login_method = 'button';
+    result.idp_login_button = (await button.innerText()).trim();
+    return () => button.click();
+  }
+  result.idp_login_method = 'form';
+  return async () => {
+    await typed.fill(args.username);
+    await page.locator('input[type="password"][name="password"]').fill(args.password ?? '');
+    await typed.locator('xpath=ancestor::form').locator('button[type="submit"]').click();
+  };
+}
+
 async function run() {
   const chromiumArgs = [
     '--no-sandbox',
@@ -135,16 +171,20 @@ async function run() {
   page.on('pageerror', (e) => log('page error:', e.message));
   page.on('console', (m) => log(`console.${m.type()} (${m.location()?.url ?? '?'}): ${m.text()}`));
 
-  // 1. The protected URL: the gateway redirects to the IdP, which shows its login form.
+  // 1. The protected URL: the gateway redirects to the IdP, which shows its login page.
   result.stage = 'open protected URL';
   await page.goto(args.start_url, { waitUntil: 'load' });
   result.timings_ms.login_form_requested = ms();
-  result.stage = 'wait for the IdP login form';
-  const username = page.locator('input[name="username"]');
-  await username.waitFor({ state: 'visible' });
+  result.stage = 'wait for the IdP login page';
+  const idp = args.idp ?? 'simplesamlphp';
+  const logins = { simplesamlphp: simpleSamlPhpLogin, devidp: devIdpLogin };
+  if (!logins[idp]) throw new Error(`unknown idp ${JSON.stringify(idp)} (simplesamlphp | devidp)`);
+  const signIn = await logins[idp]();
   result.idp_login_url = page.url();
+  result.idp_login_title = await page.title();
+  result.idp_login_text = (await page.locator('body').innerText()).slice(0, 2000);
   if (!page.url().startsWith(args.idp_origin + '/')) {
-    throw new Error(`login form is not on the IdP (${args.idp_origin}): ${page.url()}`);
+    throw new Error(`login page is not on the IdP (${args.idp_origin}): ${page.url()}`);
   }
   result.timings_ms.login_form = ms();
 
@@ -154,11 +194,9 @@ async function run() {
 
   // 2. Sign in as the user; the IdP answers with a self-submitting form POSTing the
   //    SAMLResponse to the gateway's ACS, which sets the session and redirects back.
-  result.stage = 'submit the IdP login form';
-  await username.fill(args.username);
-  await page.locator('input[name="password"]').fill(args.password);
+  result.stage = `sign in at the IdP (${idp})`;
   const landed = page.waitForURL((u) => u.href === args.final_url, { waitUntil: 'load' });
-  await page.locator('#submit_button, form [type="submit"]').first().click();
+  await signIn();
   result.stage = 'follow the IdP POST back to the ACS and land on the upstream page';
   await landed;
   result.timings_ms.landed = ms();
