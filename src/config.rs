@@ -73,6 +73,10 @@ pub struct SamlSection {
     pub allow_sha1: bool,
     pub require_signed_response: bool,
     pub require_signed_assertion: bool,
+    /// Refuse plaintext assertions: only `EncryptedAssertion` is accepted (needs the SP key).
+    pub require_encryption: bool,
+    /// Accept `rsa-1_5` key transport in an `EncryptedKey` (Bleichenbacher-prone; off).
+    pub allow_rsa1_5: bool,
     pub clock_skew_secs: u64,
     pub max_response_bytes: usize,
     /// How long a started sign-in may take at the IdP (password page, MFA) before it expires.
@@ -95,6 +99,8 @@ impl Default for SamlSection {
             allow_sha1: false,
             require_signed_response: false,
             require_signed_assertion: true,
+            require_encryption: false,
+            allow_rsa1_5: false,
             clock_skew_secs: 90,
             max_response_bytes: 256 * 1024,
             login_timeout_secs: 15 * 60,
@@ -270,6 +276,8 @@ pub struct SamlSettings {
     pub allow_sha1: bool,
     pub require_signed_response: bool,
     pub require_signed_assertion: bool,
+    pub require_encryption: bool,
+    pub allow_rsa1_5: bool,
     pub clock_skew: Duration,
     pub max_response_bytes: usize,
     pub login_timeout: Duration,
@@ -619,6 +627,27 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
                 .map_err(|_| ConfigError::new("saml.sp_cert_file", "is not PEM text"))
         })
         .transpose()?;
+    // The key decrypts EncryptedAssertion/EncryptedID; the certificate is published for
+    // encryption, so it must come with the key that opens what the IdP encrypts to it.
+    if let Some(pem) = &sp_key_pem {
+        let key = crate::saml::decrypt::DecryptionKey::from_pem(pem)
+            .map_err(|m| ConfigError::new("saml.sp_key_file", m))?;
+        if let Some(cert) = &sp_cert_pem {
+            key.matches_certificate(cert.as_bytes())
+                .map_err(|m| ConfigError::new("saml.sp_cert_file", m))?;
+        }
+    } else if sp_cert_pem.is_some() {
+        return Err(ConfigError::new(
+            "saml.sp_key_file",
+            "is required when saml.sp_cert_file is set: the certificate is published for encryption and only this key can decrypt",
+        ));
+    }
+    if s.require_encryption && sp_key_pem.is_none() {
+        return Err(ConfigError::new(
+            "saml.require_encryption",
+            "needs saml.sp_key_file and saml.sp_cert_file (the IdP encrypts to that certificate)",
+        ));
+    }
     if s.clock_skew_secs > 600 {
         return Err(ConfigError::new(
             "saml.clock_skew_secs",
@@ -791,6 +820,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             allow_sha1: s.allow_sha1,
             require_signed_response: s.require_signed_response,
             require_signed_assertion: s.require_signed_assertion,
+            require_encryption: s.require_encryption,
+            allow_rsa1_5: s.allow_rsa1_5,
             clock_skew: Duration::from_secs(s.clock_skew_secs),
             max_response_bytes: s.max_response_bytes,
             login_timeout: Duration::from_secs(s.login_timeout_secs),
@@ -953,6 +984,52 @@ mod tests {
         let mut f = minimal(dir.path());
         f.headers.groups = "bad header".into();
         assert_eq!(validate(f, dir.path()).unwrap_err().key, "headers.groups");
+    }
+
+    #[test]
+    fn sp_key_pair_is_checked_and_required_for_encryption() {
+        let pair = |bits| {
+            crate::certgen::self_signed(&crate::certgen::CertSpec {
+                common_name: "sp".into(),
+                rsa_bits: bits,
+                days: 5,
+                purpose: crate::certgen::Purpose::Saml,
+                san: vec![],
+            })
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (pair(2048), pair(2048));
+        std::fs::write(dir.path().join("a.key"), a.key_pem().unwrap()).unwrap();
+        std::fs::write(dir.path().join("a.crt"), a.cert_pem().unwrap()).unwrap();
+        std::fs::write(dir.path().join("b.crt"), b.cert_pem().unwrap()).unwrap();
+        let with = |key: Option<&str>, cert: Option<&str>, require: bool| {
+            let mut f = minimal(dir.path());
+            f.saml.sp_key_file = key.map(Into::into);
+            f.saml.sp_cert_file = cert.map(Into::into);
+            f.saml.require_encryption = require;
+            validate(f, dir.path())
+        };
+        let s = with(Some("a.key"), Some("a.crt"), true).unwrap();
+        assert!(s.saml.require_encryption && !s.saml.allow_rsa1_5);
+        assert!(with(Some("a.key"), None, false).is_ok());
+        assert_eq!(
+            with(Some("a.key"), Some("b.crt"), false).unwrap_err().key,
+            "saml.sp_cert_file"
+        );
+        assert_eq!(
+            with(None, Some("a.crt"), false).unwrap_err().key,
+            "saml.sp_key_file"
+        );
+        assert_eq!(
+            with(Some("a.crt"), Some("a.crt"), false).unwrap_err().key,
+            "saml.sp_key_file"
+        );
+        assert_eq!(
+            with(None, None, true).unwrap_err().key,
+            "saml.require_encryption"
+        );
+        assert!(!with(None, None, false).unwrap().saml.require_encryption);
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub enum LoginError {
     },
     ResponseNotSigned,
     AssertionNotSigned,
+    /// An `EncryptedAssertion` or `EncryptedID` could not be decrypted or its plaintext was
+    /// refused. While the ciphertext is unauthenticated (no verified signature covers it yet),
+    /// every failure up to the inner signature check is reported as this one kind, so the
+    /// answer is no padding or parsing oracle; the audit reason stays precise.
+    Decryption(String),
+    /// A plaintext assertion arrived and `saml.require_encryption` is on.
+    EncryptionRequired,
     /// Signature missing, invalid, from an unknown key, or with a refused algorithm.
     Signature(String),
     Audience {
@@ -75,6 +82,8 @@ impl LoginError {
             Issuer { .. } => "issuer",
             ResponseNotSigned => "response_not_signed",
             AssertionNotSigned => "assertion_not_signed",
+            Decryption(_) => "decryption",
+            EncryptionRequired => "encryption_required",
             Signature(_) => "signature",
             Audience { .. } => "audience",
             Recipient(_) => "recipient",
@@ -113,6 +122,8 @@ impl LoginError {
             Issuer { got } => format!("Issuer {:?} is not the configured IdP", got.as_deref().map(clip)),
             ResponseNotSigned => "the Response is not signed and saml.require_signed_response is on".into(),
             AssertionNotSigned => "the Assertion is not signed and saml.require_signed_assertion is on".into(),
+            Decryption(d) => format!("encrypted content refused: {}", clip_to(d, 240)),
+            EncryptionRequired => "the assertion is not encrypted and saml.require_encryption is on".into(),
             Signature(d) => format!("signature verification failed: {}", clip(d)),
             Audience { got } if got.is_empty() => "no AudienceRestriction names our entity ID (missing, or samael refused it)".into(),
             Audience { got } => format!(
@@ -187,12 +198,17 @@ impl LoginError {
 
 /// Bounds attacker-controlled text in log lines and strips control characters.
 pub fn clip(s: &str) -> String {
+    clip_to(s, 120)
+}
+
+/// [`clip`] to `max` characters (for reasons that nest another reason).
+pub fn clip_to(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
-        .take(120)
+        .take(max)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    if s.chars().count() > 120 {
+    if s.chars().count() > max {
         out.push('…');
     }
     out
@@ -211,6 +227,20 @@ mod tests {
         assert!(!r.contains('\n') && !r.contains('\r'));
         assert!(r.len() < 200);
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn decryption_reasons_are_bounded_and_generic_for_people() {
+        let e = LoginError::Decryption(format!("aes128-cbc\n{}", "x".repeat(1000)));
+        assert_eq!(e.kind(), "decryption");
+        let r = e.reason();
+        assert!(!r.contains('\n') && r.chars().count() < 300, "{r}");
+        assert_eq!(e.user_message().0, "Sign-in failed");
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(LoginError::EncryptionRequired.kind(), "encryption_required");
+        assert!(LoginError::EncryptionRequired
+            .reason()
+            .contains("saml.require_encryption"));
     }
 
     #[test]

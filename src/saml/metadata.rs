@@ -3,6 +3,7 @@
 
 use samael::metadata::{EntitiesDescriptor, EntityDescriptor, EntityDescriptorType};
 
+use super::decrypt;
 use super::xml_escape;
 
 const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
@@ -107,9 +108,27 @@ pub struct SpMetadata<'a> {
     pub entity_id: &'a str,
     pub acs_url: &'a str,
     pub name_id_format: Option<&'a str>,
-    /// PEM of the SP certificate, when one is configured.
+    /// PEM of the SP certificate, when one is configured. It is published for signing and,
+    /// when it holds an RSA key, for encryption: configuration only accepts a certificate
+    /// together with its matching private key (`saml.sp_key_file`), which decrypts.
     pub cert_pem: Option<&'a str>,
     pub want_assertions_signed: bool,
+}
+
+/// Algorithms advertised with the encryption key (rsa-1_5 never is, even when allowed).
+const ENCRYPTION_METHODS: &[&str] = &[
+    decrypt::ALG_AES256_GCM,
+    decrypt::ALG_AES128_GCM,
+    decrypt::ALG_AES256_CBC,
+    decrypt::ALG_AES128_CBC,
+    decrypt::ALG_RSA_OAEP_MGF1P,
+];
+
+/// Whether the PEM certificate parses and carries an RSA public key.
+fn holds_rsa_key(pem: &str) -> bool {
+    openssl::x509::X509::from_pem(pem.as_bytes())
+        .and_then(|c| c.public_key())
+        .is_ok_and(|k| k.rsa().is_ok())
 }
 
 /// Renders an `md:EntityDescriptor` for the IdP admin to import.
@@ -122,12 +141,24 @@ pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
             .collect::<Vec<_>>()
             .join("");
         if !b64.is_empty() {
-            // Signing only: publishing it for encryption would make IdPs encrypt assertions,
-            // which this version does not decrypt.
-            key.push_str(&format!(
-                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+            let key_info = format!(
+                "<ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>",
                 xml_escape(&b64)
+            );
+            key.push_str(&format!(
+                "<md:KeyDescriptor use=\"signing\">{key_info}</md:KeyDescriptor>"
             ));
+            if holds_rsa_key(pem) {
+                // What we decrypt, preferred first: IdPs that read EncryptionMethod (Shibboleth)
+                // then choose authenticated AES-GCM over CBC.
+                let methods: String = ENCRYPTION_METHODS
+                    .iter()
+                    .map(|a| format!("<md:EncryptionMethod Algorithm=\"{a}\"/>"))
+                    .collect();
+                key.push_str(&format!(
+                    "<md:KeyDescriptor use=\"encryption\">{key_info}{methods}</md:KeyDescriptor>"
+                ));
+            }
         }
     }
     let name_id = md
@@ -237,5 +268,46 @@ mod tests {
         assert!(xml.contains("<ds:X509Certificate>AAAABBBB</ds:X509Certificate>"));
         assert!(xml.contains("emailAddress</md:NameIDFormat>"));
         assert!(xml.parse::<EntityDescriptor>().is_ok());
+        // Not a real certificate: signing only, never advertised for encryption.
+        assert!(!xml.contains("use=\"encryption\""));
+    }
+
+    #[test]
+    fn sp_metadata_publishes_an_rsa_cert_for_encryption_too() {
+        let pair = crate::certgen::self_signed(&crate::certgen::CertSpec {
+            common_name: "sp".into(),
+            rsa_bits: 2048,
+            days: 5,
+            purpose: crate::certgen::Purpose::Saml,
+            san: vec![],
+        })
+        .unwrap();
+        let pem = pair.cert_pem().unwrap();
+        let xml = sp_metadata_xml(&SpMetadata {
+            entity_id: "https://app/saml/metadata",
+            acs_url: "https://app/saml/acs",
+            name_id_format: None,
+            cert_pem: Some(&pem),
+            want_assertions_signed: true,
+        });
+        let ed: EntityDescriptor = xml.parse().expect("samael parses our metadata");
+        let sp = &ed.sp_sso_descriptors.as_ref().unwrap()[0];
+        let kds = sp.key_descriptors.as_ref().unwrap();
+        let uses: Vec<Option<&str>> = kds.iter().map(|k| k.key_use.as_deref()).collect();
+        assert_eq!(uses, vec![Some("signing"), Some("encryption")]);
+        let methods: Vec<String> = kds[1]
+            .encryption_methods
+            .iter()
+            .flatten()
+            .map(|m| m.algorithm.clone())
+            .collect();
+        assert_eq!(
+            methods.first().map(String::as_str),
+            Some(decrypt::ALG_AES256_GCM)
+        );
+        assert!(methods.iter().any(|m| m == decrypt::ALG_RSA_OAEP_MGF1P));
+        assert!(!xml.contains("rsa-1_5"));
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(xml.matches(&format!(">{b64}<")).count(), 2, "{xml}");
     }
 }

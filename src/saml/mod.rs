@@ -4,6 +4,7 @@
 //! - [`metadata`]: the IdP's metadata (entity ID, SSO URL, signing certificates) and ours.
 //! - [`authn`]: AuthnRequests by HTTP-Redirect binding, with our own 128-bit ids.
 //! - [`prefilter`]: the strict structural gate that runs before libxmlsec1 sees a byte.
+//! - [`decrypt`]: `EncryptedAssertion` / `EncryptedID` opened with the SP key (XML Encryption).
 //! - [`verify`]: base64 → pre-filter → samael signature verification → [`policy`].
 //! - [`policy`]: the checks samael leaves to us, as pure functions on parsed data.
 //! - [`replay`]: assertion ids already used.
@@ -12,6 +13,7 @@
 //! Nothing here touches sockets; the gateway calls in with bytes and gets decisions back.
 
 pub mod authn;
+pub mod decrypt;
 pub mod error;
 pub mod metadata;
 pub mod policy;

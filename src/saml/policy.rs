@@ -27,8 +27,19 @@ pub struct Expectations<'a> {
 }
 
 /// Checks on the unsigned-or-signed envelope, before any crypto runs (cheap, and they give the
-/// person a precise message for IdP-reported errors).
+/// person a precise message for IdP-reported errors): [`check_response_envelope`] then
+/// [`check_signature_presence`].
 pub fn check_envelope(facts: &EnvelopeFacts, want: &Expectations<'_>) -> Result<(), LoginError> {
+    check_response_envelope(facts, want)?;
+    check_signature_presence(facts, want)
+}
+
+/// The Response element's own facts: Issuer, Status, Destination, InResponseTo, and whether it
+/// must be signed. Everything that can be checked before an `EncryptedAssertion` is opened.
+pub fn check_response_envelope(
+    facts: &EnvelopeFacts,
+    want: &Expectations<'_>,
+) -> Result<(), LoginError> {
     if let Some(issuer) = &facts.issuer {
         if issuer != want.idp_entity_id {
             return Err(LoginError::Issuer {
@@ -65,6 +76,15 @@ pub fn check_envelope(facts: &EnvelopeFacts, want: &Expectations<'_>) -> Result<
     if want.require_signed_response && !facts.response_signed {
         return Err(LoginError::ResponseNotSigned);
     }
+    Ok(())
+}
+
+/// Which signatures are present: the Assertion's when required, and at least one of the two.
+/// For an encrypted assertion, `facts.assertion_signed` must describe the decrypted one.
+pub fn check_signature_presence(
+    facts: &EnvelopeFacts,
+    want: &Expectations<'_>,
+) -> Result<(), LoginError> {
     if want.require_signed_assertion && !facts.assertion_signed {
         return Err(LoginError::AssertionNotSigned);
     }

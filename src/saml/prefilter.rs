@@ -159,6 +159,12 @@ pub enum PrefilterError {
     BadName(String),
     #[error("root element must be samlp:Response, found {0}")]
     WrongRoot(String),
+    /// A decrypted document ([`Root::Assertion`] / [`Root::NameId`]) with another root.
+    #[error("root element must be {expected}, found {found}")]
+    WrongDecryptedRoot {
+        expected: &'static str,
+        found: String,
+    },
     #[error("more than one root element")]
     MultipleRoots,
     #[error("non-whitespace text outside the root element")]
@@ -225,11 +231,46 @@ pub enum PrefilterError {
     MixedAssertions,
 }
 
+/// Which root element a document must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// `samlp:Response`: the base64-decoded `SAMLResponse` form field.
+    Response,
+    /// `saml:Assertion`: the plaintext of a decrypted `saml:EncryptedAssertion`. The same rules
+    /// apply as to an Assertion inside a Response (one Subject, one NameID, signature placement
+    /// and algorithms, no nested assertion); there is no Status.
+    Assertion,
+    /// `saml:NameID` with text content only: the plaintext of a decrypted `saml:EncryptedID`.
+    NameId,
+}
+
+impl Root {
+    fn name(self) -> &'static str {
+        match self {
+            Root::Response => "samlp:Response",
+            Root::Assertion => "saml:Assertion",
+            Root::NameId => "saml:NameID",
+        }
+    }
+}
+
 /// Check `xml` (the base64-decoded `SAMLResponse`) against `policy` in one streaming pass.
 ///
 /// Returns the envelope facts when the document is shaped like a SAML 2.0 Response that is safe
 /// to hand to libxmlsec1, and the first rule it breaks otherwise.
 pub fn prefilter(xml: &[u8], policy: &PrefilterPolicy) -> Result<EnvelopeFacts, PrefilterError> {
+    prefilter_root(xml, policy, Root::Response)
+}
+
+/// [`prefilter`] for a document whose root must be `root` (decrypted plaintexts). For
+/// [`Root::Assertion`] the facts describe the assertion only (`assertion_count`,
+/// `assertion_signed`, `signature_count`, `name_id_sp_name_qualifier`); for [`Root::NameId`]
+/// only `name_id_sp_name_qualifier`.
+pub fn prefilter_root(
+    xml: &[u8],
+    policy: &PrefilterPolicy,
+    root: Root,
+) -> Result<EnvelopeFacts, PrefilterError> {
     if xml.len() > policy.max_bytes {
         return Err(PrefilterError::TooLarge {
             size: xml.len(),
@@ -255,7 +296,7 @@ pub fn prefilter(xml: &[u8], policy: &PrefilterPolicy) -> Result<EnvelopeFacts, 
         config.trim_text(false);
     }
 
-    let mut filter = Filter::new(policy, body, base);
+    let mut filter = Filter::new(policy, body, base, root);
     let mut first_event = true;
     loop {
         let (ns, event) = match reader.read_resolved_event() {
@@ -384,6 +425,8 @@ enum El {
     Transform,
     /// `ds:DigestMethod` inside `ds:Reference` (a signature digest).
     DigestMethod,
+    /// `xenc:CipherValue`: base64 that may be as long as the whole message allows.
+    CipherValue,
     DigestValue,
     SignatureValue,
     KeyInfo,
@@ -515,6 +558,7 @@ struct Captured<'a> {
 
 struct Filter<'i, 'p> {
     policy: &'p PrefilterPolicy,
+    root: Root,
     body: &'i str,
     base: usize,
     stack: Vec<Frame<'i>>,
@@ -537,9 +581,10 @@ struct Filter<'i, 'p> {
 }
 
 impl<'i, 'p> Filter<'i, 'p> {
-    fn new(policy: &'p PrefilterPolicy, body: &'i str, base: usize) -> Self {
+    fn new(policy: &'p PrefilterPolicy, body: &'i str, base: usize, root: Root) -> Self {
         Self {
             policy,
+            root,
             body,
             base,
             stack: Vec::with_capacity(policy.max_depth.min(64)),
@@ -607,11 +652,25 @@ impl<'i, 'p> Filter<'i, 'p> {
         let parent = self.stack.last().copied();
         let el = match parent {
             None => {
-                if ns != Ns::Protocol || local != b"Response" {
-                    return Err(PrefilterError::WrongRoot(display_name(ns, qname)));
-                }
+                let el = match (self.root, ns, local) {
+                    (Root::Response, Ns::Protocol, b"Response") => El::Response,
+                    (Root::Assertion, Ns::Assertion, b"Assertion") => {
+                        self.facts.assertion_count += 1;
+                        El::Assertion
+                    }
+                    (Root::NameId, Ns::Assertion, b"NameID") => El::SubjectNameId,
+                    (Root::Response, _, _) => {
+                        return Err(PrefilterError::WrongRoot(display_name(ns, qname)))
+                    }
+                    (root, _, _) => {
+                        return Err(PrefilterError::WrongDecryptedRoot {
+                            expected: root.name(),
+                            found: display_name(ns, qname),
+                        })
+                    }
+                };
                 self.root_seen = true;
-                El::Response
+                el
             }
             Some(parent) => self.classify_child(&parent, ns, local, qname)?,
         };
@@ -712,6 +771,10 @@ impl<'i, 'p> Filter<'i, 'p> {
             parent: parent.display(),
             child: display_name(ns, qname),
         };
+        // A decrypted NameID has text content only.
+        if self.root == Root::NameId {
+            return Err(unexpected());
+        }
 
         if ns == Ns::Dsig && local == b"Signature" {
             if !matches!(parent.el, El::Response | El::Assertion) {
@@ -752,6 +815,7 @@ impl<'i, 'p> Filter<'i, 'p> {
             return Ok(match (ns, local) {
                 (Ns::Dsig, b"KeyInfo") => El::KeyInfo,
                 (Ns::Xenc, b"EncryptionMethod") => El::XencEncryptionMethod,
+                (Ns::Xenc, b"CipherValue") => El::CipherValue,
                 _ => El::Other,
             });
         }
@@ -827,7 +891,17 @@ impl<'i, 'p> Filter<'i, 'p> {
                 }
                 El::SubjectNameId
             }
+            // The encrypted form of the NameID: one or the other, once.
+            (El::Subject, Ns::Assertion, b"EncryptedID") => {
+                if std::mem::replace(&mut self.seen_name_id, true) {
+                    return Err(PrefilterError::DuplicateElement(
+                        "saml:Subject/saml:EncryptedID",
+                    ));
+                }
+                El::Other
+            }
             (_, Ns::Xenc, b"EncryptionMethod") => El::XencEncryptionMethod,
+            (_, Ns::Xenc, b"CipherValue") => El::CipherValue,
             _ => El::Other,
         };
         Ok(el)
@@ -1109,8 +1183,14 @@ impl<'i, 'p> Filter<'i, 'p> {
             }
             return Err(PrefilterError::TextOutsideRoot);
         }
-        if raw.len() > self.policy.max_text_bytes {
-            return Err(PrefilterError::TextTooLong(self.policy.max_text_bytes));
+        // Ciphertext is one base64 text node as long as the plaintext it hides: bounded by the
+        // message size, not by the per-node cap.
+        let limit = match self.stack.last() {
+            Some(top) if top.el == El::CipherValue => self.policy.max_bytes,
+            _ => self.policy.max_text_bytes,
+        };
+        if raw.len() > limit {
+            return Err(PrefilterError::TextTooLong(limit));
         }
         let text = self.input_str(raw)?;
         let decoded = decode(Cow::Borrowed(text))?;
@@ -1149,6 +1229,9 @@ impl<'i, 'p> Filter<'i, 'p> {
             return Err(PrefilterError::Truncated);
         }
         let facts = self.facts;
+        if self.root != Root::Response {
+            return Ok(facts);
+        }
         let status = facts
             .status_code
             .as_deref()
@@ -2718,6 +2801,160 @@ mod tests {
             &format!(">{}<", "a".repeat(64 * 1024 + 1)),
         );
         assert_eq!(refused(&xml), PrefilterError::TextTooLong(64 * 1024));
+    }
+
+    // ---------------------------------------------------------------- decrypted plaintexts
+
+    fn standalone_assertion(shape: &Shape) -> String {
+        mutate(
+            &assertion(shape),
+            "<saml:Assertion ",
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
+        )
+    }
+
+    fn run_root(xml: &str, root: Root) -> Result<EnvelopeFacts, PrefilterError> {
+        prefilter_root(xml.as_bytes(), &PrefilterPolicy::default(), root)
+    }
+
+    #[test]
+    fn decrypted_assertion_root_is_screened_like_an_embedded_one() {
+        let facts =
+            run_root(&standalone_assertion(&Shape::default()), Root::Assertion).expect("accepted");
+        assert_eq!(facts.assertion_count, 1);
+        assert!(facts.assertion_signed && !facts.response_signed);
+        assert_eq!(facts.signature_count, 1);
+        assert_eq!(facts.name_id_sp_name_qualifier.as_deref(), Some(SP));
+        assert_eq!(facts.status_code, None);
+        let unsigned = run_root(
+            &standalone_assertion(&Shape {
+                assertion_sig: false,
+                ..Shape::default()
+            }),
+            Root::Assertion,
+        )
+        .unwrap();
+        assert!(!unsigned.assertion_signed);
+        // A Response is not an Assertion, and vice versa.
+        assert_eq!(
+            run_root(&typical(), Root::Assertion).unwrap_err(),
+            PrefilterError::WrongDecryptedRoot {
+                expected: "saml:Assertion",
+                found: "samlp:Response".into()
+            }
+        );
+        // Prefixes declared only on the Response are not in scope in a decrypted assertion.
+        assert!(matches!(
+            run_root(&assertion(&Shape::default()), Root::Assertion).unwrap_err(),
+            PrefilterError::UnboundPrefix(_)
+        ));
+        // Whole-document references, DOCTYPE, nesting and an encrypted assertion inside are
+        // refused as in a Response.
+        let xml = mutate(
+            &standalone_assertion(&Shape::default()),
+            &format!(r##"URI="#{ASSERTION_ID}""##),
+            r#"URI="""#,
+        );
+        assert!(matches!(
+            run_root(&xml, Root::Assertion).unwrap_err(),
+            PrefilterError::ReferenceTargetMismatch { .. }
+        ));
+        let xml = format!("<!DOCTYPE x>{}", standalone_assertion(&Shape::default()));
+        assert_eq!(
+            run_root(&xml, Root::Assertion).unwrap_err(),
+            PrefilterError::Doctype
+        );
+        let xml = mutate(
+            &standalone_assertion(&Shape::default()),
+            "<saml:Conditions ",
+            &format!("{}<saml:Conditions ", encrypted_assertion()),
+        );
+        assert!(run_root(&xml, Root::Assertion).is_err());
+        let xml = format!(
+            "{}{}",
+            standalone_assertion(&Shape::default()),
+            standalone_assertion(&Shape::default())
+        );
+        assert!(run_root(&xml, Root::Assertion).is_err());
+    }
+
+    #[test]
+    fn decrypted_name_id_root_has_text_only() {
+        let ok = r#"<saml:NameID xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" SPNameQualifier="https://sp" Format="urn:f">alice &amp; co</saml:NameID>"#;
+        let facts = run_root(ok, Root::NameId).unwrap();
+        assert_eq!(
+            facts.name_id_sp_name_qualifier.as_deref(),
+            Some("https://sp")
+        );
+        let child = ok.replace(">alice", "><b/>alice");
+        assert!(matches!(
+            run_root(&child, Root::NameId).unwrap_err(),
+            PrefilterError::UnexpectedElement { .. }
+        ));
+        let comment = ok.replace(">alice", "><!---->alice");
+        assert!(matches!(
+            run_root(&comment, Root::NameId).unwrap_err(),
+            PrefilterError::CommentNotAllowed(_)
+        ));
+        assert!(matches!(
+            run_root(&standalone_assertion(&Shape::default()), Root::NameId).unwrap_err(),
+            PrefilterError::WrongDecryptedRoot {
+                expected: "saml:NameID",
+                ..
+            }
+        ));
+        assert!(run_root(&format!("{ok}{ok}"), Root::NameId).is_err());
+    }
+
+    #[test]
+    fn encrypted_id_takes_the_name_id_slot() {
+        let encrypted_id =
+            encrypted_assertion().replace("saml:EncryptedAssertion", "saml:EncryptedID");
+        let name_id_start = typical().find("<saml:NameID").unwrap();
+        let name_id_end = typical().find("</saml:NameID>").unwrap() + "</saml:NameID>".len();
+        let mut xml = typical();
+        xml.replace_range(name_id_start..name_id_end, &encrypted_id);
+        let facts = run(&xml).expect("EncryptedID in the Subject is accepted");
+        assert_eq!(facts.name_id_sp_name_qualifier, None);
+        // Not both, and not twice.
+        let both = mutate(
+            &typical(),
+            "<saml:SubjectConfirmation ",
+            &format!("{encrypted_id}<saml:SubjectConfirmation "),
+        );
+        assert_eq!(
+            refused(&both),
+            PrefilterError::DuplicateElement("saml:Subject/saml:EncryptedID")
+        );
+        let twice = xml.replacen(
+            "<saml:SubjectConfirmation ",
+            &format!("{encrypted_id}<saml:SubjectConfirmation "),
+            1,
+        );
+        assert!(matches!(
+            refused(&twice),
+            PrefilterError::DuplicateElement(_)
+        ));
+    }
+
+    #[test]
+    fn cipher_values_may_exceed_the_text_cap() {
+        let xml = build(&Shape {
+            body: Body::Encrypted,
+            ..Shape::default()
+        });
+        let big = filler(100 * 1024, 9);
+        let xml = mutate(&xml, &filler(4000, 5), &big);
+        run(&xml).expect("a 100 KiB CipherValue fits a 256 KiB message");
+        let small = PrefilterPolicy {
+            max_bytes: 120 * 1024,
+            ..PrefilterPolicy::default()
+        };
+        let huge = xml.replace(&big, &filler(121 * 1024, 9));
+        assert!(matches!(
+            prefilter(huge.as_bytes(), &small).unwrap_err(),
+            PrefilterError::TooLarge { .. }
+        ));
     }
 
     #[test]

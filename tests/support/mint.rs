@@ -376,6 +376,34 @@ pub fn mint_b64(idp: &TestIdp, spec: &ResponseSpec) -> String {
     b64(&mint(idp, spec))
 }
 
+/// The Assertion text exactly as [`mint`] embeds it: signed as a document of its own when
+/// `spec.sign_assertion` (namespaces declared on the Assertion, so it stands alone).
+pub fn assertion_text(idp: &TestIdp, spec: &ResponseSpec) -> String {
+    let unsigned = assertion_xml(idp, spec, spec.sign_assertion);
+    if spec.sign_assertion {
+        sign(&unsigned, &idp.key_der)
+    } else {
+        unsigned
+    }
+}
+
+/// The `samlp:Response` of `spec` around `inner` (inserted verbatim where the Assertion goes,
+/// e.g. an `EncryptedAssertion`), signed when `spec.sign_response`: the signature covers
+/// `inner` as written.
+pub fn response_around(idp: &TestIdp, spec: &ResponseSpec, inner: &str) -> String {
+    let response = response_xml(idp, spec, inner, spec.sign_response);
+    if spec.sign_response {
+        sign(&response, &idp.key_der)
+    } else {
+        response
+    }
+}
+
+/// Signs the first empty signature template in `xml` with the IdP's key (libxmlsec1).
+pub fn sign_first_template(idp: &TestIdp, xml: &str) -> String {
+    sign(xml, &idp.key_der)
+}
+
 /// Standard (padded) base64, as in the `SAMLResponse` form field of the POST binding.
 pub fn b64(xml: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(xml.as_bytes())
