@@ -83,6 +83,18 @@ pub struct SamlSection {
     pub login_timeout_secs: u64,
     /// Concurrent signature verifications on the blocking pool (0 = number of CPUs).
     pub max_concurrent_verifications: usize,
+    /// Sign AuthnRequests (HTTP-Redirect binding, rsa-sha256) with `sp_key_file`.
+    pub sign_authn_requests: bool,
+    /// `ForceAuthn="true"` on AuthnRequests: the IdP must re-authenticate the person.
+    pub force_authn: bool,
+    /// `IsPassive="true"` on AuthnRequests: the IdP must not interact with the person.
+    pub is_passive: bool,
+    /// Requested (exact) and required `AuthnContextClassRef`, e.g. a multi-factor class.
+    pub authn_context_class_ref: Option<String>,
+    /// Accept unsolicited (IdP-initiated) responses. Off: login CSRF exposure.
+    pub allow_idp_initiated: bool,
+    /// Where an IdP-initiated sign-in lands without a usable RelayState.
+    pub idp_initiated_default_path: String,
 }
 
 impl Default for SamlSection {
@@ -105,6 +117,12 @@ impl Default for SamlSection {
             max_response_bytes: 256 * 1024,
             login_timeout_secs: 15 * 60,
             max_concurrent_verifications: 0,
+            sign_authn_requests: false,
+            force_authn: false,
+            is_passive: false,
+            authn_context_class_ref: None,
+            allow_idp_initiated: false,
+            idp_initiated_default_path: "/".into(),
         }
     }
 }
@@ -282,6 +300,12 @@ pub struct SamlSettings {
     pub max_response_bytes: usize,
     pub login_timeout: Duration,
     pub max_concurrent_verifications: usize,
+    pub sign_authn_requests: bool,
+    pub force_authn: bool,
+    pub is_passive: bool,
+    pub authn_context_class_ref: Option<String>,
+    pub allow_idp_initiated: bool,
+    pub idp_initiated_default_path: String,
 }
 
 impl std::fmt::Debug for SamlSettings {
@@ -648,6 +672,33 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             "needs saml.sp_key_file and saml.sp_cert_file (the IdP encrypts to that certificate)",
         ));
     }
+    if s.sign_authn_requests && sp_key_pem.is_none() {
+        return Err(ConfigError::new(
+            "saml.sign_authn_requests",
+            "needs saml.sp_key_file (and saml.sp_cert_file, published for the IdP to verify with)",
+        ));
+    }
+    let authn_context_class_ref = match s.authn_context_class_ref {
+        Some(c) if c.trim().is_empty() || c.trim() != c || c.chars().any(char::is_control) => {
+            return Err(ConfigError::new(
+                "saml.authn_context_class_ref",
+                "must be a URI such as urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract (no surrounding spaces)",
+            ))
+        }
+        other => other,
+    };
+    if s.force_authn && s.is_passive {
+        return Err(ConfigError::new(
+            "saml.is_passive",
+            "cannot be combined with saml.force_authn (the IdP could never satisfy both)",
+        ));
+    }
+    if crate::redirect::safe_return_path(&s.idp_initiated_default_path).is_none() {
+        return Err(ConfigError::new(
+            "saml.idp_initiated_default_path",
+            "must be a local path on this site, like /",
+        ));
+    }
     if s.clock_skew_secs > 600 {
         return Err(ConfigError::new(
             "saml.clock_skew_secs",
@@ -826,6 +877,12 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             max_response_bytes: s.max_response_bytes,
             login_timeout: Duration::from_secs(s.login_timeout_secs),
             max_concurrent_verifications,
+            sign_authn_requests: s.sign_authn_requests,
+            force_authn: s.force_authn,
+            is_passive: s.is_passive,
+            authn_context_class_ref,
+            allow_idp_initiated: s.allow_idp_initiated,
+            idp_initiated_default_path: s.idp_initiated_default_path,
         },
         session: SessionSettings {
             cookie_name: sess.cookie_name,

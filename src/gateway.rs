@@ -131,6 +131,7 @@ impl Gateway {
             name_id_format: s.name_id_format.as_deref(),
             cert_pem: s.sp_cert_pem.as_deref(),
             want_assertions_signed: s.require_signed_assertion,
+            authn_requests_signed: s.sign_authn_requests,
         }));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
         Ok(Arc::new(Gateway {
@@ -295,9 +296,14 @@ impl Gateway {
             upgrade,
         );
 
-        // forward
+        // forward (on this HTTP/1 connection's own upstream connection when it has one)
         let browser = pages::accepts_html(req.headers());
-        match self.upstream.forward(req, client_host, upgrade).await {
+        let slot = req.extensions_mut().remove::<proxy::ConnSlot>();
+        match self
+            .upstream
+            .forward_on(req, client_host, upgrade, slot)
+            .await
+        {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::warn!(target: "samlgate::upstream", error = %e, "upstream request failed");
@@ -441,8 +447,20 @@ impl Gateway {
             acs_url: &s.acs_url,
             sp_entity_id: &s.sp_entity_id,
             name_id_format: s.name_id_format.as_deref(),
+            force_authn: s.force_authn,
+            is_passive: s.is_passive,
+            authn_context_class_ref: s.authn_context_class_ref.as_deref(),
         });
-        let location = match redirect_url(&self.verifier.idp.sso_redirect_url, &xml, &relay) {
+        // Config guarantees the key when signing is on (saml.sign_authn_requests); never
+        // fall back to an unsigned request.
+        let signing_key = match (s.sign_authn_requests, self.verifier.sp_key()) {
+            (false, _) => Ok(None),
+            (true, Some(key)) => Ok(Some(key)),
+            (true, None) => Err("saml.sign_authn_requests is on but no SP key is loaded".into()),
+        };
+        let location = match signing_key
+            .and_then(|key| redirect_url(&self.verifier.idp.sso_redirect_url, &xml, &relay, key))
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the IdP redirect");
@@ -570,12 +588,38 @@ impl Gateway {
         // Cheap structural gate first: garbage never consumes a pending login.
         let (xml, facts) = self.verifier.decode_and_screen(&saml_response)?;
 
-        let relay = relay_state.ok_or(LoginError::NoPendingLogin)?;
-        let pending = self.pending.claim(&relay, &browsers).map_err(|e| match e {
-            ClaimError::Unknown => LoginError::NoPendingLogin,
-            ClaimError::WrongBrowser => LoginError::WrongBrowser,
-        })?;
-        *return_path = Some(pending.return_path.clone());
+        // Solicited: the RelayState is this browser's pending-login token. Unsolicited
+        // (IdP-initiated, `saml.allow_idp_initiated`): no pending login matches and nothing in
+        // the response answers a request; RelayState, if any, is at most a local path.
+        let s = &self.settings.saml;
+        let claimed = match relay_state.as_deref() {
+            Some(relay) => match self.pending.claim(relay, &browsers) {
+                Ok(p) => Some(p),
+                Err(ClaimError::WrongBrowser) => return Err(LoginError::WrongBrowser),
+                Err(ClaimError::Unknown) => None,
+            },
+            None => None,
+        };
+        let (request_id, landing) = match claimed {
+            Some(pending) => {
+                *return_path = Some(pending.return_path.clone());
+                (Some(pending.request_id), pending.return_path)
+            }
+            // A response that answers a request we no longer hold is never unsolicited.
+            None if !s.allow_idp_initiated || facts.in_response_to.is_some() => {
+                return Err(LoginError::NoPendingLogin)
+            }
+            None => {
+                let landing = relay_state
+                    .as_deref()
+                    .and_then(safe_return_path)
+                    .unwrap_or(&s.idp_initiated_default_path)
+                    .to_string();
+                tracing::info!(target: "samlgate::audit", event = "idp_initiated_response", landing = %clip_path(&landing), client = %conn.peer.ip());
+                (None, landing)
+            }
+        };
+        let unsolicited = request_id.is_none();
 
         let now = chrono::Utc::now();
         let permit = tokio::time::timeout(
@@ -586,10 +630,9 @@ impl Gateway {
         .map_err(|_| LoginError::Busy)?
         .map_err(|_| LoginError::Internal("verification pool closed".into()))?;
         let verifier = self.verifier.clone();
-        let request_id = pending.request_id.clone();
         let accepted = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            verifier.verify_signed(&xml, &facts, Some(&request_id), now)
+            verifier.verify_signed(&xml, &facts, request_id.as_deref(), now)
         })
         .await
         .map_err(|e| {
@@ -598,7 +641,12 @@ impl Gateway {
             } else {
                 e.to_string()
             })
-        })??;
+        })?
+        .map_err(|e| match e {
+            // An InResponseTo inside the assertion answers a request we do not hold.
+            LoginError::InResponseTo { .. } if unsolicited => LoginError::NoPendingLogin,
+            e => e,
+        })?;
 
         let replay_ttl = (accepted.replay_until - now)
             .to_std()
@@ -638,6 +686,7 @@ impl Gateway {
             groups = identity.groups.len(),
             session = %key.log_tag(),
             assertion_id = %crate::saml::error::clip(&accepted.assertion_id),
+            idp_initiated = unsolicited,
             client = %conn.peer.ip(),
         );
         self.sessions
@@ -655,7 +704,7 @@ impl Gateway {
         let mut r = Response::new(proxy::full(Bytes::new()));
         *r.status_mut() = StatusCode::SEE_OTHER;
         let hm = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&pending.return_path) {
+        if let Ok(v) = HeaderValue::from_str(&landing) {
             hm.insert(header::LOCATION, v);
         }
         if let Ok(v) =

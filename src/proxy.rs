@@ -4,15 +4,21 @@
 //!
 //! The header rewrite is a pure function on a `HeaderMap`; only [`Upstream::forward`] does I/O.
 
+use std::future::{poll_fn, Future};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -140,6 +146,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Whether the request asks to switch protocols (WebSocket and friends), HTTP/1.1 only.
 pub fn is_upgrade_request<B>(req: &Request<B>) -> bool {
@@ -160,12 +171,15 @@ fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers and those named in `Connection`. For an upgrade the `Upgrade`
 /// header and `Connection: upgrade` survive, since the next hop must see them.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Names listed in `Connection` that the fixed list below does not already cover (usually
+    // none: `keep-alive`, `upgrade`), so the common case allocates nothing.
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !HOP_BY_HOP.contains(n))
         .collect();
     let upgrade_value = if upgrade {
         headers.get(header::UPGRADE).cloned()
@@ -175,36 +189,56 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
+    headers.remove(PROXY_CONNECTION);
     if let Some(v) = upgrade_value {
         headers.insert(header::UPGRADE, v);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
+/// A `Cookie` value exactly as the rewrite below would rebuild it: pairs joined by `"; "`,
+/// none empty, no whitespace around them.
+fn is_canonical_cookie(s: &str) -> bool {
+    s.split("; ")
+        .all(|p| !p.is_empty() && !p.contains(';') && p.trim() == p)
+}
+
+fn cookie_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(n, _)| n).trim()
+}
+
 /// Removes the gateway's own cookies from `Cookie`, joining what is left into one header
 /// (HTTP/2 clients send one per cookie; HTTP/1.1 upstreams expect one).
 pub fn strip_gateway_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    if !headers.contains_key(header::COOKIE) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    let Some(first) = all.next() else {
         return;
+    };
+    // One header naming none of ours, already in the joined form: nothing to rebuild.
+    if all.next().is_none() {
+        if let Ok(s) = first.to_str() {
+            if is_canonical_cookie(s) && !s.split(';').any(|p| names.contains(&cookie_name(p))) {
+                return;
+            }
+        }
     }
-    let mut kept: Vec<String> = Vec::new();
+    let mut kept = String::new();
     for v in headers.get_all(header::COOKIE) {
         let Ok(s) = v.to_str() else { continue };
         for pair in s.split(';') {
             let pair = pair.trim();
-            if pair.is_empty() {
+            if pair.is_empty() || names.contains(&cookie_name(pair)) {
                 continue;
             }
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            if !names.contains(&name) {
-                kept.push(pair.to_string());
+            if !kept.is_empty() {
+                kept.push_str("; ");
             }
+            kept.push_str(pair);
         }
     }
     headers.remove(header::COOKIE);
     if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(kept)) {
             headers.insert(header::COOKIE, v);
         }
     }
@@ -212,6 +246,10 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap, names: &[&str]) {
 
 /// Removes every client copy of every identity header.
 pub fn strip_identity_headers(headers: &mut HeaderMap, ids: &IdentityHeaders) {
+    // Requests almost never carry one: check before collecting anything.
+    if !headers.keys().any(|n| ids.is_identity(n)) {
+        return;
+    }
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| ids.is_identity(n))
@@ -220,6 +258,16 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, ids: &IdentityHeaders) {
     for n in doomed {
         headers.remove(n);
     }
+}
+
+/// The client address as a header value, formatted without an intermediate `String`.
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 48]; // the longest IPv6 text is 45 bytes
+    let mut rest = &mut buf[..];
+    write!(rest, "{ip}").ok()?;
+    let len = 48 - rest.len();
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 /// The whole request rewrite for the upstream (pure).
@@ -248,20 +296,17 @@ pub fn rewrite_request_headers(
     }
     // The client's own forwarding headers are not trusted: we are the edge.
     headers.remove(header::FORWARDED);
-    headers.remove("x-real-ip");
-    if let Ok(v) = HeaderValue::from_str(&fwd.client_ip.to_string()) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    headers.remove(X_REAL_IP);
+    if let Some(v) = ip_header_value(fwd.client_ip) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(fwd.proto),
-    );
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fwd.proto));
     match &fwd.host {
         Some(h) => {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), h.clone());
+            headers.insert(X_FORWARDED_HOST, h.clone());
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
     }
 }
@@ -289,15 +334,23 @@ impl ProxyError {
 }
 
 type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+type UpstreamIo = hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The upstream application and a keep-alive pool of connections to it.
+/// The upstream application. Requests arriving on a downstream HTTP/1 connection use that
+/// connection's own upstream connection ([`ConnSlot`]); everything else (HTTP/2 streams,
+/// upgrades, a busy slot) goes through a shared keep-alive pool.
 pub struct Upstream {
     client: Client<HttpsConnector, Incoming>,
+    connector: HttpsConnector,
+    /// `scheme://authority/`, what [`Upstream::connector`] is asked to connect to.
+    origin: Uri,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
     own_host: HeaderValue,
     timeout: Duration,
+    pool_idle_timeout: Duration,
     pass_host_header: bool,
 }
 
@@ -333,6 +386,12 @@ impl Upstream {
         let authority = uri.authority().cloned().ok_or("upstream: no host")?;
         let base_path = url.path().trim_end_matches('/').to_string();
         let own_host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| format!("upstream: {e}"))?;
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -347,45 +406,104 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(p.pool_idle_timeout)
             .pool_max_idle_per_host(1024)
-            .build(connector);
+            .build(connector.clone());
         Ok(Upstream {
             client,
+            connector,
+            origin,
             scheme,
             authority,
             base_path,
             own_host,
             timeout: p.upstream_timeout,
+            pool_idle_timeout: p.pool_idle_timeout,
             pass_host_header: p.pass_host_header,
         })
     }
 
-    fn upstream_uri(&self, original: &Uri) -> Result<Uri, ProxyError> {
+    /// The upstream path: the configured base path, then the client's path and query.
+    fn upstream_path(&self, original: &Uri) -> Result<PathAndQuery, ProxyError> {
         let pq = original.path_and_query().map_or("/", |pq| pq.as_str());
-        let path = format!("{}{}", self.base_path, pq);
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
+        let mut path = String::with_capacity(self.base_path.len() + pq.len());
+        path.push_str(&self.base_path);
+        path.push_str(pq);
+        PathAndQuery::from_maybe_shared(Bytes::from(path))
             .map_err(|e| ProxyError::BadRequest(e.to_string()))
     }
 
-    /// Sends the (already rewritten) request upstream and streams the answer back. For an
-    /// accepted upgrade, splices the two connections together in a background task.
+    /// Absolute form, for the pooled client (which picks the connection by it).
+    fn upstream_uri(&self, original: &Uri) -> Result<Uri, ProxyError> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(self.upstream_path(original)?);
+        Uri::from_parts(parts).map_err(|e| ProxyError::BadRequest(e.to_string()))
+    }
+
+    /// Origin form (`/path?query`), what goes on the wire to an origin server. A request that
+    /// already has that form and no base path to add is left as it is.
+    fn set_origin_form(&self, uri: &mut Uri) -> Result<(), ProxyError> {
+        if self.base_path.is_empty()
+            && uri.scheme().is_none()
+            && uri.authority().is_none()
+            && uri.path().starts_with('/')
+        {
+            return Ok(());
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(self.upstream_path(uri)?);
+        *uri = Uri::from_parts(parts).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Sends the (already rewritten) request upstream through the shared pool and streams
+    /// the answer back. For an accepted upgrade, splices the two connections together in a
+    /// background task.
     pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        client_host: Option<HeaderValue>,
+        upgrade: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        self.forward_on(req, client_host, upgrade, None).await
+    }
+
+    /// Like [`Upstream::forward`], on the downstream connection's own upstream connection
+    /// when `slot` is given and the request can use it (HTTP/1.x, not an upgrade or
+    /// `CONNECT`, slot not busy).
+    pub async fn forward_on(
         &self,
         mut req: Request<Incoming>,
         client_host: Option<HeaderValue>,
         upgrade: bool,
+        slot: Option<ConnSlot>,
     ) -> Result<Response<Body>, ProxyError> {
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        *req.uri_mut() = self.upstream_uri(req.uri())?;
-        *req.version_mut() = Version::HTTP_11;
         let host = match (self.pass_host_header, client_host) {
             (true, Some(h)) => h,
             _ => self.own_host.clone(),
         };
         req.headers_mut().insert(header::HOST, host);
+        let inline = slot
+            .filter(|_| {
+                !upgrade
+                    && matches!(req.version(), Version::HTTP_10 | Version::HTTP_11)
+                    && req.method() != Method::CONNECT
+            })
+            .and_then(ConnSlot::claim);
+        match inline {
+            Some((claim, idle)) => self.forward_inline(req, claim, idle).await,
+            None => self.forward_pooled(req, upgrade).await,
+        }
+    }
+
+    async fn forward_pooled(
+        &self,
+        mut req: Request<Incoming>,
+        upgrade: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        *req.uri_mut() = self.upstream_uri(req.uri())?;
+        *req.version_mut() = Version::HTTP_11;
 
         let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::Timeout(self.timeout)),
@@ -413,6 +531,334 @@ impl Upstream {
         }
         strip_hop_by_hop(resp.headers_mut(), false);
         Ok(resp.map(|b| b.boxed()))
+    }
+
+    /// The request on the slot's connection (or a new one it will keep), driven by this task.
+    async fn forward_inline(
+        &self,
+        mut req: Request<Incoming>,
+        claim: Claim,
+        idle: Option<Box<Inline>>,
+    ) -> Result<Response<Body>, ProxyError> {
+        if let Err(e) = self.set_origin_form(req.uri_mut()) {
+            claim.release(idle);
+            return Err(e);
+        }
+        *req.version_mut() = Version::HTTP_11;
+        let (resp, conn) =
+            match tokio::time::timeout(self.timeout, self.send_inline(req, idle)).await {
+                Err(_) => return Err(ProxyError::Timeout(self.timeout)),
+                Ok(r) => r?,
+            };
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        let body = match conn {
+            // The connection ended with the response (closed, or switched protocols).
+            None => {
+                drop(claim);
+                body.boxed()
+            }
+            // No body to stream (HEAD, 204, 304, empty): the exchange is over.
+            Some(conn) if body.is_end_stream() => {
+                let mut lease = Some(Lease { conn, claim });
+                poll_fn(|cx| {
+                    if let Some(lease) = lease.take() {
+                        lease.take_finish(cx);
+                    }
+                    Poll::Ready(())
+                })
+                .await;
+                body.boxed()
+            }
+            Some(conn) => InlineBody {
+                inner: body,
+                lease: Some(Lease { conn, claim }),
+            }
+            .boxed(),
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+
+    async fn send_inline(
+        &self,
+        mut req: Request<Incoming>,
+        idle: Option<Box<Inline>>,
+    ) -> Result<(Response<Incoming>, Option<Box<Inline>>), ProxyError> {
+        let mut idle = idle.filter(|c| c.idle_since.elapsed() < self.pool_idle_timeout);
+        loop {
+            let reused = idle.is_some();
+            let conn = match idle.take() {
+                Some(c) => c,
+                None => self.connect_inline().await?,
+            };
+            match attempt(conn, req).await {
+                Attempt::Answered(resp, conn) => return Ok((resp, conn)),
+                // The kept connection had been closed by the upstream before the request went
+                // out: send it once more on a fresh one, as the pool would.
+                Attempt::Unsent(r, e) => {
+                    if !reused {
+                        return Err(ProxyError::Failed(error_chain(&*e)));
+                    }
+                    tracing::debug!(error = %error_chain(&*e), "kept upstream connection unusable; reconnecting");
+                    req = r;
+                }
+                Attempt::Failed(e) => return Err(ProxyError::Failed(error_chain(&*e))),
+            }
+        }
+    }
+
+    async fn connect_inline(&self) -> Result<Box<Inline>, ProxyError> {
+        use tower_service::Service;
+        let mut connector = self.connector.clone();
+        let io = async {
+            poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(self.origin.clone()).await
+        }
+        .await
+        .map_err(|e| ProxyError::Unreachable(error_chain(&*e)))?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::Failed(error_chain(&e)))?;
+        Ok(Box::new(Inline {
+            sender,
+            conn,
+            idle_since: Instant::now(),
+        }))
+    }
+}
+
+// ---- per-connection upstream connections ---------------------------------------------------
+
+/// One upstream HTTP/1.1 connection, driven by whichever task is using it: no connection
+/// task of its own.
+struct Inline {
+    sender: http1::SendRequest<Incoming>,
+    conn: http1::Connection<UpstreamIo, Incoming>,
+    idle_since: Instant,
+}
+
+impl Inline {
+    /// Ready for a request: polling the connection first lets it finish the previous exchange
+    /// and notice an upstream that closed it meanwhile.
+    fn poll_usable(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if let Poll::Ready(r) = Pin::new(&mut self.conn).poll(cx) {
+            return Poll::Ready(Err(match r {
+                Err(e) => e.into(),
+                Ok(()) => "the upstream closed the connection".into(),
+            }));
+        }
+        self.sender.poll_ready(cx).map_err(Into::into)
+    }
+}
+
+enum Attempt {
+    /// The response head, and the connection unless it ended with it.
+    Answered(Response<Incoming>, Option<Box<Inline>>),
+    /// The connection failed before the request was written; the request comes back.
+    Unsent(Request<Incoming>, BoxError),
+    Failed(BoxError),
+}
+
+/// Writes the request and waits for the response head, polling the connection in this task.
+async fn attempt(mut c: Box<Inline>, req: Request<Incoming>) -> Attempt {
+    if let Err(e) = poll_fn(|cx| c.poll_usable(cx)).await {
+        return Attempt::Unsent(req, e);
+    }
+    let mut sent = pin!(c.sender.try_send_request(req));
+    let mut conn = Some(c);
+    let result = poll_fn(|cx| {
+        if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        let Some(c) = conn.as_mut() else {
+            return Poll::Pending;
+        };
+        if Pin::new(&mut c.conn).poll(cx).is_ready() {
+            // Closed, failed or switched protocols: dropping it settles `sent`.
+            conn = None;
+        }
+        sent.as_mut().poll(cx)
+    })
+    .await;
+    match result {
+        Ok(resp) => Attempt::Answered(resp, conn),
+        Err(mut e) => match e.take_message() {
+            Some(req) => Attempt::Unsent(req, e.into_error().into()),
+            None => Attempt::Failed(e.into_error().into()),
+        },
+    }
+}
+
+/// The upstream connection belonging to one downstream HTTP/1 connection (created per
+/// connection by the server, handed to the handler in the request's extensions). Requests
+/// on that connection come one at a time, so they reuse one upstream connection that the
+/// task serving the downstream connection drives itself: no hand-over between tasks, no
+/// pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
+#[derive(Clone, Default)]
+pub struct ConnSlot(Arc<Mutex<SlotState>>);
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Empty,
+    Idle(Box<Inline>),
+    InUse,
+}
+
+impl ConnSlot {
+    pub fn new() -> ConnSlot {
+        ConnSlot::default()
+    }
+
+    /// Takes the slot for one exchange, with its idle connection if it has one; `None` when
+    /// another exchange holds it.
+    fn claim(self) -> Option<(Claim, Option<Box<Inline>>)> {
+        let previous = std::mem::replace(
+            &mut *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            SlotState::InUse,
+        );
+        match previous {
+            SlotState::InUse => None,
+            SlotState::Empty => Some((Claim(Some(self)), None)),
+            SlotState::Idle(c) => Some((Claim(Some(self)), Some(c))),
+        }
+    }
+
+    /// Whether it keeps an idle connection (tests).
+    pub fn has_idle_connection(&self) -> bool {
+        matches!(
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            SlotState::Idle(_)
+        )
+    }
+}
+
+/// The slot, held for one exchange; frees it (empty) when dropped without [`Claim::release`].
+struct Claim(Option<ConnSlot>);
+
+impl Claim {
+    fn release(mut self, conn: Option<Box<Inline>>) {
+        if let Some(slot) = self.0.take() {
+            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = match conn {
+                Some(c) => SlotState::Idle(c),
+                None => SlotState::Empty,
+            };
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = SlotState::Empty;
+        }
+    }
+}
+
+/// A connection in use by one exchange, and the slot it goes back to.
+struct Lease {
+    conn: Box<Inline>,
+    claim: Claim,
+}
+
+impl Lease {
+    /// The response is complete: keep the connection for the next request if it is idle.
+    fn take_finish(self, cx: &mut Context<'_>) {
+        let Lease { mut conn, claim } = self;
+        match Pin::new(&mut conn.conn).poll(cx) {
+            // Closed (`Connection: close`, HTTP/1.0 upstream) or failed.
+            Poll::Ready(_) => claim.release(None),
+            Poll::Pending if conn.sender.is_ready() => {
+                conn.idle_since = Instant::now();
+                claim.release(Some(conn));
+            }
+            Poll::Pending => {
+                // Still busy, say writing a request body the upstream answered before reading
+                // all of: let it finish on its own, as a pooled connection would, and use a
+                // new connection next time.
+                claim.release(None);
+                let Inline { sender, conn, .. } = *conn;
+                drop(sender);
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The upstream's response body; polling it also drives the connection it arrives on, and
+/// once it is complete the connection goes back to the slot.
+struct InlineBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl http_body::Body for InlineBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let mut drove = false;
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.inner.is_end_stream() {
+                        if let Some(lease) = this.lease.take() {
+                            lease.take_finish(cx);
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(None) => {
+                    if let Some(lease) = this.lease.take() {
+                        lease.take_finish(cx);
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.lease = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending if drove => return Poll::Pending,
+                Poll::Pending => {}
+            }
+            drove = true;
+            let Some(lease) = this.lease.as_mut() else {
+                return Poll::Pending;
+            };
+            if Pin::new(&mut lease.conn.conn).poll(cx).is_ready() {
+                // Finished or failed: dropping it ends the body (with an error if cut short).
+                this.lease = None;
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for InlineBody {
+    fn drop(&mut self) {
+        // Complete but not polled to its end (the server stops at the last byte of a known
+        // length): the connection is reusable. Dropped part-way (client gone): it closes.
+        if let Some(lease) = self.lease.take() {
+            if self.inner.is_end_stream() {
+                lease.take_finish(&mut Context::from_waker(Waker::noop()));
+            }
+        }
     }
 }
 

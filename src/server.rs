@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Version};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerSettings;
 use crate::gateway::{ConnInfo, Gateway};
+use crate::proxy::ConnSlot;
 
 /// Builds the TLS acceptor from PEM files (ALPN h2 and http/1.1, ring provider only).
 pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
@@ -101,8 +104,13 @@ pub async fn serve(
                 peer,
                 tls: tls.is_some(),
             };
-            let service = service_fn(move |req| {
+            // HTTP/1 requests on this connection share one upstream connection (see ConnSlot).
+            let upstream_slot = ConnSlot::new();
+            let service = service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
+                if req.version() != Version::HTTP_2 {
+                    req.extensions_mut().insert(upstream_slot.clone());
+                }
                 async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
             });
             let result =

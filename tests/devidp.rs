@@ -2,7 +2,8 @@
 //! SP-initiated sign-in end to end (gateway → dev IdP login page → auto-submit form → ACS →
 //! upstream sees the identity), a user without groups, refusal of unknown SPs and foreign
 //! ACS URLs, metadata the gateway accepts, a response samael verifies on its own,
-//! IdP-initiated sign-in (refused by today's gateway: `no_pending_login`), passwords, Single
+//! IdP-initiated sign-in (refused by default: `no_pending_login`; accepted with
+//! `saml.allow_idp_initiated`), passwords, Single
 //! Logout, and the `dev-idp` command line.
 
 #[path = "support/gateway.rs"]
@@ -37,9 +38,13 @@ async fn setup() -> (Upstream, devidp::Running, TestGateway) {
 }
 
 async fn setup_with(users: Vec<User>) -> (Upstream, devidp::Running, TestGateway) {
+    setup_opts(users, Options::default()).await
+}
+
+async fn setup_opts(users: Vec<User>, opts: Options) -> (Upstream, devidp::Running, TestGateway) {
     let up = start_upstream().await;
     let idp = start_idp(users, vec![]).await;
-    let gw = start_gateway(&up.url(), idp.idp.metadata_xml(), Options::default()).await;
+    let gw = start_gateway(&up.url(), idp.idp.metadata_xml(), opts).await;
     idp.idp.register_sp(ServiceProvider {
         entity_id: gw.sp_entity_id(),
         acs_urls: vec![gw.acs_url()],
@@ -299,8 +304,11 @@ async fn unknown_sp_and_foreign_acs_urls_are_refused_with_a_clear_page() {
                 acs_url: acs,
                 sp_entity_id: issuer,
                 name_id_format: None,
+                force_authn: false,
+                is_passive: false,
+                authn_context_class_ref: None,
             });
-        samlgate::saml::authn::redirect_url(idp.idp.sso_url(), &xml, "relay").unwrap()
+        samlgate::saml::authn::redirect_url(idp.idp.sso_url(), &xml, "relay", None).unwrap()
     };
 
     let r = c
@@ -434,36 +442,86 @@ async fn the_signed_response_verifies_with_samael_alone() {
     assert!(sp.parse_xml_response(&xml, Some(&["_other"])).is_err());
 }
 
-#[tokio::test]
-async fn idp_initiated_response_is_refused_by_todays_gateway() {
-    let (up, idp, gw) = setup().await;
-    let c = client();
-    let url = format!(
+/// Signs alice in at the dev IdP's `/idp-initiated` (with `relay` as RelayState) and returns
+/// the unsolicited auto-submit form it produces for the gateway.
+async fn idp_initiated_form(
+    c: &reqwest::Client,
+    idp: &devidp::Running,
+    gw: &TestGateway,
+    relay: Option<&str>,
+) -> AutoPost {
+    let mut url = format!(
         "{}/idp-initiated?sp={}",
         idp.url(),
         url::form_urlencoded::byte_serialize(gw.sp_entity_id().as_bytes()).collect::<String>()
     );
+    if let Some(r) = relay {
+        url.push_str("&RelayState=");
+        url.extend(url::form_urlencoded::byte_serialize(r.as_bytes()));
+    }
     let r = c.get(&url).header("accept", HTML).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let page = body(r).await;
     assert!(page.contains("Sign in and go to the service provider"));
-    let r = post_login(&c, &idp, &token(&page), &[("username", "alice")]).await;
+    let r = post_login(c, idp, &token(&page), &[("username", "alice")]).await;
     let form = AutoPost::parse(&body(r).await);
     assert_eq!(form.action, gw.acs_url());
-    assert_eq!(form.relay_state, None);
-    let xml = form.xml();
+    assert_eq!(form.relay_state.as_deref(), relay);
     assert!(
-        !xml.contains("InResponseTo"),
+        !form.xml().contains("InResponseTo"),
         "unsolicited: no InResponseTo"
     );
+    form
+}
 
-    // The gateway has no pending sign-in for it and refuses (IdP-initiated sign-in is not
-    // implemented; see the README's Status). This documents today's behaviour.
+#[tokio::test]
+async fn idp_initiated_response_is_refused_by_default() {
+    let (up, idp, gw) = setup().await;
+    let c = client();
+    let form = idp_initiated_form(&c, &idp, &gw, None).await;
+
+    // The gateway has no pending sign-in for it and, with saml.allow_idp_initiated off (the
+    // default), refuses.
     let r = form.submit(&c, "application/json").await;
     assert_eq!(r.status(), 400);
     let json = body(r).await;
     assert!(json.contains("\"error\":\"no_pending_login\""), "{json}");
     assert_eq!(up.count(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn idp_initiated_response_signs_in_when_enabled() {
+    let (up, idp, gw) = setup_opts(
+        devidp::users::default_users(),
+        Options {
+            saml_toml: "allow_idp_initiated = true\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+
+    // With a local RelayState: lands there, signed in.
+    let c = client();
+    let form = idp_initiated_form(&c, &idp, &gw, Some("/reports")).await;
+    let r = form.submit(&c, HTML).await;
+    assert_eq!(r.status(), 303, "{}", body(r).await);
+    assert_eq!(r.headers()["location"], "/reports");
+    let r = c.get(gw.url("/reports")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().one("x-forwarded-user").as_deref(), Some("alice"));
+
+    // The same response again: a replay.
+    let r = form.submit(&client(), "application/json").await;
+    assert_eq!(r.status(), 400);
+    let json = body(r).await;
+    assert!(json.contains("\"error\":\"replay\""), "{json}");
+
+    // A foreign RelayState: the default path.
+    let c = client();
+    let form = idp_initiated_form(&c, &idp, &gw, Some("https://evil.example/")).await;
+    let r = form.submit(&c, HTML).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
 }
 
 #[tokio::test]
@@ -707,6 +765,7 @@ async fn cli_serves_metadata_with_users_sp_metadata_and_given_keys() {
             name_id_format: None,
             cert_pem: None,
             want_assertions_signed: true,
+            authn_requests_signed: false,
         }),
     )
     .unwrap();

@@ -217,6 +217,9 @@ mod tests {
             acs_url: "http://127.0.0.1:8000/saml/acs",
             sp_entity_id: "http://127.0.0.1:8000/saml/metadata",
             name_id_format: None,
+            force_authn: false,
+            is_passive: false,
+            authn_context_class_ref: None,
         })
     }
 
@@ -226,6 +229,7 @@ mod tests {
             "http://127.0.0.1:7000/sso",
             &gateway_request(),
             "relay+/=",
+            None,
         )
         .unwrap();
         let parsed = url::Url::parse(&url).unwrap();

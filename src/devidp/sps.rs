@@ -229,6 +229,7 @@ mod tests {
             name_id_format: None,
             cert_pem: None,
             want_assertions_signed: true,
+            authn_requests_signed: false,
         });
         let sps = parse_sp_metadata(&xml).unwrap();
         assert_eq!(

@@ -217,6 +217,11 @@ impl DecryptionKey {
     pub fn size(&self) -> usize {
         self.size
     }
+
+    /// The same key, for signing AuthnRequests ([`super::authn`]): one loader for the SP key.
+    pub(crate) fn private_key(&self) -> &PKey<Private> {
+        &self.key
+    }
 }
 
 /// One encrypted element as written, not yet decrypted.

@@ -58,6 +58,11 @@ pub enum LoginError {
     MissingUserAttribute(String),
     DuplicateAttribute(String),
     SpNameQualifier(String),
+    /// The AuthnStatement's class is not the one `saml.authn_context_class_ref` requires.
+    AuthnContext {
+        required: String,
+        got: Vec<String>,
+    },
     Replay(String),
     /// samael rejected it for a reason we do not classify more finely.
     Invalid(String),
@@ -95,6 +100,7 @@ impl LoginError {
             MissingUserAttribute(_) => "missing_user_attribute",
             DuplicateAttribute(_) => "duplicate_attribute",
             SpNameQualifier(_) => "sp_name_qualifier",
+            AuthnContext { .. } => "authn_context",
             Replay(_) => "replay",
             Invalid(_) => "invalid",
             Busy => "busy",
@@ -139,6 +145,11 @@ impl LoginError {
             MissingUserAttribute(a) => format!("assertion lacks the user attribute {}", clip(a)),
             DuplicateAttribute(a) => format!("attribute {} appears more than once", clip(a)),
             SpNameQualifier(q) => format!("NameID SPNameQualifier {} is not our entity ID", clip(q)),
+            AuthnContext { required, got } => format!(
+                "AuthnContextClassRef {:?} is not the required {}",
+                got.iter().take(4).map(|c| clip(c)).collect::<Vec<_>>(),
+                clip(required)
+            ),
             Replay(id) => format!("assertion {} was already used", clip(id)),
             Invalid(d) => format!("response rejected: {}", clip(d)),
             Busy => "too many sign-ins being verified; request shed".into(),
@@ -170,6 +181,10 @@ impl LoginError {
                 "Sign-in not meant for this application",
                 "The identity provider issued a sign-in for a different application. Your administrator needs to check the SAML settings.",
             ),
+            AuthnContext { .. } => (
+                "A stronger sign-in is required",
+                "This application requires a stronger sign-in (for example multi-factor) than the one your identity provider reported. Please sign in again using it, or contact your administrator.",
+            ),
             Busy => (
                 "Too many sign-ins right now",
                 "The server is busy. Please wait a moment and try again.",
@@ -190,7 +205,9 @@ impl LoginError {
             LoginError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            LoginError::IdpStatus { .. } | LoginError::WrongBrowser => StatusCode::FORBIDDEN,
+            LoginError::IdpStatus { .. }
+            | LoginError::WrongBrowser
+            | LoginError::AuthnContext { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -113,6 +113,8 @@ pub struct SpMetadata<'a> {
     /// together with its matching private key (`saml.sp_key_file`), which decrypts.
     pub cert_pem: Option<&'a str>,
     pub want_assertions_signed: bool,
+    /// `saml.sign_authn_requests`: AuthnRequests carry a Redirect-binding signature.
+    pub authn_requests_signed: bool,
 }
 
 /// Algorithms advertised with the encryption key (rsa-1_5 never is, even when allowed).
@@ -166,10 +168,11 @@ pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
         .map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f)))
         .unwrap_or_default();
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{entity}\"><md:SPSSODescriptor AuthnRequestsSigned=\"false\" WantAssertionsSigned=\"{was}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{key}{name_id}<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{entity}\"><md:SPSSODescriptor AuthnRequestsSigned=\"{ars}\" WantAssertionsSigned=\"{was}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{key}{name_id}<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
         entity = xml_escape(md.entity_id),
         acs = xml_escape(md.acs_url),
         was = md.want_assertions_signed,
+        ars = md.authn_requests_signed,
     )
 }
 
@@ -262,8 +265,10 @@ mod tests {
             name_id_format: Some("urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
             cert_pem: Some("-----BEGIN CERTIFICATE-----\nAAAA\nBBBB\n-----END CERTIFICATE-----\n"),
             want_assertions_signed: true,
+            authn_requests_signed: false,
         });
         assert!(xml.contains(r#"entityID="https://app/saml/metadata""#));
+        assert!(xml.contains(r#"AuthnRequestsSigned="false""#));
         assert!(xml.contains(r#"Location="https://app/saml/acs?x=&lt;y&gt;""#));
         assert!(xml.contains("<ds:X509Certificate>AAAABBBB</ds:X509Certificate>"));
         assert!(xml.contains("emailAddress</md:NameIDFormat>"));
@@ -289,7 +294,9 @@ mod tests {
             name_id_format: None,
             cert_pem: Some(&pem),
             want_assertions_signed: true,
+            authn_requests_signed: true,
         });
+        assert!(xml.contains(r#"AuthnRequestsSigned="true""#));
         let ed: EntityDescriptor = xml.parse().expect("samael parses our metadata");
         let sp = &ed.sp_sso_descriptors.as_ref().unwrap()[0];
         let kds = sp.key_descriptors.as_ref().unwrap();

@@ -3,7 +3,7 @@
 //! the assertion samael returned from signed content. Time is passed in, never read here.
 
 use chrono::{DateTime, Duration, Utc};
-use samael::schema::Assertion;
+use samael::schema::{Assertion, AuthnStatement};
 
 use super::error::LoginError;
 use super::prefilter::EnvelopeFacts;
@@ -24,7 +24,14 @@ pub struct Expectations<'a> {
     pub skew: Duration,
     pub require_signed_response: bool,
     pub require_signed_assertion: bool,
+    /// `saml.authn_context_class_ref`: every AuthnStatement must carry exactly this class.
+    pub required_authn_context: Option<&'a str>,
 }
+
+/// How old an IssueInstant may be (plus the skew): network time and the person's click.
+/// samael's `max_issue_delay` is this plus the skew; unsolicited responses are held to it by
+/// our own check too (with only the Assertion signed, samael checks no Response time).
+pub const MAX_ISSUE_DELAY_SECS: i64 = 90;
 
 /// Checks on the unsigned-or-signed envelope, before any crypto runs (cheap, and they give the
 /// person a precise message for IdP-reported errors): [`check_response_envelope`] then
@@ -133,6 +140,22 @@ pub fn check_assertion(
     let now = want.now;
     let skew = want.skew;
 
+    // Unsolicited (IdP-initiated): no request of ours bounds its age, so the assertion must
+    // be fresh — issued within the issue delay, and not in the future beyond the skew.
+    if want.request_id.is_none() {
+        let ii = a.issue_instant;
+        if ii + Duration::seconds(MAX_ISSUE_DELAY_SECS) + skew < now {
+            return Err(LoginError::Expired(format!(
+                "unsolicited assertion IssueInstant {ii} is older than the issue delay"
+            )));
+        }
+        if ii > now + skew {
+            return Err(LoginError::NotYetValid(format!(
+                "unsolicited assertion IssueInstant {ii}"
+            )));
+        }
+    }
+
     // Conditions: required, with an AudienceRestriction naming us (each one must).
     let conditions = a
         .conditions
@@ -237,6 +260,9 @@ pub fn check_assertion(
         }
     }
     let session_index = statements.iter().find_map(|s| s.session_index.clone());
+    if let Some(required) = want.required_authn_context {
+        check_authn_context(statements, required)?;
+    }
 
     let mut attributes: Vec<Attribute> = Vec::new();
     for st in a.attribute_statements.iter().flatten() {
@@ -273,6 +299,35 @@ pub fn check_assertion(
         session_not_on_or_after,
         replay_until,
         attributes,
+    })
+}
+
+/// The class of every AuthnStatement (`AuthnContext/AuthnContextClassRef`, trimmed).
+pub fn authn_context_classes(statements: &[AuthnStatement]) -> Vec<Option<String>> {
+    statements
+        .iter()
+        .map(|s| {
+            s.authn_context
+                .as_ref()
+                .and_then(|c| c.value.as_ref())
+                .and_then(|r| r.value.as_deref())
+                .map(|v| v.trim().to_string())
+        })
+        .collect()
+}
+
+/// `Comparison="exact"`: each AuthnStatement names exactly the required class.
+fn check_authn_context(statements: &[AuthnStatement], required: &str) -> Result<(), LoginError> {
+    let classes = authn_context_classes(statements);
+    if classes.iter().all(|c| c.as_deref() == Some(required)) {
+        return Ok(());
+    }
+    Err(LoginError::AuthnContext {
+        required: required.to_string(),
+        got: classes
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| "(none)".into()))
+            .collect(),
     })
 }
 
@@ -371,6 +426,7 @@ mod tests {
             skew: Duration::seconds(90),
             require_signed_response: false,
             require_signed_assertion: true,
+            required_authn_context: None,
         }
     }
 
@@ -389,6 +445,7 @@ mod tests {
     }
 
     /// Assertion XML with knobs; `t0` is the issue time.
+    #[derive(Clone, Copy)]
     struct A {
         audience: Option<&'static str>,
         recipient: &'static str,
@@ -400,6 +457,8 @@ mod tests {
         noa_secs: i64,
         nb_secs: i64,
         issuer: &'static str,
+        /// AuthnContextClassRef text (raw XML); empty leaves the AuthnContext empty.
+        class: &'static str,
     }
 
     impl Default for A {
@@ -415,6 +474,7 @@ mod tests {
                 noa_secs: 300,
                 nb_secs: -30,
                 issuer: IDP,
+                class: "urn:oasis:names:tc:SAML:2.0:ac:classes:Password",
             }
         }
     }
@@ -427,8 +487,16 @@ mod tests {
             .map(|au| format!("<saml:AudienceRestriction><saml:Audience>{au}</saml:Audience></saml:AudienceRestriction>"))
             .unwrap_or_default();
         let authn = if a.authn {
+            let class = if a.class.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>",
+                    a.class
+                )
+            };
             format!(
-                r#"<saml:AuthnStatement AuthnInstant="{}" SessionIndex="_s1" SessionNotOnOrAfter="{}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:Password</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+                r#"<saml:AuthnStatement AuthnInstant="{}" SessionIndex="_s1" SessionNotOnOrAfter="{}"><saml:AuthnContext>{class}</saml:AuthnContext></saml:AuthnStatement>"#,
                 ts(0),
                 ts(8 * 3600)
             )
@@ -436,7 +504,7 @@ mod tests {
             String::new()
         };
         let xml = format!(
-            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a1" Version="2.0" IssueInstant="{t}"><saml:Issuer>{issuer}</saml:Issuer><saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{nid}</saml:NameID><saml:SubjectConfirmation Method="{m}"><saml:SubjectConfirmationData NotOnOrAfter="{noa}" Recipient="{r}" InResponseTo="{irt}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}">{audience}</saml:Conditions>{authn}<saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
+            r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_a1" Version="2.0" IssueInstant="{t}"><saml:Issuer>{issuer}</saml:Issuer><saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{nid}</saml:NameID><saml:SubjectConfirmation Method="{m}"><saml:SubjectConfirmationData NotOnOrAfter="{noa}" Recipient="{r}"{irt}/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{nb}" NotOnOrAfter="{noa}">{audience}</saml:Conditions>{authn}<saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>"#,
             t = ts(0),
             issuer = a.issuer,
             nid = a.name_id,
@@ -444,7 +512,11 @@ mod tests {
             noa = ts(a.noa_secs),
             nb = ts(a.nb_secs),
             r = a.recipient,
-            irt = a.irt,
+            irt = if a.irt.is_empty() {
+                String::new()
+            } else {
+                format!(r#" InResponseTo="{}""#, a.irt)
+            },
             attrs = a.attrs,
         );
         xml.parse().expect("test assertion parses")
@@ -744,5 +816,139 @@ mod tests {
         let id = identity(&ok, &map()).unwrap();
         assert_eq!(id.groups, vec!["ok"]);
         assert_eq!(id.email, None);
+    }
+
+    const MFA: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract";
+
+    fn check_with(
+        a: &A,
+        now_offset: i64,
+        tweak: impl FnOnce(&mut Expectations<'static>),
+    ) -> Result<AcceptedAssertion, LoginError> {
+        let t0 = Utc::now();
+        let mut w = want(t0 + Duration::seconds(now_offset));
+        tweak(&mut w);
+        check_assertion(&assertion(a, t0), &facts(), &w)
+    }
+
+    #[test]
+    fn required_authn_context_must_match_exactly() {
+        let require = |w: &mut Expectations<'static>| w.required_authn_context = Some(MFA);
+        // Not required: any class (or none) passes.
+        assert!(check(&A::default(), 0).is_ok());
+        assert!(check(
+            &A {
+                class: "",
+                ..A::default()
+            },
+            0
+        )
+        .is_ok());
+        // Required: the same class passes (surrounding whitespace tolerated) …
+        assert!(check_with(
+            &A {
+                class: MFA,
+                ..A::default()
+            },
+            0,
+            require
+        )
+        .is_ok());
+        assert!(check_with(
+            &A {
+                class: "\n  urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract ",
+                ..A::default()
+            },
+            0,
+            require
+        )
+        .is_ok());
+        // … a weaker one, a missing one, or a prefix of it does not.
+        let err = check_with(&A::default(), 0, require).unwrap_err();
+        assert_eq!(err.kind(), "authn_context");
+        assert!(err.reason().contains("Password"), "{}", err.reason());
+        assert!(err.user_message().1.contains("stronger sign-in"));
+        assert_eq!(err.status(), http::StatusCode::FORBIDDEN);
+        for class in ["", "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwo"] {
+            assert_eq!(
+                check_with(
+                    &A {
+                        class,
+                        ..A::default()
+                    },
+                    0,
+                    require
+                )
+                .unwrap_err()
+                .kind(),
+                "authn_context",
+                "{class:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsolicited_assertions_must_be_fresh_and_answer_nothing() {
+        let unsolicited = |w: &mut Expectations<'static>| w.request_id = None;
+        let a = A {
+            irt: "",
+            ..A::default()
+        };
+        assert!(check_with(&a, 0, unsolicited).is_ok());
+        // IssueInstant 90 s + skew (90 s) old is the limit.
+        assert!(check_with(&a, 170, unsolicited).is_ok());
+        let old = check_with(&A { noa_secs: 900, ..a }, 200, unsolicited).unwrap_err();
+        assert_eq!(old.kind(), "expired", "{}", old.reason());
+        assert!(old.reason().contains("IssueInstant"));
+        // Issued in the future beyond the skew.
+        assert_eq!(
+            check_with(&A { nb_secs: -300, ..a }, -120, unsolicited)
+                .unwrap_err()
+                .kind(),
+            "not_yet_valid"
+        );
+        // An InResponseTo in an unsolicited assertion is refused.
+        assert_eq!(
+            check_with(&A::default(), 0, unsolicited)
+                .unwrap_err()
+                .kind(),
+            "in_response_to"
+        );
+        // Recipient and audience are still required.
+        assert_eq!(
+            check_with(
+                &A {
+                    recipient: "https://evil/acs",
+                    ..a
+                },
+                0,
+                unsolicited
+            )
+            .unwrap_err()
+            .kind(),
+            "recipient"
+        );
+        assert_eq!(
+            check_with(
+                &A {
+                    audience: None,
+                    ..a
+                },
+                0,
+                unsolicited
+            )
+            .unwrap_err()
+            .kind(),
+            "audience"
+        );
+        // A solicited assertion without InResponseTo is still refused.
+        assert_eq!(check(&a, 0).unwrap_err().kind(), "in_response_to");
+        // The envelope: no InResponseTo expected, none allowed.
+        let mut w = want(Utc::now());
+        w.request_id = None;
+        let mut f = facts();
+        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "in_response_to");
+        f.in_response_to = None;
+        assert!(check_envelope(&f, &w).is_ok());
     }
 }

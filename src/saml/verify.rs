@@ -49,6 +49,8 @@ pub struct Verifier {
     /// The SP key for `EncryptedAssertion` / `EncryptedID` (`saml.sp_key_file`).
     decryption_key: Option<DecryptionKey>,
     pub decrypt_policy: DecryptPolicy,
+    /// `saml.authn_context_class_ref`, required of every AuthnStatement.
+    pub required_authn_context: Option<String>,
 }
 
 impl Verifier {
@@ -62,8 +64,12 @@ impl Verifier {
             idp_metadata: idp.descriptor.clone(),
             max_clock_skew: skew,
             // IssueInstant may lag by network time plus skew.
-            max_issue_delay: chrono::Duration::seconds(90) + skew,
-            allow_idp_initiated: false,
+            max_issue_delay: chrono::Duration::seconds(policy::MAX_ISSUE_DELAY_SECS) + skew,
+            // With IdP-initiated sign-in enabled samael skips every InResponseTo check (Response
+            // and SubjectConfirmationData); ours (policy::check_response_envelope and
+            // check_assertion) still hold each to the pending request, or to none at all for
+            // an unsolicited response, and still require Recipient, Audience and the times.
+            allow_idp_initiated: s.allow_idp_initiated,
             // With SHA-1 allowed the pre-filter is the algorithm gate (samael cannot express
             // "SHA-256 family plus rsa-sha1"); otherwise both layers enforce the allowlist.
             allowed_signature_algorithms: if s.allow_sha1 {
@@ -102,6 +108,7 @@ impl Verifier {
                 allow_rsa1_5: s.allow_rsa1_5,
                 max_ciphertext_bytes: s.max_response_bytes,
             },
+            required_authn_context: s.authn_context_class_ref.clone(),
             idp,
         }
     }
@@ -109,6 +116,11 @@ impl Verifier {
     /// Whether an SP key is loaded (encrypted assertions can be read).
     pub fn can_decrypt(&self) -> bool {
         self.decryption_key.is_some()
+    }
+
+    /// The SP key (`saml.sp_key_file`), also the key AuthnRequests are signed with.
+    pub fn sp_key(&self) -> Option<&DecryptionKey> {
+        self.decryption_key.as_ref()
     }
 
     pub fn expectations<'a>(
@@ -125,6 +137,7 @@ impl Verifier {
             skew: self.skew,
             require_signed_response: self.require_signed_response,
             require_signed_assertion: self.require_signed_assertion,
+            required_authn_context: self.required_authn_context.as_deref(),
         }
     }
 

@@ -259,6 +259,9 @@ pub struct ResponseSpec {
     /// `SubjectConfirmationData/@NotOnOrAfter`.
     pub subject_not_on_or_after: DateTime<Utc>,
     pub authn_statement: bool,
+    /// `AuthnStatement/AuthnContext/AuthnContextClassRef` text (XML-escaped on output);
+    /// defaults to [`AC_PASSWORD`].
+    pub authn_context_class_ref: String,
     pub session_index: Option<String>,
     pub session_not_on_or_after: Option<DateTime<Utc>>,
     /// `(Name, values)`: NameFormat basic, one `AttributeValue xsi:type="xs:string"` per
@@ -305,6 +308,7 @@ impl ResponseSpec {
             not_on_or_after: now + Duration::minutes(5),
             subject_not_on_or_after: now + Duration::minutes(5),
             authn_statement: true,
+            authn_context_class_ref: AC_PASSWORD.to_string(),
             session_index: Some(new_id()),
             session_not_on_or_after: Some(now + Duration::hours(8)),
             attributes: vec![
@@ -565,7 +569,8 @@ pub fn assertion_xml(idp: &TestIdp, spec: &ResponseSpec, with_template: bool) ->
             a.push_str(&format!(r#" SessionIndex="{}""#, xml_escape(si)));
         }
         a.push_str(&format!(
-            "><saml:AuthnContext><saml:AuthnContextClassRef>{AC_PASSWORD}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"
+            "><saml:AuthnContext><saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>",
+            xml_escape(&spec.authn_context_class_ref)
         ));
     }
 
