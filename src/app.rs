@@ -22,7 +22,9 @@ pub fn build(config_path: &Path) -> Result<App, String> {
     from_settings(settings)
 }
 
-pub fn from_settings(settings: Settings) -> Result<App, String> {
+pub fn from_settings(mut settings: Settings) -> Result<App, String> {
+    // `saml.idp_metadata_url`: fetch now (else the cache file), before anything needs it.
+    crate::saml::metadata_source::load_initial(&mut settings.saml)?;
     if let Some(tls) = &settings.tls {
         server::tls_acceptor(&tls.cert_file, &tls.key_file)?;
     }
@@ -56,6 +58,11 @@ pub async fn serve_on(
         tls = tls.is_some(),
         "samlgate serving"
     );
+    // `saml.idp_metadata_url`: refresh in the background until shutdown.
+    let refresh = crate::saml::metadata_source::spawn_refresh(
+        app.gateway.current_idp(),
+        app.settings.saml.clone(),
+    );
     server::serve(
         app.gateway,
         listener,
@@ -64,5 +71,8 @@ pub async fn serve_on(
         shutdown,
     )
     .await;
+    if let Some(r) = refresh {
+        r.abort();
+    }
     Ok(())
 }

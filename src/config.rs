@@ -62,6 +62,17 @@ pub struct TlsSection {
 #[serde(deny_unknown_fields, default)]
 pub struct SamlSection {
     pub idp_metadata_file: Option<PathBuf>,
+    /// Fetch the IdP metadata from this URL (https; http only for loopback) and refresh it.
+    pub idp_metadata_url: Option<String>,
+    /// Last good copy of the fetched metadata (default `idp-metadata.cache.xml` next to the
+    /// config file); used when the URL cannot be fetched at start.
+    pub idp_metadata_cache_file: Option<PathBuf>,
+    /// Longest time between metadata refreshes (cacheDuration / validUntil may shorten it).
+    pub idp_metadata_refresh_secs: u64,
+    /// Pinned certificate (PEM or DER): fetched metadata must carry a valid enveloped
+    /// signature by it.
+    pub idp_metadata_signing_cert_file: Option<PathBuf>,
+    pub idp_metadata_timeout_secs: u64,
     /// Which entity to use when the metadata file is an `EntitiesDescriptor` with several IdPs.
     pub idp_entity_id: Option<String>,
     pub sp_entity_id: Option<String>,
@@ -95,12 +106,20 @@ pub struct SamlSection {
     pub allow_idp_initiated: bool,
     /// Where an IdP-initiated sign-in lands without a usable RelayState.
     pub idp_initiated_default_path: String,
+    /// Refuse IdP-initiated LogoutRequests (`GET /saml/slo`) without a valid Redirect-binding
+    /// signature by one of the IdP's signing certificates.
+    pub require_signed_logout_requests: bool,
 }
 
 impl Default for SamlSection {
     fn default() -> Self {
         Self {
             idp_metadata_file: None,
+            idp_metadata_url: None,
+            idp_metadata_cache_file: None,
+            idp_metadata_refresh_secs: 3600,
+            idp_metadata_signing_cert_file: None,
+            idp_metadata_timeout_secs: 10,
             idp_entity_id: None,
             sp_entity_id: None,
             acs_path: "/saml/acs".into(),
@@ -123,6 +142,7 @@ impl Default for SamlSection {
             authn_context_class_ref: None,
             allow_idp_initiated: false,
             idp_initiated_default_path: "/".into(),
+            require_signed_logout_requests: true,
         }
     }
 }
@@ -281,8 +301,13 @@ pub struct TlsFiles {
 
 #[derive(Clone)]
 pub struct SamlSettings {
+    /// The metadata text. With `idp_metadata_url` this is empty after [`validate`] and filled
+    /// by [`crate::saml::metadata_source::load_initial`] (fetch, else the cache file).
     pub idp_metadata_xml: String,
+    /// The metadata file, or with `idp_metadata_url` the cache file.
     pub idp_metadata_file: PathBuf,
+    /// Set when the metadata comes from a URL (`saml.idp_metadata_url`).
+    pub idp_metadata_url: Option<MetadataUrlSettings>,
     pub idp_entity_id: Option<String>,
     pub sp_entity_id: String,
     pub acs_url: String,
@@ -306,6 +331,7 @@ pub struct SamlSettings {
     pub authn_context_class_ref: Option<String>,
     pub allow_idp_initiated: bool,
     pub idp_initiated_default_path: String,
+    pub require_signed_logout_requests: bool,
 }
 
 impl std::fmt::Debug for SamlSettings {
@@ -318,6 +344,27 @@ impl std::fmt::Debug for SamlSettings {
             .finish_non_exhaustive()
     }
 }
+
+/// `saml.idp_metadata_url` and its companions, validated.
+#[derive(Debug, Clone)]
+pub struct MetadataUrlSettings {
+    pub url: Url,
+    pub cache_file: PathBuf,
+    /// Ceiling between refreshes (config floor 60 s; tests may set it lower on [`Settings`]).
+    pub refresh: Duration,
+    /// Delay before retrying after a failed refresh.
+    pub retry: Duration,
+    pub timeout: Duration,
+    /// DER of the pinned metadata signing certificate.
+    pub signing_cert_der: Option<Vec<u8>>,
+    pub max_bytes: usize,
+    /// Set at start when the URL could not be fetched and the cache file was used: the
+    /// first refresh then comes after `retry`, not the full interval.
+    pub started_from_cache: bool,
+}
+
+/// Largest metadata document fetched from `saml.idp_metadata_url`.
+pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct SessionSettings {
@@ -536,6 +583,72 @@ fn parse_http_url(raw: &str, key: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// Validates `saml.idp_metadata_url` and its companions.
+fn metadata_url_settings(
+    raw: &str,
+    cache_file: Option<PathBuf>,
+    refresh_secs: u64,
+    signing_cert_file: Option<PathBuf>,
+    timeout_secs: u64,
+    base: &Path,
+) -> Result<MetadataUrlSettings, ConfigError> {
+    const KEY: &str = "saml.idp_metadata_url";
+    let url =
+        Url::parse(raw).map_err(|e| ConfigError::new(KEY, format!("not a URL ({e}): {raw}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(ConfigError::new(
+                KEY,
+                format!("must be an https:// URL (http:// only for a loopback host): {raw}"),
+            ))
+        }
+    }
+    if refresh_secs < 60 {
+        return Err(ConfigError::new(
+            "saml.idp_metadata_refresh_secs",
+            "must be at least 60",
+        ));
+    }
+    if !(1..=300).contains(&timeout_secs) {
+        return Err(ConfigError::new(
+            "saml.idp_metadata_timeout_secs",
+            "must be between 1 and 300",
+        ));
+    }
+    let cache_file = resolve(
+        base,
+        cache_file.unwrap_or_else(|| PathBuf::from("idp-metadata.cache.xml")),
+    );
+    let signing_cert_der = signing_cert_file
+        .map(|p| {
+            const CKEY: &str = "saml.idp_metadata_signing_cert_file";
+            let bytes = read_file(base, &p, CKEY)?;
+            openssl::x509::X509::from_pem(&bytes)
+                .or_else(|_| openssl::x509::X509::from_der(&bytes))
+                .and_then(|c| c.to_der())
+                .map_err(|_| ConfigError::new(CKEY, "is not a PEM or DER X.509 certificate"))
+        })
+        .transpose()?;
+    Ok(MetadataUrlSettings {
+        url,
+        cache_file,
+        refresh: Duration::from_secs(refresh_secs),
+        retry: Duration::from_secs(60),
+        timeout: Duration::from_secs(timeout_secs),
+        signing_cert_der,
+        max_bytes: MAX_METADATA_BYTES,
+        started_from_cache: false,
+    })
+}
+
 fn local_path(raw: &str, key: &str) -> Result<String, ConfigError> {
     if !raw.starts_with('/') || raw.starts_with("//") || raw.contains(['?', '#', '\\', ' ']) {
         return Err(ConfigError::new(
@@ -629,15 +742,54 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     if sp_entity_id.trim().is_empty() {
         return Err(ConfigError::new("saml.sp_entity_id", "must not be empty"));
     }
-    let md_path = required(
+    let (idp_metadata_file, idp_metadata_xml, idp_metadata_url) = match (
         s.idp_metadata_file,
-        "saml.idp_metadata_file",
-        "the IdP's metadata XML (EntityDescriptor) downloaded from the IdP",
-    )?;
-    let idp_metadata_file = resolve(base, md_path);
-    let md_bytes = read_file(base, &idp_metadata_file, "saml.idp_metadata_file")?;
-    let idp_metadata_xml = String::from_utf8(md_bytes)
-        .map_err(|_| ConfigError::new("saml.idp_metadata_file", "is not UTF-8 text"))?;
+        s.idp_metadata_url,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "saml.idp_metadata_url",
+                "cannot be combined with saml.idp_metadata_file: set exactly one",
+            ))
+        }
+        (None, Some(raw)) => {
+            let md = metadata_url_settings(
+                &raw,
+                s.idp_metadata_cache_file,
+                s.idp_metadata_refresh_secs,
+                s.idp_metadata_signing_cert_file,
+                s.idp_metadata_timeout_secs,
+                base,
+            )?;
+            (md.cache_file.clone(), String::new(), Some(md))
+        }
+        (md_path, None) => {
+            let md_path = required(
+                    md_path,
+                    "saml.idp_metadata_file",
+                    "the IdP's metadata XML (EntityDescriptor) downloaded from the IdP, or saml.idp_metadata_url",
+                )?;
+            for (set, key) in [
+                (
+                    s.idp_metadata_cache_file.is_some(),
+                    "saml.idp_metadata_cache_file",
+                ),
+                (
+                    s.idp_metadata_signing_cert_file.is_some(),
+                    "saml.idp_metadata_signing_cert_file",
+                ),
+            ] {
+                if set {
+                    return Err(ConfigError::new(key, "needs saml.idp_metadata_url"));
+                }
+            }
+            let idp_metadata_file = resolve(base, md_path);
+            let md_bytes = read_file(base, &idp_metadata_file, "saml.idp_metadata_file")?;
+            let idp_metadata_xml = String::from_utf8(md_bytes)
+                .map_err(|_| ConfigError::new("saml.idp_metadata_file", "is not UTF-8 text"))?;
+            (idp_metadata_file, idp_metadata_xml, None)
+        }
+    };
     let sp_key_pem = s
         .sp_key_file
         .map(|p| read_file(base, &p, "saml.sp_key_file"))
@@ -860,6 +1012,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         saml: SamlSettings {
             idp_metadata_xml,
             idp_metadata_file,
+            idp_metadata_url,
             idp_entity_id: s.idp_entity_id,
             sp_entity_id,
             acs_url,
@@ -883,6 +1036,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             authn_context_class_ref,
             allow_idp_initiated: s.allow_idp_initiated,
             idp_initiated_default_path: s.idp_initiated_default_path,
+            require_signed_logout_requests: s.require_signed_logout_requests,
         },
         session: SessionSettings {
             cookie_name: sess.cookie_name,
@@ -992,6 +1146,54 @@ mod tests {
             &[],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn metadata_url_settings_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_url = |url: &str| {
+            let mut f = minimal(dir.path());
+            f.saml.idp_metadata_file = None;
+            f.saml.idp_metadata_url = Some(url.into());
+            f
+        };
+        let s = validate(with_url("https://idp.example.com/md"), dir.path()).unwrap();
+        let md = s.saml.idp_metadata_url.unwrap();
+        assert_eq!(md.cache_file, dir.path().join("idp-metadata.cache.xml"));
+        assert_eq!(md.refresh, Duration::from_secs(3600));
+        assert_eq!(md.timeout, Duration::from_secs(10));
+        assert_eq!(md.max_bytes, 1024 * 1024);
+        assert!(s.saml.idp_metadata_xml.is_empty());
+        assert!(validate(with_url("http://127.0.0.1:9/md"), dir.path()).is_ok());
+        assert!(validate(with_url("http://localhost:9/md"), dir.path()).is_ok());
+        for bad in ["http://idp.example.com/md", "ftp://idp/md", "not a url"] {
+            let err = validate(with_url(bad), dir.path()).unwrap_err();
+            assert_eq!(err.key, "saml.idp_metadata_url", "{bad}");
+        }
+        let mut both = minimal(dir.path());
+        both.saml.idp_metadata_url = Some("https://idp.example.com/md".into());
+        assert_eq!(
+            validate(both, dir.path()).unwrap_err().key,
+            "saml.idp_metadata_url"
+        );
+        let mut f = with_url("https://idp.example.com/md");
+        f.saml.idp_metadata_refresh_secs = 59;
+        assert_eq!(
+            validate(f, dir.path()).unwrap_err().key,
+            "saml.idp_metadata_refresh_secs"
+        );
+        let mut f = with_url("https://idp.example.com/md");
+        f.saml.idp_metadata_signing_cert_file = Some("secret".into());
+        assert_eq!(
+            validate(f, dir.path()).unwrap_err().key,
+            "saml.idp_metadata_signing_cert_file"
+        );
+        let mut f = minimal(dir.path());
+        f.saml.idp_metadata_cache_file = Some("c.xml".into());
+        assert_eq!(
+            validate(f, dir.path()).unwrap_err().key,
+            "saml.idp_metadata_cache_file"
+        );
     }
 
     #[test]

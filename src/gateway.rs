@@ -22,9 +22,13 @@ use crate::config::Settings;
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
 use crate::redirect::safe_return_path;
-use crate::saml::authn::{authn_request_xml, new_request_id, redirect_url, AuthnRequestSpec};
+use crate::saml::authn::{
+    authn_request_xml, new_request_id, redirect_message_url, redirect_url, AuthnRequestSpec,
+};
 use crate::saml::error::LoginError;
-use crate::saml::metadata::{parse_idp_metadata, sp_metadata_xml, SpMetadata};
+use crate::saml::logout::{self as slo, LogoutRequestSpec, LogoutResponseSpec};
+use crate::saml::metadata::{parse_idp_metadata, sp_metadata_xml_with_slo, SpMetadata};
+use crate::saml::metadata_source::CurrentIdp;
 use crate::saml::policy::{self, AttributeMap};
 use crate::saml::replay::ReplayCache;
 use crate::saml::verify::Verifier;
@@ -48,6 +52,8 @@ pub struct Paths {
     pub acs: String,
     pub metadata: String,
     pub logout: String,
+    /// Single Logout (HTTP-Redirect binding): LogoutRequests and LogoutResponses from the IdP.
+    pub slo: String,
 }
 
 /// Which phase handles a request.
@@ -59,6 +65,7 @@ pub enum Route {
     Acs,
     Metadata,
     Logout,
+    Slo,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
     UnknownGatewayPath,
     Protected,
@@ -73,6 +80,7 @@ pub fn route(path: &str, p: &Paths) -> Route {
         _ if path == p.login => Route::Login,
         _ if path == p.metadata => Route::Metadata,
         _ if path == p.logout => Route::Logout,
+        _ if path == p.slo => Route::Slo,
         _ if path == p.prefix || path.starts_with(&format!("{}/", p.prefix)) => {
             Route::UnknownGatewayPath
         }
@@ -84,7 +92,7 @@ pub struct Gateway {
     settings: Settings,
     paths: Paths,
     login_url: String,
-    verifier: Arc<Verifier>,
+    verifier: Arc<CurrentIdp>,
     sessions: Arc<dyn SessionStore>,
     pending: PendingLogins,
     replay: ReplayCache,
@@ -96,11 +104,19 @@ pub struct Gateway {
     verify_permits: Arc<Semaphore>,
     sp_metadata: Bytes,
     ready: AtomicBool,
+    /// Absolute URL of `paths.slo` (LogoutRequest/LogoutResponse `Destination`).
+    slo_url: String,
+    /// Ids of our own LogoutRequests awaiting the IdP's LogoutResponse (single use).
+    logout_requests: moka::sync::Cache<String, ()>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
 const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(10);
 const LOGOUT_FORM_LIMIT: usize = 4096;
+/// How long our LogoutRequest waits for the IdP's LogoutResponse.
+const LOGOUT_REQUEST_TTL: Duration = Duration::from_secs(10 * 60);
+/// Oldest IssueInstant accepted on a logout message from the IdP (plus clock skew).
+const LOGOUT_MESSAGE_MAX_AGE_SECS: i64 = 10 * 60;
 
 impl Gateway {
     /// Builds the gateway from validated settings; fails (refusing to start) on bad IdP
@@ -114,25 +130,34 @@ impl Gateway {
                     s.idp_metadata_file.display()
                 )
             })?;
-        let verifier = Arc::new(Verifier::new(s, idp));
+        let verifier = Arc::new(CurrentIdp::new(Arc::new(Verifier::new(s, idp))));
         let prefix = s.path_prefix.clone();
         let paths = Paths {
             login: format!("{prefix}/login"),
             acs: s.acs_path.clone(),
             metadata: format!("{prefix}/metadata"),
             logout: format!("{prefix}/logout"),
+            slo: format!("{prefix}/slo"),
             prefix,
         };
         let login_url = paths.login.clone();
         let secret = &settings.session.cookie_secret;
-        let sp_metadata = Bytes::from(sp_metadata_xml(&SpMetadata {
-            entity_id: &s.sp_entity_id,
-            acs_url: &s.acs_url,
-            name_id_format: s.name_id_format.as_deref(),
-            cert_pem: s.sp_cert_pem.as_deref(),
-            want_assertions_signed: s.require_signed_assertion,
-            authn_requests_signed: s.sign_authn_requests,
-        }));
+        let slo_url = format!(
+            "{}{}",
+            settings.public_url.as_str().trim_end_matches('/'),
+            paths.slo
+        );
+        let sp_metadata = Bytes::from(sp_metadata_xml_with_slo(
+            &SpMetadata {
+                entity_id: &s.sp_entity_id,
+                acs_url: &s.acs_url,
+                name_id_format: s.name_id_format.as_deref(),
+                cert_pem: s.sp_cert_pem.as_deref(),
+                want_assertions_signed: s.require_signed_assertion,
+                authn_requests_signed: s.sign_authn_requests,
+            },
+            Some(&slo_url),
+        ));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
         Ok(Arc::new(Gateway {
             sessions: Arc::new(MemoryStore::new(
@@ -152,12 +177,22 @@ impl Gateway {
             login_url,
             sp_metadata,
             ready: AtomicBool::new(true),
+            slo_url,
+            logout_requests: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(LOGOUT_REQUEST_TTL)
+                .build(),
             settings,
         }))
     }
 
-    pub fn idp_entity_id(&self) -> &str {
-        &self.verifier.idp.entity_id
+    pub fn idp_entity_id(&self) -> String {
+        self.verifier.get().idp.entity_id.clone()
+    }
+
+    /// The verifier in use, swapped by the metadata refresh (`saml.idp_metadata_url`).
+    pub fn current_idp(&self) -> Arc<CurrentIdp> {
+        self.verifier.clone()
     }
 
     pub fn sp_metadata(&self) -> &[u8] {
@@ -177,7 +212,8 @@ impl Gateway {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // A clone shares the request's buffer (no copy): the path is only formatted if logged.
+        let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let result = AssertUnwindSafe(self.dispatch(req, conn, &mut user))
             .catch_unwind()
@@ -185,7 +221,7 @@ impl Gateway {
         let resp = match result {
             Ok(r) => r,
             Err(_) => {
-                tracing::error!(target: "samlgate::audit", event = "panic", %method, path = %clip_path(&path), "request handler panicked; answered 500");
+                tracing::error!(target: "samlgate::audit", event = "panic", %method, path = %clip_path(uri.path()), "request handler panicked; answered 500");
                 pages::simple(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -197,7 +233,7 @@ impl Gateway {
         tracing::info!(
             target: "samlgate::access",
             %method,
-            path = %clip_path(&path),
+            path = %clip_path(uri.path()),
             status = resp.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
             user = user.as_deref().unwrap_or("-"),
@@ -232,6 +268,7 @@ impl Gateway {
             Route::Login => self.explicit_login(&req, conn),
             Route::Acs => self.acs(req, conn, user).await,
             Route::Logout => self.logout(req, conn, user).await,
+            Route::Slo => self.slo(&req, conn, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -257,7 +294,10 @@ impl Gateway {
         let Some((_key, session)) = self.authenticate(req.headers()).await else {
             return self.challenge(&req, conn);
         };
-        *user = Some(session.identity.user.clone());
+        // (for the access log only: no copy when it is off)
+        if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
+            *user = Some(session.identity.user.clone());
+        }
 
         // authorize
         if let Err(denial) = authz::authorize(&session.identity, &self.settings.authz) {
@@ -440,10 +480,11 @@ impl Gateway {
             },
         );
         let s = &self.settings.saml;
+        let verifier = self.verifier.get();
         let xml = authn_request_xml(&AuthnRequestSpec {
             id: &request_id,
             issue_instant: chrono::Utc::now(),
-            destination: &self.verifier.idp.sso_redirect_url,
+            destination: &verifier.idp.sso_redirect_url,
             acs_url: &s.acs_url,
             sp_entity_id: &s.sp_entity_id,
             name_id_format: s.name_id_format.as_deref(),
@@ -453,13 +494,13 @@ impl Gateway {
         });
         // Config guarantees the key when signing is on (saml.sign_authn_requests); never
         // fall back to an unsigned request.
-        let signing_key = match (s.sign_authn_requests, self.verifier.sp_key()) {
+        let signing_key = match (s.sign_authn_requests, verifier.sp_key()) {
             (false, _) => Ok(None),
             (true, Some(key)) => Ok(Some(key)),
             (true, None) => Err("saml.sign_authn_requests is on but no SP key is loaded".into()),
         };
         let location = match signing_key
-            .and_then(|key| redirect_url(&self.verifier.idp.sso_redirect_url, &xml, &relay, key))
+            .and_then(|key| redirect_url(&verifier.idp.sso_redirect_url, &xml, &relay, key))
         {
             Ok(l) => l,
             Err(e) => {
@@ -586,7 +627,7 @@ impl Gateway {
             saml_response.ok_or(LoginError::Malformed("no SAMLResponse field in the POST"))?;
 
         // Cheap structural gate first: garbage never consumes a pending login.
-        let (xml, facts) = self.verifier.decode_and_screen(&saml_response)?;
+        let (xml, facts) = self.verifier.get().decode_and_screen(&saml_response)?;
 
         // Solicited: the RelayState is this browser's pending-login token. Unsolicited
         // (IdP-initiated, `saml.allow_idp_initiated`): no pending login matches and nothing in
@@ -629,7 +670,7 @@ impl Gateway {
         .await
         .map_err(|_| LoginError::Busy)?
         .map_err(|_| LoginError::Internal("verification pool closed".into()))?;
-        let verifier = self.verifier.clone();
+        let verifier = self.verifier.get();
         let accepted = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             verifier.verify_signed(&xml, &facts, request_id.as_deref(), now)
@@ -751,7 +792,8 @@ impl Gateway {
                 }
                 self.sessions.remove(&key).await;
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.peer.ip());
-                self.signed_out()
+                self.idp_logout_redirect(&s)
+                    .unwrap_or_else(|| self.signed_out())
             }
             _ => pages::simple(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -759,6 +801,262 @@ impl Gateway {
                 "Use the sign-out page.",
                 browser,
             ),
+        }
+    }
+
+    /// `GET /saml/slo`: Single Logout over the HTTP-Redirect binding. A `SAMLRequest` is the
+    /// IdP ending the person's sessions (IdP-initiated, or another SP's sign-out); a
+    /// `SAMLResponse` answers the LogoutRequest we sent on sign-out.
+    async fn slo(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        let browser =
+            pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
+        // Not HEAD: handling a logout message has side effects.
+        if req.method() != Method::GET {
+            return pages::simple(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Single Logout accepts only GET (HTTP-Redirect binding).",
+                browser,
+            );
+        }
+        let raw = req.uri().query().unwrap_or("");
+        let result = if raw.len() > 4 * slo::MAX_LOGOUT_PARAM_BYTES {
+            Err("query string too long".to_string())
+        } else {
+            match slo::parse_redirect_query(raw) {
+                Err(e) => Err(e),
+                Ok(m) if m.param == "SAMLRequest" => self.slo_request(&m, conn, user).await,
+                Ok(m) => self.slo_response(&m, req.headers(), conn, user).await,
+            }
+        };
+        match result {
+            Ok(r) => r,
+            Err(reason) => {
+                tracing::warn!(target: "samlgate::audit", event = "slo_refused", reason = %crate::saml::error::clip(&reason), client = %conn.peer.ip());
+                pages::simple(
+                    StatusCode::BAD_REQUEST,
+                    "slo_refused",
+                    "This sign-out message could not be accepted.",
+                    browser,
+                )
+            }
+        }
+    }
+
+    /// Checks a Redirect-binding signature: a present signature must verify; an absent one is
+    /// accepted only when `required` is off.
+    fn check_redirect_signature(
+        &self,
+        v: &Verifier,
+        m: &slo::RedirectMessage,
+        required: bool,
+    ) -> Result<(), String> {
+        if m.signed {
+            // The current metadata's certificates (it may have been refreshed).
+            let certs: Vec<openssl::x509::X509> = samael::service_provider::ServiceProvider {
+                idp_metadata: v.idp.descriptor.clone(),
+                ..Default::default()
+            }
+            .idp_signing_certs()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| openssl::x509::X509::from_der(c.der_data()).ok())
+            .collect();
+            if m.signature_valid(&certs) {
+                Ok(())
+            } else {
+                Err("signature does not verify with the IdP's signing certificates".into())
+            }
+        } else if required {
+            Err("message is not signed".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn slo_request(
+        &self,
+        m: &slo::RedirectMessage,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Result<Response<Body>, String> {
+        let s = &self.settings.saml;
+        let v = self.verifier.get();
+        let xml = slo::decode_redirect_param(&m.message)?;
+        let lr = slo::parse_logout_request(&xml)?;
+        self.check_redirect_signature(&v, m, s.require_signed_logout_requests)?;
+        match lr.issuer.as_deref() {
+            Some(i) if i == v.idp.entity_id => {}
+            Some(i) => {
+                return Err(format!(
+                    "Issuer {} is not the IdP",
+                    crate::saml::error::clip(i)
+                ))
+            }
+            None => return Err("no Issuer".into()),
+        }
+        if let Some(d) = lr.destination.as_deref() {
+            if d != self.slo_url {
+                return Err(format!(
+                    "Destination {} is not our SLO URL",
+                    crate::saml::error::clip(d)
+                ));
+            }
+        }
+        let now = chrono::Utc::now();
+        slo::check_times(
+            lr.issue_instant,
+            lr.not_on_or_after,
+            now,
+            v.skew,
+            chrono::Duration::seconds(LOGOUT_MESSAGE_MAX_AGE_SECS),
+        )?;
+        let ttl = Duration::from_secs(LOGOUT_MESSAGE_MAX_AGE_SECS as u64) + s.clock_skew * 2;
+        if !self
+            .replay
+            .first_use(&format!("slo-request:{}", lr.id), ttl)
+        {
+            return Err(format!(
+                "LogoutRequest {} was already used",
+                crate::saml::error::clip(&lr.id)
+            ));
+        }
+        let mut ended = 0;
+        if lr.session_indexes.is_empty() {
+            ended += self.sessions.remove_by_subject(&lr.name_id, None).await;
+        } else {
+            for index in &lr.session_indexes {
+                ended += self
+                    .sessions
+                    .remove_by_subject(&lr.name_id, Some(index))
+                    .await;
+            }
+        }
+        *user = Some(lr.name_id.clone());
+        tracing::info!(target: "samlgate::audit", event = "slo", name_id = %crate::saml::error::clip(&lr.name_id), sessions_ended = ended, request_id = %crate::saml::error::clip(&lr.id), client = %conn.peer.ip());
+
+        let Some(dest) = v.idp.slo_response_url.as_deref() else {
+            // Nowhere to answer: the person simply sees they are signed out.
+            return Ok(self.signed_out());
+        };
+        let response = slo::logout_response_xml(&LogoutResponseSpec {
+            id: &new_request_id(),
+            issue_instant: now,
+            destination: dest,
+            in_response_to: &lr.id,
+            issuer: &s.sp_entity_id,
+            status_code: slo::STATUS_SUCCESS,
+        });
+        let location = redirect_message_url(
+            dest,
+            "SAMLResponse",
+            &response,
+            m.relay_state.as_deref(),
+            v.sp_key(),
+        )?;
+        Ok(self.redirect_clearing_session(&location))
+    }
+
+    async fn slo_response(
+        &self,
+        m: &slo::RedirectMessage,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Result<Response<Body>, String> {
+        let v = self.verifier.get();
+        let xml = slo::decode_redirect_param(&m.message)?;
+        let lr = slo::parse_logout_response(&xml)?;
+        // The IdP may leave its LogoutResponse unsigned (SimpleSAMLphp without sign.logout);
+        // a signature that is there must verify. InResponseTo ties it to our request.
+        self.check_redirect_signature(&v, m, false)?;
+        let irt = lr.in_response_to.as_deref().ok_or("no InResponseTo")?;
+        if self.logout_requests.remove(irt).is_none() {
+            return Err(format!(
+                "InResponseTo {} answers no LogoutRequest of ours (or was used)",
+                crate::saml::error::clip(irt)
+            ));
+        }
+        match lr.issuer.as_deref() {
+            Some(i) if i == v.idp.entity_id => {}
+            Some(i) => {
+                return Err(format!(
+                    "Issuer {} is not the IdP",
+                    crate::saml::error::clip(i)
+                ))
+            }
+            None => return Err("no Issuer".into()),
+        }
+        if let Some(d) = lr.destination.as_deref() {
+            if d != self.slo_url {
+                return Err(format!(
+                    "Destination {} is not our SLO URL",
+                    crate::saml::error::clip(d)
+                ));
+            }
+        }
+        // Our local session is already gone; the session cookie is cleared regardless.
+        if let Some((key, s)) = self.authenticate(headers).await {
+            *user = Some(s.identity.user.clone());
+            self.sessions.remove(&key).await;
+        }
+        let status = lr.status_code.as_deref().unwrap_or("-");
+        if status != slo::STATUS_SUCCESS {
+            tracing::warn!(target: "samlgate::audit", event = "slo_partial", status = %crate::saml::error::clip(status), request_id = %crate::saml::error::clip(irt), client = %conn.peer.ip());
+        } else {
+            tracing::info!(target: "samlgate::audit", event = "slo_complete", request_id = %crate::saml::error::clip(irt), client = %conn.peer.ip());
+        }
+        Ok(self.signed_out())
+    }
+
+    /// A 303 to `location` that also clears this browser's session cookie.
+    fn redirect_clearing_session(&self, location: &str) -> Response<Body> {
+        let mut r = Response::new(proxy::full(Bytes::new()));
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(location) {
+            h.insert(header::LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
+            h.append(header::SET_COOKIE, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+
+    /// SP-initiated Single Logout: when the IdP has an SLO endpoint and we can sign, the
+    /// browser is sent there with a signed LogoutRequest for this session.
+    fn idp_logout_redirect(&self, session: &Session) -> Option<Response<Body>> {
+        let v = self.verifier.get();
+        let dest = v.idp.slo_redirect_url.as_deref()?;
+        let key = v.sp_key()?;
+        let id = new_request_id();
+        let xml = slo::logout_request_xml(&LogoutRequestSpec {
+            id: &id,
+            issue_instant: chrono::Utc::now(),
+            destination: dest,
+            issuer: &self.settings.saml.sp_entity_id,
+            name_id: &session.identity.name_id,
+            name_id_format: session.identity.name_id_format.as_deref(),
+            session_index: session.identity.session_index.as_deref(),
+        });
+        match redirect_message_url(dest, "SAMLRequest", &xml, None, Some(key)) {
+            Ok(location) => {
+                self.logout_requests.insert(id.clone(), ());
+                tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
+                Some(self.redirect_clearing_session(&location))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the IdP LogoutRequest; signing out locally only");
+                None
+            }
         }
     }
 
@@ -812,6 +1110,7 @@ mod tests {
             acs: acs.into(),
             metadata: "/saml/metadata".into(),
             logout: "/saml/logout".into(),
+            slo: "/saml/slo".into(),
         }
     }
 
@@ -822,6 +1121,7 @@ mod tests {
         assert_eq!(route("/saml/login", &p), Route::Login);
         assert_eq!(route("/saml/metadata", &p), Route::Metadata);
         assert_eq!(route("/saml/logout", &p), Route::Logout);
+        assert_eq!(route("/saml/slo", &p), Route::Slo);
         assert_eq!(route("/healthz", &p), Route::Healthz);
         assert_eq!(route("/readyz", &p), Route::Readyz);
         assert_eq!(route("/saml", &p), Route::UnknownGatewayPath);

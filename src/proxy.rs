@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -171,6 +171,15 @@ fn connection_has_token(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers and those named in `Connection`. For an upgrade the `Upgrade`
 /// header and `Connection: upgrade` survive, since the next hop must see them.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the names first: most messages carry none of these, or only
+    // `Connection`, and each removal below is a hash lookup.
+    if !upgrade
+        && !headers
+            .keys()
+            .any(|n| HOP_BY_HOP.contains(n) || *n == PROXY_CONNECTION)
+    {
+        return;
+    }
     // Names listed in `Connection` that the fixed list below does not already cover (usually
     // none: `keep-alive`, `upgrade`), so the common case allocates nothing.
     let listed: Vec<HeaderName> = headers
@@ -262,11 +271,35 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, ids: &IdentityHeaders) {
 
 /// The client address as a header value, formatted without an intermediate `String`.
 fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
-    use std::io::Write;
     let mut buf = [0u8; 48]; // the longest IPv6 text is 45 bytes
-    let mut rest = &mut buf[..];
-    write!(rest, "{ip}").ok()?;
-    let len = 48 - rest.len();
+    let len = match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            n
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut rest = &mut buf[..];
+            write!(rest, "{v6}").ok()?;
+            48 - rest.len()
+        }
+    };
     HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
@@ -490,10 +523,68 @@ impl Upstream {
                     && req.method() != Method::CONNECT
             })
             .and_then(ConnSlot::claim);
-        match inline {
-            Some((claim, idle)) => self.forward_inline(req, claim, idle).await,
-            None => self.forward_pooled(req, upgrade).await,
+        let Some((mut claim, idle)) = inline else {
+            // Boxed: rare next to the inline path, and it keeps this future small.
+            return Box::pin(self.forward_pooled(req, upgrade)).await;
+        };
+        if let Err(e) = self.set_origin_form(req.uri_mut()) {
+            claim.release(idle);
+            return Err(e);
         }
+        *req.version_mut() = Version::HTTP_11;
+
+        // Bounded like the pooled path (`tokio::time::timeout`), with the slot's own timer:
+        // re-arming it is an atomic update, not a timer allocation and registration.
+        let now = tokio::time::Instant::now();
+        let deadline = now + self.timeout;
+        let mut timer = match claim.timer.take() {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let mut exchange = pin!(self.exchange(req, idle, now));
+        let outcome = poll_fn(|cx| {
+            if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(ProxyError::Timeout(self.timeout))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        claim.timer = Some(timer);
+        let (resp, conn) = outcome?;
+
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        let body = match conn {
+            // The connection ended with the response (closed, or switched protocols).
+            None => {
+                drop(claim);
+                body.boxed()
+            }
+            // No body to stream (HEAD, 204, 304, empty): the exchange is over.
+            Some(conn) if body.is_end_stream() => {
+                let mut lease = Some(Lease { conn, claim });
+                poll_fn(|cx| {
+                    if let Some(lease) = lease.take() {
+                        lease.finish(cx);
+                    }
+                    Poll::Ready(())
+                })
+                .await;
+                body.boxed()
+            }
+            Some(conn) => InlineBody {
+                inner: body,
+                lease: Some(Lease { conn, claim }),
+            }
+            .boxed(),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     async fn forward_pooled(
@@ -533,76 +624,62 @@ impl Upstream {
         Ok(resp.map(|b| b.boxed()))
     }
 
-    /// The request on the slot's connection (or a new one it will keep), driven by this task.
-    async fn forward_inline(
-        &self,
-        mut req: Request<Incoming>,
-        claim: Claim,
-        idle: Option<Box<Inline>>,
-    ) -> Result<Response<Body>, ProxyError> {
-        if let Err(e) = self.set_origin_form(req.uri_mut()) {
-            claim.release(idle);
-            return Err(e);
-        }
-        *req.version_mut() = Version::HTTP_11;
-        let (resp, conn) =
-            match tokio::time::timeout(self.timeout, self.send_inline(req, idle)).await {
-                Err(_) => return Err(ProxyError::Timeout(self.timeout)),
-                Ok(r) => r?,
-            };
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers, false);
-        let body = match conn {
-            // The connection ended with the response (closed, or switched protocols).
-            None => {
-                drop(claim);
-                body.boxed()
-            }
-            // No body to stream (HEAD, 204, 304, empty): the exchange is over.
-            Some(conn) if body.is_end_stream() => {
-                let mut lease = Some(Lease { conn, claim });
-                poll_fn(|cx| {
-                    if let Some(lease) = lease.take() {
-                        lease.take_finish(cx);
-                    }
-                    Poll::Ready(())
-                })
-                .await;
-                body.boxed()
-            }
-            Some(conn) => InlineBody {
-                inner: body,
-                lease: Some(Lease { conn, claim }),
-            }
-            .boxed(),
-        };
-        Ok(Response::from_parts(parts, body))
-    }
-
-    async fn send_inline(
+    /// Writes the request on the kept connection (or a new one) and waits for the response
+    /// head, polling the connection in this task. Returns the connection unless it ended with
+    /// the response.
+    async fn exchange(
         &self,
         mut req: Request<Incoming>,
         idle: Option<Box<Inline>>,
+        now: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Option<Box<Inline>>), ProxyError> {
-        let mut idle = idle.filter(|c| c.idle_since.elapsed() < self.pool_idle_timeout);
+        // Unused for longer than the pool keeps idle connections: start afresh. (Counted from
+        // the start of its last request, so a little early rather than late.)
+        let mut idle =
+            idle.filter(|c| now.saturating_duration_since(c.last_used) < self.pool_idle_timeout);
         loop {
             let reused = idle.is_some();
-            let conn = match idle.take() {
+            let mut c = match idle.take() {
                 Some(c) => c,
-                None => self.connect_inline().await?,
+                None => Box::pin(self.connect_inline()).await?,
             };
-            match attempt(conn, req).await {
-                Attempt::Answered(resp, conn) => return Ok((resp, conn)),
-                // The kept connection had been closed by the upstream before the request went
-                // out: send it once more on a fresh one, as the pool would.
-                Attempt::Unsent(r, e) => {
-                    if !reused {
-                        return Err(ProxyError::Failed(error_chain(&*e)));
-                    }
-                    tracing::debug!(error = %error_chain(&*e), "kept upstream connection unusable; reconnecting");
-                    req = r;
+            c.last_used = now;
+            // Lets the connection finish the previous exchange, or notice that the upstream
+            // closed it meanwhile.
+            if let Err(e) = poll_fn(|cx| c.poll_usable(cx)).await {
+                if reused {
+                    tracing::debug!(error = %error_chain(&*e), "kept upstream connection closed; reconnecting");
+                    continue;
                 }
-                Attempt::Failed(e) => return Err(ProxyError::Failed(error_chain(&*e))),
+                return Err(ProxyError::Failed(error_chain(&*e)));
+            }
+            let mut sent = pin!(c.sender.try_send_request(req));
+            let mut conn = Some(c);
+            let result = poll_fn(|cx| {
+                if let Poll::Ready(r) = sent.as_mut().poll(cx) {
+                    return Poll::Ready(r);
+                }
+                let Some(c) = conn.as_mut() else {
+                    return Poll::Pending;
+                };
+                if Pin::new(&mut c.conn).poll(cx).is_ready() {
+                    // Closed, failed or switched protocols: dropping it settles `sent`.
+                    conn = None;
+                }
+                sent.as_mut().poll(cx)
+            })
+            .await;
+            match result {
+                Ok(resp) => return Ok((resp, conn)),
+                Err(mut e) => match e.take_message() {
+                    // The kept connection turned out closed before the request went out:
+                    // once more on a fresh one, as the pool would.
+                    Some(r) if reused => {
+                        tracing::debug!(error = %error_chain(e.error()), "kept upstream connection closed; reconnecting");
+                        req = r;
+                    }
+                    _ => return Err(ProxyError::Failed(error_chain(e.error()))),
+                },
             }
         }
     }
@@ -623,7 +700,7 @@ impl Upstream {
         Ok(Box::new(Inline {
             sender,
             conn,
-            idle_since: Instant::now(),
+            last_used: tokio::time::Instant::now(),
         }))
     }
 }
@@ -635,7 +712,8 @@ impl Upstream {
 struct Inline {
     sender: http1::SendRequest<Incoming>,
     conn: http1::Connection<UpstreamIo, Incoming>,
-    idle_since: Instant,
+    /// When its latest request started.
+    last_used: tokio::time::Instant,
 }
 
 impl Inline {
@@ -652,51 +730,20 @@ impl Inline {
     }
 }
 
-enum Attempt {
-    /// The response head, and the connection unless it ended with it.
-    Answered(Response<Incoming>, Option<Box<Inline>>),
-    /// The connection failed before the request was written; the request comes back.
-    Unsent(Request<Incoming>, BoxError),
-    Failed(BoxError),
-}
-
-/// Writes the request and waits for the response head, polling the connection in this task.
-async fn attempt(mut c: Box<Inline>, req: Request<Incoming>) -> Attempt {
-    if let Err(e) = poll_fn(|cx| c.poll_usable(cx)).await {
-        return Attempt::Unsent(req, e);
-    }
-    let mut sent = pin!(c.sender.try_send_request(req));
-    let mut conn = Some(c);
-    let result = poll_fn(|cx| {
-        if let Poll::Ready(r) = sent.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        let Some(c) = conn.as_mut() else {
-            return Poll::Pending;
-        };
-        if Pin::new(&mut c.conn).poll(cx).is_ready() {
-            // Closed, failed or switched protocols: dropping it settles `sent`.
-            conn = None;
-        }
-        sent.as_mut().poll(cx)
-    })
-    .await;
-    match result {
-        Ok(resp) => Attempt::Answered(resp, conn),
-        Err(mut e) => match e.take_message() {
-            Some(req) => Attempt::Unsent(req, e.into_error().into()),
-            None => Attempt::Failed(e.into_error().into()),
-        },
-    }
-}
-
 /// The upstream connection belonging to one downstream HTTP/1 connection (created per
 /// connection by the server, handed to the handler in the request's extensions). Requests
 /// on that connection come one at a time, so they reuse one upstream connection that the
 /// task serving the downstream connection drives itself: no hand-over between tasks, no
 /// pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
 #[derive(Clone, Default)]
-pub struct ConnSlot(Arc<Mutex<SlotState>>);
+pub struct ConnSlot(Arc<Mutex<SlotInner>>);
+
+#[derive(Default)]
+struct SlotInner {
+    state: SlotState,
+    /// The upstream timeout's timer, re-armed for each request.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 #[derive(Default)]
 enum SlotState {
@@ -714,45 +761,60 @@ impl ConnSlot {
     /// Takes the slot for one exchange, with its idle connection if it has one; `None` when
     /// another exchange holds it.
     fn claim(self) -> Option<(Claim, Option<Box<Inline>>)> {
-        let previous = std::mem::replace(
-            &mut *self.0.lock().unwrap_or_else(PoisonError::into_inner),
-            SlotState::InUse,
-        );
-        match previous {
-            SlotState::InUse => None,
-            SlotState::Empty => Some((Claim(Some(self)), None)),
-            SlotState::Idle(c) => Some((Claim(Some(self)), Some(c))),
-        }
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = match std::mem::replace(&mut inner.state, SlotState::InUse) {
+            SlotState::InUse => return None,
+            SlotState::Empty => None,
+            SlotState::Idle(c) => Some(c),
+        };
+        let timer = inner.timer.take();
+        drop(inner);
+        Some((
+            Claim {
+                slot: Some(self),
+                timer,
+            },
+            idle,
+        ))
     }
 
     /// Whether it keeps an idle connection (tests).
     pub fn has_idle_connection(&self) -> bool {
         matches!(
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).state,
             SlotState::Idle(_)
         )
     }
 }
 
 /// The slot, held for one exchange; frees it (empty) when dropped without [`Claim::release`].
-struct Claim(Option<ConnSlot>);
+struct Claim {
+    slot: Option<ConnSlot>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
 
 impl Claim {
     fn release(mut self, conn: Option<Box<Inline>>) {
-        if let Some(slot) = self.0.take() {
-            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = match conn {
+        self.put_back(conn);
+    }
+
+    fn put_back(&mut self, conn: Option<Box<Inline>>) {
+        if let Some(slot) = self.slot.take() {
+            let mut inner = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.state = match conn {
                 Some(c) => SlotState::Idle(c),
                 None => SlotState::Empty,
             };
+            if self.timer.is_some() {
+                inner.timer = self.timer.take();
+            }
         }
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = SlotState::Empty;
-        }
+        self.put_back(None);
     }
 }
 
@@ -764,15 +826,12 @@ struct Lease {
 
 impl Lease {
     /// The response is complete: keep the connection for the next request if it is idle.
-    fn take_finish(self, cx: &mut Context<'_>) {
+    fn finish(self, cx: &mut Context<'_>) {
         let Lease { mut conn, claim } = self;
         match Pin::new(&mut conn.conn).poll(cx) {
             // Closed (`Connection: close`, HTTP/1.0 upstream) or failed.
             Poll::Ready(_) => claim.release(None),
-            Poll::Pending if conn.sender.is_ready() => {
-                conn.idle_since = Instant::now();
-                claim.release(Some(conn));
-            }
+            Poll::Pending if conn.sender.is_ready() => claim.release(Some(conn)),
             Poll::Pending => {
                 // Still busy, say writing a request body the upstream answered before reading
                 // all of: let it finish on its own, as a pooled connection would, and use a
@@ -812,14 +871,14 @@ impl http_body::Body for InlineBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     if this.inner.is_end_stream() {
                         if let Some(lease) = this.lease.take() {
-                            lease.take_finish(cx);
+                            lease.finish(cx);
                         }
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 Poll::Ready(None) => {
                     if let Some(lease) = this.lease.take() {
-                        lease.take_finish(cx);
+                        lease.finish(cx);
                     }
                     return Poll::Ready(None);
                 }
@@ -856,7 +915,7 @@ impl Drop for InlineBody {
         // length): the connection is reusable. Dropped part-way (client gone): it closes.
         if let Some(lease) = self.lease.take() {
             if self.inner.is_end_stream() {
-                lease.take_finish(&mut Context::from_waker(Waker::noop()));
+                lease.finish(&mut Context::from_waker(Waker::noop()));
             }
         }
     }

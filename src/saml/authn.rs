@@ -88,6 +88,24 @@ pub fn redirect_url(
     relay_state: &str,
     signing_key: Option<&DecryptionKey>,
 ) -> Result<String, String> {
+    redirect_message_url(
+        sso_url,
+        "SAMLRequest",
+        request_xml,
+        Some(relay_state),
+        signing_key,
+    )
+}
+
+/// [`redirect_url`] for any message: `param` is `SAMLRequest` or `SAMLResponse` (Single
+/// Logout), and the RelayState is left out when `None`.
+pub fn redirect_message_url(
+    sso_url: &str,
+    param: &str,
+    request_xml: &str,
+    relay_state: Option<&str>,
+    signing_key: Option<&DecryptionKey>,
+) -> Result<String, String> {
     let mut deflated = Vec::with_capacity(request_xml.len());
     {
         let mut enc = DeflateEncoder::new(&mut deflated, Compression::default());
@@ -97,8 +115,10 @@ pub fn redirect_url(
     }
     let mut url = url::Url::parse(sso_url).map_err(|e| format!("IdP SSO URL {sso_url:?}: {e}"))?;
     let mut ours = url::form_urlencoded::Serializer::new(String::new());
-    ours.append_pair("SAMLRequest", &STANDARD.encode(&deflated))
-        .append_pair("RelayState", relay_state);
+    ours.append_pair(param, &STANDARD.encode(&deflated));
+    if let Some(relay_state) = relay_state {
+        ours.append_pair("RelayState", relay_state);
+    }
     let mut ours = ours.finish();
     if let Some(key) = signing_key {
         let mut sig_alg = url::form_urlencoded::Serializer::new(String::new());
@@ -123,13 +143,13 @@ pub fn redirect_url(
 
 fn sign_rsa_sha256(key: &DecryptionKey, data: &[u8]) -> Result<Vec<u8>, String> {
     let mut signer = Signer::new(MessageDigest::sha256(), key.private_key())
-        .map_err(|e| format!("cannot sign the AuthnRequest: {e}"))?;
+        .map_err(|e| format!("cannot sign the SAML message: {e}"))?;
     signer
         .update(data)
-        .map_err(|e| format!("cannot sign the AuthnRequest: {e}"))?;
+        .map_err(|e| format!("cannot sign the SAML message: {e}"))?;
     signer
         .sign_to_vec()
-        .map_err(|e| format!("cannot sign the AuthnRequest: {e}"))
+        .map_err(|e| format!("cannot sign the SAML message: {e}"))
 }
 
 #[cfg(test)]

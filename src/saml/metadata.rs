@@ -13,6 +13,10 @@ const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redire
 pub struct IdpInfo {
     pub entity_id: String,
     pub sso_redirect_url: String,
+    /// The IdP's `SingleLogoutService` with the HTTP-Redirect binding, if it has one: where
+    /// LogoutRequests and LogoutResponses go (its `ResponseLocation` for responses, if set).
+    pub slo_redirect_url: Option<String>,
+    pub slo_response_url: Option<String>,
     pub descriptor: EntityDescriptor,
     pub signing_cert_count: usize,
 }
@@ -84,6 +88,18 @@ pub fn parse_idp_metadata(
         .find(|e| e.binding == REDIRECT_BINDING)
         .map(|e| e.location.clone())
         .ok_or(MetadataError::NoRedirectSso)?;
+    let slo = descriptor
+        .idp_sso_descriptors
+        .iter()
+        .flatten()
+        .flat_map(|d| d.single_logout_services.iter())
+        .find(|e| e.binding == REDIRECT_BINDING);
+    let slo_redirect_url = slo.map(|e| e.location.clone());
+    let slo_response_url = slo.map(|e| {
+        e.response_location
+            .clone()
+            .unwrap_or_else(|| e.location.clone())
+    });
     let sp = samael::service_provider::ServiceProvider {
         idp_metadata: descriptor.clone(),
         ..Default::default()
@@ -98,6 +114,8 @@ pub fn parse_idp_metadata(
     Ok(IdpInfo {
         entity_id,
         sso_redirect_url,
+        slo_redirect_url,
+        slo_response_url,
         descriptor,
         signing_cert_count: certs.len(),
     })
@@ -135,6 +153,19 @@ fn holds_rsa_key(pem: &str) -> bool {
 
 /// Renders an `md:EntityDescriptor` for the IdP admin to import.
 pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
+    sp_metadata_xml_with_slo(md, None)
+}
+
+/// [`sp_metadata_xml`] plus, with `slo_url`, a `SingleLogoutService` (HTTP-Redirect binding).
+pub fn sp_metadata_xml_with_slo(md: &SpMetadata<'_>, slo_url: Option<&str>) -> String {
+    let slo = slo_url
+        .map(|u| {
+            format!(
+                "<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/>",
+                xml_escape(u)
+            )
+        })
+        .unwrap_or_default();
     let mut key = String::new();
     if let Some(pem) = md.cert_pem {
         let b64: String = pem
@@ -168,7 +199,7 @@ pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
         .map(|f| format!("<md:NameIDFormat>{}</md:NameIDFormat>", xml_escape(f)))
         .unwrap_or_default();
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{entity}\"><md:SPSSODescriptor AuthnRequestsSigned=\"{ars}\" WantAssertionsSigned=\"{was}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{key}{name_id}<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{entity}\"><md:SPSSODescriptor AuthnRequestsSigned=\"{ars}\" WantAssertionsSigned=\"{was}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{key}{slo}{name_id}<md:AssertionConsumerService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/></md:SPSSODescriptor></md:EntityDescriptor>\n",
         entity = xml_escape(md.entity_id),
         acs = xml_escape(md.acs_url),
         was = md.want_assertions_signed,
@@ -205,6 +236,53 @@ mod tests {
         assert_eq!(info.entity_id, "https://idp");
         assert_eq!(info.sso_redirect_url, "https://idp.example.com/sso");
         assert_eq!(info.signing_cert_count, 2);
+    }
+
+    #[test]
+    fn reads_the_redirect_single_logout_service() {
+        let xml = idp("https://idp", &key("signing"), REDIRECT_BINDING);
+        let info = parse_idp_metadata(&xml, None).unwrap();
+        assert_eq!(info.slo_redirect_url, None);
+        assert_eq!(info.slo_response_url, None);
+        let post = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+        let with_slo = xml.replace(
+            "<md:SingleSignOnService",
+            &format!(
+                r#"<md:SingleLogoutService Binding="{post}" Location="https://idp.example.com/slo-post"/><md:SingleLogoutService Binding="{REDIRECT_BINDING}" Location="https://idp.example.com/slo" ResponseLocation="https://idp.example.com/slo-resp"/><md:SingleSignOnService"#
+            ),
+        );
+        let info = parse_idp_metadata(&with_slo, None).unwrap();
+        assert_eq!(
+            info.slo_redirect_url.as_deref(),
+            Some("https://idp.example.com/slo")
+        );
+        assert_eq!(
+            info.slo_response_url.as_deref(),
+            Some("https://idp.example.com/slo-resp")
+        );
+    }
+
+    #[test]
+    fn sp_metadata_lists_the_slo_endpoint_when_given() {
+        let md = SpMetadata {
+            entity_id: "https://app/saml/metadata",
+            acs_url: "https://app/saml/acs",
+            name_id_format: None,
+            cert_pem: None,
+            want_assertions_signed: true,
+            authn_requests_signed: false,
+        };
+        assert!(!sp_metadata_xml(&md).contains("SingleLogoutService"));
+        let xml = sp_metadata_xml_with_slo(&md, Some("https://app/saml/slo"));
+        assert!(xml.contains(&format!(
+            r#"<md:SingleLogoutService Binding="{REDIRECT_BINDING}" Location="https://app/saml/slo"/>"#
+        )));
+        let parsed: EntityDescriptor = xml.parse().expect("samael parses it");
+        let sp = &parsed.sp_sso_descriptors.unwrap()[0];
+        assert_eq!(
+            sp.single_logout_services.as_ref().unwrap()[0].location,
+            "https://app/saml/slo"
+        );
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! "this verified person signed in".
 //!
 //! - [`metadata`]: the IdP's metadata (entity ID, SSO URL, signing certificates) and ours.
+//! - [`metadata_source`]: metadata fetched from a URL, cached on disk and refreshed.
 //! - [`authn`]: AuthnRequests by HTTP-Redirect binding, with our own 128-bit ids.
 //! - [`prefilter`]: the strict structural gate that runs before libxmlsec1 sees a byte.
 //! - [`decrypt`]: `EncryptedAssertion` / `EncryptedID` opened with the SP key (XML Encryption).
 //! - [`verify`]: base64 → pre-filter → samael signature verification → [`policy`].
 //! - [`policy`]: the checks samael leaves to us, as pure functions on parsed data.
+//! - [`logout`]: Single Logout messages (Redirect binding): build, parse strictly, verify.
 //! - [`replay`]: assertion ids already used.
 //! - [`error`]: why a sign-in failed, for the log and for the person.
 //!
@@ -15,7 +17,9 @@
 pub mod authn;
 pub mod decrypt;
 pub mod error;
+pub mod logout;
 pub mod metadata;
+pub mod metadata_source;
 pub mod policy;
 pub mod prefilter;
 pub mod replay;

@@ -1,17 +1,43 @@
 //! The embedded session store: a moka cache with per-entry expiry, so each session ends at
 //! the earlier of its idle timeout (refreshed on every read) and its absolute end.
+//!
+//! A secondary index maps the IdP's NameID to the keys of that subject's sessions (with their
+//! SessionIndex) for Single Logout. It is pruned by the cache's eviction listener whenever an
+//! entry leaves the cache (removal, expiry, capacity eviction), so it never holds more than
+//! the cache does plus entries awaiting maintenance.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
 use super::{Session, SessionKey, SessionStore};
 
+/// NameID → (session key, SessionIndex) of each indexed session.
+type SubjectIndex = HashMap<String, Vec<(SessionKey, Option<String>)>>;
+
 pub struct MemoryStore {
     cache: Cache<SessionKey, Arc<Session>>,
+    by_subject: Arc<Mutex<SubjectIndex>>,
+}
+
+fn lock(index: &Mutex<SubjectIndex>) -> std::sync::MutexGuard<'_, SubjectIndex> {
+    // A panic while holding the lock leaves a consistent map (every edit is one call).
+    index.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unindex(index: &Mutex<SubjectIndex>, key: &SessionKey, name_id: &str) {
+    let mut map = lock(index);
+    if let Some(keys) = map.get_mut(name_id) {
+        keys.retain(|(k, _)| k != key);
+        if keys.is_empty() {
+            map.remove(name_id);
+        }
+    }
 }
 
 struct SessionExpiry {
@@ -56,12 +82,27 @@ impl Expiry<SessionKey, Arc<Session>> for SessionExpiry {
 
 impl MemoryStore {
     pub fn new(max_sessions: u64, idle: Duration) -> Self {
+        let by_subject: Arc<Mutex<SubjectIndex>> = Arc::default();
+        let index = by_subject.clone();
         MemoryStore {
             cache: Cache::builder()
                 .max_capacity(max_sessions)
                 .expire_after(SessionExpiry { idle })
+                .eviction_listener(move |key: Arc<SessionKey>, v: Arc<Session>, cause| {
+                    // A replaced value keeps its key (insert re-indexes it).
+                    if cause != RemovalCause::Replaced {
+                        unindex(&index, &key, &v.identity.name_id);
+                    }
+                })
                 .build(),
+            by_subject,
         }
+    }
+
+    /// Subjects currently indexed (for tests: the index shrinks as sessions go).
+    pub fn indexed_subjects(&self) -> usize {
+        self.cache.run_pending_tasks();
+        lock(&self.by_subject).len()
     }
 }
 
@@ -77,11 +118,42 @@ impl SessionStore for MemoryStore {
     }
 
     async fn insert(&self, key: SessionKey, session: Arc<Session>) {
+        {
+            let mut map = lock(&self.by_subject);
+            let keys = map.entry(session.identity.name_id.clone()).or_default();
+            keys.retain(|(k, _)| *k != key);
+            keys.push((key, session.identity.session_index.clone()));
+        }
         self.cache.insert(key, session);
     }
 
     async fn remove(&self, key: &SessionKey) {
         self.cache.invalidate(key);
+    }
+
+    async fn remove_by_subject(&self, name_id: &str, session_index: Option<&str>) -> usize {
+        let keys: Vec<SessionKey> = lock(&self.by_subject)
+            .get(name_id)
+            .map(|keys| {
+                keys.iter()
+                    .filter(|(_, si)| session_index.is_none() || si.as_deref() == session_index)
+                    .map(|(k, _)| *k)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The lock is released: the eviction listener takes it as entries go.
+        let now = SystemTime::now();
+        let mut ended = 0;
+        for key in keys {
+            if let Some(s) = self.cache.remove(&key) {
+                if s.identity.name_id == name_id && !s.is_expired(now) {
+                    ended += 1;
+                }
+            }
+            // Stale entry (already gone from the cache): drop it from the index as well.
+            unindex(&self.by_subject, &key, name_id);
+        }
+        ended
     }
 
     fn approximate_len(&self) -> u64 {
@@ -135,6 +207,87 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(200));
         assert!(store.get(&key).await.is_none());
+    }
+
+    fn subject(name_id: &str, session_index: Option<&str>) -> Arc<Session> {
+        let now = SystemTime::now();
+        Arc::new(Session {
+            identity: Identity {
+                user: name_id.into(),
+                name_id: name_id.into(),
+                session_index: session_index.map(str::to_string),
+                ..Identity::default()
+            },
+            headers: IdentityHeaderValues {
+                user: http::HeaderValue::from_static("u"),
+                email: None,
+                groups: None,
+                preferred_username: None,
+            },
+            created_at: now,
+            expires_at: now + Duration::from_secs(60),
+        })
+    }
+
+    #[tokio::test]
+    async fn remove_by_subject_ends_only_that_subjects_sessions() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let a1 = SessionKey::from_id(&[10; 32]);
+        let a2 = SessionKey::from_id(&[11; 32]);
+        let b = SessionKey::from_id(&[12; 32]);
+        store.insert(a1, subject("alice", Some("s1"))).await;
+        store.insert(a2, subject("alice", Some("s2"))).await;
+        store.insert(b, subject("bob", Some("s1"))).await;
+        assert_eq!(store.indexed_subjects(), 2);
+
+        // SessionIndex narrows it down.
+        assert_eq!(store.remove_by_subject("alice", Some("s1")).await, 1);
+        assert!(store.get(&a1).await.is_none());
+        assert!(store.get(&a2).await.is_some());
+        assert!(store.get(&b).await.is_some(), "bob's s1 is not alice's");
+        // Unknown index or subject: nothing.
+        assert_eq!(store.remove_by_subject("alice", Some("nope")).await, 0);
+        assert_eq!(store.remove_by_subject("carol", None).await, 0);
+        // No SessionIndex: all of the subject's sessions.
+        store.insert(a1, subject("alice", Some("s1"))).await;
+        assert_eq!(store.remove_by_subject("alice", None).await, 2);
+        assert!(store.get(&a1).await.is_none() && store.get(&a2).await.is_none());
+        assert!(store.get(&b).await.is_some());
+        assert_eq!(store.remove_by_subject("alice", None).await, 0, "once");
+        assert_eq!(store.indexed_subjects(), 1, "alice pruned from the index");
+    }
+
+    #[tokio::test]
+    async fn the_index_is_pruned_on_remove_expiry_and_eviction() {
+        let store = MemoryStore::new(100, Duration::from_millis(50));
+        let k = SessionKey::from_id(&[20; 32]);
+        store.insert(k, subject("alice", None)).await;
+        store.remove(&k).await;
+        assert_eq!(store.indexed_subjects(), 0, "explicit removal prunes");
+
+        store.insert(k, subject("alice", None)).await;
+        // moka's timer wheel evicts expired entries at about one-second granularity.
+        std::thread::sleep(Duration::from_millis(2300));
+        assert_eq!(store.indexed_subjects(), 0, "idle expiry prunes");
+        assert_eq!(store.remove_by_subject("alice", None).await, 0);
+
+        // Capacity eviction keeps the index bounded by the cache.
+        let small = MemoryStore::new(5, Duration::from_secs(60));
+        for i in 0..50u8 {
+            let key = SessionKey::from_id(&[i; 32]);
+            small.insert(key, subject(&format!("user{i}"), None)).await;
+        }
+        assert!(
+            small.indexed_subjects() <= 5 + 1,
+            "{}",
+            small.indexed_subjects()
+        );
+
+        // Re-inserting the same key does not duplicate it.
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        store.insert(k, subject("alice", None)).await;
+        store.insert(k, subject("alice", None)).await;
+        assert_eq!(store.remove_by_subject("alice", None).await, 1);
     }
 
     #[tokio::test]

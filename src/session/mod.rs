@@ -92,6 +92,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, key: &SessionKey) -> Option<Arc<Session>>;
     async fn insert(&self, key: SessionKey, session: Arc<Session>);
     async fn remove(&self, key: &SessionKey);
+    /// Ends every session of the subject `name_id` (the IdP's NameID), or only those whose
+    /// SessionIndex equals `session_index` when one is given (SAML Single Logout). Returns how
+    /// many live sessions were ended.
+    async fn remove_by_subject(&self, name_id: &str, session_index: Option<&str>) -> usize;
     /// Approximate number of live sessions (for metrics and tests).
     fn approximate_len(&self) -> u64;
 }

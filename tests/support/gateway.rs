@@ -58,7 +58,7 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Option<oneshot::Sender<()>>,
+    pub stop: Option<oneshot::Sender<()>>,
 }
 
 impl Upstream {
@@ -252,7 +252,7 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub gateway: Arc<samlgate::gateway::Gateway>,
     pub settings: samlgate::config::Settings,
-    stop: Option<oneshot::Sender<()>>,
+    pub stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
 }
 

@@ -1,0 +1,668 @@
+//! Single Logout (SAML profiles §4.4) over the HTTP-Redirect binding: the LogoutRequest and
+//! LogoutResponse we build, the strict little parser for the ones the IdP sends, bounded
+//! inflation of `SAMLRequest` / `SAMLResponse`, and the Redirect-binding signature check
+//! over the raw query octets (bindings §3.4.4.1).
+//!
+//! Logout messages are small and carry no XML signature (the Redirect binding signs the query
+//! string), so they never reach libxmlsec1: a streaming quick-xml pass refuses DOCTYPE,
+//! processing instructions, unknown roots, deep or large documents, and reads only the few
+//! fields SLO needs.
+
+use std::io::Read;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use openssl::hash::MessageDigest;
+use openssl::x509::X509;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::NsReader;
+
+use super::authn::SIG_ALG_RSA_SHA256;
+use super::xml_escape;
+
+const PROTOCOL_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
+const ASSERTION_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+pub const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+pub const STATUS_REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
+
+/// Largest inflated logout message accepted (they are a few hundred bytes in practice).
+pub const MAX_LOGOUT_XML_BYTES: usize = 32 * 1024;
+/// Largest base64 `SAMLRequest` / `SAMLResponse` accepted before decoding.
+pub const MAX_LOGOUT_PARAM_BYTES: usize = 16 * 1024;
+const MAX_DEPTH: usize = 8;
+const MAX_ELEMENTS: usize = 64;
+const MAX_SESSION_INDEXES: usize = 16;
+
+/// A parsed `samlp:LogoutRequest` (unauthenticated until its signature has been checked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogoutRequest {
+    pub id: String,
+    pub issue_instant: Option<DateTime<Utc>>,
+    pub destination: Option<String>,
+    pub not_on_or_after: Option<DateTime<Utc>>,
+    pub issuer: Option<String>,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_indexes: Vec<String>,
+}
+
+/// A parsed `samlp:LogoutResponse`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogoutResponse {
+    pub id: String,
+    pub in_response_to: Option<String>,
+    pub issue_instant: Option<DateTime<Utc>>,
+    pub destination: Option<String>,
+    pub issuer: Option<String>,
+    pub status_code: Option<String>,
+}
+
+/// base64 → raw DEFLATE → UTF-8, bounded at both steps.
+pub fn decode_redirect_param(b64: &str) -> Result<String, String> {
+    if b64.len() > MAX_LOGOUT_PARAM_BYTES {
+        return Err(format!(
+            "encoded message is {} bytes, over the {MAX_LOGOUT_PARAM_BYTES}-byte limit",
+            b64.len()
+        ));
+    }
+    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let raw = STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| format!("message is not base64: {e}"))?;
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(&raw[..])
+        .take(MAX_LOGOUT_XML_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("message does not inflate: {e}"))?;
+    if out.len() > MAX_LOGOUT_XML_BYTES {
+        return Err(format!(
+            "inflated message exceeds {MAX_LOGOUT_XML_BYTES} bytes"
+        ));
+    }
+    String::from_utf8(out).map_err(|_| "message is not UTF-8".into())
+}
+
+fn attr_map(e: &BytesStart<'_>) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for a in e.attributes() {
+        let a = a.map_err(|e| format!("bad attribute: {e}"))?;
+        let key = a.key.as_ref();
+        if key.starts_with(b"xmlns") {
+            continue;
+        }
+        let name = String::from_utf8_lossy(key).into_owned();
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!("attribute {name} appears twice"));
+        }
+        let v = a
+            .unescape_value()
+            .map_err(|e| format!("bad attribute value: {e}"))?
+            .into_owned();
+        out.push((name, v));
+    }
+    Ok(out)
+}
+
+fn get(attrs: &[(String, String)], name: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn instant(attrs: &[(String, String)], name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match get(attrs, name) {
+        None => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(v.trim())
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| format!("{name} is not an xs:dateTime")),
+    }
+}
+
+/// One element seen by the walker: its namespace, local name, depth (root = 1), attributes,
+/// and (for leaf elements) its text.
+struct Node {
+    ns: Vec<u8>,
+    local: String,
+    depth: usize,
+    parent: String,
+    attrs: Vec<(String, String)>,
+    text: String,
+}
+
+/// Streams the document with the strict rules and returns its elements in document order.
+fn walk(xml: &str, root_local: &str) -> Result<Vec<Node>, String> {
+    if xml.len() > MAX_LOGOUT_XML_BYTES {
+        return Err("message too large".into());
+    }
+    let mut reader = NsReader::from_str(xml.strip_prefix('\u{FEFF}').unwrap_or(xml));
+    reader.config_mut().check_end_names = true;
+    reader.config_mut().check_comments = true;
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut first = true;
+    let mut root_closed = false;
+    loop {
+        let (ns, ev) = reader
+            .read_resolved_event()
+            .map_err(|e| format!("not well-formed XML: {e}"))?;
+        let ns_of = |r: ResolveResult<'_>| match r {
+            ResolveResult::Bound(Namespace(n)) => n.to_vec(),
+            _ => Vec::new(),
+        };
+        match ev {
+            Event::Decl(_) if first => {}
+            Event::Decl(_) => return Err("misplaced XML declaration".into()),
+            Event::DocType(_) => return Err("DOCTYPE is not allowed".into()),
+            Event::PI(_) => return Err("processing instructions are not allowed".into()),
+            Event::Start(_) | Event::Empty(_) if root_closed => {
+                return Err("content after the root element".into());
+            }
+            ev @ (Event::Start(_) | Event::Empty(_)) => {
+                let empty = matches!(ev, Event::Empty(_));
+                let e = match ev {
+                    Event::Start(e) | Event::Empty(e) => e,
+                    _ => unreachable!("matched above"),
+                };
+                if nodes.len() >= MAX_ELEMENTS {
+                    return Err(format!("more than {MAX_ELEMENTS} elements"));
+                }
+                let depth = stack.len() + 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("nested deeper than {MAX_DEPTH}"));
+                }
+                let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                let ns = ns_of(ns);
+                if depth == 1 && (ns != PROTOCOL_NS || local != root_local) {
+                    return Err(format!(
+                        "root element is not samlp:{root_local} (found {})",
+                        super::error::clip(&local)
+                    ));
+                }
+                let parent = stack
+                    .last()
+                    .map(|&i| nodes[i].local.clone())
+                    .unwrap_or_default();
+                nodes.push(Node {
+                    ns,
+                    local,
+                    depth,
+                    parent,
+                    attrs: attr_map(&e)?,
+                    text: String::new(),
+                });
+                if empty {
+                    if depth == 1 {
+                        root_closed = true;
+                    }
+                } else {
+                    stack.push(nodes.len() - 1);
+                }
+            }
+            Event::End(_) => {
+                stack.pop();
+                if stack.is_empty() {
+                    root_closed = true;
+                }
+            }
+            Event::Text(t) => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| format!("bad text: {e}"))?
+                    .into_owned();
+                match stack.last() {
+                    Some(&i) => nodes[i].text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err("text outside the root element".into()),
+                }
+            }
+            Event::CData(c) => match stack.last() {
+                Some(&i) => nodes[i].text.push_str(&String::from_utf8_lossy(c.as_ref())),
+                None => return Err("CDATA outside the root element".into()),
+            },
+            Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+        first = false;
+    }
+    if !root_closed || nodes.is_empty() {
+        return Err("document has no complete root element".into());
+    }
+    Ok(nodes)
+}
+
+fn single_text(
+    nodes: &[Node],
+    ns: &[u8],
+    local: &str,
+    parent: &str,
+) -> Result<Option<String>, String> {
+    let mut found = nodes
+        .iter()
+        .filter(|n| n.depth == 2 && n.ns == ns && n.local == local && n.parent == parent);
+    let first = found.next().map(|n| n.text.trim().to_string());
+    if found.next().is_some() {
+        return Err(format!("{local} appears more than once"));
+    }
+    Ok(first)
+}
+
+fn require_version_and_id(attrs: &[(String, String)]) -> Result<String, String> {
+    if get(attrs, "Version").as_deref() != Some("2.0") {
+        return Err("Version is not 2.0".into());
+    }
+    get(attrs, "ID")
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| "no ID".into())
+}
+
+/// Parses an inflated `samlp:LogoutRequest` under the strict rules.
+pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, String> {
+    let nodes = walk(xml, "LogoutRequest")?;
+    let root = &nodes[0];
+    if nodes
+        .iter()
+        .any(|n| n.depth == 2 && n.local == "EncryptedID")
+    {
+        return Err("EncryptedID in a LogoutRequest is not supported".into());
+    }
+    let name_id = single_text(&nodes, ASSERTION_NS, "NameID", "LogoutRequest")?
+        .filter(|n| !n.is_empty())
+        .ok_or("no NameID")?;
+    let name_id_format = nodes
+        .iter()
+        .find(|n| n.depth == 2 && n.ns == ASSERTION_NS && n.local == "NameID")
+        .and_then(|n| get(&n.attrs, "Format"));
+    let session_indexes: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.depth == 2 && n.ns == PROTOCOL_NS && n.local == "SessionIndex")
+        .map(|n| n.text.trim().to_string())
+        .collect();
+    if session_indexes.len() > MAX_SESSION_INDEXES {
+        return Err("too many SessionIndex elements".into());
+    }
+    Ok(LogoutRequest {
+        id: require_version_and_id(&root.attrs)?,
+        issue_instant: instant(&root.attrs, "IssueInstant")?,
+        destination: get(&root.attrs, "Destination"),
+        not_on_or_after: instant(&root.attrs, "NotOnOrAfter")?,
+        issuer: single_text(&nodes, ASSERTION_NS, "Issuer", "LogoutRequest")?,
+        name_id,
+        name_id_format,
+        session_indexes,
+    })
+}
+
+/// Parses an inflated `samlp:LogoutResponse` under the strict rules.
+pub fn parse_logout_response(xml: &str) -> Result<LogoutResponse, String> {
+    let nodes = walk(xml, "LogoutResponse")?;
+    let root = &nodes[0];
+    let status_code = nodes
+        .iter()
+        .find(|n| {
+            n.depth == 3 && n.ns == PROTOCOL_NS && n.local == "StatusCode" && n.parent == "Status"
+        })
+        .and_then(|n| get(&n.attrs, "Value"));
+    Ok(LogoutResponse {
+        id: require_version_and_id(&root.attrs)?,
+        in_response_to: get(&root.attrs, "InResponseTo"),
+        issue_instant: instant(&root.attrs, "IssueInstant")?,
+        destination: get(&root.attrs, "Destination"),
+        issuer: single_text(&nodes, ASSERTION_NS, "Issuer", "LogoutResponse")?,
+        status_code,
+    })
+}
+
+/// Checks the times of a LogoutRequest: IssueInstant (required) not in the future beyond the
+/// skew nor older than `max_age`; NotOnOrAfter, if present, not passed.
+pub fn check_times(
+    issue_instant: Option<DateTime<Utc>>,
+    not_on_or_after: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+    max_age: chrono::Duration,
+) -> Result<(), String> {
+    let issued = issue_instant.ok_or("no IssueInstant")?;
+    if issued > now + skew {
+        return Err(format!("IssueInstant {issued} is in the future"));
+    }
+    if issued + max_age + skew < now {
+        return Err(format!("IssueInstant {issued} is too old"));
+    }
+    if let Some(end) = not_on_or_after {
+        if now >= end + skew {
+            return Err(format!("NotOnOrAfter {end} has passed"));
+        }
+    }
+    Ok(())
+}
+
+pub struct LogoutRequestSpec<'a> {
+    pub id: &'a str,
+    pub issue_instant: DateTime<Utc>,
+    pub destination: &'a str,
+    pub issuer: &'a str,
+    pub name_id: &'a str,
+    pub name_id_format: Option<&'a str>,
+    pub session_index: Option<&'a str>,
+}
+
+pub fn logout_request_xml(spec: &LogoutRequestSpec<'_>) -> String {
+    let format = spec
+        .name_id_format
+        .map(|f| format!(r#" Format="{}""#, xml_escape(f)))
+        .unwrap_or_default();
+    let index = spec
+        .session_index
+        .map(|s| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", xml_escape(s)))
+        .unwrap_or_default();
+    format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{dest}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID{format}>{name_id}</saml:NameID>{index}</samlp:LogoutRequest>"#,
+        id = xml_escape(spec.id),
+        instant = spec
+            .issue_instant
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        dest = xml_escape(spec.destination),
+        issuer = xml_escape(spec.issuer),
+        name_id = xml_escape(spec.name_id),
+    )
+}
+
+pub struct LogoutResponseSpec<'a> {
+    pub id: &'a str,
+    pub issue_instant: DateTime<Utc>,
+    pub destination: &'a str,
+    pub in_response_to: &'a str,
+    pub issuer: &'a str,
+    pub status_code: &'a str,
+}
+
+pub fn logout_response_xml(spec: &LogoutResponseSpec<'_>) -> String {
+    format!(
+        r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{instant}" Destination="{dest}" InResponseTo="{irt}"><saml:Issuer>{issuer}</saml:Issuer><samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status></samlp:LogoutResponse>"#,
+        id = xml_escape(spec.id),
+        instant = spec
+            .issue_instant
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        dest = xml_escape(spec.destination),
+        irt = xml_escape(spec.in_response_to),
+        issuer = xml_escape(spec.issuer),
+        status = xml_escape(spec.status_code),
+    )
+}
+
+/// The SAML parameters of a Redirect-binding query, decoded, plus whether (and how) they were
+/// signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectMessage {
+    /// `SAMLRequest` or `SAMLResponse`.
+    pub param: &'static str,
+    /// The decoded (still base64) message.
+    pub message: String,
+    pub relay_state: Option<String>,
+    /// The query carried `Signature` and `SigAlg`.
+    pub signed: bool,
+    /// Raw signed octets and the decoded signature, when signed.
+    signed_octets: String,
+    signature: Vec<u8>,
+}
+
+fn decoded(raw: &str) -> String {
+    url::form_urlencoded::parse(format!("v={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Splits a raw Redirect-binding query: exactly one of `SAMLRequest` / `SAMLResponse`, each
+/// SAML parameter at most once, `SigAlg` = rsa-sha256 when signed.
+pub fn parse_redirect_query(raw_query: &str) -> Result<RedirectMessage, String> {
+    let mut found: [Option<&str>; 5] = [None; 5];
+    const NAMES: [&str; 5] = [
+        "SAMLRequest",
+        "SAMLResponse",
+        "RelayState",
+        "SigAlg",
+        "Signature",
+    ];
+    for part in raw_query.split('&') {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        if let Some(i) = NAMES.iter().position(|n| *n == name) {
+            if found[i].is_some() {
+                return Err(format!("{name} appears twice"));
+            }
+            found[i] = Some(value);
+        }
+    }
+    let (param, raw_msg) = match (found[0], found[1]) {
+        (Some(r), None) => ("SAMLRequest", r),
+        (None, Some(r)) => ("SAMLResponse", r),
+        (Some(_), Some(_)) => return Err("both SAMLRequest and SAMLResponse".into()),
+        (None, None) => return Err("no SAMLRequest or SAMLResponse".into()),
+    };
+    let mut out = RedirectMessage {
+        param,
+        message: decoded(raw_msg),
+        relay_state: found[2].map(decoded),
+        signed: false,
+        signed_octets: String::new(),
+        signature: Vec::new(),
+    };
+    match (found[3], found[4]) {
+        (None, None) => {}
+        (Some(alg), Some(sig)) => {
+            if decoded(alg) != SIG_ALG_RSA_SHA256 {
+                return Err(format!(
+                    "SigAlg {} is not rsa-sha256",
+                    super::error::clip(&decoded(alg))
+                ));
+            }
+            let mut octets = format!("{param}={raw_msg}");
+            if let Some(relay) = found[2] {
+                octets.push_str(&format!("&RelayState={relay}"));
+            }
+            octets.push_str(&format!("&SigAlg={alg}"));
+            out.signature = STANDARD
+                .decode(decoded(sig).as_bytes())
+                .map_err(|_| "Signature is not base64")?;
+            out.signed_octets = octets;
+            out.signed = true;
+        }
+        _ => return Err("SigAlg without Signature or Signature without SigAlg".into()),
+    }
+    Ok(out)
+}
+
+impl RedirectMessage {
+    /// Whether the signature verifies with one of `certs` (the IdP's signing certificates).
+    pub fn signature_valid(&self, certs: &[X509]) -> bool {
+        self.signed
+            && certs.iter().any(|cert| {
+                let Ok(public) = cert.public_key() else {
+                    return false;
+                };
+                let Ok(mut v) = openssl::sign::Verifier::new(MessageDigest::sha256(), &public)
+                else {
+                    return false;
+                };
+                v.update(self.signed_octets.as_bytes()).is_ok()
+                    && v.verify(&self.signature).unwrap_or(false)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn deflate_b64(xml: &str) -> String {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(xml.as_bytes()).unwrap();
+        STANDARD.encode(enc.finish().unwrap())
+    }
+
+    fn request(now: DateTime<Utc>) -> String {
+        logout_request_xml(&LogoutRequestSpec {
+            id: "_r1",
+            issue_instant: now,
+            destination: "https://app/saml/slo",
+            issuer: "https://idp",
+            name_id: "alice<&>",
+            name_id_format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"),
+            session_index: Some("_s1"),
+        })
+    }
+
+    #[test]
+    fn built_request_parses_back() {
+        let now = Utc::now();
+        let xml = request(now);
+        let r = parse_logout_request(&xml).unwrap();
+        assert_eq!(r.id, "_r1");
+        assert_eq!(r.name_id, "alice<&>");
+        assert_eq!(r.issuer.as_deref(), Some("https://idp"));
+        assert_eq!(r.destination.as_deref(), Some("https://app/saml/slo"));
+        assert_eq!(r.session_indexes, vec!["_s1".to_string()]);
+        assert_eq!(
+            r.name_id_format.as_deref(),
+            Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+        );
+        let samael: samael::schema::LogoutRequest = xml.parse().expect("samael parses it");
+        assert_eq!(samael.id.as_deref(), Some("_r1"));
+    }
+
+    #[test]
+    fn built_response_parses_back() {
+        let xml = logout_response_xml(&LogoutResponseSpec {
+            id: "_p1",
+            issue_instant: Utc::now(),
+            destination: "https://idp/slo",
+            in_response_to: "_r1",
+            issuer: "https://app/saml/metadata",
+            status_code: STATUS_SUCCESS,
+        });
+        let r = parse_logout_response(&xml).unwrap();
+        assert_eq!(r.in_response_to.as_deref(), Some("_r1"));
+        assert_eq!(r.status_code.as_deref(), Some(STATUS_SUCCESS));
+        assert_eq!(r.issuer.as_deref(), Some("https://app/saml/metadata"));
+        assert!(parse_logout_request(&xml).is_err(), "wrong root");
+    }
+
+    #[test]
+    fn strict_parser_refuses_dangerous_or_odd_documents() {
+        let ok = request(Utc::now());
+        let doctype = format!("<!DOCTYPE x [<!ENTITY e \"boom\">]>{ok}");
+        assert!(parse_logout_request(&doctype)
+            .unwrap_err()
+            .contains("DOCTYPE"));
+        let pi = format!("<?xml-stylesheet href=\"x\"?>{ok}");
+        assert!(parse_logout_request(&pi).is_err());
+        let two_names = ok.replace(
+            "</samlp:LogoutRequest>",
+            "<saml:NameID>bob</saml:NameID></samlp:LogoutRequest>",
+        );
+        assert!(parse_logout_request(&two_names)
+            .unwrap_err()
+            .contains("more than once"));
+        let wrong_ns = ok.replace(
+            "xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"",
+            "xmlns:samlp=\"urn:evil\"",
+        );
+        assert!(parse_logout_request(&wrong_ns).is_err());
+        let no_name = ok.replace("alice&lt;&amp;&gt;", "");
+        assert!(parse_logout_request(&no_name).is_err());
+        let deep = format!(
+            "{}{}{}",
+            ok.replace("</samlp:LogoutRequest>", ""),
+            "<a>".repeat(20) + &"</a>".repeat(20),
+            "</samlp:LogoutRequest>"
+        );
+        assert!(parse_logout_request(&deep).unwrap_err().contains("deeper"));
+        let trailing = format!("{ok}<x/>");
+        assert!(parse_logout_request(&trailing).is_err());
+        assert!(parse_logout_request("<samlp:LogoutRequest").is_err());
+    }
+
+    #[test]
+    fn inflation_is_bounded() {
+        let xml = request(Utc::now());
+        assert_eq!(decode_redirect_param(&deflate_b64(&xml)).unwrap(), xml);
+        // A deflate bomb: small on the wire, huge inflated.
+        let bomb = deflate_b64(&" ".repeat(10 * 1024 * 1024));
+        assert!(bomb.len() < MAX_LOGOUT_PARAM_BYTES);
+        assert!(decode_redirect_param(&bomb)
+            .unwrap_err()
+            .contains("exceeds"));
+        assert!(decode_redirect_param("!!!").is_err());
+        assert!(decode_redirect_param(&"A".repeat(MAX_LOGOUT_PARAM_BYTES + 4)).is_err());
+    }
+
+    #[test]
+    fn times_are_checked() {
+        let now = Utc::now();
+        let skew = chrono::Duration::seconds(90);
+        let age = chrono::Duration::minutes(10);
+        assert!(check_times(Some(now), None, now, skew, age).is_ok());
+        assert!(check_times(None, None, now, skew, age).is_err());
+        assert!(check_times(Some(now + chrono::Duration::hours(1)), None, now, skew, age).is_err());
+        assert!(check_times(Some(now - chrono::Duration::hours(1)), None, now, skew, age).is_err());
+        let past = now - chrono::Duration::minutes(5);
+        assert!(check_times(Some(now), Some(past), now, skew, age).is_err());
+    }
+
+    #[test]
+    fn redirect_query_signature_round_trip() {
+        let pair = crate::certgen::self_signed(&crate::certgen::CertSpec {
+            common_name: "idp".into(),
+            rsa_bits: 2048,
+            days: 5,
+            purpose: crate::certgen::Purpose::Saml,
+            san: vec![],
+        })
+        .unwrap();
+        let key =
+            super::super::decrypt::DecryptionKey::from_pem(pair.key_pem().unwrap().as_bytes())
+                .unwrap();
+        let cert = X509::from_pem(pair.cert_pem().unwrap().as_bytes()).unwrap();
+        let xml = request(Utc::now());
+        let url = super::super::authn::redirect_message_url(
+            "https://app/saml/slo",
+            "SAMLRequest",
+            &xml,
+            Some("r/s+1"),
+            Some(&key),
+        )
+        .unwrap();
+        let raw = url::Url::parse(&url).unwrap().query().unwrap().to_string();
+        let m = parse_redirect_query(&raw).unwrap();
+        assert_eq!(m.param, "SAMLRequest");
+        assert_eq!(m.relay_state.as_deref(), Some("r/s+1"));
+        assert!(m.signed && m.signature_valid(std::slice::from_ref(&cert)));
+        assert_eq!(decode_redirect_param(&m.message).unwrap(), xml);
+        let tampered = parse_redirect_query(&raw.replace("RelayState=r", "RelayState=x")).unwrap();
+        assert!(!tampered.signature_valid(std::slice::from_ref(&cert)));
+        let unsigned = super::super::authn::redirect_message_url(
+            "https://app/saml/slo",
+            "SAMLRequest",
+            &xml,
+            None,
+            None,
+        )
+        .unwrap();
+        let raw = url::Url::parse(&unsigned)
+            .unwrap()
+            .query()
+            .unwrap()
+            .to_string();
+        let m = parse_redirect_query(&raw).unwrap();
+        assert!(!m.signed && !m.signature_valid(&[cert]));
+        assert!(m.relay_state.is_none());
+        assert!(parse_redirect_query("SAMLRequest=a&SAMLRequest=b").is_err());
+        assert!(parse_redirect_query("RelayState=a").is_err());
+        assert!(parse_redirect_query("SAMLRequest=a&Signature=b").is_err());
+    }
+}
