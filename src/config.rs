@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub proxy: ProxySection,
     pub server: ServerSection,
     pub log: LogSection,
+    pub admin: AdminSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -277,6 +278,14 @@ impl Default for LogSection {
     }
 }
 
+/// The admin listener (`/metrics`, `/healthz`); off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address to bind, e.g. `127.0.0.1:9090`.
+    pub listen: Option<String>,
+}
+
 /// Validated settings: every path read, every URL parsed, every bound checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -291,6 +300,13 @@ pub struct Settings {
     pub proxy: ProxySettings,
     pub server: ServerSettings,
     pub log: LogSection,
+    /// The admin listener, when `[admin] listen` is set.
+    pub admin: Option<AdminSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone)]
@@ -408,7 +424,7 @@ pub struct ServerSettings {
 /// The environment keys `SAMLGATE_<SECTION>_<KEY>` may override, and whether each is a list
 /// (comma-separated in the environment).
 const SECTIONS: &[&str] = &[
-    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log",
+    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log", "admin",
 ];
 const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users"];
 
@@ -1003,6 +1019,11 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     if !matches!(file.log.format.as_str(), "human" | "json") {
         return Err(ConfigError::new("log.format", "must be `human` or `json`"));
     }
+    let admin = file
+        .admin
+        .listen
+        .map(|raw| admin_settings(&raw, listen))
+        .transpose()?;
 
     Ok(Settings {
         listen,
@@ -1064,7 +1085,27 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             shutdown_grace: Duration::from_secs(srv.shutdown_grace_secs),
         },
         log: file.log,
+        admin,
     })
+}
+
+/// Validates `admin.listen` against the gateway's own `listen`.
+fn admin_settings(raw: &str, listen: SocketAddr) -> Result<AdminSettings, ConfigError> {
+    const KEY: &str = "admin.listen";
+    let addr: SocketAddr = raw
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(KEY, format!("not an address like 127.0.0.1:9090: {raw}")))?;
+    let clash = addr.port() != 0
+        && addr.port() == listen.port()
+        && (addr.ip() == listen.ip() || addr.ip().is_unspecified() || listen.ip().is_unspecified());
+    if clash {
+        return Err(ConfigError::new(
+            KEY,
+            format!("must differ from listen ({listen}): the admin endpoints get their own port"),
+        ));
+    }
+    Ok(AdminSettings { listen: addr })
 }
 
 #[cfg(test)]
@@ -1289,6 +1330,54 @@ mod tests {
             "saml.require_encryption"
         );
         assert!(!with(None, None, false).unwrap().saml.require_encryption);
+    }
+
+    #[test]
+    fn admin_listener_is_off_by_default_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(validate(minimal(dir.path()), dir.path())
+            .unwrap()
+            .admin
+            .is_none());
+        let with = |listen: &str, admin: &str| {
+            let mut f = minimal(dir.path());
+            f.listen = Some(listen.into());
+            f.admin.listen = Some(admin.into());
+            validate(f, dir.path())
+        };
+        let s = with("0.0.0.0:8443", "127.0.0.1:9090").unwrap();
+        assert_eq!(
+            s.admin.unwrap().listen,
+            "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+        );
+        assert!(with("127.0.0.1:8080", "127.0.0.2:8080").is_ok());
+        assert!(
+            with("127.0.0.1:0", "127.0.0.1:0").is_ok(),
+            "port 0 picks a free port"
+        );
+        for (listen, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+            ("127.0.0.1:8080", "localhost:9090"),
+            ("127.0.0.1:8080", "9090"),
+            ("127.0.0.1:8080", ""),
+        ] {
+            let err = with(listen, admin).unwrap_err();
+            assert_eq!(err.key, "admin.listen", "{listen} / {admin}");
+        }
+    }
+
+    #[test]
+    fn admin_listen_has_an_environment_override() {
+        let file = parse_with_env(
+            "[admin]\nlisten = \"127.0.0.1:1\"\n",
+            &env(&[("SAMLGATE_ADMIN_LISTEN", "127.0.0.1:9191")]),
+        )
+        .unwrap();
+        assert_eq!(file.admin.listen.as_deref(), Some("127.0.0.1:9191"));
+        let err = parse_with_env("[admin]\nport = 9090\n", &[]).unwrap_err();
+        assert_eq!(err.key, "admin.port");
     }
 
     #[test]

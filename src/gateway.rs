@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::authz;
 use crate::config::Settings;
+use crate::metrics::{LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
 use crate::redirect::safe_return_path;
@@ -71,6 +72,23 @@ pub enum Route {
     Protected,
 }
 
+impl Route {
+    /// The `route` label of this route's metrics.
+    pub fn class(self) -> RouteClass {
+        match self {
+            Route::Healthz => RouteClass::Healthz,
+            Route::Readyz => RouteClass::Readyz,
+            Route::Login => RouteClass::Login,
+            Route::Acs => RouteClass::Acs,
+            Route::Metadata => RouteClass::Metadata,
+            Route::Logout => RouteClass::Logout,
+            Route::Slo => RouteClass::Slo,
+            Route::UnknownGatewayPath => RouteClass::GatewayOther,
+            Route::Protected => RouteClass::Protected,
+        }
+    }
+}
+
 /// Route by exact path (pure).
 pub fn route(path: &str, p: &Paths) -> Route {
     match path {
@@ -108,6 +126,7 @@ pub struct Gateway {
     slo_url: String,
     /// Ids of our own LogoutRequests awaiting the IdP's LogoutResponse (single use).
     logout_requests: moka::sync::Cache<String, ()>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
@@ -159,7 +178,7 @@ impl Gateway {
             Some(&slo_url),
         ));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
-        Ok(Arc::new(Gateway {
+        let gateway = Arc::new(Gateway {
             sessions: Arc::new(MemoryStore::new(
                 settings.session.max_sessions,
                 settings.session.idle_timeout,
@@ -182,8 +201,17 @@ impl Gateway {
                 .max_capacity(100_000)
                 .time_to_live(LOGOUT_REQUEST_TTL)
                 .build(),
+            metrics: Arc::new(Metrics::new()),
             settings,
-        }))
+        });
+        let live: Weak<Gateway> = Arc::downgrade(&gateway);
+        gateway.metrics.watch(live);
+        Ok(gateway)
+    }
+
+    /// The gateway's metrics (rendered by the admin listener).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn idp_entity_id(&self) -> String {
@@ -215,7 +243,8 @@ impl Gateway {
         // A clone shares the request's buffer (no copy): the path is only formatted if logged.
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
-        let result = AssertUnwindSafe(self.dispatch(req, conn, &mut user))
+        let which = route(uri.path(), &self.paths);
+        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &mut user))
             .catch_unwind()
             .await;
         let resp = match result {
@@ -230,6 +259,8 @@ impl Gateway {
                 )
             }
         };
+        self.metrics
+            .request(which.class(), resp.status().as_u16(), started.elapsed());
         tracing::info!(
             target: "samlgate::access",
             %method,
@@ -244,11 +275,12 @@ impl Gateway {
 
     async fn dispatch(
         &self,
+        which: Route,
         req: Request<Incoming>,
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        match route(req.uri().path(), &self.paths) {
+        match which {
             Route::Healthz => plain(StatusCode::OK, "ok\n"),
             Route::Readyz => {
                 if self.ready.load(Ordering::SeqCst) {
@@ -346,6 +378,9 @@ impl Gateway {
         {
             Ok(resp) => resp,
             Err(e) => {
+                if let Some(kind) = UpstreamErrorKind::of(&e) {
+                    self.metrics.upstream_error(kind);
+                }
                 tracing::warn!(target: "samlgate::upstream", error = %e, "upstream request failed");
                 pages::upstream_error(e.status(), browser)
             }
@@ -545,10 +580,12 @@ impl Gateway {
         let mut return_path = None;
         match self.acs_inner(req, conn, &mut return_path).await {
             Ok((resp, who)) => {
+                self.metrics.sign_in_success();
                 *user = Some(who);
                 resp
             }
             Err(e) => {
+                self.metrics.sign_in_failure(&e);
                 tracing::warn!(
                     target: "samlgate::audit",
                     event = "login_failure",
@@ -791,6 +828,7 @@ impl Gateway {
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
                 self.sessions.remove(&key).await;
+                self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.peer.ip());
                 self.idp_logout_redirect(&s)
                     .unwrap_or_else(|| self.signed_out())
@@ -1066,6 +1104,18 @@ impl Gateway {
             r.headers_mut().append(header::SET_COOKIE, v);
         }
         r
+    }
+}
+
+impl LiveCounts for Gateway {
+    fn sessions_active(&self) -> u64 {
+        self.session_count()
+    }
+    fn replay_cache_entries(&self) -> u64 {
+        self.replay.approximate_len()
+    }
+    fn pending_logins(&self) -> u64 {
+        self.pending.approximate_len()
     }
 }
 
