@@ -237,17 +237,17 @@ impl Collector for LiveGauges {
         let gauges: [(&str, &str, u64); 3] = [
             (
                 "samlgate_sessions_active",
-                "Signed-in sessions held (approximate)",
+                "Signed-in sessions held (approximate).",
                 source.sessions_active(),
             ),
             (
                 "samlgate_replay_cache_entries",
-                "Assertion and logout-message ids remembered against replay",
+                "Assertion and logout-message ids remembered against replay.",
                 source.replay_cache_entries(),
             ),
             (
                 "samlgate_pending_logins",
-                "Sign-ins started and not yet completed or expired",
+                "Sign-ins started and not yet completed or expired.",
                 source.pending_logins(),
             ),
         ];
