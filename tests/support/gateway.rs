@@ -297,6 +297,30 @@ pub struct Options {
 
 /// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
 pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
+    start(upstream, idp_metadata_xml, opts, None).await
+}
+
+/// Like [`start_gateway`] with the admin listener (`[admin] listen`) on its own free loopback
+/// port; returns that port's address too.
+pub async fn start_gateway_with_admin(
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+) -> (TestGateway, SocketAddr) {
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    (
+        start(upstream, idp_metadata_xml, opts, Some(admin)).await,
+        admin_addr,
+    )
+}
+
+async fn start(
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+    admin: Option<TcpListener>,
+) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -314,8 +338,12 @@ pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options
         std::fs::write(dir.path().join("tls.key"), key).unwrap();
         tls = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
     }
+    let admin_toml = match &admin {
+        Some(l) => format!("[admin]\nlisten = \"{}\"\n", l.local_addr().unwrap()),
+        None => String::new(),
+    };
     let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
+        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
         opts.saml_toml, opts.session_toml, opts.extra_toml
     );
     let path = dir.path().join("samlgate.toml");
@@ -325,10 +353,16 @@ pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options
     let settings = app.settings.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
+        let shutdown = async {
             let _ = stopped.await;
-        })
-        .await
+        };
+        match admin {
+            // Bound here first to learn the port; `[admin] listen` names the same address.
+            Some(admin) => {
+                samlgate::app::serve_on_with_admin(app, listener, Some(admin), shutdown).await
+            }
+            None => samlgate::app::serve_on(app, listener, shutdown).await,
+        }
         .unwrap();
     });
     TestGateway {
