@@ -190,7 +190,9 @@ pub async fn serve_http_redirect(
             let _permit = permit;
             match tokio::time::timeout(connection_deadline, conn).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "redirect connection ended with an error"),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "redirect connection ended with an error")
+                }
                 Err(_) => tracing::debug!(%peer, "redirect connection timed out"),
             }
         });

@@ -55,7 +55,10 @@ struct CurrentCert(RwLock<Arc<CertifiedKey>>);
 
 impl CurrentCert {
     fn get(&self) -> Arc<CertifiedKey> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
     fn set(&self, key: Arc<CertifiedKey>) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = key;
@@ -239,7 +242,8 @@ fn read_pair(
     key_file: &Path,
     provider: &CryptoProvider,
 ) -> Result<(CertifiedKey, FilesStamp), String> {
-    let cert_err = |e: &dyn std::fmt::Display| format!("tls.cert_file {}: {e}", cert_file.display());
+    let cert_err =
+        |e: &dyn std::fmt::Display| format!("tls.cert_file {}: {e}", cert_file.display());
     let key_err = |e: &dyn std::fmt::Display| format!("tls.key_file {}: {e}", key_file.display());
     let cert_bytes = read_bounded(cert_file).map_err(|e| cert_err(&e))?;
     let key_bytes = read_bounded(key_file).map_err(|e| key_err(&e))?;
@@ -364,7 +368,10 @@ mod tests {
         // Garbage certificate, empty key, missing file: refused with the file named.
         std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
         let err = r.reload("test").unwrap_err();
-        assert!(err.starts_with("tls.cert_file") && err.contains("no PEM certificate"), "{err}");
+        assert!(
+            err.starts_with("tls.cert_file") && err.contains("no PEM certificate"),
+            "{err}"
+        );
         write(dir.path(), &(a.0.clone(), String::new()));
         let err = r.reload("test").unwrap_err();
         assert!(err.starts_with("tls.key_file"), "{err}");
