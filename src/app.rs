@@ -162,5 +162,8 @@ async fn on_hangup(mut hangups: Hangups, tls: Option<Arc<TlsReloader>>) {
         // Config reload goes here (the lead's part).
     }
     #[cfg(not(unix))]
-    match hangups {}
+    {
+        let _ = tls;
+        match hangups {}
+    }
 }
