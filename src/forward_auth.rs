@@ -9,8 +9,9 @@
 //! proxy (oauth2-proxy's GHSA-7x63-xv5r-3p2x and issue #3506 show what trusting them by
 //! default does). Envoy instead appends the original path to the check path
 //! (`/saml/auth/<original path>`); that path is the request itself, not a forwarded claim.
-//! A header present more than once, or a value that is not a plain origin-form URI, makes the
-//! check fail (400): any doubt means no answer rather than a guess.
+//! A header present more than once, synonyms that disagree (the proxy set one, the client sent
+//! the other), or a value that is not a plain origin-form URI make the check fail (400): any
+//! doubt means no answer rather than a guess.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -48,6 +49,9 @@ pub enum OriginalError {
     Duplicate(&'static str),
     /// The header's value is not usable (the name says which).
     Invalid(&'static str),
+    /// The header disagrees with a synonym (e.g. `X-Forwarded-Uri` vs `X-Original-URI`): one
+    /// of them came from the client.
+    Conflict(&'static str),
 }
 
 impl std::fmt::Display for OriginalError {
@@ -55,6 +59,12 @@ impl std::fmt::Display for OriginalError {
         match self {
             OriginalError::Duplicate(h) => write!(f, "{h} sent more than once"),
             OriginalError::Invalid(h) => write!(f, "{h} is not a valid value"),
+            OriginalError::Conflict(h) => {
+                write!(
+                    f,
+                    "{h} disagrees with another header naming the original request"
+                )
+            }
         }
     }
 }
@@ -90,17 +100,21 @@ pub fn original_request(
     if !trusted_peer {
         return Ok(original);
     }
-    if let Some((name, v)) = first_present(headers, &METHOD_HEADERS)? {
-        original.method = v
-            .to_str()
+    let method = agreed(headers, &METHOD_HEADERS, |name, v| {
+        v.to_str()
             .ok()
             .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()))
             .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-            .ok_or(OriginalError::Invalid(name))?;
+            .ok_or(OriginalError::Invalid(name))
+    })?;
+    if let Some(m) = method {
+        original.method = m;
     }
-    if let Some((name, v)) = first_present(headers, &URI_HEADERS)? {
-        original.uri =
-            origin_form(v, name == "x-original-url").ok_or(OriginalError::Invalid(name))?;
+    let uri = agreed(headers, &URI_HEADERS, |name, v| {
+        origin_form(v, name == "x-original-url").ok_or(OriginalError::Invalid(name))
+    })?;
+    if let Some(u) = uri {
+        original.uri = u;
     }
     if let Some(v) = single(headers, X_FORWARDED_HOST)? {
         let ok = v.len() <= 255
@@ -122,17 +136,28 @@ pub fn original_request(
     Ok(original)
 }
 
-/// The first of `names` present (exactly once), in order of preference.
-fn first_present<'a>(
-    headers: &'a HeaderMap,
+/// The value the headers `names` (synonyms: Traefik's, nginx's, nginx ingress's) agree on,
+/// each parsed by `parse`. A proxy overwrites only the names it sets and passes the client's
+/// others through, so a synonym the proxy did not set may be the client's: when two
+/// present synonyms disagree the check fails rather than trusting either.
+fn agreed<T: PartialEq>(
+    headers: &HeaderMap,
     names: &[&'static str],
-) -> Result<Option<(&'static str, &'a HeaderValue)>, OriginalError> {
+    parse: impl Fn(&'static str, &HeaderValue) -> Result<T, OriginalError>,
+) -> Result<Option<T>, OriginalError> {
+    let mut found: Option<T> = None;
     for &name in names {
-        if let Some(v) = single(headers, name)? {
-            return Ok(Some((name, v)));
+        let Some(v) = single(headers, name)? else {
+            continue;
+        };
+        let value = parse(name, v)?;
+        match &found {
+            Some(earlier) if *earlier != value => return Err(OriginalError::Conflict(name)),
+            Some(_) => {}
+            None => found = Some(value),
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn single<'a>(
@@ -234,11 +259,53 @@ mod tests {
     }
 
     #[test]
-    fn trusted_proxies_headers_are_used_traefik_first_then_nginx() {
+    fn synonyms_that_disagree_fail_the_check() {
+        // nginx sets X-Original-URI; a client adds X-Forwarded-Uri (or the other way round).
+        assert_eq!(
+            orig(
+                &[
+                    ("x-forwarded-uri", "/public/x"),
+                    ("x-original-uri", "/reports")
+                ],
+                true
+            ),
+            Err(OriginalError::Conflict("x-original-uri"))
+        );
+        assert_eq!(
+            orig(
+                &[("x-original-method", "POST"), ("x-forwarded-method", "GET")],
+                true
+            ),
+            Err(OriginalError::Conflict("x-original-method"))
+        );
+        assert_eq!(
+            orig(
+                &[
+                    ("x-original-uri", "/a?b"),
+                    ("x-original-url", "https://app.example.com/other")
+                ],
+                true
+            ),
+            Err(OriginalError::Conflict("x-original-url"))
+        );
+        // Synonyms that agree are fine (a proxy may set both).
+        let o = orig(
+            &[
+                ("x-forwarded-uri", "/a?b"),
+                ("x-original-uri", "/a?b"),
+                ("x-original-url", "https://app.example.com/a?b"),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(o.uri, "/a?b");
+    }
+
+    #[test]
+    fn trusted_proxies_headers_are_used() {
         let o = orig(
             &[
                 ("x-forwarded-uri", "/reports?x=1"),
-                ("x-original-uri", "/other"),
                 ("x-forwarded-method", "DELETE"),
                 ("x-forwarded-host", "app.example.com"),
                 ("x-forwarded-proto", "https"),
