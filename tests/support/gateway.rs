@@ -293,15 +293,31 @@ pub struct Options {
     pub extra_toml: String,
     /// PEM (cert, key) to serve https.
     pub tls: Option<(String, String)>,
+    /// `public_url` when the gateway sits behind another proxy (e.g. nginx's address, so the
+    /// ACS URL, entity ID and cookies belong to what the browser talks to); default: the
+    /// gateway's own address. `TestGateway::base` stays the gateway's own address either way.
+    pub public_url: Option<String>,
 }
 
 /// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
 pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
-    let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_gateway_on(listener, upstream, idp_metadata_xml, opts).await
+}
+
+/// [`start_gateway`] on a listener the caller bound already (e.g. to write the gateway's
+/// address into a front proxy's config before the gateway's `public_url` is known).
+pub async fn start_gateway_on(
+    listener: TcpListener,
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
     let addr = listener.local_addr().unwrap();
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://127.0.0.1:{}", addr.port());
+    let public_url = opts.public_url.clone().unwrap_or_else(|| base.clone());
     std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
     std::fs::write(
         dir.path().join("cookie.secret"),
@@ -315,7 +331,7 @@ pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options
         tls = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
     }
     let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
+        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
         opts.saml_toml, opts.session_toml, opts.extra_toml
     );
     let path = dir.path().join("samlgate.toml");
@@ -376,8 +392,13 @@ pub const HTML: &str = "text/html,application/xhtml+xml";
 /// Starts a sign-in as a browser would (GET `path` accepting HTML) and returns (request id,
 /// relay state) from the redirect to the IdP.
 pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (String, String) {
+    begin_login_at(c, &gw.url(path)).await
+}
+
+/// [`begin_login`] at a full URL (e.g. through a front proxy).
+pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
     let r = c
-        .get(gw.url(path))
+        .get(url)
         .header("accept", HTML)
         .send()
         .await
