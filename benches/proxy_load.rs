@@ -100,9 +100,7 @@ fn bench_nginx(name: &str, server: &str) -> Nginx {
         access_log: false,
         error_log_level: "warn",
     };
-    let body = format!(
-        "    keepalive_requests 1000000;\n    keepalive_timeout 75s;\n{server}"
-    );
+    let body = format!("    keepalive_requests 1000000;\n    keepalive_timeout 75s;\n{server}");
     Nginx::start_with(name, &body, &opts)
 }
 

@@ -184,7 +184,9 @@ impl Nginx {
             // Ctrl-C to the test does not race with that.
             .process_group(0)
             .spawn()
-            .map_err(|e| StartError::Failed(format!("cannot run {NGINX_BIN} ({e}); {NOT_INSTALLED}")))?;
+            .map_err(|e| {
+                StartError::Failed(format!("cannot run {NGINX_BIN} ({e}); {NOT_INSTALLED}"))
+            })?;
         let mut n = Nginx {
             name: name.to_string(),
             child,
