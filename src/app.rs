@@ -2,7 +2,7 @@
 //! the integration tests so both start the gateway the same way.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -14,12 +14,35 @@ use crate::server;
 pub struct App {
     pub settings: Settings,
     pub gateway: Arc<Gateway>,
+    /// The file the settings came from (re-read on `SIGHUP`); `None` when built from settings.
+    pub config_path: Option<PathBuf>,
 }
 
 /// Loads and validates everything that can be checked without binding a socket.
 pub fn build(config_path: &Path) -> Result<App, String> {
     let settings = config::load(config_path).map_err(|e| e.to_string())?;
-    from_settings(settings)
+    let mut app = from_settings(settings)?;
+    app.config_path = Some(config_path.to_path_buf());
+    Ok(app)
+}
+
+/// Re-reads the config file and applies what may change while serving ([`Gateway::reload`]:
+/// rules, authorization, identity headers, forward-auth). A file that does not validate
+/// changes nothing: the error is logged and the running configuration stays in force.
+pub fn reload_config(path: &Path, gateway: &Gateway) {
+    match config::load(path) {
+        Err(e) => {
+            tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+        }
+        Ok(new) => {
+            let restart = gateway.reload(&new);
+            if restart.is_empty() {
+                tracing::info!(config = %path.display(), "config reloaded");
+            } else {
+                tracing::warn!(config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
+            }
+        }
+    }
 }
 
 pub fn from_settings(mut settings: Settings) -> Result<App, String> {
@@ -29,7 +52,11 @@ pub fn from_settings(mut settings: Settings) -> Result<App, String> {
         server::tls_acceptor(&tls.cert_file, &tls.key_file)?;
     }
     let gateway = Gateway::new(settings.clone())?;
-    Ok(App { settings, gateway })
+    Ok(App {
+        settings,
+        gateway,
+        config_path: None,
+    })
 }
 
 /// Binds `listen` and serves until `shutdown` resolves.

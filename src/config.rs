@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub proxy: ProxySection,
     pub server: ServerSection,
     pub log: LogSection,
+    pub forward_auth: ForwardAuthSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -176,7 +177,7 @@ impl Default for SessionSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadersSection {
     pub user: String,
@@ -209,7 +210,7 @@ impl Default for HeadersSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzSection {
     pub allowed_groups: Vec<String>,
@@ -259,7 +260,28 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `{path_prefix}/auth`: the check endpoint for nginx `auth_request`, Traefik `forwardAuth`
+/// and Envoy `ext_authz`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthSection {
+    /// Whether the endpoint answers at all (404 when off).
+    pub enabled: bool,
+    /// Answer a browser navigation without a session with the 302 to the IdP (what Traefik
+    /// users expect) instead of 401 (what nginx `auth_request` needs).
+    pub redirect_browsers: bool,
+}
+
+impl Default for ForwardAuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            redirect_browsers: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// `human` or `json`.
@@ -278,7 +300,7 @@ impl Default for LogSection {
 }
 
 /// Validated settings: every path read, every URL parsed, every bound checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub public_url: Url,
@@ -291,15 +313,16 @@ pub struct Settings {
     pub proxy: ProxySettings,
     pub server: ServerSettings,
     pub log: LogSection,
+    pub forward_auth: ForwardAuthSection,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct SamlSettings {
     /// The metadata text. With `idp_metadata_url` this is empty after [`validate`] and filled
     /// by [`crate::saml::metadata_source::load_initial`] (fetch, else the cache file).
@@ -346,7 +369,7 @@ impl std::fmt::Debug for SamlSettings {
 }
 
 /// `saml.idp_metadata_url` and its companions, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetadataUrlSettings {
     pub url: Url,
     pub cache_file: PathBuf,
@@ -366,7 +389,7 @@ pub struct MetadataUrlSettings {
 /// Largest metadata document fetched from `saml.idp_metadata_url`.
 pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct SessionSettings {
     pub cookie_name: String,
     pub login_cookie_name: String,
@@ -389,7 +412,7 @@ impl std::fmt::Debug for SessionSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxySettings {
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
@@ -398,7 +421,7 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
@@ -1064,7 +1087,30 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             shutdown_grace: Duration::from_secs(srv.shutdown_grace_secs),
         },
         log: file.log,
+        forward_auth: file.forward_auth,
     })
+}
+
+/// The keys whose change a reload (`SIGHUP`) cannot apply: everything except `[authz]`,
+/// `[headers]`, `[forward_auth]` (and the TLS files' contents, which the TLS reloader
+/// re-reads). Pure: compares two validated settings.
+pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |key: &'static str, same: bool| {
+        if !same {
+            changed.push(key);
+        }
+    };
+    check("listen", running.listen == new.listen);
+    check("public_url", running.public_url == new.public_url);
+    check("upstream", running.upstream == new.upstream);
+    check("tls", running.tls == new.tls);
+    check("saml", running.saml == new.saml);
+    check("session", running.session == new.session);
+    check("proxy", running.proxy == new.proxy);
+    check("server", running.server == new.server);
+    check("log", running.log == new.log);
+    changed
 }
 
 #[cfg(test)]

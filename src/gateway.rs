@@ -4,12 +4,13 @@
 //! [`crate::authz`], [`crate::redirect`] and [`crate::proxy`]; this module wires them to
 //! requests, cookies and the stores.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -18,7 +19,8 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use crate::authz;
-use crate::config::Settings;
+use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
+use crate::forward_auth;
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
 use crate::redirect::safe_return_path;
@@ -37,11 +39,78 @@ use crate::session::memory::MemoryStore;
 use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogin, PendingLogins};
 use crate::session::{random_id, random_token, Session, SessionKey, SessionStore};
 
+/// 200 for a forward-auth check, carrying the identity headers the proxy copies upstream.
+fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body> {
+    let mut r = Response::new(proxy::full(Bytes::new()));
+    let h = r.headers_mut();
+    let v = &session.headers;
+    h.insert(ids.user.clone(), v.user.clone());
+    if let Some(e) = &v.email {
+        h.insert(ids.email.clone(), e.clone());
+    }
+    if let Some(g) = &v.groups {
+        h.insert(ids.groups.clone(), g.clone());
+    }
+    if let Some(p) = &v.preferred_username {
+        h.insert(ids.preferred_username.clone(), p.clone());
+    }
+    // Identity in a response: no cache may keep it for someone else.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `path` is `base` or below it (`base/...`).
+fn is_under(path: &str, base: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The client's address: the peer's, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy (set per request by [`Gateway::handle`]). Logs and rate limits use this.
+    pub client: IpAddr,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            peer,
+            tls,
+            client: peer.ip(),
+        }
+    }
+}
+
+/// The settings `SIGHUP` reloads without dropping sessions or connections: authorization,
+/// identity header names and attribute mapping, forward-auth. Swapped whole, so each request
+/// sees one consistent version.
+pub struct Policy {
+    pub authz: AuthzSection,
+    /// Names to inject, plus every name used earlier in this process for stripping: an
+    /// upstream may still trust a header name that a reload retired.
+    pub ids: IdentityHeaders,
+    /// Attribute mapping, used at sign-in (existing sessions keep their values).
+    pub headers: HeadersSection,
+    pub forward_auth: ForwardAuthSection,
+}
+
+impl Policy {
+    fn from_settings(s: &Settings, previous: Option<&Policy>) -> Policy {
+        let mut ids = IdentityHeaders::from_config(&s.headers);
+        if let Some(p) = previous {
+            ids.also_strip(&p.ids);
+        }
+        Policy {
+            authz: s.authz.clone(),
+            ids,
+            headers: s.headers.clone(),
+            forward_auth: s.forward_auth.clone(),
+        }
+    }
 }
 
 /// The gateway's endpoint paths, derived once from config.
@@ -52,6 +121,8 @@ pub struct Paths {
     pub acs: String,
     pub metadata: String,
     pub logout: String,
+    /// Forward-auth checks (`/saml/auth`, and `/saml/auth/<original path>` from Envoy).
+    pub auth: String,
     /// Single Logout (HTTP-Redirect binding): LogoutRequests and LogoutResponses from the IdP.
     pub slo: String,
 }
@@ -66,6 +137,7 @@ pub enum Route {
     Metadata,
     Logout,
     Slo,
+    ForwardAuth,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
     UnknownGatewayPath,
     Protected,
@@ -81,9 +153,8 @@ pub fn route(path: &str, p: &Paths) -> Route {
         _ if path == p.metadata => Route::Metadata,
         _ if path == p.logout => Route::Logout,
         _ if path == p.slo => Route::Slo,
-        _ if path == p.prefix || path.starts_with(&format!("{}/", p.prefix)) => {
-            Route::UnknownGatewayPath
-        }
+        _ if is_under(path, &p.auth) => Route::ForwardAuth,
+        _ if is_under(path, &p.prefix) => Route::UnknownGatewayPath,
         _ => Route::Protected,
     }
 }
@@ -99,7 +170,7 @@ pub struct Gateway {
     session_sealer: Sealer,
     login_sealer: Sealer,
     csrf_sealer: Sealer,
-    ids: IdentityHeaders,
+    policy: ArcSwap<Policy>,
     upstream: Upstream,
     verify_permits: Arc<Semaphore>,
     sp_metadata: Bytes,
@@ -138,6 +209,7 @@ impl Gateway {
             metadata: format!("{prefix}/metadata"),
             logout: format!("{prefix}/logout"),
             slo: format!("{prefix}/slo"),
+            auth: format!("{prefix}/auth"),
             prefix,
         };
         let login_url = paths.login.clone();
@@ -169,7 +241,7 @@ impl Gateway {
             session_sealer: Sealer::new(secret, "session"),
             login_sealer: Sealer::new(secret, "login"),
             csrf_sealer: Sealer::new(secret, "logout-csrf"),
-            ids: IdentityHeaders::from_config(&settings.headers),
+            policy: ArcSwap::from_pointee(Policy::from_settings(&settings, None)),
             verify_permits: Arc::new(Semaphore::new(s.max_concurrent_verifications)),
             verifier,
             upstream,
@@ -202,6 +274,22 @@ impl Gateway {
     /// Marks the gateway as draining: `/readyz` answers 503 so load balancers stop sending.
     pub fn set_draining(&self) {
         self.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// Applies a reloaded configuration: the [`Policy`] part is swapped in at once (sessions
+    /// and open connections are untouched); the keys that need a restart are returned (and
+    /// keep running as they are).
+    pub fn reload(&self, new: &Settings) -> Vec<&'static str> {
+        let mut new = new.clone();
+        // Metadata fetched from a URL is not in the file: compare the rest.
+        if new.saml.idp_metadata_url.is_some() {
+            new.saml.idp_metadata_xml = self.settings.saml.idp_metadata_xml.clone();
+        }
+        let restart = crate::config::restart_needed(&self.settings, &new);
+        let old = self.policy.load();
+        self.policy
+            .store(Arc::new(Policy::from_settings(&new, Some(&old))));
+        restart
     }
 
     pub fn session_count(&self) -> u64 {
@@ -237,7 +325,7 @@ impl Gateway {
             status = resp.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
             user = user.as_deref().unwrap_or("-"),
-            client = %conn.peer.ip(),
+            client = %conn.client,
         );
         resp
     }
@@ -269,6 +357,7 @@ impl Gateway {
             Route::Acs => self.acs(req, conn, user).await,
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(&req, conn, user).await,
+            Route::ForwardAuth => self.forward_auth(&req, conn, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -300,8 +389,9 @@ impl Gateway {
         }
 
         // authorize
-        if let Err(denial) = authz::authorize(&session.identity, &self.settings.authz) {
-            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.peer.ip());
+        let policy = self.policy.load();
+        if let Err(denial) = authz::authorize(&session.identity, &policy.authz) {
+            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
             let browser = pages::accepts_html(req.headers());
             return pages::forbidden(
                 &session.identity.user,
@@ -319,7 +409,7 @@ impl Gateway {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let fwd = Forwarded {
-            client_ip: conn.peer.ip(),
+            client_ip: conn.client,
             proto: self.client_proto(conn),
             host: client_host.clone(),
         };
@@ -329,7 +419,7 @@ impl Gateway {
         ];
         proxy::rewrite_request_headers(
             req.headers_mut(),
-            &self.ids,
+            &policy.ids,
             &cookies,
             Some(&session.headers),
             &fwd,
@@ -381,6 +471,12 @@ impl Gateway {
             let return_path = safe_return_path(return_path).unwrap_or("/");
             return self.start_login(req.headers(), return_path, conn);
         }
+        self.unauthenticated(return_path)
+    }
+
+    /// 401 with the login URL that returns to `return_path` (never a redirect: API clients
+    /// and forward-auth proxies need the status).
+    fn unauthenticated(&self, return_path: &str) -> Response<Body> {
         let login = format!(
             "{}?rd={}",
             self.login_url,
@@ -397,6 +493,78 @@ impl Gateway {
             HeaderValue::from_static("SAML realm=\"samlgate\""),
         );
         r
+    }
+
+    // ---- forward-auth ----------------------------------------------------------------------
+
+    /// `{prefix}/auth`: may the original request (described by a trusted proxy) pass? 200 with
+    /// the identity headers, 401 (or the sign-in redirect for browsers, if configured), 403.
+    /// The same route → authenticate → authorize phases as a proxied request, without the
+    /// forwarding.
+    async fn forward_auth(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Response<Body> {
+        let policy = self.policy.load();
+        let browser = pages::accepts_html(req.headers());
+        if !policy.forward_auth.enabled {
+            return pages::simple(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is nothing at this address.",
+                browser,
+            );
+        }
+        let original = match forward_auth::original_request(
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+            &self.paths.auth,
+            req.headers(),
+            self.peer_is_trusted(&policy, conn),
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = %e, client = %conn.client);
+                return pages::simple(
+                    StatusCode::BAD_REQUEST,
+                    "bad_forward_auth_request",
+                    "The proxy described the original request in a way that cannot be trusted.",
+                    false,
+                );
+            }
+        };
+
+        // authenticate
+        let Some((_key, session)) = self.authenticate(req.headers()).await else {
+            if policy.forward_auth.redirect_browsers
+                && pages::is_browser_navigation(&original.method, req.headers())
+            {
+                let return_path = safe_return_path(&original.uri).unwrap_or("/");
+                return self.start_login(req.headers(), return_path, conn);
+            }
+            return self.unauthenticated(&original.uri);
+        };
+        *user = Some(session.identity.user.clone());
+
+        // authorize
+        if let Err(denial) = authz::authorize(&session.identity, &policy.authz) {
+            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
+            return pages::forbidden(
+                &session.identity.user,
+                &denial.user_message(),
+                &self.paths.logout,
+                browser,
+            );
+        }
+        identity_response(&policy.ids, &session)
+    }
+
+    /// Whether the TCP peer is a configured trusted proxy (whose `X-Forwarded-*` count).
+    fn peer_is_trusted(&self, _policy: &Policy, _conn: ConnInfo) -> bool {
+        false
     }
 
     // ---- sign-in -------------------------------------------------------------------------
@@ -450,7 +618,7 @@ impl Gateway {
         match safe_return_path(&rd) {
             Some(path) => self.start_login(req.headers(), path, conn),
             None => {
-                tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.peer.ip());
+                tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
                 pages::simple(StatusCode::BAD_REQUEST, "bad_return_path", "The address to return to after sign-in is not on this site, so sign-in was not started.", browser)
             }
         }
@@ -513,7 +681,7 @@ impl Gateway {
                 );
             }
         };
-        tracing::info!(target: "samlgate::audit", event = "login_started", request_id = %request_id, client = %conn.peer.ip());
+        tracing::info!(target: "samlgate::audit", event = "login_started", request_id = %request_id, client = %conn.client);
         let mut r = Response::new(proxy::full(Bytes::new()));
         *r.status_mut() = StatusCode::FOUND;
         let h = r.headers_mut();
@@ -554,7 +722,7 @@ impl Gateway {
                     event = "login_failure",
                     kind = e.kind(),
                     reason = %e.reason(),
-                    client = %conn.peer.ip(),
+                    client = %conn.client,
                     elapsed_us = started.elapsed().as_micros() as u64,
                 );
                 let (headline, sentence) = e.user_message();
@@ -656,7 +824,7 @@ impl Gateway {
                     .and_then(safe_return_path)
                     .unwrap_or(&s.idp_initiated_default_path)
                     .to_string();
-                tracing::info!(target: "samlgate::audit", event = "idp_initiated_response", landing = %clip_path(&landing), client = %conn.peer.ip());
+                tracing::info!(target: "samlgate::audit", event = "idp_initiated_response", landing = %clip_path(&landing), client = %conn.client);
                 (None, landing)
             }
         };
@@ -696,7 +864,8 @@ impl Gateway {
             return Err(LoginError::Replay(accepted.assertion_id));
         }
 
-        let h = &self.settings.headers;
+        let current = self.policy.load();
+        let h = &current.headers;
         let identity = policy::identity(
             &accepted,
             &AttributeMap {
@@ -707,7 +876,10 @@ impl Gateway {
                 preferred_username: &h.preferred_username_attribute,
             },
         )?;
-        let headers = self.ids.values(&identity).map_err(LoginError::BadUserId)?;
+        let headers = current
+            .ids
+            .values(&identity)
+            .map_err(LoginError::BadUserId)?;
 
         let created_at = SystemTime::now();
         let mut expires_at = created_at + self.settings.session.max_lifetime;
@@ -728,7 +900,7 @@ impl Gateway {
             session = %key.log_tag(),
             assertion_id = %crate::saml::error::clip(&accepted.assertion_id),
             idp_initiated = unsolicited,
-            client = %conn.peer.ip(),
+            client = %conn.client,
         );
         self.sessions
             .insert(
@@ -787,11 +959,11 @@ impl Gateway {
                     Err(_) => None,
                 };
                 if !token.is_some_and(|t| self.csrf_sealer.verify_tag(&key.0, &t)) {
-                    tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.peer.ip());
+                    tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.client);
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
                 self.sessions.remove(&key).await;
-                tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.peer.ip());
+                tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
                 self.idp_logout_redirect(&s)
                     .unwrap_or_else(|| self.signed_out())
             }
@@ -837,7 +1009,7 @@ impl Gateway {
         match result {
             Ok(r) => r,
             Err(reason) => {
-                tracing::warn!(target: "samlgate::audit", event = "slo_refused", reason = %crate::saml::error::clip(&reason), client = %conn.peer.ip());
+                tracing::warn!(target: "samlgate::audit", event = "slo_refused", reason = %crate::saml::error::clip(&reason), client = %conn.client);
                 pages::simple(
                     StatusCode::BAD_REQUEST,
                     "slo_refused",
@@ -940,7 +1112,7 @@ impl Gateway {
             }
         }
         *user = Some(lr.name_id.clone());
-        tracing::info!(target: "samlgate::audit", event = "slo", name_id = %crate::saml::error::clip(&lr.name_id), sessions_ended = ended, request_id = %crate::saml::error::clip(&lr.id), client = %conn.peer.ip());
+        tracing::info!(target: "samlgate::audit", event = "slo", name_id = %crate::saml::error::clip(&lr.name_id), sessions_ended = ended, request_id = %crate::saml::error::clip(&lr.id), client = %conn.client);
 
         let Some(dest) = v.idp.slo_response_url.as_deref() else {
             // Nowhere to answer: the person simply sees they are signed out.
@@ -1009,9 +1181,9 @@ impl Gateway {
         }
         let status = lr.status_code.as_deref().unwrap_or("-");
         if status != slo::STATUS_SUCCESS {
-            tracing::warn!(target: "samlgate::audit", event = "slo_partial", status = %crate::saml::error::clip(status), request_id = %crate::saml::error::clip(irt), client = %conn.peer.ip());
+            tracing::warn!(target: "samlgate::audit", event = "slo_partial", status = %crate::saml::error::clip(status), request_id = %crate::saml::error::clip(irt), client = %conn.client);
         } else {
-            tracing::info!(target: "samlgate::audit", event = "slo_complete", request_id = %crate::saml::error::clip(irt), client = %conn.peer.ip());
+            tracing::info!(target: "samlgate::audit", event = "slo_complete", request_id = %crate::saml::error::clip(irt), client = %conn.client);
         }
         Ok(self.signed_out())
     }
@@ -1111,6 +1283,7 @@ mod tests {
             metadata: "/saml/metadata".into(),
             logout: "/saml/logout".into(),
             slo: "/saml/slo".into(),
+            auth: "/saml/auth".into(),
         }
     }
 
@@ -1129,6 +1302,9 @@ mod tests {
         assert_eq!(route("/samlx", &p), Route::Protected);
         assert_eq!(route("/", &p), Route::Protected);
         assert_eq!(route("/saml/acs/", &p), Route::UnknownGatewayPath);
+        assert_eq!(route("/saml/auth", &p), Route::ForwardAuth);
+        assert_eq!(route("/saml/auth/api/items", &p), Route::ForwardAuth);
+        assert_eq!(route("/saml/authx", &p), Route::UnknownGatewayPath);
     }
 
     #[test]

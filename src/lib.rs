@@ -14,6 +14,7 @@
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
+//! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
 //! | [`authz`] | `allowed_users` / `allowed_groups` |
 //! | [`redirect`] | which return paths are local (no open redirect) |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
@@ -33,6 +34,7 @@ pub mod certgen;
 pub mod config;
 pub mod demo;
 pub mod devidp;
+pub mod forward_auth;
 pub mod gateway;
 pub mod observability;
 pub mod pages;

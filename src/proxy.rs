@@ -58,7 +58,9 @@ pub struct IdentityHeaders {
     pub email: HeaderName,
     pub groups: HeaderName,
     pub preferred_username: HeaderName,
-    normalized: [String; 4],
+    /// Normalized names stripped from client requests: the four above, plus any retired by a
+    /// reload ([`IdentityHeaders::also_strip`]).
+    normalized: Vec<String>,
     separator: String,
 }
 
@@ -73,7 +75,7 @@ impl IdentityHeaders {
         let email = name(&h.email, "x-forwarded-email");
         let groups = name(&h.groups, "x-forwarded-groups");
         let preferred_username = name(&h.preferred_username, "x-forwarded-preferred-username");
-        let normalized = [
+        let normalized = vec![
             normalize_header_name(user.as_str()),
             normalize_header_name(email.as_str()),
             normalize_header_name(groups.as_str()),
@@ -86,6 +88,16 @@ impl IdentityHeaders {
             preferred_username,
             normalized,
             separator: h.groups_separator.clone(),
+        }
+    }
+
+    /// Keeps stripping `older`'s names too (after a reload renamed a header, the upstream may
+    /// still trust the old name until it is reconfigured).
+    pub fn also_strip(&mut self, older: &IdentityHeaders) {
+        for n in &older.normalized {
+            if !self.normalized.contains(n) {
+                self.normalized.push(n.clone());
+            }
         }
     }
 

@@ -100,10 +100,7 @@ pub async fn serve(
         let handshake_timeout = settings.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let info = ConnInfo {
-                peer,
-                tls: tls.is_some(),
-            };
+            let info = ConnInfo::new(peer, tls.is_some());
             // HTTP/1 requests on this connection share one upstream connection (see ConnSlot).
             let upstream_slot = ConnSlot::new();
             let service = service_fn(move |mut req: Request<Incoming>| {
