@@ -742,9 +742,12 @@ async fn alice_signs_in_through_nginx_with_simplesamlphp() {
         &format!("{}/saml/metadata", nginx.url()),
         &format!("{}/saml/acs", nginx.url()),
     );
-    let idp = SimpleSamlPhp::start(&[entry.clone()], &simplesamlphp::default_users())
-        .await
-        .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
+    let idp = SimpleSamlPhp::start(
+        std::slice::from_ref(&entry),
+        &simplesamlphp::default_users(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
     let gw = start_gateway_on(
         listener,
         &decoy.url(),
