@@ -7,6 +7,8 @@
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/signin.rs"]
+mod signin;
 
 use gateway::*;
 use mint::{ResponseSpec, TestIdp};
@@ -32,30 +34,7 @@ async fn sign_in_with_cookie(
     gw: &TestGateway,
     path: &str,
 ) -> (reqwest::Client, String) {
-    let c = client();
-    let (req_id, relay) = begin_login(&c, gw, path).await;
-    let spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
-    let r = post_acs(&c, gw, &mint::mint_b64(idp, &spec), Some(&relay)).await;
-    let status = r.status();
-    let loc = r
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string());
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .map(|v| v.split(';').next().unwrap().to_string());
-    assert_eq!(
-        status,
-        303,
-        "sign-in succeeds: {}",
-        r.text().await.unwrap_or_default()
-    );
-    assert_eq!(loc.as_deref(), Some(path));
-    (c, cookie.expect("session cookie"))
+    signin::sign_in_as(idp, gw, path, |_| {}).await
 }
 
 #[tokio::test]
