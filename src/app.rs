@@ -67,10 +67,30 @@ pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> Result<(), S
     serve_on(app, listener, shutdown).await
 }
 
-/// Serves on an already-bound listener (tests bind port 0 first to learn the address).
+/// Serves on an already-bound listener (tests bind port 0 first to learn the address); binds
+/// the admin listener (`[admin] listen`) when one is configured.
 pub async fn serve_on(
     app: App,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let admin = match &app.settings.admin {
+        Some(a) => Some(
+            TcpListener::bind(a.listen)
+                .await
+                .map_err(|e| format!("admin.listen {}: {e}", a.listen))?,
+        ),
+        None => None,
+    };
+    serve_on_with_admin(app, listener, admin, shutdown).await
+}
+
+/// Like [`serve_on`] with the admin listener already bound (or none). The admin listener
+/// keeps answering while the gateway drains, and stops after it.
+pub async fn serve_on_with_admin(
+    app: App,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let tls = match &app.settings.tls {
@@ -90,6 +110,17 @@ pub async fn serve_on(
         app.gateway.current_idp(),
         app.settings.saml.clone(),
     );
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|l| {
+        tokio::spawn(crate::admin::serve(
+            l,
+            app.gateway.metrics(),
+            app.settings.server.header_read_timeout,
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ))
+    });
     server::serve(
         app.gateway,
         listener,
@@ -100,6 +131,10 @@ pub async fn serve_on(
     .await;
     if let Some(r) = refresh {
         r.abort();
+    }
+    let _ = admin_stop.send(());
+    if let Some(a) = admin {
+        let _ = a.await;
     }
     Ok(())
 }

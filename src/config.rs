@@ -50,6 +50,7 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub log: LogSection,
     pub forward_auth: ForwardAuthSection,
+    pub admin: AdminSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -299,6 +300,14 @@ impl Default for LogSection {
     }
 }
 
+/// The admin listener (`/metrics`, `/healthz`); off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Address to bind, e.g. `127.0.0.1:9090`.
+    pub listen: Option<String>,
+}
+
 /// Validated settings: every path read, every URL parsed, every bound checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -314,6 +323,13 @@ pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSection,
     pub forward_auth: ForwardAuthSection,
+    /// The admin listener, when `[admin] listen` is set.
+    pub admin: Option<AdminSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -431,7 +447,7 @@ pub struct ServerSettings {
 /// The environment keys `SAMLGATE_<SECTION>_<KEY>` may override, and whether each is a list
 /// (comma-separated in the environment).
 const SECTIONS: &[&str] = &[
-    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log",
+    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log", "admin",
 ];
 const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users"];
 
@@ -1026,6 +1042,11 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     if !matches!(file.log.format.as_str(), "human" | "json") {
         return Err(ConfigError::new("log.format", "must be `human` or `json`"));
     }
+    let admin = file
+        .admin
+        .listen
+        .map(|raw| admin_settings(&raw, listen))
+        .transpose()?;
 
     Ok(Settings {
         listen,
@@ -1088,6 +1109,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         },
         log: file.log,
         forward_auth: file.forward_auth,
+        admin,
     })
 }
 
@@ -1110,7 +1132,27 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     check("proxy", running.proxy == new.proxy);
     check("server", running.server == new.server);
     check("log", running.log == new.log);
+    check("admin", running.admin == new.admin);
     changed
+}
+
+/// Validates `admin.listen` against the gateway's own `listen`.
+fn admin_settings(raw: &str, listen: SocketAddr) -> Result<AdminSettings, ConfigError> {
+    const KEY: &str = "admin.listen";
+    let addr: SocketAddr = raw
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(KEY, format!("not an address like 127.0.0.1:9090: {raw}")))?;
+    let clash = addr.port() != 0
+        && addr.port() == listen.port()
+        && (addr.ip() == listen.ip() || addr.ip().is_unspecified() || listen.ip().is_unspecified());
+    if clash {
+        return Err(ConfigError::new(
+            KEY,
+            format!("must differ from listen ({listen}): the admin endpoints get their own port"),
+        ));
+    }
+    Ok(AdminSettings { listen: addr })
 }
 
 #[cfg(test)]
@@ -1335,6 +1377,54 @@ mod tests {
             "saml.require_encryption"
         );
         assert!(!with(None, None, false).unwrap().saml.require_encryption);
+    }
+
+    #[test]
+    fn admin_listener_is_off_by_default_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(validate(minimal(dir.path()), dir.path())
+            .unwrap()
+            .admin
+            .is_none());
+        let with = |listen: &str, admin: &str| {
+            let mut f = minimal(dir.path());
+            f.listen = Some(listen.into());
+            f.admin.listen = Some(admin.into());
+            validate(f, dir.path())
+        };
+        let s = with("0.0.0.0:8443", "127.0.0.1:9090").unwrap();
+        assert_eq!(
+            s.admin.unwrap().listen,
+            "127.0.0.1:9090".parse::<SocketAddr>().unwrap()
+        );
+        assert!(with("127.0.0.1:8080", "127.0.0.2:8080").is_ok());
+        assert!(
+            with("127.0.0.1:0", "127.0.0.1:0").is_ok(),
+            "port 0 picks a free port"
+        );
+        for (listen, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
+            ("127.0.0.1:8080", "localhost:9090"),
+            ("127.0.0.1:8080", "9090"),
+            ("127.0.0.1:8080", ""),
+        ] {
+            let err = with(listen, admin).unwrap_err();
+            assert_eq!(err.key, "admin.listen", "{listen} / {admin}");
+        }
+    }
+
+    #[test]
+    fn admin_listen_has_an_environment_override() {
+        let file = parse_with_env(
+            "[admin]\nlisten = \"127.0.0.1:1\"\n",
+            &env(&[("SAMLGATE_ADMIN_LISTEN", "127.0.0.1:9191")]),
+        )
+        .unwrap();
+        assert_eq!(file.admin.listen.as_deref(), Some("127.0.0.1:9191"));
+        let err = parse_with_env("[admin]\nport = 9090\n", &[]).unwrap_err();
+        assert_eq!(err.key, "admin.port");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::authz;
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
 use crate::forward_auth;
+use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
 use crate::redirect::safe_return_path;
@@ -143,6 +144,24 @@ pub enum Route {
     Protected,
 }
 
+impl Route {
+    /// The `route` label of this route's metrics.
+    pub fn class(self) -> RouteClass {
+        match self {
+            Route::Healthz => RouteClass::Healthz,
+            Route::Readyz => RouteClass::Readyz,
+            Route::Login => RouteClass::Login,
+            Route::Acs => RouteClass::Acs,
+            Route::Metadata => RouteClass::Metadata,
+            Route::Logout => RouteClass::Logout,
+            Route::Slo => RouteClass::Slo,
+            Route::ForwardAuth => RouteClass::ForwardAuth,
+            Route::UnknownGatewayPath => RouteClass::GatewayOther,
+            Route::Protected => RouteClass::Protected,
+        }
+    }
+}
+
 /// Route by exact path (pure).
 pub fn route(path: &str, p: &Paths) -> Route {
     match path {
@@ -179,6 +198,7 @@ pub struct Gateway {
     slo_url: String,
     /// Ids of our own LogoutRequests awaiting the IdP's LogoutResponse (single use).
     logout_requests: moka::sync::Cache<String, ()>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
@@ -231,7 +251,7 @@ impl Gateway {
             Some(&slo_url),
         ));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
-        Ok(Arc::new(Gateway {
+        let gateway = Arc::new(Gateway {
             sessions: Arc::new(MemoryStore::new(
                 settings.session.max_sessions,
                 settings.session.idle_timeout,
@@ -254,8 +274,17 @@ impl Gateway {
                 .max_capacity(100_000)
                 .time_to_live(LOGOUT_REQUEST_TTL)
                 .build(),
+            metrics: Arc::new(Metrics::new()),
             settings,
-        }))
+        });
+        let live: Weak<Gateway> = Arc::downgrade(&gateway);
+        gateway.metrics.watch(live);
+        Ok(gateway)
+    }
+
+    /// The gateway's metrics (rendered by the admin listener).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn idp_entity_id(&self) -> String {
@@ -303,7 +332,8 @@ impl Gateway {
         // A clone shares the request's buffer (no copy): the path is only formatted if logged.
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
-        let result = AssertUnwindSafe(self.dispatch(req, conn, &mut user))
+        let which = route(uri.path(), &self.paths);
+        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &mut user))
             .catch_unwind()
             .await;
         let resp = match result {
@@ -318,6 +348,8 @@ impl Gateway {
                 )
             }
         };
+        self.metrics
+            .request(which.class(), resp.status().as_u16(), started.elapsed());
         tracing::info!(
             target: "samlgate::access",
             %method,
@@ -332,11 +364,12 @@ impl Gateway {
 
     async fn dispatch(
         &self,
+        which: Route,
         req: Request<Incoming>,
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        match route(req.uri().path(), &self.paths) {
+        match which {
             Route::Healthz => plain(StatusCode::OK, "ok\n"),
             Route::Readyz => {
                 if self.ready.load(Ordering::SeqCst) {
@@ -436,6 +469,9 @@ impl Gateway {
         {
             Ok(resp) => resp,
             Err(e) => {
+                if let Some(kind) = UpstreamErrorKind::of(&e) {
+                    self.metrics.upstream_error(kind);
+                }
                 tracing::warn!(target: "samlgate::upstream", error = %e, "upstream request failed");
                 pages::upstream_error(e.status(), browser)
             }
@@ -542,9 +578,13 @@ impl Gateway {
             if policy.forward_auth.redirect_browsers
                 && pages::is_browser_navigation(&original.method, req.headers())
             {
+                self.metrics
+                    .forward_auth(ForwardAuthResult::Unauthenticated);
                 let return_path = safe_return_path(&original.uri).unwrap_or("/");
                 return self.start_login(req.headers(), return_path, conn);
             }
+            self.metrics
+                .forward_auth(ForwardAuthResult::Unauthenticated);
             return self.unauthenticated(&original.uri);
         };
         *user = Some(session.identity.user.clone());
@@ -552,6 +592,7 @@ impl Gateway {
         // authorize
         if let Err(denial) = authz::authorize(&session.identity, &policy.authz) {
             tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
+            self.metrics.forward_auth(ForwardAuthResult::Denied);
             return pages::forbidden(
                 &session.identity.user,
                 &denial.user_message(),
@@ -559,6 +600,7 @@ impl Gateway {
                 browser,
             );
         }
+        self.metrics.forward_auth(ForwardAuthResult::Allowed);
         identity_response(&policy.ids, &session)
     }
 
@@ -713,10 +755,12 @@ impl Gateway {
         let mut return_path = None;
         match self.acs_inner(req, conn, &mut return_path).await {
             Ok((resp, who)) => {
+                self.metrics.sign_in_success();
                 *user = Some(who);
                 resp
             }
             Err(e) => {
+                self.metrics.sign_in_failure(&e);
                 tracing::warn!(
                     target: "samlgate::audit",
                     event = "login_failure",
@@ -963,6 +1007,7 @@ impl Gateway {
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
                 self.sessions.remove(&key).await;
+                self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
                 self.idp_logout_redirect(&s)
                     .unwrap_or_else(|| self.signed_out())
@@ -1238,6 +1283,18 @@ impl Gateway {
             r.headers_mut().append(header::SET_COOKIE, v);
         }
         r
+    }
+}
+
+impl LiveCounts for Gateway {
+    fn sessions_active(&self) -> u64 {
+        self.session_count()
+    }
+    fn replay_cache_entries(&self) -> u64 {
+        self.replay.approximate_len()
+    }
+    fn pending_logins(&self) -> u64 {
+        self.pending.approximate_len()
     }
 }
 

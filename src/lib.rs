@@ -20,6 +20,8 @@
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets |
+//! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
+//! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port |
 //! | [`devidp`] | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
 //! | [`demo`] | `samlgate demo`: dev IdP + demo app + gateway on loopback |
 //! | [`certgen`] | `samlgate gen-cert`: key pairs and self-signed certificates |
@@ -28,6 +30,7 @@
 //! plain data with their own unit tests; the gateway's sockets live only in `server` and
 //! `proxy` (the development tools `devidp` and `demo` run their own small servers).
 
+pub mod admin;
 pub mod app;
 pub mod authz;
 pub mod certgen;
@@ -36,6 +39,7 @@ pub mod demo;
 pub mod devidp;
 pub mod forward_auth;
 pub mod gateway;
+pub mod metrics;
 pub mod observability;
 pub mod pages;
 pub mod proxy;

@@ -302,7 +302,7 @@ pub struct Options {
 /// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
 pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start_gateway_on(listener, upstream, idp_metadata_xml, opts).await
+    start(listener, upstream, idp_metadata_xml, opts, None).await
 }
 
 /// [`start_gateway`] on a listener the caller bound already (e.g. to write the gateway's
@@ -312,6 +312,32 @@ pub async fn start_gateway_on(
     upstream: &str,
     idp_metadata_xml: &str,
     opts: Options,
+) -> TestGateway {
+    start(listener, upstream, idp_metadata_xml, opts, None).await
+}
+
+/// Like [`start_gateway`] with the admin listener (`[admin] listen`) on its own free loopback
+/// port; returns that port's address too.
+pub async fn start_gateway_with_admin(
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+) -> (TestGateway, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    (
+        start(listener, upstream, idp_metadata_xml, opts, Some(admin)).await,
+        admin_addr,
+    )
+}
+
+async fn start(
+    listener: TcpListener,
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+    admin: Option<TcpListener>,
 ) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     let addr = listener.local_addr().unwrap();
@@ -330,8 +356,12 @@ pub async fn start_gateway_on(
         std::fs::write(dir.path().join("tls.key"), key).unwrap();
         tls = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
     }
+    let admin_toml = match &admin {
+        Some(l) => format!("[admin]\nlisten = \"{}\"\n", l.local_addr().unwrap()),
+        None => String::new(),
+    };
     let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
+        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
         opts.saml_toml, opts.session_toml, opts.extra_toml
     );
     let path = dir.path().join("samlgate.toml");
@@ -341,10 +371,16 @@ pub async fn start_gateway_on(
     let settings = app.settings.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
+        let shutdown = async {
             let _ = stopped.await;
-        })
-        .await
+        };
+        match admin {
+            // Bound here first to learn the port; `[admin] listen` names the same address.
+            Some(admin) => {
+                samlgate::app::serve_on_with_admin(app, listener, Some(admin), shutdown).await
+            }
+            None => samlgate::app::serve_on(app, listener, shutdown).await,
+        }
         .unwrap();
     });
     TestGateway {
@@ -397,7 +433,12 @@ pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (
 
 /// [`begin_login`] at a full URL (e.g. through a front proxy).
 pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
-    let r = c.get(url).header("accept", HTML).send().await.unwrap();
+    let r = c
+        .get(url)
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         r.status(),
         302,
