@@ -578,7 +578,12 @@ async fn client_sent_forwarded_uri_and_method_do_not_change_the_decision() {
             &[("accept", HTML), ("X-Forwarded-Uri", "/reports")],
         )
         .await;
-    assert_eq!(status, 403);
+    // 403: judged on nginx's X-Original-URI; 500: the gateway refused the contradicting
+    // headers with 400, which auth_request turns into 500. Either way the app sees nothing.
+    assert!(
+        status == 403 || status == 500,
+        "/blocked/thing passed as /reports: {status}"
+    );
     assert_eq!(f.app.count(), 0);
 }
 

@@ -433,12 +433,7 @@ pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (
 
 /// [`begin_login`] at a full URL (e.g. through a front proxy).
 pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
-    let r = c
-        .get(url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(url).header("accept", HTML).send().await.unwrap();
     assert_eq!(
         r.status(),
         302,
