@@ -1,6 +1,8 @@
 //! Who may enter once signed in: `allowed_users` and `allowed_groups`. Both empty means any
 //! signed-in user; otherwise a user is admitted when their id is listed or they belong to at
-//! least one listed group. A user whose groups are unknown is not in any group.
+//! least one listed group. A user whose groups are unknown is not in any group. The same check
+//! serves an access rule's own lists (`[[access.rules]]` with `allowed_groups`/`allowed_users`),
+//! which replace `[authz]` for the paths the rule matches.
 
 use crate::config::AuthzSection;
 use crate::session::Identity;
@@ -37,21 +39,28 @@ impl Denial {
     }
 }
 
+/// Checks the global `[authz]` lists.
 pub fn authorize(id: &Identity, policy: &AuthzSection) -> Result<(), Denial> {
-    if policy.allowed_groups.is_empty() && policy.allowed_users.is_empty() {
+    authorize_lists(id, &policy.allowed_groups, &policy.allowed_users)
+}
+
+/// Checks one pair of lists: the global `[authz]` ones, or an access rule's own
+/// (`rules::Requirement::Only`). Both empty admits any signed-in user.
+pub fn authorize_lists(id: &Identity, groups: &[String], users: &[String]) -> Result<(), Denial> {
+    if groups.is_empty() && users.is_empty() {
         return Ok(());
     }
-    if policy.allowed_users.contains(&id.user) {
+    if users.contains(&id.user) {
         return Ok(());
     }
-    if id.groups.iter().any(|g| policy.allowed_groups.contains(g)) {
+    if id.groups.iter().any(|g| groups.contains(g)) {
         return Ok(());
     }
-    if policy.allowed_groups.is_empty() {
+    if groups.is_empty() {
         Err(Denial::NotAllowedUser)
     } else {
         Err(Denial::NotInAllowedGroups {
-            required: policy.allowed_groups.clone(),
+            required: groups.to_vec(),
         })
     }
 }
@@ -113,5 +122,30 @@ mod tests {
             authorize(&who("eve", &[]), &policy(&[], &["bob"])).unwrap_err(),
             Denial::NotAllowedUser
         );
+    }
+
+    #[test]
+    fn rule_lists_are_checked_like_the_global_ones() {
+        let groups = vec!["ops".to_string()];
+        let users = vec!["dave".to_string()];
+        assert!(authorize_lists(&who("x", &["ops"]), &groups, &[]).is_ok());
+        assert!(authorize_lists(&who("dave", &[]), &[], &users).is_ok());
+        assert!(authorize_lists(&who("dave", &[]), &groups, &users).is_ok());
+        let err = authorize_lists(&who("eve", &["analysts"]), &groups, &users).unwrap_err();
+        assert_eq!(
+            err,
+            Denial::NotInAllowedGroups {
+                required: vec!["ops".into()]
+            }
+        );
+        assert!(
+            err.user_message().contains("ops"),
+            "names the missing group"
+        );
+        assert_eq!(
+            authorize_lists(&who("eve", &["ops "]), &[], &users).unwrap_err(),
+            Denial::NotAllowedUser
+        );
+        assert!(authorize_lists(&who("anyone", &[]), &[], &[]).is_ok());
     }
 }

@@ -15,7 +15,10 @@
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
 //! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
-//! | [`authz`] | `allowed_users` / `allowed_groups` |
+//! | [`authz`] | `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
+//! | [`rules`] | `[access]`: per-path allow / authenticate / deny rules on canonical paths, CORS preflights |
+//! | [`client_ip`] | `server.trusted_proxies` and the client address (`X-Forwarded-For` from trusted peers) |
+//! | [`ratelimit`] | `[rate_limits]`: per-client GCRA limits (governor) for sign-in, ACS and auth failures |
 //! | [`redirect`] | which return paths are local (no open redirect) |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
@@ -34,6 +37,7 @@ pub mod admin;
 pub mod app;
 pub mod authz;
 pub mod certgen;
+pub mod client_ip;
 pub mod config;
 pub mod demo;
 pub mod devidp;
@@ -43,7 +47,9 @@ pub mod metrics;
 pub mod observability;
 pub mod pages;
 pub mod proxy;
+pub mod ratelimit;
 pub mod redirect;
+pub mod rules;
 pub mod saml;
 pub mod server;
 pub mod session;

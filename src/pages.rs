@@ -1,5 +1,5 @@
 //! The few pages people see (sign-in failed, forbidden, signed out, sign-out confirmation,
-//! upstream down) and their JSON twins for API clients. Every interpolated value is escaped.
+//! upstream down, too many requests) and their JSON twins for API clients. Every interpolated value is escaped.
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -182,6 +182,38 @@ pub fn upstream_error(status: StatusCode, browser: bool) -> Response<Body> {
     page(status, title, &format!("<p>{}</p>", html_escape(sentence)))
 }
 
+/// 429 with `Retry-After` in whole seconds (rounded up, at least 1); error code
+/// `rate_limited`, and `retry_after` (seconds, as a string) in the JSON body.
+pub fn too_many_requests(retry_after: std::time::Duration, browser: bool) -> Response<Body> {
+    let secs = retry_after
+        .as_secs()
+        .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+        .max(1);
+    let secs_text = secs.to_string();
+    let sentence = format!(
+        "Too many attempts from your network. Please wait {secs} second{} and try again.",
+        if secs == 1 { "" } else { "s" }
+    );
+    let mut response = if browser {
+        page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            &format!("<p>{}</p>", html_escape(&sentence)),
+        )
+    } else {
+        json(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &sentence,
+            &[("retry_after", &secs_text)],
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
+}
+
 pub fn simple(status: StatusCode, kind: &str, sentence: &str, browser: bool) -> Response<Body> {
     if browser {
         page(
@@ -253,5 +285,51 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
         );
         assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+
+    fn body_text(r: Response<Body>) -> String {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn too_many_requests_rounds_retry_after_up() {
+        use std::time::Duration;
+        for (wait, want) in [
+            (Duration::ZERO, "1"),
+            (Duration::from_millis(1), "1"),
+            (Duration::from_secs(1), "1"),
+            (Duration::from_millis(1001), "2"),
+            (Duration::from_secs(60), "60"),
+        ] {
+            let r = too_many_requests(wait, false);
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(r.headers()[header::RETRY_AFTER], want, "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_requests_json_and_html() {
+        let r = too_many_requests(std::time::Duration::from_secs(7), false);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_text(r),
+            "{\"error\":\"rate_limited\",\"message\":\"Too many attempts from your network. Please wait 7 seconds and try again.\",\"retry_after\":\"7\"}"
+        );
+        let r = too_many_requests(std::time::Duration::from_secs(1), true);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let html = body_text(r);
+        assert!(html.contains("<title>Too many requests</title>"));
+        assert!(html.contains("wait 1 second and"));
     }
 }

@@ -1,0 +1,563 @@
+//! Per-client rate limits (`[rate_limits]`) for the expensive or abusable endpoints: starting
+//! a sign-in, posting to the ACS, and failed authentications. One GCRA limiter (governor) per
+//! limit, keyed by the client address: an IPv4 address, or an IPv6 address's /64 (one host
+//! usually owns a whole /64). Memory is bounded by `max_tracked_clients`: past it, idle keys
+//! are dropped and, if that is not enough, new clients are refused until room frees up
+//! (existing ones keep their budgets). No I/O except the optional cleanup task.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// How often a full table may trigger an extra cleanup (beyond `retain_recent`'s own calls).
+const CLEANUP_THROTTLE: Duration = Duration::from_secs(1);
+/// How often [`RateLimits::spawn_cleanup`] drops idle keys.
+pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `[rate_limits]` as written by the operator.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    pub enabled: bool,
+    /// Sign-ins started (redirects to the IdP) per client per minute, and the burst allowed.
+    pub sign_in_per_minute: u32,
+    pub sign_in_burst: u32,
+    /// POSTs to the ACS per client per minute, and the burst allowed.
+    pub acs_per_minute: u32,
+    pub acs_burst: u32,
+    /// Failed authentications (bad or missing cookies on API calls, refused ACS posts) per
+    /// client per minute, and the burst allowed.
+    pub auth_failures_per_minute: u32,
+    pub auth_failures_burst: u32,
+    /// Clients tracked at once, over all three limits together.
+    pub max_tracked_clients: usize,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sign_in_per_minute: 30,
+            sign_in_burst: 10,
+            acs_per_minute: 30,
+            acs_burst: 10,
+            auth_failures_per_minute: 120,
+            auth_failures_burst: 30,
+            max_tracked_clients: 100_000,
+        }
+    }
+}
+
+impl RateLimitSection {
+    /// Zeros are refused when enabled (a zero rate would lock everyone out).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        for (name, value) in [
+            ("sign_in_per_minute", self.sign_in_per_minute),
+            ("sign_in_burst", self.sign_in_burst),
+            ("acs_per_minute", self.acs_per_minute),
+            ("acs_burst", self.acs_burst),
+            ("auth_failures_per_minute", self.auth_failures_per_minute),
+            ("auth_failures_burst", self.auth_failures_burst),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(
+                    format!("rate_limits.{name}"),
+                    "must be at least 1 (set rate_limits.enabled = false to turn limits off)",
+                ));
+            }
+        }
+        if self.max_tracked_clients == 0 {
+            return Err(ConfigError::new(
+                "rate_limits.max_tracked_clients",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    SignIn,
+    Acs,
+    AuthFailure,
+}
+
+impl Limit {
+    /// For logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::SignIn => "sign_in",
+            Limit::Acs => "acs",
+            Limit::AuthFailure => "auth_failure",
+        }
+    }
+}
+
+type Store = DashMapStateStore<IpAddr>;
+
+/// The limiter's state store, shared so that [`RateLimits`] can ask whether a key is known.
+#[derive(Debug, Default)]
+struct SharedStore(Arc<Store>);
+
+impl StateStore for SharedStore {
+    type Key = IpAddr;
+
+    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<IpAddr> for SharedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below)
+    }
+
+    fn shrink_to_fit(&self) {
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0)
+    }
+
+    fn len(&self) -> usize {
+        ShrinkableKeyedStateStore::len(&*self.0)
+    }
+
+    fn is_empty(&self) -> bool {
+        ShrinkableKeyedStateStore::is_empty(&*self.0)
+    }
+}
+
+struct Keyed<C: Clock> {
+    limiter: RateLimiter<IpAddr, SharedStore, C, NoOpMiddleware<C::Instant>>,
+    store: Arc<Store>,
+    /// How long a refused new client should wait: a full burst's refill plus one interval,
+    /// after which an idle key is dropped by `retain_recent`.
+    refill: Duration,
+}
+
+impl<C: Clock> Keyed<C> {
+    fn new(per_minute: u32, burst: u32, clock: C) -> Option<Self> {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(per_minute)?).allow_burst(NonZeroU32::new(burst)?);
+        let store = Arc::new(Store::default());
+        Some(Keyed {
+            limiter: RateLimiter::new(quota, SharedStore(Arc::clone(&store)), clock),
+            store,
+            refill: quota.burst_size_replenished_in() + quota.replenish_interval(),
+        })
+    }
+}
+
+struct Enabled<C: Clock> {
+    sign_in: Keyed<C>,
+    acs: Keyed<C>,
+    auth_failure: Keyed<C>,
+    max_tracked: usize,
+    clock: C,
+    start: C::Instant,
+    /// Nanoseconds since `start` of the last capacity-triggered cleanup; `u64::MAX` = never.
+    last_cleanup: AtomicU64,
+}
+
+/// The three limits. Generic over governor's clock so tests can use `FakeRelativeClock`.
+pub struct RateLimits<C: Clock = DefaultClock> {
+    inner: Option<Enabled<C>>,
+}
+
+impl<C: Clock> std::fmt::Debug for RateLimits<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("enabled", &self.inner.is_some())
+            .field("tracked", &self.tracked())
+            .finish()
+    }
+}
+
+impl RateLimits<DefaultClock> {
+    /// Validates the section and builds the limits on the monotonic clock.
+    pub fn new(section: &RateLimitSection) -> Result<Self, ConfigError> {
+        Self::with_clock(section, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    /// As [`RateLimits::new`], on the given clock.
+    pub fn with_clock(section: &RateLimitSection, clock: C) -> Result<Self, ConfigError> {
+        section.validate()?;
+        if !section.enabled {
+            return Ok(RateLimits { inner: None });
+        }
+        let keyed = |per_minute, burst, key: &str| {
+            Keyed::new(per_minute, burst, clock.clone()).ok_or_else(|| {
+                // Unreachable after validate(); kept as an error rather than a panic.
+                ConfigError::new(format!("rate_limits.{key}"), "must be at least 1")
+            })
+        };
+        let sign_in = keyed(
+            section.sign_in_per_minute,
+            section.sign_in_burst,
+            "sign_in_per_minute",
+        )?;
+        let acs = keyed(section.acs_per_minute, section.acs_burst, "acs_per_minute")?;
+        let auth_failure = keyed(
+            section.auth_failures_per_minute,
+            section.auth_failures_burst,
+            "auth_failures_per_minute",
+        )?;
+        let start = clock.now();
+        Ok(RateLimits {
+            inner: Some(Enabled {
+                sign_in,
+                acs,
+                auth_failure,
+                max_tracked: section.max_tracked_clients,
+                clock,
+                start,
+                last_cleanup: AtomicU64::new(u64::MAX),
+            }),
+        })
+    }
+}
+
+impl<C: Clock> RateLimits<C> {
+    /// Spends one unit of `limit` for `client`. `Err` carries how long to wait (for
+    /// `Retry-After`). Disabled limits always pass. When the table is full and `client` is
+    /// new, idle keys are dropped first (at most once a second); if it is still full the new
+    /// client is refused, while clients already tracked keep working.
+    pub fn check(&self, limit: Limit, client: IpAddr) -> Result<(), Duration> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let key = client_key(client);
+        let keyed = inner.keyed(limit);
+        if !keyed.store.contains_key(&key) && inner.tracked() >= inner.max_tracked {
+            inner.cleanup_if_due();
+            if inner.tracked() >= inner.max_tracked {
+                return Err(keyed.refill);
+            }
+        }
+        keyed
+            .limiter
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(inner.clock.now()))
+    }
+
+    /// Keys held over all three limits.
+    pub fn tracked(&self) -> usize {
+        self.inner.as_ref().map_or(0, Enabled::tracked)
+    }
+
+    /// Drops keys whose budget is full again (indistinguishable from a new client).
+    pub fn retain_recent(&self) {
+        if let Some(inner) = &self.inner {
+            inner.retain_recent();
+        }
+    }
+}
+
+impl<C> RateLimits<C>
+where
+    C: Clock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    /// Runs [`RateLimits::retain_recent`] every [`CLEANUP_INTERVAL`] on the tokio runtime,
+    /// until the last `Arc` to these limits is dropped.
+    pub fn spawn_cleanup(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_cleanup_every(CLEANUP_INTERVAL)
+    }
+
+    fn spawn_cleanup_every(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(limits) => limits.retain_recent(),
+                    None => break,
+                }
+            }
+        })
+    }
+}
+
+impl<C: Clock> Enabled<C> {
+    fn keyed(&self, limit: Limit) -> &Keyed<C> {
+        match limit {
+            Limit::SignIn => &self.sign_in,
+            Limit::Acs => &self.acs,
+            Limit::AuthFailure => &self.auth_failure,
+        }
+    }
+
+    fn tracked(&self) -> usize {
+        self.sign_in.store.len() + self.acs.store.len() + self.auth_failure.store.len()
+    }
+
+    fn retain_recent(&self) {
+        for keyed in [&self.sign_in, &self.acs, &self.auth_failure] {
+            keyed.limiter.retain_recent();
+            keyed.limiter.shrink_to_fit();
+        }
+    }
+
+    /// A full table under a flood of new clients must not turn every request into a scan.
+    fn cleanup_if_due(&self) {
+        let now = self.clock.now().duration_since(self.start).as_u64();
+        let last = self.last_cleanup.load(Ordering::Relaxed);
+        let due =
+            last == u64::MAX || now.saturating_sub(last) >= Nanos::from(CLEANUP_THROTTLE).as_u64();
+        if due
+            && self
+                .last_cleanup
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.retain_recent();
+        }
+    }
+}
+
+/// IPv4 (including IPv4-mapped IPv6) by address, IPv6 by its /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn section(per_minute: u32, burst: u32, max: usize) -> RateLimitSection {
+        RateLimitSection {
+            enabled: true,
+            sign_in_per_minute: per_minute,
+            sign_in_burst: burst,
+            acs_per_minute: per_minute,
+            acs_burst: burst,
+            auth_failures_per_minute: per_minute,
+            auth_failures_burst: burst,
+            max_tracked_clients: max,
+        }
+    }
+
+    fn limits(s: &RateLimitSection) -> (RateLimits<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (RateLimits::with_clock(s, clock.clone()).unwrap(), clock)
+    }
+
+    #[test]
+    fn burst_then_refusal_with_retry_after_then_refill() {
+        // 6 per minute = one every 10 s; burst 3.
+        let (l, clock) = limits(&section(6, 3, 100));
+        let a = ip("203.0.113.5");
+        for _ in 0..3 {
+            assert_eq!(l.check(Limit::SignIn, a), Ok(()));
+        }
+        let wait = l.check(Limit::SignIn, a).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(10));
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(
+            l.check(Limit::SignIn, a).unwrap_err(),
+            Duration::from_secs(6)
+        );
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(l.check(Limit::SignIn, a), Ok(()));
+        assert!(l.check(Limit::SignIn, a).is_err());
+    }
+
+    #[test]
+    fn limits_and_clients_are_independent() {
+        let (l, _clock) = limits(&section(60, 1, 100));
+        let a = ip("203.0.113.5");
+        assert_eq!(l.check(Limit::SignIn, a), Ok(()));
+        assert!(l.check(Limit::SignIn, a).is_err());
+        assert_eq!(l.check(Limit::Acs, a), Ok(()), "another budget");
+        assert_eq!(l.check(Limit::AuthFailure, a), Ok(()));
+        assert_eq!(l.check(Limit::SignIn, ip("203.0.113.6")), Ok(()));
+        assert_eq!(l.tracked(), 4);
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_slash_64() {
+        let (l, _clock) = limits(&section(60, 1, 100));
+        assert_eq!(l.check(Limit::Acs, ip("2001:db8:1:2::1")), Ok(()));
+        assert!(l.check(Limit::Acs, ip("2001:db8:1:2:ffff::9")).is_err());
+        assert_eq!(l.check(Limit::Acs, ip("2001:db8:1:3::1")), Ok(()));
+        // IPv4-mapped is the IPv4 address.
+        assert_eq!(l.check(Limit::Acs, ip("192.0.2.1")), Ok(()));
+        assert!(l.check(Limit::Acs, ip("::ffff:192.0.2.1")).is_err());
+        assert_eq!(client_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn retain_recent_drops_only_idle_keys() {
+        // One unit every 10 s. governor drops a key once its theoretical arrival time (10 s
+        // after the unit was spent) is one more interval in the past.
+        let (l, clock) = limits(&section(6, 2, 100));
+        l.check(Limit::SignIn, ip("192.0.2.1")).unwrap(); // TAT 10 s
+        clock.advance(Duration::from_secs(15));
+        l.check(Limit::SignIn, ip("192.0.2.2")).unwrap(); // TAT 25 s
+        assert_eq!(l.tracked(), 2);
+        clock.advance(Duration::from_secs(5)); // 20 s
+        l.retain_recent();
+        assert_eq!(l.tracked(), 1);
+        clock.advance(Duration::from_secs(10)); // 30 s: the second is still recent
+        l.retain_recent();
+        assert_eq!(l.tracked(), 1);
+        clock.advance(Duration::from_secs(5)); // 35 s
+        l.retain_recent();
+        assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn full_table_refuses_new_clients_but_not_known_ones() {
+        // One unit every 10 s, burst 5, room for 2 keys over all limits.
+        let (l, clock) = limits(&section(6, 5, 2));
+        let (a, b, c) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+        l.check(Limit::SignIn, a).unwrap();
+        l.check(Limit::SignIn, b).unwrap();
+        assert_eq!(l.tracked(), 2);
+        // Full, nothing idle: the newcomer waits a full refill plus one interval.
+        assert_eq!(l.check(Limit::SignIn, c), Err(Duration::from_secs(60)));
+        assert_eq!(l.tracked(), 2, "a refused client is not tracked");
+        // A known client keeps its budget in this limit (TAT now 20 s)...
+        assert_eq!(l.check(Limit::SignIn, a), Ok(()));
+        // ...but is new to another limit, and the total is what counts.
+        assert!(l.check(Limit::Acs, a).is_err());
+        // At 20 s b is idle (TAT 10 s), a is not: the cleanup frees exactly one slot.
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(l.check(Limit::SignIn, c), Ok(()));
+        assert_eq!(l.tracked(), 2);
+        assert!(
+            l.check(Limit::SignIn, b).is_err(),
+            "b was dropped; no room again"
+        );
+        assert_eq!(l.check(Limit::SignIn, a), Ok(()));
+    }
+
+    #[test]
+    fn capacity_cleanup_runs_at_most_once_a_second() {
+        // One unit every 100 ms, burst 1, room for one key.
+        let (l, clock) = limits(&section(600, 1, 1));
+        let (a, b, c) = (ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3"));
+        clock.advance(Duration::from_millis(100));
+        l.check(Limit::SignIn, a).unwrap(); // TAT 200 ms
+        assert!(l.check(Limit::SignIn, b).is_err()); // cleanup at 100 ms; a is recent
+        clock.advance(Duration::from_millis(400)); // 500 ms: a is idle now...
+        assert!(
+            l.check(Limit::SignIn, b).is_err(),
+            "...but the last capacity cleanup was 400 ms ago"
+        );
+        assert_eq!(l.tracked(), 1);
+        l.retain_recent(); // the periodic cleanup is not throttled
+        assert_eq!(l.tracked(), 0);
+        assert_eq!(l.check(Limit::SignIn, b), Ok(())); // TAT 600 ms
+        assert!(l.check(Limit::SignIn, c).is_err()); // 500 ms: not due
+        clock.advance(Duration::from_millis(700)); // 1.2 s: due again, b is idle
+        assert_eq!(l.check(Limit::SignIn, c), Ok(()));
+        assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn disabled_always_passes() {
+        let s = RateLimitSection {
+            enabled: false,
+            sign_in_per_minute: 0,
+            ..RateLimitSection::default()
+        };
+        let l = RateLimits::new(&s).unwrap();
+        for _ in 0..1000 {
+            assert_eq!(l.check(Limit::SignIn, ip("192.0.2.1")), Ok(()));
+        }
+        assert_eq!(l.tracked(), 0);
+        l.retain_recent();
+    }
+
+    #[test]
+    fn zeros_are_refused_when_enabled() {
+        for field in [
+            "sign_in_per_minute",
+            "sign_in_burst",
+            "acs_per_minute",
+            "acs_burst",
+            "auth_failures_per_minute",
+            "auth_failures_burst",
+            "max_tracked_clients",
+        ] {
+            let text = format!("{field} = 0");
+            let s: RateLimitSection = toml::from_str(&text).unwrap();
+            let e = RateLimits::new(&s).unwrap_err();
+            assert_eq!(e.key, format!("rate_limits.{field}"));
+        }
+        assert!(RateLimits::new(&RateLimitSection::default()).is_ok());
+        assert!(toml::from_str::<RateLimitSection>("sign_in_per_minute = -1").is_err());
+        assert!(toml::from_str::<RateLimitSection>("per_minute = 1").is_err());
+    }
+
+    #[test]
+    fn defaults_and_names() {
+        let d = RateLimitSection::default();
+        assert!(d.enabled);
+        assert_eq!((d.sign_in_per_minute, d.sign_in_burst), (30, 10));
+        assert_eq!((d.acs_per_minute, d.acs_burst), (30, 10));
+        assert_eq!(
+            (d.auth_failures_per_minute, d.auth_failures_burst),
+            (120, 30)
+        );
+        assert_eq!(d.max_tracked_clients, 100_000);
+        assert_eq!(Limit::SignIn.as_str(), "sign_in");
+        assert_eq!(Limit::Acs.as_str(), "acs");
+        assert_eq!(Limit::AuthFailure.as_str(), "auth_failure");
+    }
+
+    #[tokio::test]
+    async fn cleanup_task_runs_and_ends_with_the_limits() {
+        let clock = FakeRelativeClock::default();
+        let l = Arc::new(RateLimits::with_clock(&section(60, 1, 100), clock.clone()).unwrap());
+        l.check(Limit::SignIn, ip("192.0.2.1")).unwrap();
+        clock.advance(Duration::from_secs(2)); // the key is idle on the limiter's clock
+        let task = l.spawn_cleanup_every(Duration::from_millis(10));
+        let dropped = tokio::time::timeout(Duration::from_secs(10), async {
+            while l.tracked() != 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(dropped.is_ok(), "the periodic cleanup dropped the idle key");
+        drop(l);
+        let ended = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the task ends once the limits are gone"
+        );
+    }
+}

@@ -1,0 +1,1224 @@
+//! Per-path access rules (`[access]`, `[[access.rules]]`): which requests pass without sign-in
+//! (`allow`), which are refused outright (`deny`), and which need sign-in, optionally with their
+//! own group and user lists (`authenticate`). The first matching rule wins; a request no rule
+//! matches needs sign-in and the global `[authz]` lists.
+//!
+//! Rules must match what the upstream will serve, so a path is compared in several views: as
+//! sent (query dropped), in canonical form (percent-decoded once, `\` read as `/`, `//`
+//! collapsed, `.`/`..` resolved, never above the root) and, when it carries `;` parameters,
+//! canonical with them stripped (Tomcat reads `/static/..;/admin` as `/admin`). A restrictive
+//! rule (`deny`, `authenticate`) matches when ANY view matches; an `allow` rule only when EVERY
+//! view matches and the path is unambiguous (no double encoding, bad escape, control character,
+//! invalid UTF-8 or `;`). So whatever an upstream makes of an odd path, it can only cost a
+//! sign-in, never skip one. Matching is case-sensitive: `/ADMIN` is not `/admin` (use a
+//! `(?i)` regex for a case-insensitive upstream).
+
+use std::borrow::Cow;
+
+use http::{header, HeaderMap, Method};
+use percent_encoding::percent_decode;
+use regex::{Regex, RegexBuilder};
+use serde::Deserialize;
+
+use crate::config::{AuthzSection, ConfigError};
+use crate::session::Identity;
+
+/// The rule name reported for a CORS preflight let through by `allow_cors_preflight`.
+pub const CORS_PREFLIGHT_RULE: &str = "cors-preflight";
+
+const MAX_RULES: usize = 1000;
+const MAX_NAME_LEN: usize = 100;
+const MAX_REGEX_LEN: usize = 4096;
+/// Compiled program size per rule; the regex crate matches in linear time, this bounds memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const KNOWN_METHODS: &[&str] = &[
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    // WebDAV / CalDAV
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+    "MKCALENDAR",
+];
+
+/// `[access]` as written by the operator.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSection {
+    /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through
+    /// without sign-in, unless the first rule matching them is a `deny` rule.
+    pub allow_cors_preflight: bool,
+    pub rules: Vec<RuleSection>,
+}
+
+/// One `[[access.rules]]` entry.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSection {
+    /// Shown in logs; default `rule N` (1-based).
+    pub name: Option<String>,
+    /// Empty: any method.
+    pub methods: Vec<String>,
+    /// A canonical path prefix (exactly one of `path_prefix` / `path_regex`).
+    pub path_prefix: Option<String>,
+    /// A regex that must match the whole path.
+    pub path_regex: Option<String>,
+    /// `allow` | `authenticate` | `deny`.
+    pub action: String,
+    /// Only with `authenticate`: replace `[authz]` for the paths this rule matches.
+    pub allowed_groups: Vec<String>,
+    pub allowed_users: Vec<String>,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Forward without sign-in (no identity headers).
+    Anonymous { rule: &'a str },
+    /// Sign-in required; `rule` is `None` when no rule matched.
+    Authenticate {
+        rule: Option<&'a str>,
+        requirement: Requirement<'a>,
+    },
+    /// Refuse (403) whoever asks.
+    Deny { rule: &'a str },
+}
+
+impl<'a> Decision<'a> {
+    /// The matching rule's name, for logs.
+    pub fn rule(&self) -> Option<&'a str> {
+        match *self {
+            Decision::Anonymous { rule } | Decision::Deny { rule } => Some(rule),
+            Decision::Authenticate { rule, .. } => rule,
+        }
+    }
+}
+
+/// Who may pass once signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement<'a> {
+    /// The global `[authz]` lists.
+    Global,
+    /// The rule's own lists (never both empty).
+    Only {
+        groups: &'a [String],
+        users: &'a [String],
+    },
+}
+
+impl Requirement<'_> {
+    /// Checks `identity` against this requirement; `global` is `[authz]`.
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        global: &AuthzSection,
+    ) -> Result<(), crate::authz::Denial> {
+        match self {
+            Requirement::Global => crate::authz::authorize(identity, global),
+            Requirement::Only { groups, users } => {
+                crate::authz::authorize_lists(identity, groups, users)
+            }
+        }
+    }
+}
+
+/// Compiled `[access]`. `Default` has no rules and CORS preflights off.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    rules: Vec<Rule>,
+    cors_preflight: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    /// Empty: any method.
+    methods: Vec<Method>,
+    path: PathMatcher,
+    action: Action,
+}
+
+#[derive(Debug, Clone)]
+enum PathMatcher {
+    Prefix(String),
+    /// Anchored: `^(?:…)$`.
+    Regex(Regex),
+}
+
+impl PathMatcher {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatcher::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatcher::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Allow,
+    Authenticate {
+        groups: Vec<String>,
+        users: Vec<String>,
+    },
+    Deny,
+}
+
+impl AccessRules {
+    /// Validates and compiles `[access]`. Errors name the key (`access.rules[0].path_regex`;
+    /// indices are 0-based like the TOML parser's own messages).
+    pub fn compile(section: &AccessSection) -> Result<AccessRules, ConfigError> {
+        if section.rules.len() > MAX_RULES {
+            return Err(ConfigError::new(
+                "access.rules",
+                format!("at most {MAX_RULES} rules"),
+            ));
+        }
+        let mut rules: Vec<Rule> = Vec::with_capacity(section.rules.len());
+        for (i, raw) in section.rules.iter().enumerate() {
+            let rule = compile_rule(i, raw)?;
+            if rules.iter().any(|r| r.name == rule.name) {
+                return Err(ConfigError::new(
+                    format!("access.rules[{i}].name"),
+                    format!("{:?} is already the name of another rule", rule.name),
+                ));
+            }
+            rules.push(rule);
+        }
+        Ok(AccessRules {
+            rules,
+            cors_preflight: section.allow_cors_preflight,
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// No rules (CORS preflights may still be exempt).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Decides one request. `path` is the request path; a query, if present, is ignored.
+    /// Without rules and with CORS preflights off this returns at once without allocating.
+    pub fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision<'_> {
+        const GLOBAL: Decision<'static> = Decision::Authenticate {
+            rule: None,
+            requirement: Requirement::Global,
+        };
+        if self.rules.is_empty() && !self.cors_preflight {
+            return GLOBAL;
+        }
+        let path = canonicalize(path);
+        let unambiguous = path.ambiguity.is_none();
+        let preflight = self.cors_preflight && unambiguous && is_cors_preflight(method, headers);
+        for rule in &self.rules {
+            if !rule.methods.is_empty() && !rule.methods.contains(method) {
+                continue;
+            }
+            match &rule.action {
+                Action::Allow => {
+                    if unambiguous && path.every_view(|p| rule.path.matches(p)) {
+                        return Decision::Anonymous { rule: &rule.name };
+                    }
+                }
+                Action::Deny => {
+                    if path.any_view(|p| rule.path.matches(p)) {
+                        return Decision::Deny { rule: &rule.name };
+                    }
+                }
+                Action::Authenticate { groups, users } => {
+                    if path.any_view(|p| rule.path.matches(p)) {
+                        if preflight {
+                            return Decision::Anonymous {
+                                rule: CORS_PREFLIGHT_RULE,
+                            };
+                        }
+                        let requirement = if groups.is_empty() && users.is_empty() {
+                            Requirement::Global
+                        } else {
+                            Requirement::Only { groups, users }
+                        };
+                        return Decision::Authenticate {
+                            rule: Some(&rule.name),
+                            requirement,
+                        };
+                    }
+                }
+            }
+        }
+        if preflight {
+            Decision::Anonymous {
+                rule: CORS_PREFLIGHT_RULE,
+            }
+        } else {
+            GLOBAL
+        }
+    }
+}
+
+fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.get(header::ORIGIN).is_some_and(|v| !v.is_empty())
+        && headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_some_and(|v| !v.is_empty())
+}
+
+fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
+    let key = |field: &str| format!("access.rules[{i}].{field}");
+    let name = match &raw.name {
+        None => format!("rule {}", i + 1),
+        Some(n) => {
+            if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("must be 1 to {MAX_NAME_LEN} characters without control characters"),
+                ));
+            }
+            if n == CORS_PREFLIGHT_RULE {
+                return Err(ConfigError::new(
+                    key("name"),
+                    format!("{CORS_PREFLIGHT_RULE:?} is reserved for allow_cors_preflight"),
+                ));
+            }
+            n.clone()
+        }
+    };
+
+    let mut methods = Vec::with_capacity(raw.methods.len());
+    for m in &raw.methods {
+        if !KNOWN_METHODS.contains(&m.as_str()) {
+            return Err(ConfigError::new(
+                key("methods"),
+                format!(
+                    "unknown method {m:?}; methods are upper case, one of {}",
+                    KNOWN_METHODS.join(", ")
+                ),
+            ));
+        }
+        let method = Method::from_bytes(m.as_bytes())
+            .map_err(|_| ConfigError::new(key("methods"), format!("invalid method {m:?}")))?;
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+
+    let path = match (&raw.path_prefix, &raw.path_regex) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                key("path_regex"),
+                "cannot be combined with path_prefix: set exactly one of them",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("access.rules[{i}]"),
+                "needs path_prefix or path_regex",
+            ))
+        }
+        (Some(prefix), None) => PathMatcher::Prefix(check_prefix(prefix, &key("path_prefix"))?),
+        (None, Some(src)) => PathMatcher::Regex(compile_regex(src, &key("path_regex"))?),
+    };
+
+    let action = match raw.action.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        "authenticate" => {
+            check_names(&raw.allowed_groups, &key("allowed_groups"))?;
+            check_names(&raw.allowed_users, &key("allowed_users"))?;
+            Action::Authenticate {
+                groups: raw.allowed_groups.clone(),
+                users: raw.allowed_users.clone(),
+            }
+        }
+        "" => {
+            return Err(ConfigError::new(
+                key("action"),
+                "is required: \"allow\", \"authenticate\" or \"deny\"",
+            ))
+        }
+        other => {
+            return Err(ConfigError::new(
+                key("action"),
+                format!("must be \"allow\", \"authenticate\" or \"deny\", not {other:?}"),
+            ))
+        }
+    };
+    if !matches!(action, Action::Authenticate { .. }) {
+        for (field, list) in [
+            ("allowed_groups", &raw.allowed_groups),
+            ("allowed_users", &raw.allowed_users),
+        ] {
+            if !list.is_empty() {
+                return Err(ConfigError::new(
+                    key(field),
+                    format!(
+                        "only applies to action = \"authenticate\", not {:?}",
+                        raw.action
+                    ),
+                ));
+            }
+        }
+    }
+
+    Ok(Rule {
+        name,
+        methods,
+        path,
+        action,
+    })
+}
+
+fn check_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
+    if !prefix.starts_with('/') {
+        return Err(ConfigError::new(
+            key,
+            format!("must start with '/': {prefix:?}"),
+        ));
+    }
+    let canonical = canonicalize(prefix);
+    if canonical.ambiguity.is_some() || canonical.canonical != prefix || prefix.contains('%') {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "must be a canonical path, as matched after decoding: no '%' escapes, '\\\\', '//', '.' or '..' segments, ';' or control characters: {prefix:?}"
+            ),
+        ));
+    }
+    Ok(prefix.to_string())
+}
+
+fn compile_regex(src: &str, key: &str) -> Result<Regex, ConfigError> {
+    if src.is_empty() || src.len() > MAX_REGEX_LEN {
+        return Err(ConfigError::new(
+            key,
+            format!("must be 1 to {MAX_REGEX_LEN} characters"),
+        ));
+    }
+    RegexBuilder::new(&format!("^(?:{src})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| {
+            ConfigError::new(
+                key,
+                format!(
+                    "not a valid regex (or too large): {}",
+                    e.to_string().replace('\n', " ")
+                ),
+            )
+        })
+}
+
+fn check_names(list: &[String], key: &str) -> Result<(), ConfigError> {
+    if list.iter().any(|s| s.is_empty()) {
+        return Err(ConfigError::new(key, "must not contain an empty name"));
+    }
+    Ok(())
+}
+
+/// Why a path is ambiguous: `allow` rules and the CORS exemption do not apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// Does not start with `/` (`*`, authority form).
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// Still contains `%XX` after one decoding (`%252e`).
+    DoubleEncoding,
+    /// NUL or another control character after decoding.
+    ControlCharacter,
+    /// Not UTF-8 after decoding.
+    NotUtf8,
+    /// A `;`: some servers strip `;parameters` from segments (`..;` = `..`).
+    PathParameter,
+}
+
+impl Ambiguity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ambiguity::NotAbsolute => "not_absolute",
+            Ambiguity::BadEscape => "bad_escape",
+            Ambiguity::DoubleEncoding => "double_encoding",
+            Ambiguity::ControlCharacter => "control_character",
+            Ambiguity::NotUtf8 => "not_utf8",
+            Ambiguity::PathParameter => "path_parameter",
+        }
+    }
+}
+
+/// The views of one request path that rules are matched against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath<'a> {
+    /// As sent, query dropped.
+    pub raw: &'a str,
+    /// Percent-decoded once (invalid UTF-8 replaced by U+FFFD), `\` read as `/`, `//`
+    /// collapsed, `.` and `..` resolved (never above `/`). Borrowed when equal to `raw`.
+    pub canonical: Cow<'a, str>,
+    /// When the path has a `;`: canonical after removing `;…` from every segment first.
+    pub without_parameters: Option<String>,
+    /// Set when `allow` rules must not apply.
+    pub ambiguity: Option<Ambiguity>,
+}
+
+impl CanonicalPath<'_> {
+    fn views(&self) -> impl Iterator<Item = &str> {
+        let canonical = match &self.canonical {
+            Cow::Borrowed(_) => None, // the same text as `raw`
+            Cow::Owned(s) => Some(s.as_str()),
+        };
+        std::iter::once(self.raw)
+            .chain(canonical)
+            .chain(self.without_parameters.as_deref())
+    }
+
+    fn any_view(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        self.views().any(&mut f)
+    }
+
+    fn every_view(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        self.views().all(&mut f)
+    }
+}
+
+/// Splits off the query and computes the views of a request path (see [`CanonicalPath`]).
+pub fn canonicalize(path: &str) -> CanonicalPath<'_> {
+    let raw = path.split_once('?').map_or(path, |(p, _)| p);
+    if is_plain(raw) {
+        return CanonicalPath {
+            raw,
+            canonical: Cow::Borrowed(raw),
+            without_parameters: None,
+            ambiguity: None,
+        };
+    }
+    let (canonical, mut ambiguity) = canonical_form(raw);
+    let without_parameters = raw
+        .contains(';')
+        .then(|| canonical_form(&strip_parameters(raw)).0);
+    if ambiguity.is_none() && canonical.contains(';') {
+        ambiguity = Some(Ambiguity::PathParameter);
+    }
+    if ambiguity.is_none() && !raw.starts_with('/') {
+        ambiguity = Some(Ambiguity::NotAbsolute);
+    }
+    CanonicalPath {
+        raw,
+        canonical: if canonical == raw {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(canonical)
+        },
+        without_parameters,
+        ambiguity,
+    }
+}
+
+/// True when canonicalization cannot change the path: absolute, only unreserved characters
+/// and sub-delimiters other than `;`, no `%`, `\`, `//` or dot segments.
+fn is_plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let chars_ok = b.iter().all(|&c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            )
+    });
+    chars_ok
+        && !raw.contains("//")
+        && raw
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+}
+
+/// Decodes once, flags ambiguity, and normalizes separators and dot segments.
+fn canonical_form(raw: &str) -> (String, Option<Ambiguity>) {
+    let mut ambiguity = None;
+    let mut note = |a: Ambiguity| {
+        if ambiguity.is_none() {
+            ambiguity = Some(a);
+        }
+    };
+    if has_bad_escape(raw.as_bytes()) {
+        note(Ambiguity::BadEscape);
+    }
+    let decoded: Cow<'_, [u8]> = percent_decode(raw.as_bytes()).into();
+    if has_escape(&decoded) {
+        note(Ambiguity::DoubleEncoding);
+    }
+    if decoded.iter().any(|&c| c < 0x20 || c == 0x7f) {
+        note(Ambiguity::ControlCharacter);
+    }
+    let text = match std::str::from_utf8(&decoded) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => {
+            note(Ambiguity::NotUtf8);
+            String::from_utf8_lossy(&decoded)
+        }
+    };
+    if text.chars().any(char::is_control) {
+        note(Ambiguity::ControlCharacter); // C1 controls (U+0080..U+009F)
+    }
+    (normalize_segments(&text), ambiguity)
+}
+
+fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+fn has_escape(b: &[u8]) -> bool {
+    b.windows(3)
+        .any(|w| w[0] == b'%' && is_hex(w[1]) && is_hex(w[2]))
+}
+
+fn has_bad_escape(b: &[u8]) -> bool {
+    b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !(b.get(i + 1).copied().is_some_and(is_hex)
+                && b.get(i + 2).copied().is_some_and(is_hex))
+    })
+}
+
+/// `\` as `/`, empty segments dropped, `.` dropped, `..` removes the previous segment (never
+/// above the root); a trailing `/`, `.` or `..` leaves a trailing `/` (RFC 3986 §5.2.4).
+fn normalize_segments(decoded: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split(['/', '\\']) {
+        match segment {
+            "" | "." => trailing_slash = true,
+            ".." => {
+                kept.pop();
+                trailing_slash = true;
+            }
+            s => {
+                kept.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &kept {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || kept.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Removes `;…` up to the next `/` or `\` from the raw path (before decoding, as Tomcat does).
+fn strip_parameters(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut skipping = false;
+    for c in raw.chars() {
+        match c {
+            ';' => skipping = true,
+            '/' | '\\' => {
+                skipping = false;
+                out.push(c);
+            }
+            c if !skipping => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(action: &str, prefix: Option<&str>, regex: Option<&str>) -> RuleSection {
+        RuleSection {
+            action: action.into(),
+            path_prefix: prefix.map(str::to_string),
+            path_regex: regex.map(str::to_string),
+            ..RuleSection::default()
+        }
+    }
+
+    fn named(mut r: RuleSection, name: &str) -> RuleSection {
+        r.name = Some(name.into());
+        r
+    }
+
+    fn compile(rules: Vec<RuleSection>) -> AccessRules {
+        AccessRules::compile(&AccessSection {
+            allow_cors_preflight: false,
+            rules,
+        })
+        .unwrap()
+    }
+
+    fn get<'r>(rules: &'r AccessRules, path: &str) -> Decision<'r> {
+        rules.decide(&Method::GET, path, &HeaderMap::new())
+    }
+
+    const GLOBAL: Decision<'static> = Decision::Authenticate {
+        rule: None,
+        requirement: Requirement::Global,
+    };
+
+    fn canon(p: &str) -> String {
+        canonicalize(p).canonical.into_owned()
+    }
+
+    #[test]
+    fn canonical_form_decodes_once_and_resolves_segments() {
+        for (input, want) in [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/a//b", "/a/b"),
+            ("//admin", "/admin"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/static/../admin", "/admin"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/static/%2e%2e/admin", "/admin"),
+            ("/static/%2E%2E/admin", "/admin"),
+            ("/static/..%2fadmin", "/admin"),
+            ("/static%2f..%2fadmin", "/admin"),
+            ("/static\\..\\admin", "/admin"),
+            ("/static/%5c..%5cadmin", "/admin"),
+            ("/admin%2fsecret", "/admin/secret"),
+            ("/caf%C3%A9", "/café"),
+            ("/a?b=/../c", "/a"),
+            ("/a%3Fb", "/a?b"),
+            ("/a%23b", "/a#b"),
+            ("/static/%252e%252e/admin", "/static/%2e%2e/admin"),
+        ] {
+            assert_eq!(canon(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn plain_paths_are_borrowed() {
+        for p in ["/", "/static/app.js", "/a-b_c~d/e.f", "/x/y:z@w"] {
+            let c = canonicalize(p);
+            assert!(matches!(c.canonical, Cow::Borrowed(_)), "{p}");
+            assert_eq!(c.ambiguity, None);
+            assert_eq!(c.without_parameters, None);
+        }
+        assert!(matches!(
+            canonicalize("/a/b?q=1").canonical,
+            Cow::Borrowed("/a/b")
+        ));
+        assert!(matches!(canonicalize("/a%20b").canonical, Cow::Owned(_)));
+        // Not plain, but canonical equals raw: borrowed (and ambiguous).
+        let c = canonicalize("/a;b");
+        assert!(matches!(c.canonical, Cow::Borrowed("/a;b")));
+        assert_eq!(c.ambiguity, Some(Ambiguity::PathParameter));
+    }
+
+    #[test]
+    fn ambiguity_is_detected() {
+        for (input, want) in [
+            ("/static/%252e%252e/admin", Ambiguity::DoubleEncoding),
+            ("/a%2541", Ambiguity::DoubleEncoding),
+            ("/a%zz", Ambiguity::BadEscape),
+            ("/a%4", Ambiguity::BadEscape),
+            ("/a%", Ambiguity::BadEscape),
+            ("/a%00b", Ambiguity::ControlCharacter),
+            ("/a%0d%0ab", Ambiguity::ControlCharacter),
+            ("/a%7f", Ambiguity::ControlCharacter),
+            ("/a%C2%85", Ambiguity::ControlCharacter),
+            ("/a%ff", Ambiguity::NotUtf8),
+            ("/a%c0%ae%c0%ae/x", Ambiguity::NotUtf8),
+            ("/static/..;/admin", Ambiguity::PathParameter),
+            ("/a;jsessionid=1", Ambiguity::PathParameter),
+            ("/a%3bb", Ambiguity::PathParameter),
+            ("*", Ambiguity::NotAbsolute),
+            ("static/x", Ambiguity::NotAbsolute),
+        ] {
+            assert_eq!(canonicalize(input).ambiguity, Some(want), "{input}");
+        }
+        for fine in ["/a%20b", "/caf%C3%A9", "/static/..%2fadmin", "/a\\b", "//x"] {
+            assert_eq!(canonicalize(fine).ambiguity, None, "{fine}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_stripped_in_their_own_view() {
+        let c = canonicalize("/static/..;/admin");
+        assert_eq!(c.canonical, "/static/..;/admin");
+        assert_eq!(c.without_parameters.as_deref(), Some("/admin"));
+        let c = canonicalize("/admin;x=1/secret");
+        assert_eq!(c.without_parameters.as_deref(), Some("/admin/secret"));
+    }
+
+    fn static_and_admin() -> AccessRules {
+        compile(vec![
+            named(rule("deny", Some("/admin"), None), "no-admin"),
+            named(rule("allow", Some("/static/"), None), "static"),
+        ])
+    }
+
+    #[test]
+    fn allow_and_deny_on_plain_paths() {
+        let r = static_and_admin();
+        assert_eq!(
+            get(&r, "/static/app.js"),
+            Decision::Anonymous { rule: "static" }
+        );
+        assert_eq!(get(&r, "/admin"), Decision::Deny { rule: "no-admin" });
+        assert_eq!(get(&r, "/admin/users"), Decision::Deny { rule: "no-admin" });
+        assert_eq!(get(&r, "/home"), GLOBAL);
+        assert_eq!(
+            get(&r, "/static"),
+            GLOBAL,
+            "prefix /static/ needs the slash"
+        );
+    }
+
+    #[test]
+    fn traversal_out_of_an_allowed_prefix_needs_sign_in_or_is_denied() {
+        let r = static_and_admin();
+        for p in [
+            "/static/../admin",
+            "/static/%2e%2e/admin",
+            "/static/..%2fadmin",
+            "/static%2f..%2fadmin",
+            "/static/%2E%2E/admin",
+            "/static\\..\\admin",
+            "/static/..\\admin",
+            "/static/%5c..%5cadmin",
+            "//admin",
+            "///admin",
+            "/./admin",
+            "/admin?x=/static/",
+        ] {
+            assert_eq!(get(&r, p), Decision::Deny { rule: "no-admin" }, "{p}");
+        }
+    }
+
+    #[test]
+    fn traversal_out_of_an_allowed_prefix_without_a_deny_rule_needs_sign_in() {
+        let r = compile(vec![rule("allow", Some("/static/"), None)]);
+        for p in [
+            "/static/../admin",
+            "/static/%2e%2e/admin",
+            "/static/..%2fadmin",
+            "/static%2f..%2fadmin",
+            "/static/%252e%252e/admin",
+            "/static/..;/admin",
+            "/static/.%2e/admin",
+            "/static/%c0%ae%c0%ae/admin",
+            "/static/x%00.js",
+            "/static/x%0a",
+            "/static/a%zz",
+            "/st%61tic/app.js",
+            "/static%2fapp.js",
+            "/static\\app.js",
+        ] {
+            assert_eq!(get(&r, p), GLOBAL, "{p}");
+        }
+        // Legitimate spellings still pass.
+        for p in [
+            "/static/app.js",
+            "/static/a%20b.png",
+            "/static//app.js",
+            "/static/a%2fb.js",
+            "/static/app.js?v=../../admin",
+        ] {
+            assert_eq!(get(&r, p), Decision::Anonymous { rule: "rule 1" }, "{p}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_prefix_reached_by_traversal_from_elsewhere_is_not_allowed() {
+        // A naive upstream that does not resolve `..` would serve /admin/... for these.
+        let r = compile(vec![rule("allow", Some("/static/"), None)]);
+        for p in [
+            "/admin/../static/x",
+            "/admin/%2e%2e/static/x",
+            "/admin%2f..%2fstatic/x",
+            "/admin/..;/static/x",
+        ] {
+            assert_eq!(get(&r, p), GLOBAL, "{p}");
+        }
+    }
+
+    #[test]
+    fn double_encoding_still_hits_deny_and_authenticate_rules() {
+        let r = compile(vec![
+            named(rule("deny", Some("/admin/"), None), "deny-admin"),
+            named(rule("allow", Some("/"), None), "everything"),
+        ]);
+        assert_eq!(
+            get(&r, "/admin/%252e%252e/x"),
+            Decision::Deny { rule: "deny-admin" }
+        );
+        assert_eq!(
+            get(&r, "/x/%252e%252e/y"),
+            GLOBAL,
+            "ambiguous: the allow rule does not apply"
+        );
+        assert_eq!(get(&r, "/x/y"), Decision::Anonymous { rule: "everything" });
+    }
+
+    #[test]
+    fn encoded_slash_and_parameters_hit_a_deny_prefix() {
+        let r = compile(vec![named(rule("deny", Some("/admin/"), None), "d")]);
+        for p in [
+            "/admin%2fsecret",
+            "/admin%2Fsecret",
+            "/admin%5csecret",
+            "/admin\\secret",
+            "/admin;x/secret",
+            "/admin/",
+            "/x/../admin/y",
+            // As sent, this is under /admin/: an upstream that does not resolve `..` serves it.
+            "/admin/../x",
+            "/admin/%2e%2e/x",
+        ] {
+            assert_eq!(get(&r, p), Decision::Deny { rule: "d" }, "{p}");
+        }
+        // Not under /admin/ in any view.
+        assert_eq!(get(&r, "/admin"), GLOBAL);
+        assert_eq!(get(&r, "/administrator"), GLOBAL);
+    }
+
+    #[test]
+    fn matching_is_case_sensitive() {
+        // Documented: /ADMIN is a different path; a case-insensitive upstream needs (?i).
+        let r = compile(vec![named(rule("deny", Some("/admin"), None), "d")]);
+        assert_eq!(get(&r, "/ADMIN"), GLOBAL);
+        let r = compile(vec![named(
+            rule("deny", None, Some("(?i)/admin(/.*)?")),
+            "d",
+        )]);
+        assert_eq!(get(&r, "/ADMIN"), Decision::Deny { rule: "d" });
+        assert_eq!(get(&r, "/Admin/x"), Decision::Deny { rule: "d" });
+    }
+
+    #[test]
+    fn regex_must_match_the_whole_path() {
+        let r = compile(vec![named(
+            rule("allow", None, Some("/api/v[0-9]+/public/.*")),
+            "public-api",
+        )]);
+        assert_eq!(
+            get(&r, "/api/v2/public/items"),
+            Decision::Anonymous { rule: "public-api" }
+        );
+        assert_eq!(
+            get(&r, "/x/api/v2/public/items"),
+            GLOBAL,
+            "anchored at start"
+        );
+        let r = compile(vec![rule("allow", None, Some("/health"))]);
+        assert_eq!(get(&r, "/health"), Decision::Anonymous { rule: "rule 1" });
+        assert_eq!(get(&r, "/healthz"), GLOBAL, "anchored at end");
+        assert_eq!(get(&r, "/health/../admin"), GLOBAL);
+        let r = compile(vec![rule("allow", None, Some("a|/b"))]);
+        assert_eq!(
+            get(&r, "/b/c"),
+            GLOBAL,
+            "alternation stays inside the anchors"
+        );
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_methods_filter() {
+        let mut health = named(rule("allow", Some("/health"), None), "health");
+        health.methods = vec!["GET".into(), "HEAD".into()];
+        let r = compile(vec![
+            health,
+            named(rule("deny", Some("/"), None), "deny-all"),
+        ]);
+        assert_eq!(get(&r, "/health"), Decision::Anonymous { rule: "health" });
+        assert_eq!(
+            r.decide(&Method::HEAD, "/health", &HeaderMap::new()),
+            Decision::Anonymous { rule: "health" }
+        );
+        assert_eq!(
+            r.decide(&Method::POST, "/health", &HeaderMap::new()),
+            Decision::Deny { rule: "deny-all" }
+        );
+        assert_eq!(get(&r, "/other"), Decision::Deny { rule: "deny-all" });
+    }
+
+    #[test]
+    fn authenticate_rules_carry_their_lists() {
+        let mut ops = named(rule("authenticate", Some("/ops/"), None), "ops");
+        ops.allowed_groups = vec!["sre".into()];
+        ops.allowed_users = vec!["root@example.com".into()];
+        let r = compile(vec![
+            ops,
+            named(rule("authenticate", Some("/app/"), None), "app"),
+        ]);
+        match r.decide(&Method::GET, "/ops/x", &HeaderMap::new()) {
+            Decision::Authenticate {
+                rule: Some("ops"),
+                requirement: Requirement::Only { groups, users },
+            } => {
+                assert_eq!(groups, ["sre".to_string()]);
+                assert_eq!(users, ["root@example.com".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            get(&r, "/app/x"),
+            Decision::Authenticate {
+                rule: Some("app"),
+                requirement: Requirement::Global
+            }
+        );
+        // The rule's lists apply in every view, including traversal into it.
+        assert!(matches!(
+            get(&r, "/public/..%2fops/x"),
+            Decision::Authenticate {
+                rule: Some("ops"),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn requirement_checks_the_right_lists() {
+        let who = |user: &str, groups: &[&str]| Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Identity::default()
+        };
+        let global = AuthzSection {
+            allowed_groups: vec!["staff".into()],
+            allowed_users: vec![],
+        };
+        let groups = vec!["sre".to_string()];
+        let only = Requirement::Only {
+            groups: &groups,
+            users: &[],
+        };
+        assert!(only.authorize(&who("a", &["sre"]), &global).is_ok());
+        assert!(only.authorize(&who("a", &["staff"]), &global).is_err());
+        assert!(Requirement::Global
+            .authorize(&who("a", &["staff"]), &global)
+            .is_ok());
+        assert!(Requirement::Global
+            .authorize(&who("a", &["sre"]), &global)
+            .is_err());
+    }
+
+    fn preflight_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, "https://other.example".parse().unwrap());
+        h.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            "PUT".parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn cors_preflight_exemption() {
+        let section = AccessSection {
+            allow_cors_preflight: true,
+            rules: vec![
+                named(rule("deny", Some("/admin/"), None), "no-admin"),
+                named(rule("authenticate", Some("/api/"), None), "api"),
+            ],
+        };
+        let r = AccessRules::compile(&section).unwrap();
+        let h = preflight_headers();
+        let cors = Decision::Anonymous {
+            rule: CORS_PREFLIGHT_RULE,
+        };
+        assert_eq!(r.decide(&Method::OPTIONS, "/api/x", &h), cors);
+        assert_eq!(r.decide(&Method::OPTIONS, "/other", &h), cors);
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/admin/x", &h),
+            Decision::Deny { rule: "no-admin" },
+            "deny wins"
+        );
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/x/%252e%252e/y", &h),
+            GLOBAL,
+            "ambiguous path: no exemption"
+        );
+        // Not a preflight: a plain OPTIONS, a missing header, another method.
+        let mut only_origin = HeaderMap::new();
+        only_origin.insert(header::ORIGIN, "https://o.example".parse().unwrap());
+        assert_eq!(r.decide(&Method::OPTIONS, "/other", &only_origin), GLOBAL);
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/other", &HeaderMap::new()),
+            GLOBAL
+        );
+        assert_eq!(r.decide(&Method::GET, "/other", &h), GLOBAL);
+        let mut empty = preflight_headers();
+        empty.insert(header::ORIGIN, "".parse().unwrap());
+        assert_eq!(r.decide(&Method::OPTIONS, "/other", &empty), GLOBAL);
+
+        // Off (the default): a preflight needs sign-in like anything else.
+        let off = AccessRules::compile(&AccessSection::default()).unwrap();
+        assert_eq!(off.decide(&Method::OPTIONS, "/api/x", &h), GLOBAL);
+    }
+
+    #[test]
+    fn no_rules_means_global_for_everything() {
+        let r = AccessRules::default();
+        for p in ["/", "/admin", "/static/../x", "/%00", "*"] {
+            assert_eq!(get(&r, p), GLOBAL, "{p}");
+        }
+        assert!(r.is_empty());
+    }
+
+    fn compile_err(rules: Vec<RuleSection>) -> ConfigError {
+        AccessRules::compile(&AccessSection {
+            allow_cors_preflight: false,
+            rules,
+        })
+        .unwrap_err()
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let e = compile_err(vec![
+            rule("allow", Some("/a/"), None),
+            rule("allow", Some("/b/"), Some("/c")),
+        ]);
+        assert_eq!(e.key, "access.rules[1].path_regex");
+        let e = compile_err(vec![rule("allow", None, None)]);
+        assert_eq!(e.key, "access.rules[0]");
+        assert!(e.message.contains("path_prefix or path_regex"));
+
+        let e = compile_err(vec![rule("permit", Some("/a"), None)]);
+        assert_eq!(e.key, "access.rules[0].action");
+        assert!(e.message.contains("permit"));
+        let e = compile_err(vec![rule("", Some("/a"), None)]);
+        assert_eq!(e.key, "access.rules[0].action");
+        assert!(e.message.contains("required"));
+
+        let mut g = rule("allow", Some("/a"), None);
+        g.allowed_groups = vec!["x".into()];
+        let e = compile_err(vec![g]);
+        assert_eq!(e.key, "access.rules[0].allowed_groups");
+        let mut u = rule("deny", Some("/a"), None);
+        u.allowed_users = vec!["x".into()];
+        assert_eq!(compile_err(vec![u]).key, "access.rules[0].allowed_users");
+        let mut empty = rule("authenticate", Some("/a"), None);
+        empty.allowed_groups = vec![String::new()];
+        assert_eq!(
+            compile_err(vec![empty]).key,
+            "access.rules[0].allowed_groups"
+        );
+
+        for bad in ["(", "a{99999}{99999}", ""] {
+            let e = compile_err(vec![rule("deny", None, Some(bad))]);
+            assert_eq!(e.key, "access.rules[0].path_regex", "{bad}");
+            assert!(!e.message.contains('\n'));
+        }
+        let long = "(a|b)".repeat(1000);
+        assert_eq!(
+            compile_err(vec![rule("deny", None, Some(&long))]).key,
+            "access.rules[0].path_regex"
+        );
+        // Short to write, too large compiled (Unicode \w 2000 times).
+        let e = compile_err(vec![rule("deny", None, Some("\\w{2000}"))]);
+        assert_eq!(e.key, "access.rules[0].path_regex");
+        assert!(e.message.contains("size limit"), "{}", e.message);
+
+        for bad in [
+            "static/",
+            "",
+            "/static/../admin",
+            "//x",
+            "/a/./b",
+            "/a%2fb",
+            "/a\\b",
+            "/a;b",
+            "/a\u{0}b",
+        ] {
+            let e = compile_err(vec![rule("allow", Some(bad), None)]);
+            assert_eq!(e.key, "access.rules[0].path_prefix", "{bad:?}");
+        }
+
+        let mut m = rule("allow", Some("/a"), None);
+        m.methods = vec!["get".into()];
+        let e = compile_err(vec![m]);
+        assert_eq!(e.key, "access.rules[0].methods");
+        assert!(e.message.contains("\"get\""));
+        let mut m = rule("allow", Some("/a"), None);
+        m.methods = vec!["GETT".into()];
+        assert_eq!(compile_err(vec![m]).key, "access.rules[0].methods");
+
+        let e = compile_err(vec![
+            named(rule("allow", Some("/a"), None), "x"),
+            named(rule("deny", Some("/b"), None), "x"),
+        ]);
+        assert_eq!(e.key, "access.rules[1].name");
+        assert_eq!(
+            compile_err(vec![named(
+                rule("allow", Some("/a"), None),
+                "cors-preflight"
+            )])
+            .key,
+            "access.rules[0].name"
+        );
+        assert_eq!(
+            compile_err(vec![named(rule("allow", Some("/a"), None), "")]).key,
+            "access.rules[0].name"
+        );
+    }
+
+    #[test]
+    fn section_parses_from_toml() {
+        let text = r#"
+            allow_cors_preflight = true
+            [[rules]]
+            name = "health"
+            methods = ["GET", "HEAD"]
+            path_prefix = "/healthz"
+            action = "allow"
+            [[rules]]
+            path_regex = "/ops/.*"
+            action = "authenticate"
+            allowed_groups = ["sre"]
+        "#;
+        let section: AccessSection = toml::from_str(text).unwrap();
+        let r = AccessRules::compile(&section).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(get(&r, "/healthz"), Decision::Anonymous { rule: "health" });
+        assert_eq!(get(&r, "/ops/x").rule(), Some("rule 2"));
+        assert!(toml::from_str::<AccessSection>("[[rules]]\npath = \"/x\"").is_err());
+        assert!(toml::from_str::<AccessSection>("allow_preflight = true").is_err());
+    }
+}
