@@ -12,6 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::client_ip::TrustedProxies;
+use crate::ratelimit::RateLimitSection;
+use crate::rules::{AccessRules, AccessSection};
+
 /// A configuration problem, naming the key and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("config error at `{key}`: {message}")]
@@ -51,6 +55,9 @@ pub struct FileConfig {
     pub log: LogSection,
     pub forward_auth: ForwardAuthSection,
     pub admin: AdminSection,
+    /// `[access]`: per-path rules ([`crate::rules`]).
+    pub access: AccessSection,
+    pub rate_limits: RateLimitSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -249,6 +256,8 @@ pub struct ServerSection {
     pub header_read_timeout_secs: u64,
     pub max_connections: usize,
     pub shutdown_grace_secs: u64,
+    /// Addresses / CIDRs whose `X-Forwarded-*` headers count (default: none).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -257,6 +266,7 @@ impl Default for ServerSection {
             header_read_timeout_secs: 10,
             max_connections: 10_000,
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -325,6 +335,11 @@ pub struct Settings {
     pub forward_auth: ForwardAuthSection,
     /// The admin listener, when `[admin] listen` is set.
     pub admin: Option<AdminSettings>,
+    /// Checked by [`AccessRules::compile`]; compiled again into the gateway's policy.
+    pub access: AccessSection,
+    pub rate_limits: RateLimitSection,
+    /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -447,9 +462,20 @@ pub struct ServerSettings {
 /// The environment keys `SAMLGATE_<SECTION>_<KEY>` may override, and whether each is a list
 /// (comma-separated in the environment).
 const SECTIONS: &[&str] = &[
-    "tls", "saml", "session", "headers", "authz", "proxy", "server", "log", "admin",
+    "tls",
+    "saml",
+    "session",
+    "headers",
+    "authz",
+    "proxy",
+    "server",
+    "log",
+    "admin",
+    "forward_auth",
+    "access",
+    "rate_limits",
 ];
-const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users"];
+const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users", "trusted_proxies"];
 
 /// Reads and validates the config file with environment overrides applied.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -1027,6 +1053,12 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         .transpose()?;
 
     let srv = file.server;
+    TrustedProxies::parse(&srv.trusted_proxies, "server.trusted_proxies")?;
+    let trusted_proxies = srv.trusted_proxies.clone();
+    AccessRules::compile(&file.access)?;
+    let access = file.access;
+    file.rate_limits.validate()?;
+    let rate_limits = file.rate_limits;
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
@@ -1110,12 +1142,16 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         log: file.log,
         forward_auth: file.forward_auth,
         admin,
+        access,
+        rate_limits,
+        trusted_proxies,
     })
 }
 
 /// The keys whose change a reload (`SIGHUP`) cannot apply: everything except `[authz]`,
-/// `[headers]`, `[forward_auth]` (and the TLS files' contents, which the TLS reloader
-/// re-reads). Pure: compares two validated settings.
+/// `[headers]`, `[forward_auth]`, `[access]`, `[rate_limits]` and `server.trusted_proxies`
+/// (and the TLS files' contents, which the TLS reloader re-reads). Pure: compares two
+/// validated settings.
 pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut check = |key: &'static str, same: bool| {

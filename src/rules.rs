@@ -55,7 +55,7 @@ const KNOWN_METHODS: &[&str] = &[
 ];
 
 /// `[access]` as written by the operator.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSection {
     /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through
@@ -65,7 +65,7 @@ pub struct AccessSection {
 }
 
 /// One `[[access.rules]]` entry.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSection {
     /// Shown in logs; default `rule N` (1-based).
