@@ -1,5 +1,7 @@
 //! Assembly: config file → validated settings → gateway → listener. Shared by the binary and
-//! the integration tests so both start the gateway the same way.
+//! the integration tests so both start the gateway the same way. Also the process-wide
+//! reactions that run beside the listener: SIGHUP ([`on_hangup`]), the TLS file watcher and
+//! the optional plain-HTTP redirect listener.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::{self, Settings};
 use crate::gateway::Gateway;
 use crate::server;
+use crate::tls::{self, TlsReloader};
 
 pub struct App {
     pub settings: Settings,
@@ -49,7 +52,7 @@ pub fn from_settings(mut settings: Settings) -> Result<App, String> {
     // `saml.idp_metadata_url`: fetch now (else the cache file), before anything needs it.
     crate::saml::metadata_source::load_initial(&mut settings.saml)?;
     if let Some(tls) = &settings.tls {
-        server::tls_acceptor(&tls.cert_file, &tls.key_file)?;
+        TlsReloader::new(tls)?;
     }
     let gateway = Gateway::new(settings.clone())?;
     Ok(App {
@@ -94,22 +97,38 @@ pub async fn serve_on_with_admin(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let tls = match &app.settings.tls {
-        Some(t) => Some(server::tls_acceptor(&t.cert_file, &t.key_file)?),
+        Some(files) => Some(Arc::new(TlsReloader::new(files)?)),
         None => None,
     };
+    let redirect_listener = match app.settings.server.http_redirect_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("server.http_redirect_listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    // Registered before serving: from here on SIGHUP reloads instead of ending the process.
+    let hangups = hangup_signals();
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         public_url = %app.settings.public_url,
         upstream = %app.settings.upstream,
         idp = %app.gateway.idp_entity_id(),
         tls = tls.is_some(),
+        http_redirect_listen = %redirect_listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
         "samlgate serving"
     );
+    if let Some(t) = &tls {
+        let cert = t.current_summary();
+        tracing::info!(subject = %cert.subject, not_after = %cert.not_after, sha256 = %cert.sha256, "TLS certificate in service");
+    }
+    let mut background = Vec::new();
     // `saml.idp_metadata_url`: refresh in the background until shutdown.
-    let refresh = crate::saml::metadata_source::spawn_refresh(
+    background.extend(crate::saml::metadata_source::spawn_refresh(
         app.gateway.current_idp(),
         app.settings.saml.clone(),
-    );
+    ));
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let admin = admin.map(|l| {
         tokio::spawn(crate::admin::serve(
@@ -121,20 +140,92 @@ pub async fn serve_on_with_admin(
             },
         ))
     });
+    if let (Some(t), Some(interval)) = (
+        &tls,
+        app.settings.tls.as_ref().and_then(|f| f.watch_interval),
+    ) {
+        background.push(tokio::spawn(tls::watch_files(t.clone(), interval)));
+    }
+    if let Some(hangups) = hangups {
+        background.push(tokio::spawn(on_hangup(hangups, tls.clone())));
+    }
+    // One shutdown for both listeners: the main one resolves `shutdown`, the redirect
+    // listener follows.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let redirect = redirect_listener.map(|l| {
+        let origin = app.settings.public_url.origin().ascii_serialization();
+        let mut stopped = stopped.clone();
+        tokio::spawn(server::serve_http_redirect(
+            l,
+            origin,
+            app.settings.server.clone(),
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ))
+    });
     server::serve(
         app.gateway,
         listener,
-        tls,
+        tls.as_ref().map(|t| t.acceptor()),
         app.settings.server.clone(),
-        shutdown,
+        async {
+            shutdown.await;
+            let _ = stopping.send(true);
+        },
     )
     .await;
-    if let Some(r) = refresh {
-        r.abort();
+    let _ = stopping.send(true);
+    if let Some(r) = redirect {
+        let _ = r.await;
+    }
+    for task in background {
+        task.abort();
     }
     let _ = admin_stop.send(());
     if let Some(a) = admin {
         let _ = a.await;
     }
     Ok(())
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = std::convert::Infallible;
+
+fn hangup_signals() -> Option<Hangups> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by restarting");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// What SIGHUP does: re-read what can change while serving, once per signal. Runs until
+/// aborted at shutdown.
+async fn on_hangup(mut hangups: Hangups, tls: Option<Arc<TlsReloader>>) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            // Errors are logged by `reload`; the old certificate stays in service.
+            let _ = tokio::task::spawn_blocking(move || tls.reload("SIGHUP")).await;
+        }
+        // Config reload goes here (the lead's part).
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+        match hangups {}
+    }
 }

@@ -65,6 +65,10 @@ pub struct FileConfig {
 pub struct TlsSection {
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// Lowest TLS version offered: `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<String>,
+    /// Seconds between checks of the two files for a change (default 10); 0 = SIGHUP only.
+    pub watch_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,6 +262,8 @@ pub struct ServerSection {
     pub shutdown_grace_secs: u64,
     /// Addresses / CIDRs whose `X-Forwarded-*` headers count (default: none).
     pub trusted_proxies: Vec<String>,
+    /// A plain-HTTP address whose every request is redirected (308) to `public_url`.
+    pub http_redirect_listen: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -267,6 +273,7 @@ impl Default for ServerSection {
             max_connections: 10_000,
             shutdown_grace_secs: 30,
             trusted_proxies: Vec::new(),
+            http_redirect_listen: None,
         }
     }
 }
@@ -351,7 +358,22 @@ pub struct AdminSettings {
 pub struct TlsFiles {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    pub min_version: TlsMinVersion,
+    /// How often the files are checked for a change; `None`: only on SIGHUP.
+    pub watch_interval: Option<Duration>,
 }
+
+/// `tls.min_version`: the lowest protocol version the listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMinVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Default of `tls.watch_interval_secs`.
+pub const DEFAULT_TLS_WATCH_INTERVAL_SECS: u64 = 10;
+/// Largest `tls.watch_interval_secs` (one day).
+pub const MAX_TLS_WATCH_INTERVAL_SECS: u64 = 86_400;
 
 #[derive(Clone, PartialEq)]
 pub struct SamlSettings {
@@ -457,6 +479,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Plain-HTTP listener that redirects to `public_url` (only with TLS and an https
+    /// `public_url`).
+    pub http_redirect_listen: Option<SocketAddr>,
 }
 
 /// The environment keys `SAMLGATE_<SECTION>_<KEY>` may override, and whether each is a list
@@ -730,6 +755,98 @@ fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
         .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))
 }
 
+/// Validates `[tls]`: both files or neither, readable; the version floor and watch interval.
+fn tls_files(t: TlsSection, base: &Path) -> Result<Option<TlsFiles>, ConfigError> {
+    let (cert_file, key_file) = match (t.cert_file, t.key_file) {
+        (Some(c), Some(k)) => (resolve(base, c), resolve(base, k)),
+        (None, None) => {
+            // A version floor or watch interval without TLS files would suggest a protection
+            // that is not there.
+            for (set, key) in [
+                (t.min_version.is_some(), "tls.min_version"),
+                (t.watch_interval_secs.is_some(), "tls.watch_interval_secs"),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        key,
+                        "needs tls.cert_file and tls.key_file (without them samlgate speaks plain HTTP)",
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "tls.key_file",
+                "is required when tls.cert_file is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "tls.cert_file",
+                "is required when tls.key_file is set",
+            ))
+        }
+    };
+    read_file(base, &cert_file, "tls.cert_file")?;
+    read_file(base, &key_file, "tls.key_file")?;
+    let min_version = match t.min_version.as_deref().map(str::trim) {
+        None | Some("1.2") => TlsMinVersion::Tls12,
+        Some("1.3") => TlsMinVersion::Tls13,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "tls.min_version",
+                format!("must be \"1.2\" or \"1.3\": {other:?}"),
+            ))
+        }
+    };
+    let watch_secs = t
+        .watch_interval_secs
+        .unwrap_or(DEFAULT_TLS_WATCH_INTERVAL_SECS);
+    if watch_secs > MAX_TLS_WATCH_INTERVAL_SECS {
+        return Err(ConfigError::new(
+            "tls.watch_interval_secs",
+            format!("must be at most {MAX_TLS_WATCH_INTERVAL_SECS} (0 = reload on SIGHUP only)"),
+        ));
+    }
+    Ok(Some(TlsFiles {
+        cert_file,
+        key_file,
+        min_version,
+        watch_interval: (watch_secs > 0).then(|| Duration::from_secs(watch_secs)),
+    }))
+}
+
+/// Validates `server.http_redirect_listen`: an address other than `listen`, and only where
+/// there is an https site to send people to.
+fn http_redirect_listen(
+    raw: &str,
+    listen: SocketAddr,
+    tls: bool,
+    public_url: &Url,
+) -> Result<SocketAddr, ConfigError> {
+    const KEY: &str = "server.http_redirect_listen";
+    let addr: SocketAddr = raw
+        .parse()
+        .map_err(|_| ConfigError::new(KEY, format!("not an address like 0.0.0.0:80: {raw}")))?;
+    if !tls {
+        return Err(ConfigError::new(
+            KEY,
+            "needs tls.cert_file and tls.key_file: it redirects plain HTTP to samlgate's own https listener",
+        ));
+    }
+    if public_url.scheme() != "https" {
+        return Err(ConfigError::new(
+            KEY,
+            "needs an https public_url: the redirect target is public_url",
+        ));
+    }
+    if addr == listen {
+        return Err(ConfigError::new(KEY, "must differ from listen"));
+    }
+    Ok(addr)
+}
+
 /// Turns the operator's file into [`Settings`], reading secrets relative to `base`.
 pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> {
     let listen_raw = file.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
@@ -761,31 +878,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     )?;
     let upstream = parse_http_url(&upstream_raw, "upstream")?;
 
-    let tls = match (file.tls.cert_file, file.tls.key_file) {
-        (Some(c), Some(k)) => {
-            let cert_file = resolve(base, c);
-            let key_file = resolve(base, k);
-            read_file(base, &cert_file, "tls.cert_file")?;
-            read_file(base, &key_file, "tls.key_file")?;
-            Some(TlsFiles {
-                cert_file,
-                key_file,
-            })
-        }
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(ConfigError::new(
-                "tls.key_file",
-                "is required when tls.cert_file is set",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::new(
-                "tls.cert_file",
-                "is required when tls.key_file is set",
-            ))
-        }
-    };
+    let tls = tls_files(file.tls, base)?;
 
     let s = file.saml;
     let prefix = local_path(&s.path_prefix, "saml.path_prefix")?;
@@ -1071,6 +1164,11 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             "must be at least 1",
         ));
     }
+    let http_redirect_listen = srv
+        .http_redirect_listen
+        .as_deref()
+        .map(|raw| http_redirect_listen(raw, listen, tls.is_some(), &public_url))
+        .transpose()?;
     if !matches!(file.log.format.as_str(), "human" | "json") {
         return Err(ConfigError::new("log.format", "must be `human` or `json`"));
     }
@@ -1138,6 +1236,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
             max_connections: srv.max_connections,
             shutdown_grace: Duration::from_secs(srv.shutdown_grace_secs),
+            http_redirect_listen,
         },
         log: file.log,
         forward_auth: file.forward_auth,
@@ -1470,5 +1569,112 @@ mod tests {
         f.saml.acs_path = "/saml-post".into();
         let s = validate(f, dir.path()).unwrap();
         assert_eq!(s.saml.acs_url, "https://app.example.com/saml-post");
+    }
+
+    fn with_tls_files(dir: &Path) -> FileConfig {
+        std::fs::write(dir.join("tls.crt"), "stand-in").unwrap();
+        std::fs::write(dir.join("tls.key"), "stand-in").unwrap();
+        let mut f = minimal(dir);
+        f.tls.cert_file = Some("tls.crt".into());
+        f.tls.key_file = Some("tls.key".into());
+        f
+    }
+
+    #[test]
+    fn tls_min_version_and_watch_interval_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = validate(with_tls_files(dir.path()), dir.path())
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(t.min_version, TlsMinVersion::Tls12);
+        assert_eq!(t.watch_interval, Some(Duration::from_secs(10)));
+        assert_eq!(t.cert_file, dir.path().join("tls.crt"));
+
+        let mut f = with_tls_files(dir.path());
+        f.tls.min_version = Some("1.3".into());
+        f.tls.watch_interval_secs = Some(0);
+        let t = validate(f, dir.path()).unwrap().tls.unwrap();
+        assert_eq!(t.min_version, TlsMinVersion::Tls13);
+        assert_eq!(t.watch_interval, None, "0 = SIGHUP only");
+
+        for bad in ["1.1", "1.0", "TLSv1.3", "", "1.4"] {
+            let mut f = with_tls_files(dir.path());
+            f.tls.min_version = Some(bad.into());
+            let err = validate(f, dir.path()).unwrap_err();
+            assert_eq!(err.key, "tls.min_version", "{bad:?}");
+            assert!(err.message.contains("\"1.2\" or \"1.3\""), "{err}");
+        }
+        let mut f = with_tls_files(dir.path());
+        f.tls.watch_interval_secs = Some(86_401);
+        assert_eq!(
+            validate(f, dir.path()).unwrap_err().key,
+            "tls.watch_interval_secs"
+        );
+        // Without TLS files these keys would promise a protection that is not there.
+        let mut f = minimal(dir.path());
+        f.tls.min_version = Some("1.3".into());
+        assert_eq!(validate(f, dir.path()).unwrap_err().key, "tls.min_version");
+        let mut f = minimal(dir.path());
+        f.tls.watch_interval_secs = Some(5);
+        assert_eq!(
+            validate(f, dir.path()).unwrap_err().key,
+            "tls.watch_interval_secs"
+        );
+        // From the environment, "1.3" stays a string.
+        let f = parse_with_env(
+            "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n",
+            &env(&[
+                ("SAMLGATE_TLS_MIN_VERSION", "1.3"),
+                ("SAMLGATE_TLS_WATCH_INTERVAL_SECS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(f.tls.min_version.as_deref(), Some("1.3"));
+        assert_eq!(f.tls.watch_interval_secs, Some(2));
+    }
+
+    #[test]
+    fn http_redirect_listen_needs_tls_and_an_https_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = with_tls_files(dir.path());
+        f.server.http_redirect_listen = Some("0.0.0.0:8080".into());
+        f.listen = Some("0.0.0.0:8443".into());
+        let s = validate(f, dir.path()).unwrap();
+        assert_eq!(
+            s.server.http_redirect_listen,
+            Some("0.0.0.0:8080".parse().unwrap())
+        );
+        assert_eq!(
+            validate(with_tls_files(dir.path()), dir.path())
+                .unwrap()
+                .server
+                .http_redirect_listen,
+            None
+        );
+
+        let mut f = minimal(dir.path());
+        f.server.http_redirect_listen = Some("0.0.0.0:8080".into());
+        let err = validate(f, dir.path()).unwrap_err();
+        assert_eq!(err.key, "server.http_redirect_listen");
+        assert!(err.message.contains("tls.cert_file"), "{err}");
+
+        let mut f = with_tls_files(dir.path());
+        f.public_url = Some("http://app.example.com".into());
+        f.server.http_redirect_listen = Some("0.0.0.0:8080".into());
+        let err = validate(f, dir.path()).unwrap_err();
+        assert_eq!(err.key, "server.http_redirect_listen");
+        assert!(err.message.contains("https public_url"), "{err}");
+
+        for bad in ["localhost:80", "80", "0.0.0.0:8443"] {
+            let mut f = with_tls_files(dir.path());
+            f.listen = Some("0.0.0.0:8443".into());
+            f.server.http_redirect_listen = Some(bad.into());
+            assert_eq!(
+                validate(f, dir.path()).unwrap_err().key,
+                "server.http_redirect_listen",
+                "{bad}"
+            );
+        }
     }
 }

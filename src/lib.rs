@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
-//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header timeout, connection cap, graceful shutdown |
+//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header timeout, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
@@ -53,3 +54,4 @@ pub mod rules;
 pub mod saml;
 pub mod server;
 pub mod session;
+pub mod tls;

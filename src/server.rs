@@ -1,10 +1,11 @@
-//! Listeners: plain TCP or TLS (rustls, ALPN h2 + http/1.1), HTTP/1.1 and HTTP/2 via
-//! hyper-util's auto builder, a header-read timeout, a cap on open connections, and graceful
-//! shutdown that stops accepting and drains in-flight requests.
+//! Listeners: plain TCP or TLS (the acceptor comes from [`crate::tls`]), HTTP/1.1 and HTTP/2
+//! via hyper-util's auto builder, a header-read timeout, a cap on open connections, and
+//! graceful shutdown that stops accepting and drains in-flight requests. Also the optional
+//! plain-HTTP listener (`server.http_redirect_listen`) that sends every request to the https
+//! `public_url`.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -23,32 +22,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ServerSettings;
 use crate::gateway::{ConnInfo, Gateway};
 use crate::proxy::ConnSlot;
-
-/// Builds the TLS acceptor from PEM files (ALPN h2 and http/1.1, ring provider only).
-pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| format!("tls.cert_file {}: {e}", cert_file.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.cert_file {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "tls.cert_file {}: no certificate found",
-            cert_file.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("tls.key_file {}: {e}", key_file.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| format!("tls: certificate and key do not fit together: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
 
 /// Serves until `shutdown` resolves, then drains for at most `shutdown_grace`.
 pub async fn serve(
@@ -152,6 +125,111 @@ pub async fn serve(
     }
 }
 
+/// Where the plain-HTTP listener sends a request: `origin` (the configured `public_url`'s
+/// scheme, host and port) followed by the request's path and query. The request's `Host`
+/// header and any authority in its target are ignored, so no request can choose the site it
+/// is sent to.
+pub fn https_redirect_location(origin: &str, uri: &http::Uri) -> String {
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    format!("{origin}{path_and_query}")
+}
+
+/// The plain-HTTP listener of `server.http_redirect_listen`: `/healthz` answers 200, every
+/// other request 308 to [`https_redirect_location`]. HTTP/1.1 only, one request per
+/// connection, the header-read timeout and connection cap of the main listener, and each
+/// connection closed after twice the header-read timeout at most. Stops accepting when
+/// `shutdown` resolves; open connections end on their own within that bound.
+pub async fn serve_http_redirect(
+    listener: TcpListener,
+    origin: String,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let origin: Arc<str> = origin.into();
+    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(false);
+    let connection_deadline = settings.header_read_timeout.saturating_mul(2);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed (http redirect listener)");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = settings.max_connections, "connection limit reached on the http redirect listener; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let origin = origin.clone();
+        let conn = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req: Request<Incoming>| {
+                let response = redirect_response(&origin, req.uri());
+                async move { Ok::<_, Infallible>(response) }
+            }),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(connection_deadline, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "redirect connection ended with an error")
+                }
+                Err(_) => tracing::debug!(%peer, "redirect connection timed out"),
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("http redirect listener stopped");
+}
+
+fn redirect_response(
+    origin: &str,
+    uri: &http::Uri,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let small = |status: http::StatusCode, body: &'static str| {
+        let mut r = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if uri.path() == "/healthz" {
+        return small(http::StatusCode::OK, "ok\n");
+    }
+    let location = https_redirect_location(origin, uri);
+    // The path and query passed hyper's URI parser, so this only fails on a bad origin,
+    // which validation rules out; the site's root is still the right place then.
+    let location = http::HeaderValue::from_str(&location)
+        .or_else(|_| http::HeaderValue::from_str(&format!("{origin}/")))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("/"));
+    let mut r = small(
+        http::StatusCode::PERMANENT_REDIRECT,
+        "This site is served over HTTPS.\n",
+    );
+    r.headers_mut().insert(http::header::LOCATION, location);
+    r
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -171,5 +249,50 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(target: &str) -> String {
+        https_redirect_location("https://app.example.com:8443", &target.parse().unwrap())
+    }
+
+    #[test]
+    fn redirect_keeps_path_and_query_and_ignores_any_authority() {
+        assert_eq!(location("/"), "https://app.example.com:8443/");
+        assert_eq!(
+            location("/a/b?x=1&y=%2F"),
+            "https://app.example.com:8443/a/b?x=1&y=%2F"
+        );
+        // Absolute-form request targets name a host; it is not used.
+        assert_eq!(
+            location("http://evil.example/steal?q=1"),
+            "https://app.example.com:8443/steal?q=1"
+        );
+        assert_eq!(
+            location("http://evil.example"),
+            "https://app.example.com:8443/"
+        );
+        // `//evil.example` stays a path on our host.
+        assert_eq!(
+            location("//evil.example/x"),
+            "https://app.example.com:8443//evil.example/x"
+        );
+        assert_eq!(location("*"), "https://app.example.com:8443/");
+    }
+
+    #[test]
+    fn redirect_listener_answers_healthz_and_308() {
+        let origin = "https://app.example.com";
+        let ok = redirect_response(origin, &"/healthz".parse().unwrap());
+        assert_eq!(ok.status(), 200);
+        let r = redirect_response(origin, &"/healthz?x".parse().unwrap());
+        assert_eq!(r.status(), 200);
+        let r = redirect_response(origin, &"/healthz/x".parse().unwrap());
+        assert_eq!(r.status(), 308);
+        assert_eq!(r.headers()["location"], "https://app.example.com/healthz/x");
     }
 }

@@ -337,7 +337,13 @@ fn gen_cert_writes_parseable_pairs_with_private_keys_and_never_overwrites() {
         .iter()
         .any(|n| n.ipaddress() == Some(&[127, 0, 0, 1][..])));
     // rustls (the gateway's TLS) loads the pair.
-    samlgate::server::tls_acceptor(&out.join("tls.crt"), &out.join("tls.key")).unwrap();
+    samlgate::tls::TlsReloader::new(&samlgate::config::TlsFiles {
+        cert_file: out.join("tls.crt"),
+        key_file: out.join("tls.key"),
+        min_version: samlgate::config::TlsMinVersion::Tls12,
+        watch_interval: None,
+    })
+    .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
