@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -37,14 +38,17 @@ pub fn reload_config(path: &Path, gateway: &Gateway) {
         Err(e) => {
             tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
         }
-        Ok(new) => {
-            let restart = gateway.reload(&new);
-            if restart.is_empty() {
+        Ok(new) => match gateway.reload(&new) {
+            Err(e) => {
+                tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+            }
+            Ok(restart) if restart.is_empty() => {
                 tracing::info!(config = %path.display(), "config reloaded");
-            } else {
+            }
+            Ok(restart) => {
                 tracing::warn!(config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
             }
-        }
+        },
     }
 }
 
@@ -124,6 +128,7 @@ pub async fn serve_on_with_admin(
         tracing::info!(subject = %cert.subject, not_after = %cert.not_after, sha256 = %cert.sha256, "TLS certificate in service");
     }
     let mut background = Vec::new();
+    background.push(tokio::spawn(housekeeping(app.gateway.clone())));
     // `saml.idp_metadata_url`: refresh in the background until shutdown.
     background.extend(crate::saml::metadata_source::spawn_refresh(
         app.gateway.current_idp(),
@@ -147,7 +152,11 @@ pub async fn serve_on_with_admin(
         background.push(tokio::spawn(tls::watch_files(t.clone(), interval)));
     }
     if let Some(hangups) = hangups {
-        background.push(tokio::spawn(on_hangup(hangups, tls.clone())));
+        let config = app
+            .config_path
+            .clone()
+            .map(|path| (path, app.gateway.clone()));
+        background.push(tokio::spawn(on_hangup(hangups, tls.clone(), config)));
     }
     // One shutdown for both listeners: the main one resolves `shutdown`, the redirect
     // listener follows.
@@ -189,6 +198,16 @@ pub async fn serve_on_with_admin(
     Ok(())
 }
 
+/// Every minute: [`Gateway::housekeeping`] (rate-limit entries of idle clients).
+async fn housekeeping(gateway: Arc<Gateway>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        gateway.housekeeping();
+    }
+}
+
 #[cfg(unix)]
 type Hangups = tokio::signal::unix::Signal;
 #[cfg(not(unix))]
@@ -212,7 +231,11 @@ fn hangup_signals() -> Option<Hangups> {
 
 /// What SIGHUP does: re-read what can change while serving, once per signal. Runs until
 /// aborted at shutdown.
-async fn on_hangup(mut hangups: Hangups, tls: Option<Arc<TlsReloader>>) {
+async fn on_hangup(
+    mut hangups: Hangups,
+    tls: Option<Arc<TlsReloader>>,
+    config: Option<(PathBuf, Arc<Gateway>)>,
+) {
     #[cfg(unix)]
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
@@ -221,11 +244,15 @@ async fn on_hangup(mut hangups: Hangups, tls: Option<Arc<TlsReloader>>) {
             // Errors are logged by `reload`; the old certificate stays in service.
             let _ = tokio::task::spawn_blocking(move || tls.reload("SIGHUP")).await;
         }
-        // Config reload goes here (the lead's part).
+        if let Some((path, gateway)) = &config {
+            let (path, gateway) = (path.clone(), gateway.clone());
+            // Reads files (config, IdP metadata, secrets): off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reload_config(&path, &gateway)).await;
+        }
     }
     #[cfg(not(unix))]
     {
-        let _ = tls;
+        let _ = (tls, config);
         match hangups {}
     }
 }

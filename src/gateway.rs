@@ -18,13 +18,15 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
-use crate::authz;
+use crate::client_ip::{self, TrustedProxies};
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
 use crate::forward_auth;
 use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
+use crate::ratelimit::{Limit, RateLimits};
 use crate::redirect::safe_return_path;
+use crate::rules::{AccessRules, Decision};
 use crate::saml::authn::{
     authn_request_xml, new_request_id, redirect_message_url, redirect_url, AuthnRequestSpec,
 };
@@ -86,11 +88,15 @@ impl ConnInfo {
     }
 }
 
-/// The settings `SIGHUP` reloads without dropping sessions or connections: authorization,
-/// identity header names and attribute mapping, forward-auth. Swapped whole, so each request
-/// sees one consistent version.
+/// The settings `SIGHUP` reloads without dropping sessions or connections: access rules,
+/// authorization, identity header names and attribute mapping, trusted proxies, rate limits,
+/// forward-auth. Swapped whole, so each request sees one consistent version.
 pub struct Policy {
+    pub rules: AccessRules,
     pub authz: AuthzSection,
+    pub trusted: TrustedProxies,
+    /// Per-client limits (a reload starts them afresh).
+    pub limits: RateLimits,
     /// Names to inject, plus every name used earlier in this process for stripping: an
     /// upstream may still trust a header name that a reload retired.
     pub ids: IdentityHeaders,
@@ -100,17 +106,37 @@ pub struct Policy {
 }
 
 impl Policy {
-    fn from_settings(s: &Settings, previous: Option<&Policy>) -> Policy {
+    /// Fails only on what validation already refused (settings come validated).
+    fn from_settings(s: &Settings, previous: Option<&Policy>) -> Result<Policy, String> {
         let mut ids = IdentityHeaders::from_config(&s.headers);
         if let Some(p) = previous {
             ids.also_strip(&p.ids);
         }
-        Policy {
+        Ok(Policy {
+            rules: AccessRules::compile(&s.access).map_err(|e| e.to_string())?,
             authz: s.authz.clone(),
+            trusted: TrustedProxies::parse(&s.trusted_proxies, "server.trusted_proxies")
+                .map_err(|e| e.to_string())?,
+            limits: RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?,
             ids,
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
-        }
+        })
+    }
+
+    /// Checks `limit` for this client; `Err` is the 429 to answer (logged and counted).
+    fn limit(
+        &self,
+        limit: Limit,
+        conn: ConnInfo,
+        headers: &HeaderMap,
+        metrics: &Metrics,
+    ) -> Result<(), Response<Body>> {
+        self.limits.check(limit, conn.client).map_err(|retry_after| {
+            tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = retry_after.as_secs(), client = %conn.client);
+            metrics.rate_limited(limit.as_str());
+            pages::too_many_requests(retry_after, pages::accepts_html(headers))
+        })
     }
 }
 
@@ -261,7 +287,7 @@ impl Gateway {
             session_sealer: Sealer::new(secret, "session"),
             login_sealer: Sealer::new(secret, "login"),
             csrf_sealer: Sealer::new(secret, "logout-csrf"),
-            policy: ArcSwap::from_pointee(Policy::from_settings(&settings, None)),
+            policy: ArcSwap::from_pointee(Policy::from_settings(&settings, None)?),
             verify_permits: Arc::new(Semaphore::new(s.max_concurrent_verifications)),
             verifier,
             upstream,
@@ -308,7 +334,7 @@ impl Gateway {
     /// Applies a reloaded configuration: the [`Policy`] part is swapped in at once (sessions
     /// and open connections are untouched); the keys that need a restart are returned (and
     /// keep running as they are).
-    pub fn reload(&self, new: &Settings) -> Vec<&'static str> {
+    pub fn reload(&self, new: &Settings) -> Result<Vec<&'static str>, String> {
         let mut new = new.clone();
         // Metadata fetched from a URL is not in the file: compare the rest.
         if new.saml.idp_metadata_url.is_some() {
@@ -316,9 +342,15 @@ impl Gateway {
         }
         let restart = crate::config::restart_needed(&self.settings, &new);
         let old = self.policy.load();
-        self.policy
-            .store(Arc::new(Policy::from_settings(&new, Some(&old))));
-        restart
+        let next = Policy::from_settings(&new, Some(&old))?;
+        self.policy.store(Arc::new(next));
+        Ok(restart)
+    }
+
+    /// Periodic upkeep (every minute from the server): forgets rate-limit entries whose budget
+    /// has refilled, so the table only holds clients that are actually busy.
+    pub fn housekeeping(&self) {
+        self.policy.load().limits.retain_recent();
     }
 
     pub fn session_count(&self) -> u64 {
@@ -326,8 +358,18 @@ impl Gateway {
     }
 
     /// Entry point for every request: never panics outward, always logs one access line.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        mut conn: ConnInfo,
+    ) -> Response<Body> {
         let started = Instant::now();
+        {
+            let policy = self.policy.load();
+            if !policy.trusted.is_empty() {
+                conn.client = client_ip::client_ip(conn.peer.ip(), req.headers(), &policy.trusted);
+            }
+        }
         let method = req.method().clone();
         // A clone shares the request's buffer (no copy): the path is only formatted if logged.
         let uri = req.uri().clone();
@@ -412,27 +454,43 @@ impl Gateway {
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        // authenticate
-        let Some((_key, session)) = self.authenticate(req.headers()).await else {
-            return self.challenge(&req, conn);
-        };
-        // (for the access log only: no copy when it is off)
-        if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
-            *user = Some(session.identity.user.clone());
-        }
-
-        // authorize
+        // route (access rules, on the path this request will be forwarded with)
         let policy = self.policy.load();
-        if let Err(denial) = authz::authorize(&session.identity, &policy.authz) {
-            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
-            let browser = pages::accepts_html(req.headers());
-            return pages::forbidden(
-                &session.identity.user,
-                &denial.user_message(),
-                &self.paths.logout,
-                browser,
-            );
-        }
+        let requirement = match policy
+            .rules
+            .decide(req.method(), req.uri().path(), req.headers())
+        {
+            Decision::Deny { rule } => {
+                return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
+            }
+            Decision::Anonymous { .. } => None,
+            Decision::Authenticate { requirement, .. } => Some(requirement),
+        };
+
+        // authenticate and authorize (anonymous routes: neither, and no identity headers)
+        let session = match requirement {
+            None => None,
+            Some(requirement) => {
+                let Some((_key, session)) = self.authenticate(req.headers()).await else {
+                    return self.challenge(&req, conn);
+                };
+                // (for the access log only: no copy when it is off)
+                if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
+                    *user = Some(session.identity.user.clone());
+                }
+                if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
+                    tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
+                    let browser = pages::accepts_html(req.headers());
+                    return pages::forbidden(
+                        &session.identity.user,
+                        &denial.user_message(),
+                        &self.paths.logout,
+                        browser,
+                    );
+                }
+                Some(session)
+            }
+        };
 
         // rewrite
         let upgrade = proxy::is_upgrade_request(&req);
@@ -454,10 +512,11 @@ impl Gateway {
             req.headers_mut(),
             &policy.ids,
             &cookies,
-            Some(&session.headers),
+            session.as_ref().map(|s| &s.headers),
             &fwd,
             upgrade,
         );
+        drop(policy);
 
         // forward (on this HTTP/1 connection's own upstream connection when it has one)
         let browser = pages::accepts_html(req.headers());
@@ -476,6 +535,23 @@ impl Gateway {
                 pages::upstream_error(e.status(), browser)
             }
         }
+    }
+
+    /// 403 for a path a `deny` rule covers (whoever asks).
+    fn denied_by_rule(
+        &self,
+        rule: &str,
+        path: &str,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        tracing::warn!(target: "samlgate::audit", event = "access_denied", reason = "deny rule", rule = %rule, path = %clip_path(path), client = %conn.client);
+        pages::simple(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "This address is not available through the gateway.",
+            pages::accepts_html(headers),
+        )
     }
 
     fn client_proto(&self, conn: ConnInfo) -> &'static str {
@@ -573,24 +649,46 @@ impl Gateway {
             }
         };
 
+        // route: the access rules, on the original request
+        let requirement =
+            match policy
+                .rules
+                .decide(&original.method, original.path(), req.headers())
+            {
+                Decision::Deny { rule } => {
+                    self.metrics.forward_auth(ForwardAuthResult::Denied);
+                    return self.denied_by_rule(rule, original.path(), req.headers(), conn);
+                }
+                Decision::Anonymous { .. } => {
+                    self.metrics.forward_auth(ForwardAuthResult::Anonymous);
+                    let mut r = Response::new(proxy::full(Bytes::new()));
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    return r;
+                }
+                Decision::Authenticate { requirement, .. } => requirement,
+            };
+
         // authenticate
         let Some((_key, session)) = self.authenticate(req.headers()).await else {
+            self.metrics
+                .forward_auth(ForwardAuthResult::Unauthenticated);
+            // Guessing at cookies through the check endpoint is limited per client.
+            if let Err(r) = policy.limit(Limit::AuthFailure, conn, req.headers(), &self.metrics) {
+                return r;
+            }
             if policy.forward_auth.redirect_browsers
                 && pages::is_browser_navigation(&original.method, req.headers())
             {
-                self.metrics
-                    .forward_auth(ForwardAuthResult::Unauthenticated);
                 let return_path = safe_return_path(&original.uri).unwrap_or("/");
                 return self.start_login(req.headers(), return_path, conn);
             }
-            self.metrics
-                .forward_auth(ForwardAuthResult::Unauthenticated);
             return self.unauthenticated(&original.uri);
         };
         *user = Some(session.identity.user.clone());
 
         // authorize
-        if let Err(denial) = authz::authorize(&session.identity, &policy.authz) {
+        if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
             tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
             self.metrics.forward_auth(ForwardAuthResult::Denied);
             return pages::forbidden(
@@ -605,8 +703,8 @@ impl Gateway {
     }
 
     /// Whether the TCP peer is a configured trusted proxy (whose `X-Forwarded-*` count).
-    fn peer_is_trusted(&self, _policy: &Policy, _conn: ConnInfo) -> bool {
-        false
+    fn peer_is_trusted(&self, policy: &Policy, conn: ConnInfo) -> bool {
+        policy.trusted.contains(conn.peer.ip())
     }
 
     // ---- sign-in -------------------------------------------------------------------------
@@ -656,7 +754,20 @@ impl Gateway {
                 .find(|(k, _)| k == "rd")
                 .map(|(_, v)| v.into_owned())
         });
-        let rd = rd.unwrap_or_else(|| "/".to_string());
+        // No `rd`: behind nginx (`error_page 401 = /saml/login`) the original URI comes from a
+        // trusted proxy's X-Original-URI / X-Forwarded-Uri.
+        let rd = rd.unwrap_or_else(|| {
+            let policy = self.policy.load();
+            forward_auth::original_request(
+                req.method(),
+                req.uri().path(),
+                None,
+                &self.paths.auth,
+                req.headers(),
+                self.peer_is_trusted(&policy, conn),
+            )
+            .map_or_else(|_| "/".to_string(), |o| o.uri)
+        });
         match safe_return_path(&rd) {
             Some(path) => self.start_login(req.headers(), path, conn),
             None => {
@@ -673,6 +784,14 @@ impl Gateway {
         return_path: &str,
         conn: ConnInfo,
     ) -> Response<Body> {
+        // Each start costs a pending-login entry and an IdP round trip: limited per client.
+        if let Err(r) = self
+            .policy
+            .load()
+            .limit(Limit::SignIn, conn, headers, &self.metrics)
+        {
+            return r;
+        }
         let request_id = new_request_id();
         let relay = random_token();
         let existing = browser_ids(
@@ -749,6 +868,14 @@ impl Gateway {
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Response<Body> {
+        // Before the body is read: each post may cost a signature verification.
+        if let Err(r) = self
+            .policy
+            .load()
+            .limit(Limit::Acs, conn, req.headers(), &self.metrics)
+        {
+            return r;
+        }
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         let started = Instant::now();

@@ -59,6 +59,14 @@ fn saml_opts(saml_toml: &str) -> Options {
     }
 }
 
+/// For a test that posts a whole battery of responses from one address.
+fn many_posts(opts: Options) -> Options {
+    Options {
+        extra_toml: format!("{}{HIGH_RATE_LIMITS}", opts.extra_toml),
+        ..opts
+    }
+}
+
 /// A valid response for this gateway answering `req_id`.
 fn spec(idp: &TestIdp, gw: &TestGateway, req_id: &str) -> ResponseSpec {
     ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(req_id))
@@ -253,7 +261,7 @@ async fn assert_no_connection(l: &TcpListener, ctx: &str) {
 /// or assertion out of place, a second Assertion, a `ds:Object`), before samael sees it.
 #[tokio::test]
 async fn xsw_1_to_8_never_sign_in_the_evil_name_id() {
-    let (idp, up, gw) = setup(Options::default()).await;
+    let (idp, up, gw) = setup(many_posts(Options::default())).await;
     let names: Vec<&str> = attacks::xsw_variants(&idp, &spec(&idp, &gw, "_x"), EVIL)
         .into_iter()
         .map(|(n, _)| n)
@@ -279,7 +287,7 @@ async fn xsw_1_to_8_never_sign_in_the_evil_name_id() {
 /// false`), so XSW1/XSW2 (Response-signed originals) get past the envelope rule too.
 #[tokio::test]
 async fn xsw_1_to_8_refused_with_relaxed_signing_rules() {
-    let (idp, up, gw) = setup(saml_opts("require_signed_assertion = false")).await;
+    let (idp, up, gw) = setup(many_posts(saml_opts("require_signed_assertion = false"))).await;
     let names = [
         "XSW1", "XSW2", "XSW3", "XSW4", "XSW5", "XSW6", "XSW7", "XSW8",
     ];
@@ -1117,7 +1125,7 @@ async fn only_the_assertion_signed_is_refused_when_the_response_must_be_signed()
 
 #[tokio::test]
 async fn transport_garbage_is_a_4xx_never_a_5xx() {
-    let (idp, up, gw) = setup(Options::default()).await;
+    let (idp, up, gw) = setup(many_posts(Options::default())).await;
     let c = client();
     let (req, relay) = begin_login(&c, &gw, "/app").await;
     let valid = b64(&mint::mint(&idp, &spec(&idp, &gw, &req)));

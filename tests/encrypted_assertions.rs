@@ -55,6 +55,8 @@ async fn setup_with(saml_toml: &str, with_sp_key: bool) -> Env {
         &idp.metadata_xml(IDP_SSO),
         Options {
             saml_toml: format!("{key_lines}{saml_toml}"),
+            // Every cipher and shape from one address.
+            extra_toml: HIGH_RATE_LIMITS.to_string(),
             ..Options::default()
         },
     )

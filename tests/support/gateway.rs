@@ -299,6 +299,13 @@ pub struct Options {
     pub public_url: Option<String>,
 }
 
+/// `extra_toml` for tests that post dozens of responses from one address (attack batteries,
+/// every cipher): rate limits raised out of their way, still on. The limits themselves are
+/// tested in tests/rate_limits.rs.
+#[allow(dead_code)]
+pub const HIGH_RATE_LIMITS: &str =
+    "[rate_limits]\nsign_in_burst = 10000\nacs_burst = 10000\nauth_failures_burst = 10000\n";
+
 /// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
 pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
