@@ -18,9 +18,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::metrics::{self, Metrics};
+use crate::server::CappedListener;
 
 /// Open admin connections at once; more are closed on accept (scrapers need one each).
 pub const MAX_CONNECTIONS: usize = 32;
@@ -78,34 +78,27 @@ pub async fn serve(
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    let local_addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let listener = CappedListener::new(listener, MAX_CONNECTIONS, "admin");
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        listen = %local_addr,
         "admin listener serving /metrics and /healthz"
     );
 
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "admin connection limit reached; closing new connection");
-            continue;
         };
         let metrics = metrics.clone();
         let service = service_fn(move |req: Request<Incoming>| {

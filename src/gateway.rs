@@ -124,19 +124,21 @@ impl Policy {
         })
     }
 
-    /// Checks `limit` for this client; `Err` is the 429 to answer (logged and counted).
-    fn limit(
+    /// Checks `limit` for this client: `Some` is the 429 to answer (logged and counted).
+    fn over_limit(
         &self,
         limit: Limit,
         conn: ConnInfo,
         headers: &HeaderMap,
         metrics: &Metrics,
-    ) -> Result<(), Response<Body>> {
-        self.limits.check(limit, conn.client).map_err(|retry_after| {
-            tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = retry_after.as_secs(), client = %conn.client);
-            metrics.rate_limited(limit.as_str());
-            pages::too_many_requests(retry_after, pages::accepts_html(headers))
-        })
+    ) -> Option<Response<Body>> {
+        let retry_after = self.limits.check(limit, conn.client).err()?;
+        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = retry_after.as_secs(), client = %conn.client);
+        metrics.rate_limited(limit.as_str());
+        Some(pages::too_many_requests(
+            retry_after,
+            pages::accepts_html(headers),
+        ))
     }
 }
 
@@ -674,7 +676,9 @@ impl Gateway {
             self.metrics
                 .forward_auth(ForwardAuthResult::Unauthenticated);
             // Guessing at cookies through the check endpoint is limited per client.
-            if let Err(r) = policy.limit(Limit::AuthFailure, conn, req.headers(), &self.metrics) {
+            if let Some(r) =
+                policy.over_limit(Limit::AuthFailure, conn, req.headers(), &self.metrics)
+            {
                 return r;
             }
             if policy.forward_auth.redirect_browsers
@@ -785,10 +789,10 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Response<Body> {
         // Each start costs a pending-login entry and an IdP round trip: limited per client.
-        if let Err(r) = self
+        if let Some(r) = self
             .policy
             .load()
-            .limit(Limit::SignIn, conn, headers, &self.metrics)
+            .over_limit(Limit::SignIn, conn, headers, &self.metrics)
         {
             return r;
         }
@@ -869,10 +873,10 @@ impl Gateway {
         user: &mut Option<String>,
     ) -> Response<Body> {
         // Before the body is read: each post may cost a signature verification.
-        if let Err(r) = self
-            .policy
-            .load()
-            .limit(Limit::Acs, conn, req.headers(), &self.metrics)
+        if let Some(r) =
+            self.policy
+                .load()
+                .over_limit(Limit::Acs, conn, req.headers(), &self.metrics)
         {
             return r;
         }

@@ -15,13 +15,59 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerSettings;
 use crate::gateway::{ConnInfo, Gateway};
 use crate::proxy::ConnSlot;
+
+/// A listener with a cap on open connections: every listener here (main, redirect, admin)
+/// accepts through one of these.
+pub struct CappedListener {
+    listener: TcpListener,
+    connections: Arc<Semaphore>,
+    limit: usize,
+    /// Names the listener in log lines.
+    name: &'static str,
+}
+
+impl CappedListener {
+    pub fn new(listener: TcpListener, limit: usize, name: &'static str) -> Self {
+        CappedListener {
+            listener,
+            connections: Arc::new(Semaphore::new(limit)),
+            limit,
+            name,
+        }
+    }
+
+    /// The next connection with its slot under the cap (held until the permit is dropped).
+    /// Accept errors (EMFILE and friends) back off briefly instead of spinning; a connection
+    /// over the cap is closed at once.
+    pub async fn accept(&self) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(listener = self.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match self.connections.clone().try_acquire_owned() {
+                Ok(permit) => return (stream, peer, permit),
+                Err(_) => {
+                    tracing::warn!(listener = self.name, %peer, limit = self.limit, "connection limit reached; closing new connection");
+                    drop(stream);
+                }
+            }
+        }
+    }
+}
 
 /// Serves until `shutdown` resolves, then drains for at most `shutdown_grace`.
 pub async fn serve(
@@ -43,27 +89,14 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .max_concurrent_streams(250);
     let builder = Arc::new(builder);
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let listener = CappedListener::new(listener, settings.max_connections, "main");
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = settings.max_connections, "connection limit reached; closing new connection");
-            drop(stream);
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
@@ -150,7 +183,7 @@ pub async fn serve_http_redirect(
     shutdown: impl Future<Output = ()>,
 ) {
     let origin: Arc<str> = origin.into();
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let listener = CappedListener::new(listener, settings.max_connections, "http redirect");
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -159,21 +192,9 @@ pub async fn serve_http_redirect(
     let connection_deadline = settings.header_read_timeout.saturating_mul(2);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed (http redirect listener)");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, permit) = tokio::select! {
+            accepted = listener.accept() => accepted,
             _ = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = settings.max_connections, "connection limit reached on the http redirect listener; closing new connection");
-            drop(stream);
-            continue;
         };
         let origin = origin.clone();
         let conn = builder.serve_connection(

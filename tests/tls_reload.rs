@@ -8,7 +8,9 @@
 //!   certificate stays in service;
 //! - `tls.min_version = "1.3"` refuses a TLS-1.2-only client and serves a 1.3 one;
 //! - the redirect listener answers 308 to `public_url` + path and query whatever the `Host`,
-//!   answers `/healthz`, and does not hold up shutdown.
+//!   answers `/healthz`, and does not hold up shutdown;
+//! - SIGHUP also re-reads the config file: access rules change on the open connection, and a
+//!   file that does not validate is refused with a log line while the old rules stay.
 
 #[path = "support/gateway.rs"]
 mod gateway;
@@ -99,6 +101,8 @@ struct GateOptions {
     tls_toml: String,
     redirect: bool,
     public_url: Option<String>,
+    /// Appended to the config file (whole sections).
+    extra_toml: String,
 }
 
 fn read_logs(dir: &Path) -> String {
@@ -140,8 +144,9 @@ impl Gate {
                  [saml]\nidp_metadata_file = \"idp.xml\"\n\
                  [session]\ncookie_secret_file = \"cookie.secret\"\n\
                  [server]\nheader_read_timeout_secs = 60\nshutdown_grace_secs = 5\n{redirect_toml}\n\
-                 [log]\nlevel = \"info\"\n",
+                 [log]\nlevel = \"info\"\n{extra}",
                 tls = opts.tls_toml,
+                extra = opts.extra_toml,
             );
             let config_path = dir.path().join("samlgate.toml");
             std::fs::write(&config_path, config).unwrap();
@@ -642,4 +647,48 @@ async fn the_redirect_listener_sends_everything_to_public_url() {
         TcpStream::connect(redirect).await.is_err(),
         "redirect listener closed"
     );
+}
+
+#[tokio::test]
+async fn sighup_reloads_access_rules_and_refuses_a_bad_file() {
+    const OPEN: &str = "[[access.rules]]\npath_prefix = \"/public/\"\naction = \"allow\"\n";
+    let gate = Gate::start(
+        dir_with_pair(&new_pair()),
+        GateOptions {
+            extra_toml: OPEN.into(),
+            ..GateOptions::default()
+        },
+    )
+    .await;
+    let mut conn = Conn::open(gate.addr, ANY_VERSION).await.unwrap();
+    // Anonymous and forwarded: the upstream (port 9) is down, so 502 — not 401.
+    assert_eq!(conn.get("/public/x").await.unwrap().0, 502);
+
+    let config = gate.dir.path().join("samlgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(OPEN, "")).unwrap();
+    gate.signal(SIGHUP);
+    gate.wait_for_log("config reloaded", 1).await;
+    assert_eq!(
+        conn.get("/public/x").await.unwrap().0,
+        401,
+        "the rule is gone, on the connection opened before the reload"
+    );
+
+    // Not valid: an unknown action. Refused, logged, and the running rules stay.
+    std::fs::write(
+        &config,
+        text.replace("action = \"allow\"", "action = \"maybe\""),
+    )
+    .unwrap();
+    gate.signal(SIGHUP);
+    let logs = gate
+        .wait_for_log(
+            "config reload rejected; the running configuration stays in force",
+            1,
+        )
+        .await;
+    assert!(logs.contains("access.rules[0].action"), "{logs}");
+    assert_eq!(conn.get("/public/x").await.unwrap().0, 401);
+    assert_eq!(gate.logs().matches("config reloaded").count(), 1);
 }

@@ -1,0 +1,270 @@
+//! Per-path rules, trusted proxies and rate limits through the running gateway (in-process,
+//! minted responses): anonymous paths reach the upstream without identity, deny rules and
+//! group rules hold for signed-in users, traversal and encoding tricks sent as raw bytes never
+//! turn a protected path into an anonymous one, `X-Forwarded-For` counts only from trusted
+//! peers, and each rate limit answers 429 per client.
+
+#[path = "support/gateway.rs"]
+mod gateway;
+#[path = "support/mint.rs"]
+mod mint;
+#[path = "support/signin.rs"]
+mod signin;
+
+use gateway::*;
+use mint::TestIdp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const IDP_ENTITY: &str = "https://idp.test/metadata";
+const IDP_SSO: &str = "https://idp.test/sso";
+
+const RULES: &str = r#"
+[[access.rules]]
+name = "health"
+methods = ["GET", "HEAD"]
+path_prefix = "/public/"
+action = "allow"
+
+[[access.rules]]
+name = "admin-off"
+path_prefix = "/admin/"
+action = "deny"
+
+[[access.rules]]
+name = "finance-only"
+path_regex = "/reports/[0-9]+"
+action = "authenticate"
+allowed_groups = ["finance"]
+"#;
+
+async fn setup(extra_toml: &str) -> (TestIdp, Upstream, TestGateway) {
+    let idp = TestIdp::generate(IDP_ENTITY);
+    let up = start_upstream().await;
+    let opts = Options {
+        extra_toml: extra_toml.to_string(),
+        ..Options::default()
+    };
+    let gw = start_gateway(&up.url(), &idp.metadata_xml(IDP_SSO), opts).await;
+    (idp, up, gw)
+}
+
+/// Sends `method target` with `extra_headers` as raw bytes (no client-side path
+/// normalisation) and returns the whole response.
+async fn raw(gw: &TestGateway, method: &str, target: &str, extra_headers: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status of a raw GET.
+async fn raw_status(gw: &TestGateway, target: &str, extra_headers: &str) -> u16 {
+    let text = raw(gw, "GET", target, extra_headers).await;
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[tokio::test]
+async fn anonymous_deny_and_group_rules_in_the_reverse_proxy() {
+    let (idp, up, gw) = setup(RULES).await;
+    let anon = client();
+
+    // An anonymous path reaches the upstream with no identity, even a spoofed one.
+    let r = anon
+        .get(gw.url("/public/logo.png"))
+        .header("x-forwarded-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.path, "/public/logo.png");
+    assert!(seen.any_variant("x-forwarded-user").is_empty());
+    // The rule names GET and HEAD only.
+    let r = anon
+        .post(gw.url("/public/form"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Everything else still needs a session; /admin/ is closed to everyone.
+    assert_eq!(raw_status(&gw, "/app", "").await, 401);
+    assert_eq!(raw_status(&gw, "/admin/users", "").await, 403);
+    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    let count = up.count();
+    assert_eq!(
+        c.get(gw.url("/admin/users")).send().await.unwrap().status(),
+        403
+    );
+    // alice (analysts, admins) is not in finance: the rule's own list replaces [authz].
+    let r = c.get(gw.url("/reports/7")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("finance"));
+    assert_eq!(
+        up.count(),
+        count,
+        "denied requests never reach the upstream"
+    );
+    assert_eq!(
+        c.get(gw.url("/reports/summary"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A finance user is let into /reports/7.
+    let (f, _) = signin::sign_in_as(&idp, &gw, "/", |spec| {
+        spec.name_id = "fred".into();
+        spec.attributes
+            .retain(|(name, _)| name != "groups" && name != "uid");
+        spec.attributes
+            .push(("groups".into(), vec!["finance".into()]));
+    })
+    .await;
+    assert_eq!(
+        f.get(gw.url("/reports/7")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(up.last().one("x-forwarded-user").as_deref(), Some("fred"));
+}
+
+#[tokio::test]
+async fn traversal_and_encoding_never_open_a_protected_path() {
+    let (_idp, up, gw) = setup(RULES).await;
+    // Each of these could reach /admin/… or /app at an upstream that normalises paths.
+    for target in [
+        "/public/../app",
+        "/public/%2e%2e/app",
+        "/public/..%2fapp",
+        "/public%2f..%2fapp",
+        "/public/%252e%252e/app",
+        "/public/..;/app",
+        "/public/.%2E/app",
+        "/public\\..\\app",
+    ] {
+        let status = raw_status(&gw, target, "").await;
+        assert!(
+            status == 401 || status == 400,
+            "{target}: needs sign-in (or is refused), got {status}"
+        );
+    }
+    for target in [
+        "/public/../admin/x",
+        "//admin/x",
+        "/admin%2fx",
+        "/admin/./x",
+        "/x/../admin/x",
+    ] {
+        let status = raw_status(&gw, target, "").await;
+        assert!(
+            status == 403 || status == 400,
+            "{target}: the deny rule holds, got {status}"
+        );
+    }
+    assert_eq!(up.count(), 0, "none of them reached the upstream");
+}
+
+#[tokio::test]
+async fn cors_preflights_pass_only_when_enabled() {
+    let (_idp, up, gw) = setup("[access]\nallow_cors_preflight = true\n").await;
+    let preflight = "Origin: https://other.example\r\nAccess-Control-Request-Method: POST\r\n";
+    let out = raw(&gw, "OPTIONS", "/api/items", preflight).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(up.count(), 1);
+    // Without the preflight headers an OPTIONS request is an ordinary protected request.
+    let out = raw(&gw, "OPTIONS", "/api/items", "").await;
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+
+    let (_idp2, _up2, off) = setup("").await;
+    let out = raw(&off, "OPTIONS", "/api/items", preflight).await;
+    assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let (idp, up, gw) = setup("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    c.get(gw.url("/x"))
+        .header("x-forwarded-for", "203.0.113.9, 127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        up.last().all("x-forwarded-for"),
+        vec!["203.0.113.9".to_string()],
+        "the client address behind the trusted hop"
+    );
+
+    let (idp, up, gw) = setup("").await;
+    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    c.get(gw.url("/x"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        up.last().all("x-forwarded-for"),
+        vec!["127.0.0.1".to_string()],
+        "an untrusted peer's claim is replaced by its own address"
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_per_client() {
+    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 2\nsign_in_per_minute = 1\nacs_burst = 1\nacs_per_minute = 1\nauth_failures_burst = 1\nauth_failures_per_minute = 1\n";
+    let (_idp, _up, gw) = setup(limits).await;
+    let c = client();
+    let nav = |who: &'static str| {
+        c.get(gw.url("/app"))
+            .header("accept", HTML)
+            .header("x-forwarded-for", who)
+            .send()
+    };
+    assert_eq!(nav("198.51.100.1").await.unwrap().status(), 302);
+    assert_eq!(nav("198.51.100.1").await.unwrap().status(), 302);
+    let r = nav("198.51.100.1").await.unwrap();
+    assert_eq!(r.status(), 429, "third sign-in start within the burst");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert!(r.text().await.unwrap().contains("<html"));
+    // Another client is not affected.
+    assert_eq!(nav("198.51.100.2").await.unwrap().status(), 302);
+
+    // ACS: the second post from one client is refused before its body is read.
+    let post = |who: &'static str| {
+        c.post(gw.acs_url())
+            .header("x-forwarded-for", who)
+            .header("accept", "application/json")
+            .form(&[("SAMLResponse", "bm90IHNhbWw="), ("RelayState", "x")])
+            .send()
+    };
+    assert_eq!(post("198.51.100.3").await.unwrap().status(), 400);
+    let r = post("198.51.100.3").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+
+    // Failed forward-auth checks.
+    let check = |who: &'static str| {
+        c.get(gw.url("/saml/auth"))
+            .header("x-forwarded-for", who)
+            .send()
+    };
+    assert_eq!(check("198.51.100.4").await.unwrap().status(), 401);
+    assert_eq!(check("198.51.100.4").await.unwrap().status(), 429);
+    assert_eq!(check("198.51.100.5").await.unwrap().status(), 401);
+}
