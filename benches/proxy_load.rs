@@ -3,7 +3,8 @@
 //! One run (`cargo bench --bench proxy_load`):
 //! - nginx as the upstream (`return 200 "ok\n"`, 1 worker) and nginx as a plain reverse
 //!   proxy in front of it (keep-alive pool of 64, 1 worker), both children of this process
-//!   started from a temp dir and stopped by PID when done (also on panic);
+//!   started from a temp dir and stopped by PID when done, also on panic
+//!   (tests/support/nginx.rs, the same starter the forward-auth tests use);
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
@@ -34,12 +35,14 @@
 mod gateway;
 #[path = "../tests/support/mint.rs"]
 mod mint;
+#[path = "../tests/support/nginx.rs"]
+mod nginx;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -47,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use gateway::{begin_login, client, post_acs, start_gateway, Options, TestGateway};
 use mint::{ResponseSpec, TestIdp};
+use nginx::{Nginx, NginxOptions};
 use tokio::runtime::Runtime;
 
 const IDP_ENTITY: &str = "https://idp.bench.example/metadata";
@@ -85,144 +89,19 @@ impl Cfg {
     }
 }
 
-// ---- nginx as a child process ---------------------------------------------------------------
+// ---- nginx: tests/support/nginx.rs ----------------------------------------------------------
 
-/// A foreground nginx (`daemon off`) started from a config in a temp dir; stopped by PID
-/// (SIGTERM, then SIGKILL) when dropped, including while unwinding from a panic.
-struct Nginx {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    error_log: PathBuf,
-}
-
-impl Nginx {
-    /// `server` is the body of the `http {}` block after the common settings; `{port}` in it
-    /// is replaced by a free port.
-    fn start(dir: &Path, name: &'static str, server: &str) -> Nginx {
-        let port = free_port();
-        let tmp = dir.join(format!("{name}-tmp"));
-        std::fs::create_dir_all(&tmp).unwrap();
-        let error_log = dir.join(format!("{name}-error.log"));
-        let conf = format!(
-            "worker_processes 1;\n\
-             pid {pid};\n\
-             error_log {err} warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n\
-             \x20   access_log off;\n\
-             \x20   keepalive_requests 1000000;\n\
-             \x20   keepalive_timeout 75s;\n\
-             \x20   client_body_temp_path {tmp}/body;\n\
-             \x20   proxy_temp_path {tmp}/proxy;\n\
-             \x20   fastcgi_temp_path {tmp}/fastcgi;\n\
-             \x20   uwsgi_temp_path {tmp}/uwsgi;\n\
-             \x20   scgi_temp_path {tmp}/scgi;\n\
-             {server}\n\
-             }}\n",
-            pid = dir.join(format!("{name}.pid")).display(),
-            err = error_log.display(),
-            tmp = tmp.display(),
-            server = server.replace("{port}", &port.to_string()),
-        );
-        let conf_path = dir.join(format!("{name}.conf"));
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(&error_log)
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start nginx ({e}); install it with `scripts/install-deps.sh bench`")
-            });
-        let mut n = Nginx {
-            name,
-            child,
-            port,
-            error_log,
-        };
-        n.wait_ready();
-        n
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "nginx {} exited at start ({status}); error log:\n{}",
-                    self.name,
-                    std::fs::read_to_string(&self.error_log).unwrap_or_default()
-                );
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx {} did not listen on port {} within 10 s",
-                self.name,
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The (single) worker process, to read its CPU time.
-    fn worker_pid(&self) -> Option<u32> {
-        let master = self.child.id();
-        for _ in 0..100 {
-            let children =
-                std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).ok()?;
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().ok();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // SIGTERM to the master (by PID) stops its workers too; SIGKILL only as a fallback.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "proxy_load: nginx {} (pid {pid}) ignored SIGTERM; killing it",
-            self.name
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The bench's nginx settings: one worker as samlgate's single-threaded run, no access log,
+/// enough connections for wrk plus the keep-alive pool.
+fn bench_nginx(name: &str, server: &str) -> Nginx {
+    let opts = NginxOptions {
+        worker_processes: 1,
+        worker_connections: 4096,
+        access_log: false,
+        error_log_level: "warn",
+    };
+    let body = format!("    keepalive_requests 1000000;\n    keepalive_timeout 75s;\n{server}");
+    Nginx::start_with(name, &body, &opts)
 }
 
 // ---- tiny blocking HTTP/1.1 client (sanity checks, stub_status, latency probe) --------------
@@ -882,7 +761,7 @@ fn samlgate_runs(
         &gw,
         &cookie_header,
         &cookie,
-        upstream.port,
+        upstream.port(),
         None,
     );
     let pending = cl_rt.block_on(prepare_sign_ins(idp, &gw, cfg.burst));
@@ -893,7 +772,7 @@ fn samlgate_runs(
         &gw,
         &cookie_header,
         &cookie,
-        upstream.port,
+        upstream.port(),
         Some(pending),
     );
     for run in [&baseline, &burst] {
@@ -1063,7 +942,7 @@ fn main() {
         return;
     }
     let cfg = Cfg::from_env();
-    let nginx_version = Command::new("nginx")
+    let nginx_version = Command::new(nginx::NGINX_BIN)
         .arg("-v")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
@@ -1075,10 +954,7 @@ fn main() {
     });
     samlgate::observability::init("human", "warn");
 
-    // Declared first so it is dropped last, after both nginx processes have stopped.
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Nginx::start(
-        dir.path(),
+    let upstream = bench_nginx(
         "upstream",
         "server {\n\
          \x20   listen 127.0.0.1:{port} backlog=4096;\n\
@@ -1092,8 +968,7 @@ fn main() {
     let groups: Vec<String> = (1..=GROUPS)
         .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
         .collect();
-    let proxy = Nginx::start(
-        dir.path(),
+    let proxy = bench_nginx(
         "proxy",
         &format!(
             "upstream backend {{\n\
@@ -1122,15 +997,15 @@ fn main() {
              \x20       proxy_set_header X-Forwarded-Preferred-Username \"Alice Example\";\n\
              \x20   }}\n\
              }}",
-            upstream.port,
+            upstream.port(),
             groups.join(",")
         ),
     );
     let upstream_worker = upstream.worker_pid();
     let proxy_worker = proxy.worker_pid();
     for n in [&upstream, &proxy] {
-        let (status, body) = http_get(n.port, "/", &[]);
-        assert_eq!((status, body.as_str()), (200, "ok\n"), "nginx {}", n.name);
+        let (status, body) = http_get(n.port(), "/", &[]);
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "nginx {}", n.name());
     }
 
     let cl_rt = tokio::runtime::Builder::new_current_thread()

@@ -293,6 +293,10 @@ pub struct Options {
     pub extra_toml: String,
     /// PEM (cert, key) to serve https.
     pub tls: Option<(String, String)>,
+    /// `public_url` when the gateway sits behind another proxy (e.g. nginx's address, so the
+    /// ACS URL, entity ID and cookies belong to what the browser talks to); default: the
+    /// gateway's own address. `TestGateway::base` stays the gateway's own address either way.
+    pub public_url: Option<String>,
 }
 
 /// `extra_toml` for tests that post dozens of responses from one address (attack batteries,
@@ -304,7 +308,19 @@ pub const HIGH_RATE_LIMITS: &str =
 
 /// Starts samlgate in front of `upstream` trusting the IdP described by `idp_metadata_xml`.
 pub async fn start_gateway(upstream: &str, idp_metadata_xml: &str, opts: Options) -> TestGateway {
-    start(upstream, idp_metadata_xml, opts, None).await
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(listener, upstream, idp_metadata_xml, opts, None).await
+}
+
+/// [`start_gateway`] on a listener the caller bound already (e.g. to write the gateway's
+/// address into a front proxy's config before the gateway's `public_url` is known).
+pub async fn start_gateway_on(
+    listener: TcpListener,
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+) -> TestGateway {
+    start(listener, upstream, idp_metadata_xml, opts, None).await
 }
 
 /// Like [`start_gateway`] with the admin listener (`[admin] listen`) on its own free loopback
@@ -314,25 +330,27 @@ pub async fn start_gateway_with_admin(
     idp_metadata_xml: &str,
     opts: Options,
 ) -> (TestGateway, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
     (
-        start(upstream, idp_metadata_xml, opts, Some(admin)).await,
+        start(listener, upstream, idp_metadata_xml, opts, Some(admin)).await,
         admin_addr,
     )
 }
 
 async fn start(
+    listener: TcpListener,
     upstream: &str,
     idp_metadata_xml: &str,
     opts: Options,
     admin: Option<TcpListener>,
 ) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://127.0.0.1:{}", addr.port());
+    let public_url = opts.public_url.clone().unwrap_or_else(|| base.clone());
     std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
     std::fs::write(
         dir.path().join("cookie.secret"),
@@ -350,7 +368,7 @@ async fn start(
         None => String::new(),
     };
     let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
+        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
         opts.saml_toml, opts.session_toml, opts.extra_toml
     );
     let path = dir.path().join("samlgate.toml");
@@ -417,12 +435,12 @@ pub const HTML: &str = "text/html,application/xhtml+xml";
 /// Starts a sign-in as a browser would (GET `path` accepting HTML) and returns (request id,
 /// relay state) from the redirect to the IdP.
 pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (String, String) {
-    let r = c
-        .get(gw.url(path))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    begin_login_at(c, &gw.url(path)).await
+}
+
+/// [`begin_login`] at a full URL (e.g. through a front proxy).
+pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
+    let r = c.get(url).header("accept", HTML).send().await.unwrap();
     assert_eq!(
         r.status(),
         302,
