@@ -48,7 +48,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gateway::{begin_login, client, post_acs, start_gateway, Options, TestGateway};
+use gateway::{
+    begin_login, client, post_acs, start_gateway, Options, TestGateway, HIGH_RATE_LIMITS,
+};
 use mint::{ResponseSpec, TestIdp};
 use nginx::{Nginx, NginxOptions};
 use tokio::runtime::Runtime;
@@ -708,7 +710,11 @@ fn samlgate_runs(
     let gw = gw_rt.block_on(start_gateway(
         &upstream.url(),
         &idp.metadata_xml(IDP_SSO),
-        Options::default(),
+        // The sign-in burst comes from one address: per-client limits out of its way.
+        Options {
+            extra_toml: HIGH_RATE_LIMITS.into(),
+            ..Options::default()
+        },
     ));
     let port = gw.addr.port();
     let label = |what: &str| format!("samlgate {workers}w {what}");
