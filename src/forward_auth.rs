@@ -33,6 +33,9 @@ pub struct OriginalRequest {
     pub host: Option<HeaderValue>,
     /// `X-Forwarded-Proto` from a trusted proxy (`http` or `https`).
     pub https: Option<bool>,
+    /// Whether the method and URI came from the proxy (trusted headers or Envoy's path);
+    /// `false` means they are the check request's own method and `/`.
+    pub described: bool,
 }
 
 impl OriginalRequest {
@@ -96,6 +99,7 @@ pub fn original_request(
         },
         host: None,
         https: None,
+        described: suffix.is_some(),
     };
     if !trusted_peer {
         return Ok(original);
@@ -115,6 +119,7 @@ pub fn original_request(
     })?;
     if let Some(u) = uri {
         original.uri = u;
+        original.described = true;
     }
     if let Some(v) = single(headers, X_FORWARDED_HOST)? {
         let ok = v.len() <= 255

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
@@ -24,7 +24,7 @@ use crate::forward_auth;
 use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
-use crate::ratelimit::{Limit, RateLimits};
+use crate::ratelimit::{Limit, RateLimitSection, RateLimits};
 use crate::redirect::safe_return_path;
 use crate::rules::{AccessRules, Decision};
 use crate::saml::authn::{
@@ -62,6 +62,21 @@ fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body>
     r
 }
 
+/// 200 for a forward-auth check on an anonymous path. No identity — and Envoy, which only
+/// replaces the headers an answer carries, is told to drop the client's copies of them.
+fn anonymous_response(ids: &IdentityHeaders) -> Response<Body> {
+    let mut r = Response::new(proxy::full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let names = [&ids.user, &ids.email, &ids.groups, &ids.preferred_username]
+        .map(|n| n.as_str())
+        .join(",");
+    if let Ok(v) = HeaderValue::from_str(&names) {
+        h.insert(HeaderName::from_static("x-envoy-auth-headers-to-remove"), v);
+    }
+    r
+}
+
 /// `path` is `base` or below it (`base/...`).
 fn is_under(path: &str, base: &str) -> bool {
     path.strip_prefix(base)
@@ -95,8 +110,9 @@ pub struct Policy {
     pub rules: AccessRules,
     pub authz: AuthzSection,
     pub trusted: TrustedProxies,
-    /// Per-client limits (a reload starts them afresh).
-    pub limits: RateLimits,
+    /// Per-client limits; kept across a reload unless `[rate_limits]` changed.
+    pub limits: Arc<RateLimits>,
+    limits_section: RateLimitSection,
     /// Names to inject, plus every name used earlier in this process for stripping: an
     /// upstream may still trust a header name that a reload retired.
     pub ids: IdentityHeaders,
@@ -117,7 +133,11 @@ impl Policy {
             authz: s.authz.clone(),
             trusted: TrustedProxies::parse(&s.trusted_proxies, "server.trusted_proxies")
                 .map_err(|e| e.to_string())?,
-            limits: RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?,
+            limits: match previous {
+                Some(p) if p.limits_section == s.rate_limits => p.limits.clone(),
+                _ => Arc::new(RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?),
+            },
+            limits_section: s.rate_limits.clone(),
             ids,
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
@@ -133,7 +153,7 @@ impl Policy {
         metrics: &Metrics,
     ) -> Option<Response<Body>> {
         let retry_after = self.limits.check(limit, conn.client).err()?;
-        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = retry_after.as_secs(), client = %conn.client);
+        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = pages::retry_after_secs(retry_after), client = %conn.client);
         metrics.rate_limited(limit.as_str());
         Some(pages::too_many_requests(
             retry_after,
@@ -651,6 +671,18 @@ impl Gateway {
             }
         };
 
+        // Rules that depend on the path cannot be judged without knowing it: a proxy that is
+        // not trusted, or that does not say which request it asks about, gets no answer.
+        if !original.described && !policy.rules.path_independent() {
+            tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = "the original request is unknown (peer not in server.trusted_proxies, or no X-Original-URI / X-Forwarded-Uri) and access rules depend on it", peer = %conn.peer.ip(), client = %conn.client);
+            return pages::simple(
+                StatusCode::BAD_REQUEST,
+                "bad_forward_auth_request",
+                "The proxy did not say which request to check.",
+                false,
+            );
+        }
+
         // route: the access rules, on the original request
         let requirement =
             match policy
@@ -663,10 +695,7 @@ impl Gateway {
                 }
                 Decision::Anonymous { .. } => {
                     self.metrics.forward_auth(ForwardAuthResult::Anonymous);
-                    let mut r = Response::new(proxy::full(Bytes::new()));
-                    r.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    return r;
+                    return anonymous_response(&policy.ids);
                 }
                 Decision::Authenticate { requirement, .. } => requirement,
             };
@@ -796,6 +825,15 @@ impl Gateway {
         {
             return r;
         }
+        // A return path into the gateway itself (`/saml/login` as the original URI behind
+        // nginx's `error_page 401 = /saml/login`, the ACS, …) would start over: land on "/".
+        let return_path = match route(
+            return_path.split_once('?').map_or(return_path, |(p, _)| p),
+            &self.paths,
+        ) {
+            Route::Protected => return_path,
+            _ => "/",
+        };
         let request_id = new_request_id();
         let relay = random_token();
         let existing = browser_ids(

@@ -214,6 +214,12 @@ impl AccessRules {
         self.rules.is_empty()
     }
 
+    /// Whether every request gets the same decision whatever its method and path (no rules,
+    /// no CORS exemption): then a forward-auth check need not know the original request.
+    pub fn path_independent(&self) -> bool {
+        self.rules.is_empty() && !self.cors_preflight
+    }
+
     /// Decides one request. `path` is the request path; a query, if present, is ignored.
     /// Without rules and with CORS preflights off this returns at once without allocating.
     pub fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision<'_> {

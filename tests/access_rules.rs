@@ -268,3 +268,61 @@ async fn rate_limits_answer_429_per_client() {
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 429);
     assert_eq!(check("198.51.100.5").await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn sign_in_never_returns_into_the_gateway() {
+    // Behind nginx, `error_page 401 = /saml/login` makes the original URI /saml/login itself.
+    let (idp, _up, gw) = setup("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+    for (url, original) in [
+        (gw.url("/saml/login"), Some("/saml/login")),
+        (gw.url("/saml/login?rd=%2Fsaml%2Flogout"), None),
+        (gw.url("/saml/login?rd=%2Fsaml%2Facs%3Fx%3D1"), None),
+    ] {
+        let c = client();
+        let mut req = c.get(&url).header("accept", HTML);
+        if let Some(o) = original {
+            req = req.header("x-original-uri", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 302, "{url}");
+        let (req_id, relay) = parse_idp_redirect(r.headers()["location"].to_str().unwrap());
+        let spec =
+            mint::ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+        let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(
+            r.headers()["location"],
+            "/",
+            "{url} lands on / instead of starting over"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_forward_auth_answer_tells_envoy_to_drop_identity_headers() {
+    let (_idp, up, gw) = setup(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{RULES}"
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/saml/auth"))
+        .header("x-original-uri", "/public/logo.png")
+        .header("x-forwarded-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-forwarded-user").is_none());
+    assert_eq!(
+        r.headers()["x-envoy-auth-headers-to-remove"],
+        "x-forwarded-user,x-forwarded-email,x-forwarded-groups,x-forwarded-preferred-username"
+    );
+    // Envoy's own form (the original path appended) needs no trust.
+    let r = client()
+        .get(gw.url("/saml/auth/public/logo.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 0);
+}
