@@ -267,6 +267,17 @@ async fn rate_limits_answer_429_per_client() {
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 401);
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 429);
     assert_eq!(check("198.51.100.5").await.unwrap().status(), 401);
+
+    // Each refusal is counted by limit; every failed check by result.
+    let metrics = gw.gateway.metrics().render().unwrap();
+    for series in [
+        "samlgate_rate_limited_total{limit=\"sign_in\"} 1",
+        "samlgate_rate_limited_total{limit=\"acs\"} 1",
+        "samlgate_rate_limited_total{limit=\"auth_failure\"} 1",
+        "samlgate_forward_auth_total{result=\"unauthenticated\"} 3",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
