@@ -47,6 +47,25 @@ fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body>
     let mut r = Response::new(proxy::full(Bytes::new()));
     let h = r.headers_mut();
     let v = &session.headers;
+    // Envoy replaces only the headers an answer carries: the absent ones (no email, no
+    // groups, names a reload retired) it is told to drop, so a client's copy cannot stay.
+    let absent: Vec<&str> = ids
+        .stripped_names()
+        .filter(|n| {
+            !((*n == ids.user.as_str())
+                || (*n == ids.email.as_str() && v.email.is_some())
+                || (*n == ids.groups.as_str() && v.groups.is_some())
+                || (*n == ids.preferred_username.as_str() && v.preferred_username.is_some()))
+        })
+        .collect();
+    if let Ok(list) = HeaderValue::from_str(&absent.join(",")) {
+        if !absent.is_empty() {
+            h.insert(
+                HeaderName::from_static("x-envoy-auth-headers-to-remove"),
+                list,
+            );
+        }
+    }
     h.insert(ids.user.clone(), v.user.clone());
     if let Some(e) = &v.email {
         h.insert(ids.email.clone(), e.clone());
@@ -62,15 +81,29 @@ fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body>
     r
 }
 
+/// 400 for a path that another decoding would read differently while rules restrict paths.
+fn ambiguous_path(
+    reason: &'static str,
+    path: &str,
+    headers: &HeaderMap,
+    conn: ConnInfo,
+) -> Response<Body> {
+    tracing::warn!(target: "samlgate::audit", event = "path_refused", reason, path = %clip_path(path), client = %conn.client);
+    pages::simple(
+        StatusCode::BAD_REQUEST,
+        "ambiguous_path",
+        "This address is encoded in a way the gateway cannot check. Use the plain address.",
+        pages::accepts_html(headers),
+    )
+}
+
 /// 200 for a forward-auth check on an anonymous path. No identity — and Envoy, which only
 /// replaces the headers an answer carries, is told to drop the client's copies of them.
 fn anonymous_response(ids: &IdentityHeaders) -> Response<Body> {
     let mut r = Response::new(proxy::full(Bytes::new()));
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let names = [&ids.user, &ids.email, &ids.groups, &ids.preferred_username]
-        .map(|n| n.as_str())
-        .join(",");
+    let names = ids.stripped_names().collect::<Vec<_>>().join(",");
     if let Ok(v) = HeaderValue::from_str(&names) {
         h.insert(HeaderName::from_static("x-envoy-auth-headers-to-remove"), v);
     }
@@ -386,18 +419,17 @@ impl Gateway {
         mut conn: ConnInfo,
     ) -> Response<Body> {
         let started = Instant::now();
-        {
-            let policy = self.policy.load();
-            if !policy.trusted.is_empty() {
-                conn.client = client_ip::client_ip(conn.peer.ip(), req.headers(), &policy.trusted);
-            }
+        // One policy for the whole request, even if a reload lands meanwhile.
+        let policy = self.policy.load_full();
+        if !policy.trusted.is_empty() {
+            conn.client = client_ip::client_ip(conn.peer.ip(), req.headers(), &policy.trusted);
         }
         let method = req.method().clone();
         // A clone shares the request's buffer (no copy): the path is only formatted if logged.
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let which = route(uri.path(), &self.paths);
-        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &mut user))
+        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &policy, &mut user))
             .catch_unwind()
             .await;
         let resp = match result {
@@ -422,6 +454,7 @@ impl Gateway {
             latency_us = started.elapsed().as_micros() as u64,
             user = user.as_deref().unwrap_or("-"),
             client = %conn.client,
+            peer = %conn.peer.ip(),
         );
         resp
     }
@@ -431,6 +464,7 @@ impl Gateway {
         which: Route,
         req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         match which {
@@ -450,11 +484,11 @@ impl Gateway {
                 );
                 r
             }
-            Route::Login => self.explicit_login(&req, conn),
-            Route::Acs => self.acs(req, conn, user).await,
+            Route::Login => self.explicit_login(&req, conn, policy),
+            Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(&req, conn, user).await,
-            Route::ForwardAuth => self.forward_auth(&req, conn, user).await,
+            Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -464,7 +498,7 @@ impl Gateway {
                     browser,
                 )
             }
-            Route::Protected => self.protected(req, conn, user).await,
+            Route::Protected => self.protected(req, conn, policy, user).await,
         }
     }
 
@@ -474,16 +508,19 @@ impl Gateway {
         &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         // route (access rules, on the path this request will be forwarded with)
-        let policy = self.policy.load();
         let requirement = match policy
             .rules
             .decide(req.method(), req.uri().path(), req.headers())
         {
             Decision::Deny { rule } => {
                 return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
+            }
+            Decision::Ambiguous { reason } => {
+                return ambiguous_path(reason, req.uri().path(), req.headers(), conn)
             }
             Decision::Anonymous { .. } => None,
             Decision::Authenticate { requirement, .. } => Some(requirement),
@@ -494,7 +531,7 @@ impl Gateway {
             None => None,
             Some(requirement) => {
                 let Some((_key, session)) = self.authenticate(req.headers()).await else {
-                    return self.challenge(&req, conn);
+                    return self.challenge(&req, conn, policy);
                 };
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
@@ -538,7 +575,6 @@ impl Gateway {
             &fwd,
             upgrade,
         );
-        drop(policy);
 
         // forward (on this HTTP/1 connection's own upstream connection when it has one)
         let browser = pages::accepts_html(req.headers());
@@ -599,11 +635,16 @@ impl Gateway {
     }
 
     /// No session: browsers navigating are sent to the IdP, everything else gets 401.
-    fn challenge(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    fn challenge(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        policy: &Policy,
+    ) -> Response<Body> {
         let return_path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if pages::is_browser_navigation(req.method(), req.headers()) {
             let return_path = safe_return_path(return_path).unwrap_or("/");
-            return self.start_login(req.headers(), return_path, conn);
+            return self.start_login(req.headers(), return_path, conn, policy);
         }
         self.unauthenticated(return_path)
     }
@@ -639,9 +680,9 @@ impl Gateway {
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        let policy = self.policy.load();
         let browser = pages::accepts_html(req.headers());
         if !policy.forward_auth.enabled {
             return pages::simple(
@@ -657,7 +698,7 @@ impl Gateway {
             req.uri().query(),
             &self.paths.auth,
             req.headers(),
-            self.peer_is_trusted(&policy, conn),
+            self.peer_is_trusted(policy, conn),
         ) {
             Ok(o) => o,
             Err(e) => {
@@ -671,10 +712,18 @@ impl Gateway {
             }
         };
 
-        // Rules that depend on the path cannot be judged without knowing it: a proxy that is
-        // not trusted, or that does not say which request it asks about, gets no answer.
-        if !original.described && !policy.rules.path_independent() {
-            tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = "the original request is unknown (peer not in server.trusted_proxies, or no X-Original-URI / X-Forwarded-Uri) and access rules depend on it", peer = %conn.peer.ip(), client = %conn.client);
+        // Rules that depend on the path (or method) cannot be judged without knowing it: a
+        // proxy that is not trusted, or that does not say which request it asks about, gets
+        // no answer. (nginx's auth_request subrequest is always GET: X-Original-Method.)
+        let unknown = if !original.described && !policy.rules.path_independent() {
+            Some("the original URI is unknown (peer not in server.trusted_proxies, or no X-Original-URI / X-Forwarded-Uri) and access rules depend on it")
+        } else if !original.method_described && !policy.rules.method_independent() {
+            Some("the original method is unknown (no X-Original-Method / X-Forwarded-Method from a trusted proxy) and access rules depend on it")
+        } else {
+            None
+        };
+        if let Some(reason) = unknown {
+            tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason, peer = %conn.peer.ip(), client = %conn.client);
             return pages::simple(
                 StatusCode::BAD_REQUEST,
                 "bad_forward_auth_request",
@@ -692,6 +741,10 @@ impl Gateway {
                 Decision::Deny { rule } => {
                     self.metrics.forward_auth(ForwardAuthResult::Denied);
                     return self.denied_by_rule(rule, original.path(), req.headers(), conn);
+                }
+                Decision::Ambiguous { reason } => {
+                    self.metrics.forward_auth(ForwardAuthResult::Denied);
+                    return ambiguous_path(reason, original.path(), req.headers(), conn);
                 }
                 Decision::Anonymous { .. } => {
                     self.metrics.forward_auth(ForwardAuthResult::Anonymous);
@@ -714,7 +767,7 @@ impl Gateway {
                 && pages::is_browser_navigation(&original.method, req.headers())
             {
                 let return_path = safe_return_path(&original.uri).unwrap_or("/");
-                return self.start_login(req.headers(), return_path, conn);
+                return self.start_login(req.headers(), return_path, conn, policy);
             }
             return self.unauthenticated(&original.uri);
         };
@@ -772,7 +825,12 @@ impl Gateway {
         }
     }
 
-    fn explicit_login(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    fn explicit_login(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        policy: &Policy,
+    ) -> Response<Body> {
         let browser = pages::accepts_html(req.headers());
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return pages::simple(
@@ -790,19 +848,18 @@ impl Gateway {
         // No `rd`: behind nginx (`error_page 401 = /saml/login`) the original URI comes from a
         // trusted proxy's X-Original-URI / X-Forwarded-Uri.
         let rd = rd.unwrap_or_else(|| {
-            let policy = self.policy.load();
             forward_auth::original_request(
                 req.method(),
                 req.uri().path(),
                 None,
                 &self.paths.auth,
                 req.headers(),
-                self.peer_is_trusted(&policy, conn),
+                self.peer_is_trusted(policy, conn),
             )
             .map_or_else(|_| "/".to_string(), |o| o.uri)
         });
         match safe_return_path(&rd) {
-            Some(path) => self.start_login(req.headers(), path, conn),
+            Some(path) => self.start_login(req.headers(), path, conn, policy),
             None => {
                 tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
                 pages::simple(StatusCode::BAD_REQUEST, "bad_return_path", "The address to return to after sign-in is not on this site, so sign-in was not started.", browser)
@@ -816,13 +873,10 @@ impl Gateway {
         headers: &HeaderMap,
         return_path: &str,
         conn: ConnInfo,
+        policy: &Policy,
     ) -> Response<Body> {
         // Each start costs a pending-login entry and an IdP round trip: limited per client.
-        if let Some(r) = self
-            .policy
-            .load()
-            .over_limit(Limit::SignIn, conn, headers, &self.metrics)
-        {
+        if let Some(r) = policy.over_limit(Limit::SignIn, conn, headers, &self.metrics) {
             return r;
         }
         // A return path into the gateway itself (`/saml/login` as the original URI behind
@@ -908,21 +962,18 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         // Before the body is read: each post may cost a signature verification.
-        if let Some(r) =
-            self.policy
-                .load()
-                .over_limit(Limit::Acs, conn, req.headers(), &self.metrics)
-        {
+        if let Some(r) = policy.over_limit(Limit::Acs, conn, req.headers(), &self.metrics) {
             return r;
         }
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         let started = Instant::now();
         let mut return_path = None;
-        match self.acs_inner(req, conn, &mut return_path).await {
+        match self.acs_inner(req, conn, policy, &mut return_path).await {
             Ok((resp, who)) => {
                 self.metrics.sign_in_success();
                 *user = Some(who);
@@ -959,6 +1010,7 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        current: &Policy,
         return_path: &mut Option<String>,
     ) -> Result<(Response<Body>, String), LoginError> {
         if req.method() != Method::POST {
@@ -1077,7 +1129,6 @@ impl Gateway {
             return Err(LoginError::Replay(accepted.assertion_id));
         }
 
-        let current = self.policy.load();
         let h = &current.headers;
         let identity = policy::identity(
             &accepted,

@@ -660,6 +660,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
         let r = client()
             .get(&auth)
             .header("x-original-uri", "/reports")
+            .header("x-original-method", "GET")
             .header("accept", accept)
             .send()
             .await
@@ -685,6 +686,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
     let r = client()
         .get(&auth)
         .header("x-original-uri", "/reports")
+        .header("x-original-method", "GET")
         .header("cookie", "samlgate_session=forged")
         .send()
         .await
@@ -709,6 +711,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
     let r = client()
         .get(&auth)
         .header("x-original-uri", "/reports")
+        .header("x-original-method", "GET")
         .header("cookie", &session)
         .send()
         .await
@@ -736,6 +739,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
         .get(&auth)
         .header("cookie", &session)
         .header("X-Original-URI", "/blocked/thing")
+        .header("X-Original-Method", "GET")
         .send()
         .await
         .unwrap();
@@ -743,6 +747,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
     let r = client()
         .get(&auth)
         .header("X-Original-URI", "/public/x")
+        .header("X-Original-Method", "GET")
         .send()
         .await
         .unwrap();
