@@ -749,10 +749,40 @@ fn local_path(raw: &str, key: &str) -> Result<String, ConfigError> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
+/// Headers the gateway or HTTP itself owns: an identity header by one of these names would be
+/// stripped from every request (or clash with framing, cookies or forwarding).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
 fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
-    http::HeaderName::from_bytes(raw.as_bytes())
-        .map(|_| ())
-        .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))
+    let name = http::HeaderName::from_bytes(raw.as_bytes())
+        .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))?;
+    let normalized = crate::proxy::normalize_header_name(name.as_str());
+    if RESERVED_HEADERS.contains(&normalized.as_str()) {
+        return Err(ConfigError::new(
+            key,
+            format!("{raw:?} is a header HTTP or the gateway already uses; pick a name of its own"),
+        ));
+    }
+    Ok(())
 }
 
 /// Validates `[tls]`: both files or neither, readable; the version floor and watch interval.
@@ -1466,6 +1496,19 @@ mod tests {
         let mut f = minimal(dir.path());
         f.headers.groups = "bad header".into();
         assert_eq!(validate(f, dir.path()).unwrap_err().key, "headers.groups");
+        for reserved in [
+            "Host",
+            "Cookie",
+            "X_Forwarded_For",
+            "authorization",
+            "Content-Length",
+        ] {
+            let mut f = minimal(dir.path());
+            f.headers.user = reserved.into();
+            let e = validate(f, dir.path()).unwrap_err();
+            assert_eq!(e.key, "headers.user", "{reserved}");
+            assert!(e.message.contains("already uses"), "{}", e.message);
+        }
     }
 
     #[test]
