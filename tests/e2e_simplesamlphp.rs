@@ -7,12 +7,12 @@
 //! Needs the Debian packages `simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3`
 //! (scripts/install-deps.sh); without them the tests fail, never skip.
 //!
-//! The gateway is started by [`start_gateway_on`] below rather than the shared
-//! `start_gateway`: the IdP's SP entry needs the gateway's entity ID and ACS URL (which derive
-//! from its port) and the gateway needs the IdP's metadata, so the listener is bound first,
-//! the IdP is configured with that port, and only then is the gateway built and served on
-//! the already-bound listener (no window for another process to take the port).
+//! The IdP and the gateway are wired to each other by tests/support/e2e.rs: the gateway's
+//! listener is bound first, the IdP is configured with its URLs, then the gateway is served on
+//! that listener.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/simplesamlphp.rs"]
@@ -20,252 +20,9 @@ mod simplesamlphp;
 
 use std::time::{Duration, Instant};
 
-use gateway::{start_upstream, Options, Upstream, HTML};
-use simplesamlphp::{
-    drive_login, login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB, CAROL,
-};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-/// Map the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
-const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
-
-// ---------------------------------------------------------------------------------------------
-// Setup: listener → IdP (knowing the gateway's URLs) → gateway on that listener
-// ---------------------------------------------------------------------------------------------
-
-/// A running gateway started on a listener bound before the IdP was configured.
-struct Gw {
-    base: String,
-    entity_id: String,
-    acs_url: String,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Gw {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// Mirrors `gateway::start_gateway`, but on a listener the caller already bound.
-async fn start_gateway_on(
-    listener: TcpListener,
-    upstream: &str,
-    idp_metadata_xml: &str,
-    opts: &Options,
-) -> Gw {
-    let addr = listener.local_addr().unwrap();
-    let base = format!("http://127.0.0.1:{}", addr.port());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
-    std::fs::write(
-        dir.path().join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-e2e-ssp-secret",
-    )
-    .unwrap();
-    let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
-        opts.saml_toml, opts.session_toml, opts.extra_toml
-    );
-    let path = dir.path().join("samlgate.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let app = samlgate::app::build(&path)
-        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-    let entity_id = app.settings.saml.sp_entity_id.clone();
-    let acs_url = app.settings.saml.acs_url.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Gw {
-        base,
-        entity_id,
-        acs_url,
-        _dir: dir,
-        stop: Some(stop),
-    }
-}
-
-/// One IdP, one upstream, one gateway, wired to each other. Field order = drop order: the
-/// gateway stops before the IdP's processes are killed.
-struct Setup {
-    gw: Gw,
-    up: Upstream,
-    idp: SimpleSamlPhp,
-}
-
-impl Setup {
-    /// `sp` may adjust the IdP's entry for the gateway (signing, encryption …).
-    async fn start(sp: impl FnOnce(&mut SpEntry), opts: Options) -> Setup {
-        let t = Instant::now();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
-        let mut entry = SpEntry::new(
-            &format!("{base}/saml/metadata"),
-            &format!("{base}/saml/acs"),
-        );
-        sp(&mut entry);
-        let idp = SimpleSamlPhp::start(&[entry.clone()], &simplesamlphp::default_users())
-            .await
-            .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-        let up = start_upstream().await;
-        let gw = start_gateway_on(listener, &up.url(), &idp.metadata_xml, &opts).await;
-        assert_eq!(
-            gw.entity_id, entry.entity_id,
-            "the IdP's SP entry must name the gateway's entity ID"
-        );
-        assert_eq!(
-            gw.acs_url, entry.acs_url,
-            "the IdP's SP entry must name the ACS"
-        );
-        eprintln!(
-            "setup: IdP {} + gateway {} ready in {:?}",
-            idp.base_url,
-            gw.base,
-            t.elapsed()
-        );
-        Setup { gw, up, idp }
-    }
-
-    /// Browser navigation to a protected `path` without a session: must be a 302 to the
-    /// IdP's SSO URL. Returns (Location, Set-Cookie values).
-    async fn begin(&self, c: &reqwest::Client, path: &str) -> (String, Vec<String>) {
-        let r = c
-            .get(self.gw.url(path))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            302,
-            "browser without a session is sent to the IdP"
-        );
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            loc.starts_with(&format!("{}?", self.idp.sso_url)),
-            "redirect goes to the IdP's SSO service: {loc}"
-        );
-        (loc, set_cookies(&r))
-    }
-
-    /// Drives the real IdP's login from `start` and checks the form it returns.
-    async fn idp_login(&self, c: &reqwest::Client, start: &str, user: &TestUser) -> PostForm {
-        let t = Instant::now();
-        let form = drive_login(c, start, user)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.idp.log_tail(30)));
-        eprintln!("drive_login({}) took {:?}", user.username, t.elapsed());
-        assert_eq!(
-            form.action, self.gw.acs_url,
-            "the IdP posts to the gateway's ACS"
-        );
-        assert!(
-            form.relay_state.as_deref().is_some_and(|r| !r.is_empty()),
-            "the IdP echoes the gateway's RelayState"
-        );
-        form
-    }
-
-    /// The whole browser sign-in for `user` starting at `path`; asserts the ACS's 303 back to
-    /// `path` with a session cookie.
-    async fn sign_in(&self, c: &reqwest::Client, path: &str, user: &TestUser) {
-        let (loc, _) = self.begin(c, path).await;
-        let form = self.idp_login(c, &loc, user).await;
-        let r = submit(c, &form, HTML).await;
-        expect_signed_in(r, path).await;
-    }
-}
-
-/// Set-Cookie header values of a response.
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// POSTs the IdP's auto-submit form to the ACS as a browser would, with the given Accept.
-async fn submit(c: &reqwest::Client, form: &PostForm, accept: &str) -> reqwest::Response {
-    post_acs(
-        c,
-        &form.action,
-        &form.saml_response,
-        form.relay_state.as_deref(),
-        accept,
-    )
-    .await
-}
-
-async fn post_acs(
-    c: &reqwest::Client,
-    acs: &str,
-    saml_response: &str,
-    relay_state: Option<&str>,
-    accept: &str,
-) -> reqwest::Response {
-    let mut fields = vec![("SAMLResponse", saml_response)];
-    if let Some(rs) = relay_state {
-        fields.push(("RelayState", rs));
-    }
-    c.post(acs)
-        .header("accept", accept)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The ACS answered 303 to `path` and set the session cookie.
-async fn expect_signed_in(r: reqwest::Response, path: &str) {
-    let status = r.status();
-    let loc = r
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string());
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap_or_default();
-    assert_eq!(
-        status, 303,
-        "the ACS accepts the real IdP's response: {body}"
-    );
-    assert_eq!(
-        loc.as_deref(),
-        Some(path),
-        "back to where the person started"
-    );
-    assert!(
-        cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "session cookie set: {cookies:?}"
-    );
-}
-
-/// Whether an API-style request (JSON) to a protected path is unauthenticated (401).
-async fn has_no_session(c: &reqwest::Client, gw: &Gw) -> bool {
-    let r = c
-        .get(gw.url("/reports"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    r.status() == 401
-}
+use e2e::{expect_signed_in, post_saml_response, submit, SspSetup as Setup, USER_IS_UID};
+use gateway::{set_cookies, Options, HTML};
+use simplesamlphp::{login_client, PostForm, SpEntry, ALICE, BOB, CAROL};
 
 /// Decodes, edits and re-encodes a SAMLResponse.
 fn tamper(form: &PostForm, edit: impl FnOnce(&str) -> String) -> String {
@@ -498,7 +255,7 @@ async fn tampered_real_response_is_rejected() {
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">superadmins</saml:AttributeValue>", 1)
     });
-    let r = post_acs(
+    let r = post_saml_response(
         &c,
         &form.action,
         &forged,
@@ -520,7 +277,7 @@ async fn tampered_real_response_is_rejected() {
         "no session cookie for a refused response: {cookies:?}"
     );
     assert!(
-        has_no_session(&c, &s.gw).await,
+        s.has_no_session(&c).await,
         "no session after tampering"
     );
 
@@ -545,7 +302,7 @@ async fn tampered_real_response_is_rejected() {
         !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
         "{cookies:?}"
     );
-    assert!(has_no_session(&c, &s.gw).await);
+    assert!(s.has_no_session(&c).await);
     assert_eq!(s.up.count(), 0);
 
     // Restarting works (the IdP still has alice's session, so no password page this time).
@@ -583,7 +340,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">alice</saml:AttributeValue>", 1)
     });
-    let r = post_acs(
+    let r = post_saml_response(
         &c,
         &form.action,
         &forged,
@@ -595,7 +352,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
     let body = r.text().await.unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(has_no_session(&c, &s.gw).await);
+    assert!(s.has_no_session(&c).await);
 
     // A fresh attempt, this time changing the persistent NameID's text.
     let (loc, _) = s.begin(&c, "/").await;
@@ -611,7 +368,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
             &xml[close..]
         )
     });
-    let r = post_acs(
+    let r = post_saml_response(
         &c,
         &form.action,
         &forged,
@@ -623,7 +380,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
     let body = r.text().await.unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(has_no_session(&c, &s.gw).await);
+    assert!(s.has_no_session(&c).await);
     assert_eq!(s.up.count(), 0);
 }
 
@@ -669,7 +426,7 @@ async fn only_response_signed_idp_is_refused_by_default() {
             !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
             "{cookies:?}"
         );
-        assert!(has_no_session(&c, &s.gw).await);
+        assert!(s.has_no_session(&c).await);
         assert_eq!(s.up.count(), 0);
     }
     // Opting out: a signed Response covering the assertion is enough.
