@@ -434,19 +434,9 @@ async fn simplesamlphp_accepts_signed_authn_requests_and_refuses_unsigned_ones()
         .await;
 
     // SP metadata tells the IdP admin.
-    let md = reqwest::get(gw_signing.url("/saml/metadata"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&gw_signing).await;
     assert!(md.contains(r#"AuthnRequestsSigned="true""#), "{md}");
-    let md = reqwest::get(gw_unsigned.url("/saml/metadata"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&gw_unsigned).await;
     assert!(md.contains(r#"AuthnRequestsSigned="false""#), "{md}");
 
     // Signed: alice signs in.

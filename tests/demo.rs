@@ -3,8 +3,12 @@
 //! groups, echo a WebSocket message through the gateway, and stop everything. Also the
 //! `gen-cert` command line (files, modes, refusal to overwrite).
 
+#[path = "support/forms.rs"]
+mod forms;
+
 use std::time::Duration;
 
+use forms::{form_action, input};
 use futures_util::{SinkExt, StreamExt};
 use samlgate::demo::{DemoHandle, DemoOptions};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
@@ -18,28 +22,6 @@ fn client() -> reqwest::Client {
         .no_proxy()
         .build()
         .unwrap()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn input(html: &str, name: &str) -> Option<String> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let start = html.find(&needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
-}
-
-fn form_action(html: &str) -> Option<String> {
-    let needle = "<form method=\"post\" action=\"";
-    let start = html.find(needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
 }
 
 async fn demo() -> DemoHandle {

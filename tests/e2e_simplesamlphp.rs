@@ -24,6 +24,31 @@ use e2e::{expect_signed_in, post_saml_response, submit, SspSetup as Setup, USER_
 use gateway::{set_cookies, Options, HTML};
 use simplesamlphp::{login_client, PostForm, SpEntry, ALICE, BOB, CAROL};
 
+/// Options for a gateway whose user header is SimpleSAMLphp's `uid`, with `extra_toml` after.
+fn uid_options(extra_toml: &str) -> Options {
+    Options {
+        extra_toml: format!("{USER_IS_UID}{extra_toml}"),
+        ..Options::default()
+    }
+}
+
+/// IdP with the default SP entry, upstream, and a gateway with [`uid_options`].
+async fn start(extra_toml: &str) -> Setup {
+    Setup::start(|_| {}, uid_options(extra_toml)).await
+}
+
+/// Posts `forged` in place of the IdP's response (same RelayState) as an API client.
+async fn post_forged(c: &reqwest::Client, form: &PostForm, forged: &str) -> reqwest::Response {
+    post_saml_response(
+        c,
+        &form.action,
+        forged,
+        form.relay_state.as_deref(),
+        "application/json",
+    )
+    .await
+}
+
 /// Decodes, edits and re-encodes a SAMLResponse.
 fn tamper(form: &PostForm, edit: impl FnOnce(&str) -> String) -> String {
     use base64::Engine as _;
@@ -40,14 +65,7 @@ fn tamper(form: &PostForm, edit: impl FnOnce(&str) -> String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_signs_in_through_simplesamlphp() {
     let t = Instant::now();
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
 
     let (loc, cookies) = s.begin(&c, "/reports?q=1").await;
@@ -137,25 +155,11 @@ async fn alice_signs_in_through_simplesamlphp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bob_is_denied_by_allowed_groups() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("\n[authz]\nallowed_groups = [\"analysts\"]\n").await;
     let c = login_client();
     s.sign_in(&c, "/reports", &BOB).await;
 
-    let r = c
-        .get(s.gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
+    let (status, body) = s.get_page(&c, "/reports").await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body.contains("analysts"),
@@ -176,24 +180,10 @@ async fn bob_is_denied_by_allowed_groups() {
 async fn carol_with_no_groups_is_denied_when_groups_are_required() {
     // SimpleSAMLphp sends `groups` as an Attribute with no AttributeValue at all.
     {
-        let s = Setup::start(
-            |_| {},
-            Options {
-                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = start("\n[authz]\nallowed_groups = [\"analysts\"]\n").await;
         let c = login_client();
         s.sign_in(&c, "/", &CAROL).await;
-        let r = c
-            .get(s.gw.url("/"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.text().await.unwrap();
+        let (status, body) = s.get_page(&c, "/").await;
         assert_eq!(status, 403, "no groups never admits: {body}");
         assert!(body.contains("analysts"), "{body}");
         assert_eq!(s.up.count(), 0);
@@ -201,24 +191,10 @@ async fn carol_with_no_groups_is_denied_when_groups_are_required() {
     // Without a group requirement carol is admitted, and the upstream sees no groups header
     // at all (not an empty one).
     {
-        let s = Setup::start(
-            |_| {},
-            Options {
-                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = []\n"),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = start("\n[authz]\nallowed_groups = []\n").await;
         let c = login_client();
         s.sign_in(&c, "/", &CAROL).await;
-        let r = c
-            .get(s.gw.url("/"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.text().await.unwrap();
+        let (status, body) = s.get_page(&c, "/").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(s.up.count(), 1);
         let seen = s.up.last();
@@ -237,14 +213,7 @@ async fn carol_with_no_groups_is_denied_when_groups_are_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_real_response_is_rejected() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
     let (loc, _) = s.begin(&c, "/reports").await;
     let form = s.idp_login(&c, &loc, &ALICE).await;
@@ -255,14 +224,7 @@ async fn tampered_real_response_is_rejected() {
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">superadmins</saml:AttributeValue>", 1)
     });
-    let r = post_saml_response(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
-    .await;
+    let r = post_forged(&c, &form, &forged).await;
     let status = r.status();
     let cookies = set_cookies(&r);
     let body = r.text().await.unwrap();
@@ -276,10 +238,7 @@ async fn tampered_real_response_is_rejected() {
         !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
         "no session cookie for a refused response: {cookies:?}"
     );
-    assert!(
-        s.has_no_session(&c).await,
-        "no session after tampering"
-    );
+    assert!(s.has_no_session(&c).await, "no session after tampering");
 
     // The untampered original with the same RelayState: the tampered attempt consumed the
     // pending login, so this sign-in must be restarted.
@@ -307,13 +266,7 @@ async fn tampered_real_response_is_rejected() {
 
     // Restarting works (the IdP still has alice's session, so no password page this time).
     s.sign_in(&c, "/reports", &ALICE).await;
-    let r = c
-        .get(s.gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.upstream_sees(&c, "/reports", &ALICE).await;
     assert_eq!(
         s.up.last().one("x-forwarded-groups").as_deref(),
         Some("analysts,admins"),
@@ -323,14 +276,7 @@ async fn tampered_real_response_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_name_id_and_user_attribute_are_rejected() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
     let (loc, _) = s.begin(&c, "/").await;
     let form = s.idp_login(&c, &loc, &BOB).await;
@@ -340,14 +286,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">alice</saml:AttributeValue>", 1)
     });
-    let r = post_saml_response(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
-    .await;
+    let r = post_forged(&c, &form, &forged).await;
     let status = r.status();
     let body = r.text().await.unwrap();
     assert_eq!(status, 400, "{body}");
@@ -368,14 +307,7 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
             &xml[close..]
         )
     });
-    let r = post_saml_response(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
-    .await;
+    let r = post_forged(&c, &form, &forged).await;
     let status = r.status();
     let body = r.text().await.unwrap();
     assert_eq!(status, 400, "{body}");
@@ -392,14 +324,7 @@ async fn only_response_signed_idp_is_refused_by_default() {
     };
     // Default: require_signed_assertion = true.
     {
-        let s = Setup::start(
-            only_response,
-            Options {
-                extra_toml: USER_IS_UID.into(),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = Setup::start(only_response, uid_options("")).await;
         let c = login_client();
         let (loc, _) = s.begin(&c, "/reports").await;
         let form = s.idp_login(&c, &loc, &ALICE).await;
@@ -435,38 +360,20 @@ async fn only_response_signed_idp_is_refused_by_default() {
             only_response,
             Options {
                 saml_toml: "require_signed_assertion = false\n".into(),
-                extra_toml: USER_IS_UID.into(),
-                ..Options::default()
+                ..uid_options("")
             },
         )
         .await;
         let c = login_client();
         s.sign_in(&c, "/reports", &ALICE).await;
-        let r = c
-            .get(s.gw.url("/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(
-            s.up.last().one("x-forwarded-user").as_deref(),
-            Some("alice")
-        );
+        s.upstream_sees(&c, "/reports", &ALICE).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_login_still_succeeds() {
     const PAUSE: Duration = Duration::from_secs(3);
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
     let (loc, cookies) = s.begin(&c, "/reports?q=slow").await;
     let login_cookie = cookies
@@ -510,29 +417,12 @@ async fn slow_login_still_succeeds() {
     let form = s.idp_login(&c, login_page.as_str(), &ALICE).await;
     let r = submit(&c, &form, HTML).await;
     expect_signed_in(r, "/reports?q=slow").await;
-    let r = c
-        .get(s.gw.url("/reports?q=slow"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        s.up.last().one("x-forwarded-user").as_deref(),
-        Some("alice")
-    );
+    s.upstream_sees(&c, "/reports?q=slow", &ALICE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_client_gets_401_not_redirect() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
     let r = c
         .get(s.gw.url("/api/reports?q=1"))

@@ -14,7 +14,7 @@ mod gateway;
 mod simplesamlphp;
 
 use e2e::{expect_signed_in, try_login_at_idp, GatewayListener, SspSetup as Setup};
-use gateway::{redirect_request_xml, set_cookies, Options, HTML};
+use gateway::{redirect_request_xml, set_cookies, Options};
 use simplesamlphp::{login_client, PostForm, SimpleSamlPhp, TestUser, ALICE};
 
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
@@ -33,20 +33,6 @@ async fn start(saml_toml: &str, metadata_from_url: bool) -> Setup {
         ..Options::default()
     })
     .await
-}
-
-/// The upstream sees `user` on `path` (the browser has a session).
-async fn upstream_sees(s: &Setup, c: &reqwest::Client, path: &str, user: &TestUser) {
-    let r = c
-        .get(s.gw.url(path))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "signed in: proxied");
-    let seen = s.up.last();
-    assert_eq!(seen.path, path);
-    assert_eq!(seen.one("x-forwarded-user").as_deref(), Some(user.uid));
 }
 
 /// [`try_login_at_idp`] for the gateway of `s`.
@@ -72,7 +58,7 @@ async fn metadata_is_fetched_from_simplesamlphp_url() {
     );
     let c = login_client();
     s.sign_in(&c, "/reports", &ALICE).await;
-    upstream_sees(&s, &c, "/reports", &ALICE).await;
+    s.upstream_sees(&c, "/reports", &ALICE).await;
     let cache = s.gw.dir.path().join("idp-cache.xml");
     let cached = std::fs::read_to_string(&cache)
         .unwrap_or_else(|e| panic!("cache file {} missing: {e}", cache.display()));
@@ -112,7 +98,7 @@ async fn idp_initiated_sign_in_from_simplesamlphp() {
     assert_eq!(s.up.count(), 0);
     let r = form.submit(&c).await.unwrap();
     expect_signed_in(r, "/welcome").await;
-    upstream_sees(&s, &c, "/welcome", &ALICE).await;
+    s.upstream_sees(&c, "/welcome", &ALICE).await;
     drop(s);
 
     // Default (off): the same unsolicited response is refused and no session is made.
@@ -158,7 +144,7 @@ const ALICE_WRONG_PASSWORD: TestUser = TestUser {
 async fn second_sign_in(s: &Setup) -> Result<PostForm, String> {
     let (c, jar) = jar_client();
     s.sign_in(&c, "/reports", &ALICE).await;
-    upstream_sees(s, &c, "/reports", &ALICE).await;
+    s.upstream_sees(&c, "/reports", &ALICE).await;
     let gw_url: url::Url = s.gw.base.parse().unwrap();
     jar.add_cookie_str(
         "samlgate_session=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
@@ -234,7 +220,7 @@ async fn issued_name_id_format(s: &Setup, expect_requested: Option<&str>) -> Str
     let xml = form.response_xml().unwrap();
     let r = form.submit(&c).await.unwrap();
     expect_signed_in(r, "/reports").await;
-    upstream_sees(s, &c, "/reports", &ALICE).await;
+    s.upstream_sees(&c, "/reports", &ALICE).await;
     let name_id = xml
         .split("NameID ")
         .nth(1)

@@ -120,19 +120,7 @@ impl Env {
         let status = r.status();
         let body = r.text().await.unwrap_or_default();
         assert_eq!(status, 303, "sign-in refused: {body}");
-        let r = c
-            .get(self.gw.url("/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let seen = self.up.last();
-        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
-        assert_eq!(
-            seen.one("x-forwarded-groups").as_deref(),
-            Some("analysts,admins")
-        );
+        upstream_sees_alice(&c, &self.gw, &self.up).await;
     }
 
     /// Posts the response `make` builds as an API client; returns (status, error kind).
@@ -179,6 +167,23 @@ impl Env {
         let (xml, facts) = v.decode_and_screen(&mint::b64(xml))?;
         v.verify_signed(&xml, &facts, Some(req_id), Utc::now())
     }
+}
+
+/// A browser with a session gets /reports proxied, and the upstream sees alice with her groups.
+async fn upstream_sees_alice(c: &reqwest::Client, gw: &TestGateway, up: &Upstream) {
+    let r = c
+        .get(gw.url("/reports"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        seen.one("x-forwarded-groups").as_deref(),
+        Some("analysts,admins")
+    );
 }
 
 /// Replaces the NameID text inside a signed assertion (the signature no longer matches).
@@ -644,14 +649,7 @@ async fn random_and_truncated_ciphertexts_never_crash_the_gateway() {
 #[tokio::test]
 async fn sp_metadata_publishes_the_certificate_for_encryption_when_a_key_is_configured() {
     let env = setup("").await;
-    let md = client()
-        .get(env.gw.url("/saml/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&env.gw).await;
     assert!(md.contains(r#"<md:KeyDescriptor use="signing">"#), "{md}");
     assert!(
         md.contains(r#"<md:KeyDescriptor use="encryption">"#),
@@ -667,14 +665,7 @@ async fn sp_metadata_publishes_the_certificate_for_encryption_when_a_key_is_conf
     assert_eq!(md.matches(&b64).count(), 2);
 
     let env = setup_with("", false).await;
-    let md = client()
-        .get(env.gw.url("/saml/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&env.gw).await;
     assert!(!md.contains("KeyDescriptor"), "{md}");
 }
 
@@ -721,21 +712,9 @@ mod ssp {
         // The gateway accepts the encrypted response.
         expect_signed_in(submit(&c, &form, HTML).await, "/reports").await;
 
-        let r = c
-            .get(s.gw.url("/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let seen = s.up.last();
-        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
+        upstream_sees_alice(&c, &s.gw, &s.up).await;
         assert_eq!(
-            seen.one("x-forwarded-groups").as_deref(),
-            Some("analysts,admins")
-        );
-        assert_eq!(
-            seen.one("x-forwarded-email").as_deref(),
+            s.up.last().one("x-forwarded-email").as_deref(),
             Some("alice@example.com")
         );
         let _ = s.gw.shutdown().await;

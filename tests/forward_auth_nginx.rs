@@ -754,7 +754,8 @@ async fn alice_signs_in_through_nginx_with_simplesamlphp() {
 
     // nginx's error_page 401 starts the sign-in; the IdP posts to the ACS on nginx.
     let c = login_client();
-    let (location, _) = e2e::redirect_to_idp(&c, &format!("{}/reports?x=1", nginx.url()), &idp).await;
+    let (location, _) =
+        e2e::redirect_to_idp(&c, &format!("{}/reports?x=1", nginx.url()), &idp).await;
     let form = e2e::login_at_idp(&c, &idp, &location, &ALICE, &entry.acs_url).await;
     e2e::expect_signed_in(e2e::submit(&c, &form, HTML).await, "/reports?x=1").await;
     assert_eq!(app.count(), 0);

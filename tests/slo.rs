@@ -364,14 +364,7 @@ async fn unsigned_requests_can_be_allowed_and_without_an_idp_slo_endpoint_a_page
 #[tokio::test]
 async fn sp_metadata_advertises_the_slo_endpoint() {
     let s = setup(true, "").await;
-    let md = client()
-        .get(s.gw.url("/saml/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&s.gw).await;
     assert!(md.contains(&format!(
         r#"<md:SingleLogoutService Binding="{REDIRECT}" Location="{}"/>"#,
         s.gw.url("/saml/slo")

@@ -155,6 +155,27 @@ impl SspSetup {
         form
     }
 
+    /// Browser navigation to `path`: (status, body).
+    pub async fn get_page(&self, c: &reqwest::Client, path: &str) -> (u16, String) {
+        let r = c
+            .get(self.gw.url(path))
+            .header("accept", HTML)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// A browser navigation to `path` with a session: proxied (200), and the upstream sees
+    /// `user` on `path`.
+    pub async fn upstream_sees(&self, c: &reqwest::Client, path: &str, user: &TestUser) {
+        let (status, body) = self.get_page(c, path).await;
+        assert_eq!(status, 200, "signed in: proxied: {body}");
+        let seen = self.up.last();
+        assert_eq!(seen.path, path);
+        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some(user.uid));
+    }
+
     /// Whether an API-style request (JSON) to a protected path is unauthenticated (401).
     pub async fn has_no_session(&self, c: &reqwest::Client) -> bool {
         let r = c

@@ -358,9 +358,9 @@ async fn start(
     let base = format!("{scheme}://127.0.0.1:{}", addr.port());
     let public_url = opts.public_url.clone().unwrap_or_else(|| base.clone());
     let mut saml = match &opts.idp_metadata_url {
-        Some(url) => format!(
-            "idp_metadata_url = \"{url}\"\nidp_metadata_cache_file = \"idp-cache.xml\"\n"
-        ),
+        Some(url) => {
+            format!("idp_metadata_url = \"{url}\"\nidp_metadata_cache_file = \"idp-cache.xml\"\n")
+        }
         None => {
             std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
             "idp_metadata_file = \"idp.xml\"\n".to_string()
@@ -540,6 +540,18 @@ pub async fn post_acs(
         .header("accept", HTML)
         .form(&form)
         .send()
+        .await
+        .unwrap()
+}
+
+/// The SP metadata the gateway publishes at `/saml/metadata`.
+pub async fn sp_metadata(gw: &TestGateway) -> String {
+    client()
+        .get(gw.url("/saml/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
         .await
         .unwrap()
 }
