@@ -73,17 +73,8 @@ async fn post_acs_json(
     saml_response_b64: &str,
     relay: Option<&str>,
 ) -> (u16, Option<String>, String) {
-    let mut form = vec![("SAMLResponse", saml_response_b64.to_string())];
-    if let Some(r) = relay {
-        form.push(("RelayState", r.to_string()));
-    }
-    let r = c
-        .post(gw.acs_url())
-        .header("accept", "application/json")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let acs = gw.acs_url();
+    let r = post_saml_response(c, &acs, saml_response_b64, relay, "application/json").await;
     status_location_body(r).await
 }
 

@@ -5,24 +5,16 @@
 
 #[path = "support/forms.rs"]
 mod forms;
+#[path = "support/gateway.rs"]
+mod gateway;
 
 use std::time::Duration;
 
 use forms::{form_action, input};
 use futures_util::{SinkExt, StreamExt};
+use gateway::{client, session_cookie, HTML};
 use samlgate::demo::{DemoHandle, DemoOptions};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
-
-const HTML: &str = "text/html,application/xhtml+xml";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap()
-}
 
 async fn demo() -> DemoHandle {
     samlgate::demo::start(DemoOptions {
@@ -79,14 +71,7 @@ async fn sign_in(c: &reqwest::Client, d: &DemoHandle, username: &str) -> String 
         .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     assert_eq!(r.headers()["location"], "/");
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string()
+    session_cookie(&r).expect("session cookie")
 }
 
 #[tokio::test]

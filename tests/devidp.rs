@@ -89,16 +89,8 @@ impl AutoPost {
     }
     /// POSTs the form as the browser's script would.
     async fn submit(&self, c: &reqwest::Client, accept: &str) -> reqwest::Response {
-        let mut form = vec![("SAMLResponse", self.saml_response.clone())];
-        if let Some(r) = &self.relay_state {
-            form.push(("RelayState", r.clone()));
-        }
-        c.post(&self.action)
-            .header("accept", accept)
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
+        let relay = self.relay_state.as_deref();
+        post_saml_response(c, &self.action, &self.saml_response, relay, accept).await
     }
 }
 

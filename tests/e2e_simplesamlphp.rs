@@ -20,8 +20,8 @@ mod simplesamlphp;
 
 use std::time::{Duration, Instant};
 
-use e2e::{expect_signed_in, post_saml_response, submit, SspSetup as Setup, USER_IS_UID};
-use gateway::{set_cookies, Options, HTML};
+use e2e::{expect_signed_in, submit, SspSetup as Setup, USER_IS_UID};
+use gateway::{post_saml_response, set_cookies, Options, HTML};
 use simplesamlphp::{login_client, PostForm, SpEntry, ALICE, BOB, CAROL};
 
 /// Options for a gateway whose user header is SimpleSAMLphp's `uid`, with `extra_toml` after.
@@ -453,16 +453,8 @@ async fn api_client_gets_401_not_redirect() {
     );
     assert_eq!(s.up.count(), 0);
 
-    // The login_url it offers leads through the real IdP and back to the API path.
-    let r = c
-        .get(s.gw.url(login_url))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302, "login_url starts a sign-in");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(loc.starts_with(&s.idp.sso_url), "{loc}");
+    // The login_url it offers starts a sign-in through the real IdP, back to the API path.
+    let (loc, _) = s.begin(&c, login_url).await;
     let form = s.idp_login(&c, &loc, &ALICE).await;
     expect_signed_in(submit(&c, &form, HTML).await, "/api/reports?q=1").await;
     let r = c

@@ -171,12 +171,7 @@ impl Env {
 
 /// A browser with a session gets /reports proxied, and the upstream sees alice with her groups.
 async fn upstream_sees_alice(c: &reqwest::Client, gw: &TestGateway, up: &Upstream) {
-    let r = c
-        .get(gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/reports"), HTML).await;
     assert_eq!(r.status(), 200);
     let seen = up.last();
     assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));

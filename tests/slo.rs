@@ -479,13 +479,8 @@ async fn follow(c: &reqwest::Client, start: &str) -> (Vec<String>, u16, String) 
 }
 
 async fn gw_status(c: &reqwest::Client, gw: &TestGateway) -> u16 {
-    c.get(gw.url("/reports"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let r = get_accepting(c, &gw.url("/reports"), "application/json").await;
+    r.status().as_u16()
 }
 
 /// SimpleSAMLphp with `sign.logout` and the gateway's SLO endpoint, and alice signed in.
@@ -533,12 +528,7 @@ async fn simplesamlphp_sp_initiated_logout_round_trip() {
     assert_eq!(gw_status(&c, gw).await, 401, "her gateway session is gone");
 
     // The IdP session is gone too: signing in again asks for the password.
-    let r = c
-        .get(gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/reports"), HTML).await;
     let (_, _, page) = follow(&c, r.headers()["location"].to_str().unwrap()).await;
     assert!(page.contains("password"), "login form shown again: {page}");
 }

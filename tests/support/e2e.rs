@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 
-use crate::gateway::{self, start_gateway_on, Options, TestGateway, Upstream, HTML};
+use crate::gateway::{
+    self, get_accepting, post_saml_response, start_gateway_on, Options, TestGateway, Upstream, HTML,
+};
 use crate::simplesamlphp::{self, drive_login, PostForm, SimpleSamlPhp, SpEntry, TestUser};
 
 /// Maps the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
@@ -157,12 +159,7 @@ impl SspSetup {
 
     /// Browser navigation to `path`: (status, body).
     pub async fn get_page(&self, c: &reqwest::Client, path: &str) -> (u16, String) {
-        let r = c
-            .get(self.gw.url(path))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
+        let r = get_accepting(c, &self.gw.url(path), HTML).await;
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
@@ -178,12 +175,7 @@ impl SspSetup {
 
     /// Whether an API-style request (JSON) to a protected path is unauthenticated (401).
     pub async fn has_no_session(&self, c: &reqwest::Client) -> bool {
-        let r = c
-            .get(self.gw.url("/reports"))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
+        let r = get_accepting(c, &self.gw.url("/reports"), "application/json").await;
         r.status() == 401
     }
 }
@@ -195,18 +187,12 @@ pub async fn redirect_to_idp(
     url: &str,
     idp: &SimpleSamlPhp,
 ) -> (String, Vec<String>) {
-    let r = c.get(url).header("accept", HTML).send().await.unwrap();
-    assert_eq!(
-        r.status(),
-        302,
-        "browser without a session is sent to the IdP"
-    );
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let (loc, cookies) = gateway::login_redirect(c, url).await;
     assert!(
         loc.starts_with(&format!("{}?", idp.sso_url)),
         "redirect goes to the IdP's SSO service: {loc}"
     );
-    (loc, gateway::set_cookies(&r))
+    (loc, cookies)
 }
 
 /// [`drive_login`] from `start` for `user`; on success the form must post to `acs_url`.
@@ -244,34 +230,8 @@ pub async fn login_at_idp(
 
 /// POSTs the IdP's auto-submit form to the ACS as a browser would, with the given Accept.
 pub async fn submit(c: &reqwest::Client, form: &PostForm, accept: &str) -> reqwest::Response {
-    post_saml_response(
-        c,
-        &form.action,
-        &form.saml_response,
-        form.relay_state.as_deref(),
-        accept,
-    )
-    .await
-}
-
-/// POSTs `SAMLResponse` (and `RelayState`) to the ACS at `acs`, with the given Accept.
-pub async fn post_saml_response(
-    c: &reqwest::Client,
-    acs: &str,
-    saml_response: &str,
-    relay_state: Option<&str>,
-    accept: &str,
-) -> reqwest::Response {
-    let mut fields = vec![("SAMLResponse", saml_response)];
-    if let Some(rs) = relay_state {
-        fields.push(("RelayState", rs));
-    }
-    c.post(acs)
-        .header("accept", accept)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
+    let relay = form.relay_state.as_deref();
+    post_saml_response(c, &form.action, &form.saml_response, relay, accept).await
 }
 
 /// The ACS answered 303 to `path` and set the session cookie.

@@ -5,12 +5,19 @@
 //! Include with `#[path = "support/forms.rs"] mod forms;`.
 #![allow(dead_code)]
 
+/// The escapes the pages use, `&amp;` last so that it cannot form another one.
+const ESCAPES: [(&str, &str); 5] = [
+    ("&quot;", "\""),
+    ("&#39;", "'"),
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&amp;", "&"),
+];
+
 fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    ESCAPES
+        .iter()
+        .fold(s.to_string(), |s, (escape, c)| s.replace(escape, c))
 }
 
 /// The value of the first `<input … name="NAME" value="…">` in the page.

@@ -490,12 +490,7 @@ pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
 
 /// Opens the sign-out confirm page at `logout_url` as a browser; returns its CSRF token.
 pub async fn logout_csrf_token(c: &reqwest::Client, logout_url: &str) -> String {
-    let r = c
-        .get(logout_url)
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, logout_url, HTML).await;
     assert_eq!(r.status(), 200, "the sign-out confirm page");
     let page = r.text().await.unwrap();
     page.split("name=\"csrf\" value=\"")
@@ -507,6 +502,11 @@ pub async fn logout_csrf_token(c: &reqwest::Client, logout_url: &str) -> String 
 
 pub const HTML: &str = "text/html,application/xhtml+xml";
 
+/// GET `url` asking for `accept` (`HTML`: a browser's navigation; JSON: an API client).
+pub async fn get_accepting(c: &reqwest::Client, url: &str, accept: &str) -> reqwest::Response {
+    c.get(url).header("accept", accept).send().await.unwrap()
+}
+
 /// Starts a sign-in as a browser would (GET `path` accepting HTML) and returns (request id,
 /// relay state) from the redirect to the IdP.
 pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (String, String) {
@@ -515,14 +515,21 @@ pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (
 
 /// [`begin_login`] at a full URL (e.g. through a front proxy).
 pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
-    let r = c.get(url).header("accept", HTML).send().await.unwrap();
+    let (loc, _) = login_redirect(c, url).await;
+    parse_idp_redirect(&loc)
+}
+
+/// Browser navigation to the protected `url` without a session: must be redirected (302) to
+/// the IdP. Returns (Location, Set-Cookie values).
+pub async fn login_redirect(c: &reqwest::Client, url: &str) -> (String, Vec<String>) {
+    let r = get_accepting(c, url, HTML).await;
     assert_eq!(
         r.status(),
         302,
         "browser navigation without a session is redirected"
     );
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    parse_idp_redirect(&loc)
+    (loc, set_cookies(&r))
 }
 
 /// POSTs a SAMLResponse to the ACS as the IdP's auto-submit form would.
@@ -532,12 +539,23 @@ pub async fn post_acs(
     saml_response_b64: &str,
     relay: Option<&str>,
 ) -> reqwest::Response {
-    let mut form = vec![("SAMLResponse", saml_response_b64.to_string())];
+    post_saml_response(c, &gw.acs_url(), saml_response_b64, relay, HTML).await
+}
+
+/// POSTs `SAMLResponse` (and `RelayState`) to the ACS at `acs`, asking for `accept`.
+pub async fn post_saml_response(
+    c: &reqwest::Client,
+    acs: &str,
+    saml_response_b64: &str,
+    relay: Option<&str>,
+    accept: &str,
+) -> reqwest::Response {
+    let mut form = vec![("SAMLResponse", saml_response_b64)];
     if let Some(r) = relay {
-        form.push(("RelayState", r.to_string()));
+        form.push(("RelayState", r));
     }
-    c.post(gw.acs_url())
-        .header("accept", HTML)
+    c.post(acs)
+        .header("accept", accept)
         .form(&form)
         .send()
         .await
