@@ -169,19 +169,9 @@ async fn assert_refused(
 
 /// The browser holding `c` is not signed in: API calls get 401, navigation goes to the IdP.
 async fn assert_not_signed_in(c: &reqwest::Client, gw: &TestGateway, ctx: &str) {
-    let r = c
-        .get(gw.url("/app"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/app"), JSON).await;
     assert_eq!(r.status(), 401, "{ctx}: not signed in afterwards (API)");
-    let r = c
-        .get(gw.url("/app"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/app"), HTML).await;
     assert_eq!(r.status(), 302, "{ctx}: not signed in afterwards (browser)");
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with(IDP_SSO), "{ctx}: sent to the IdP: {loc}");

@@ -46,12 +46,7 @@ async fn idp_redirect(
     gw: &TestGateway,
     path: &str,
 ) -> (HashMap<String, String>, String) {
-    let r = c
-        .get(gw.url(path))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url(path), HTML).await;
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     (query_map(&loc), redirect_request_xml(&loc))

@@ -21,8 +21,8 @@ mod simplesamlphp;
 use std::time::{Duration, Instant};
 
 use e2e::{expect_signed_in, submit, SspSetup as Setup, USER_IS_UID};
-use gateway::{post_saml_response, set_cookies, Options, HTML};
-use simplesamlphp::{login_client, PostForm, SpEntry, ALICE, BOB, CAROL};
+use gateway::{get_accepting, post_saml_response, set_cookies, Options, HTML};
+use simplesamlphp::{login_client, PostForm, SpEntry, TestUser, ALICE, BOB, CAROL};
 
 /// Options for a gateway whose user header is SimpleSAMLphp's `uid`, with `extra_toml` after.
 fn uid_options(extra_toml: &str) -> Options {
@@ -37,16 +37,47 @@ async fn start(extra_toml: &str) -> Setup {
     Setup::start(|_| {}, uid_options(extra_toml)).await
 }
 
-/// Posts `forged` in place of the IdP's response (same RelayState) as an API client.
-async fn post_forged(c: &reqwest::Client, form: &PostForm, forged: &str) -> reqwest::Response {
-    post_saml_response(
-        c,
-        &form.action,
-        forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
-    .await
+/// Starts a sign-in of `user` at `path` and lets the IdP answer; posts the IdP's response
+/// changed by `edit` (same RelayState) as an API client. Returns the IdP's form and the
+/// ACS's answer.
+async fn post_tampered(
+    s: &Setup,
+    c: &reqwest::Client,
+    path: &str,
+    user: &TestUser,
+    edit: impl FnOnce(&str) -> String,
+) -> (PostForm, reqwest::Response) {
+    let (loc, _) = s.begin(c, path).await;
+    let form = s.idp_login(c, &loc, user).await;
+    let forged = tamper(&form, edit);
+    let relay = form.relay_state.as_deref();
+    let r = post_saml_response(c, &form.action, &forged, relay, "application/json").await;
+    (form, r)
+}
+
+/// The ACS refused with 400 and the error kind `kind` (JSON), set no session cookie, and the
+/// browser has no session. Returns the body.
+async fn expect_refused(
+    s: &Setup,
+    c: &reqwest::Client,
+    r: reqwest::Response,
+    kind: &str,
+) -> String {
+    let status = r.status();
+    let cookies = set_cookies(&r);
+    let body = r.text().await.unwrap();
+    eprintln!("refused: {status} {body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(&format!("\"error\":\"{kind}\"")),
+        "refused as {kind}: {body}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+        "no session cookie for a refused response: {cookies:?}"
+    );
+    assert!(s.has_no_session(c).await, "no session after the refusal");
+    body
 }
 
 /// Decodes, edits and re-encodes a SAMLResponse.
@@ -215,53 +246,24 @@ async fn carol_with_no_groups_is_denied_when_groups_are_required() {
 async fn tampered_real_response_is_rejected() {
     let s = start("").await;
     let c = login_client();
-    let (loc, _) = s.begin(&c, "/reports").await;
-    let form = s.idp_login(&c, &loc, &ALICE).await;
-
     // Grant alice an extra group inside the signed assertion.
-    let forged = tamper(&form, |xml| {
+    let (form, r) = post_tampered(&s, &c, "/reports", &ALICE, |xml| {
         let v = ">analysts</saml:AttributeValue>";
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">superadmins</saml:AttributeValue>", 1)
-    });
-    let r = post_forged(&c, &form, &forged).await;
-    let status = r.status();
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap();
-    eprintln!("tampered response: {status} {body}");
-    assert_eq!(status, 400, "a tampered response is refused: {body}");
-    assert!(
-        body.contains("\"error\":\"signature\""),
-        "refused by signature verification: {body}"
-    );
-    assert!(
-        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "no session cookie for a refused response: {cookies:?}"
-    );
-    assert!(s.has_no_session(&c).await, "no session after tampering");
+    })
+    .await;
+    expect_refused(&s, &c, r, "signature").await;
 
     // The untampered original with the same RelayState: the tampered attempt consumed the
     // pending login, so this sign-in must be restarted.
     let r = submit(&c, &form, "application/json").await;
-    let status = r.status();
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap();
-    eprintln!("original after tampered attempt: {status} {body}");
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body.contains("\"error\":\"no_pending_login\""),
-        "the pending login was used up by the tampered attempt: {body}"
-    );
+    let body = expect_refused(&s, &c, r, "no_pending_login").await;
     assert!(
         body.contains("\"login_url\":\"/saml/login?rd=%2Freports\"")
             || body.contains("\"login_url\":\"/saml/login\""),
         "offers to sign in again: {body}"
     );
-    assert!(
-        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "{cookies:?}"
-    );
-    assert!(s.has_no_session(&c).await);
     assert_eq!(s.up.count(), 0);
 
     // Restarting works (the IdP still has alice's session, so no password page this time).
@@ -278,25 +280,17 @@ async fn tampered_real_response_is_rejected() {
 async fn tampered_name_id_and_user_attribute_are_rejected() {
     let s = start("").await;
     let c = login_client();
-    let (loc, _) = s.begin(&c, "/").await;
-    let form = s.idp_login(&c, &loc, &BOB).await;
     // Become alice: the uid attribute value (and the NameID is left alone, as it is opaque).
-    let forged = tamper(&form, |xml| {
+    let (_, r) = post_tampered(&s, &c, "/", &BOB, |xml| {
         let v = ">bob</saml:AttributeValue>";
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">alice</saml:AttributeValue>", 1)
-    });
-    let r = post_forged(&c, &form, &forged).await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(s.has_no_session(&c).await);
+    })
+    .await;
+    expect_refused(&s, &c, r, "signature").await;
 
     // A fresh attempt, this time changing the persistent NameID's text.
-    let (loc, _) = s.begin(&c, "/").await;
-    let form = s.idp_login(&c, &loc, &BOB).await;
-    let forged = tamper(&form, |xml| {
+    let (_, r) = post_tampered(&s, &c, "/", &BOB, |xml| {
         let start = xml.find("<saml:NameID").expect("NameID") + 1;
         let open_end = start + xml[start..].find('>').unwrap() + 1;
         let close = open_end + xml[open_end..].find("</saml:NameID>").unwrap();
@@ -306,13 +300,9 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
             "_forged0000000000",
             &xml[close..]
         )
-    });
-    let r = post_forged(&c, &form, &forged).await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(s.has_no_session(&c).await);
+    })
+    .await;
+    expect_refused(&s, &c, r, "signature").await;
     assert_eq!(s.up.count(), 0);
 }
 
@@ -339,19 +329,7 @@ async fn only_response_signed_idp_is_refused_by_default() {
             "only the Response is signed: {xml}"
         );
         let r = submit(&c, &form, "application/json").await;
-        let status = r.status();
-        let cookies = set_cookies(&r);
-        let body = r.text().await.unwrap();
-        assert_eq!(status, 400, "{body}");
-        assert!(
-            body.contains("\"error\":\"assertion_not_signed\""),
-            "refused because the assertion is unsigned: {body}"
-        );
-        assert!(
-            !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-            "{cookies:?}"
-        );
-        assert!(s.has_no_session(&c).await);
+        expect_refused(&s, &c, r, "assertion_not_signed").await;
         assert_eq!(s.up.count(), 0);
     }
     // Opting out: a signed Response covering the assertion is enough.
@@ -424,12 +402,7 @@ async fn slow_login_still_succeeds() {
 async fn api_client_gets_401_not_redirect() {
     let s = start("").await;
     let c = login_client();
-    let r = c
-        .get(s.gw.url("/api/reports?q=1"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &s.gw.url("/api/reports?q=1"), "application/json").await;
     assert_eq!(r.status(), 401);
     assert!(
         r.headers().get("location").is_none(),
@@ -457,12 +430,7 @@ async fn api_client_gets_401_not_redirect() {
     let (loc, _) = s.begin(&c, login_url).await;
     let form = s.idp_login(&c, &loc, &ALICE).await;
     expect_signed_in(submit(&c, &form, HTML).await, "/api/reports?q=1").await;
-    let r = c
-        .get(s.gw.url("/api/reports?q=1"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &s.gw.url("/api/reports?q=1"), "application/json").await;
     assert_eq!(r.status(), 200, "the API call now passes with the session");
     assert_eq!(
         s.up.last().one("x-forwarded-user").as_deref(),

@@ -30,8 +30,8 @@ use std::net::SocketAddr;
 
 use e2e::GatewayListener;
 use gateway::{
-    begin_login_at, client, post_acs, session_cookie, start_gateway_on, start_upstream, Options,
-    Seen, TestGateway, Upstream, HTML,
+    begin_login_at, client, get_accepting, post_acs, session_cookie, start_gateway_on,
+    start_upstream, Options, Seen, TestGateway, Upstream, HTML,
 };
 use mint::{ResponseSpec, TestIdp};
 use nginx::Nginx;
@@ -346,12 +346,7 @@ async fn without_a_session_nginx_sends_the_browser_to_the_idp_and_back_to_the_or
     // An API client: nothing reaches the app, and nginx's internal redirect to /saml/login
     // starts a sign-in (error_page 401 = /saml/login is the documented setup).
     let c = client();
-    let r = c
-        .get(f.url("/reports?x=1"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &f.url("/reports?x=1"), JSON).await;
     let status = r.status().as_u16();
     let location = r
         .headers()
@@ -366,12 +361,7 @@ async fn without_a_session_nginx_sends_the_browser_to_the_idp_and_back_to_the_or
 
     // A browser: 302 to the IdP; the pending sign-in returns to the original URI.
     let c = client();
-    let r = c
-        .get(f.url("/reports?x=1"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &f.url("/reports?x=1"), HTML).await;
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(IDP_SSO), "{location}");
@@ -621,12 +611,7 @@ async fn auth_endpoint_directly_answers_200_with_identity_or_401_json() {
     // No cookie: 401 JSON with a login URL, also for a browser (a 302 here would make
     // nginx's auth_request answer 500).
     for accept in [JSON, HTML] {
-        let r = client()
-            .get(&auth)
-            .header("accept", accept)
-            .send()
-            .await
-            .unwrap();
+        let r = get_accepting(&client(), &auth, accept).await;
         assert_eq!(r.status(), 401, "Accept: {accept}");
         for h in IDENTITY_HEADERS {
             assert!(r.headers().get(h).is_none(), "{h} on a 401");

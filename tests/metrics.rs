@@ -93,12 +93,7 @@ async fn requests_and_sign_ins_move_exactly_their_series() {
     assert_eq!(r.status(), 200);
     // A 401 for a client without a session.
     let anonymous = client();
-    let r = anonymous
-        .get(gw.url("/api/items"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&anonymous, &gw.url("/api/items"), JSON).await;
     assert_eq!(r.status(), 401);
     // A sign-in started and never finished.
     let _ = begin_login(&client(), &gw, "/abandoned").await;
@@ -127,12 +122,7 @@ async fn requests_and_sign_ins_move_exactly_their_series() {
 
     // `/metrics` on the gateway's own port is an ordinary protected path: challenged without
     // a session, forwarded to the upstream with one, never the gateway's metrics.
-    let r = anonymous
-        .get(gw.url("/metrics"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&anonymous, &gw.url("/metrics"), JSON).await;
     assert_eq!(r.status(), 401);
     assert!(!r.text().await.unwrap().contains("samlgate_"));
     let r = signed_in.get(gw.url("/metrics")).send().await.unwrap();

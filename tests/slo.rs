@@ -96,12 +96,7 @@ async fn sign_in(s: &Setup, who: &str) -> (reqwest::Client, String) {
 }
 
 async fn alive(c: &reqwest::Client, gw: &TestGateway) -> bool {
-    let r = c
-        .get(gw.url("/"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/"), "application/json").await;
     match r.status().as_u16() {
         200 => true,
         401 => false,
@@ -396,11 +391,10 @@ async fn sp_initiated_logout_sends_a_signed_request_and_accepts_the_answer_once(
     let (alice, index) = sign_in(&s, "alice").await;
     let r = csrf_logout(&alice, &s.gw).await;
     assert_eq!(r.status(), 303);
-    assert!(r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .any(|v| v.to_str().unwrap().contains("Max-Age=0")));
+    assert!(
+        set_cookies(&r).iter().any(|c| c.contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(&format!("{IDP_SLO}?SAMLRequest=")), "{loc}");
     let raw = url::Url::parse(&loc).unwrap().query().unwrap().to_string();
@@ -461,12 +455,7 @@ async fn follow(c: &reqwest::Client, start: &str) -> (Vec<String>, u16, String) 
     let mut trail = Vec::new();
     for _ in 0..20 {
         trail.push(url.to_string());
-        let r = c
-            .get(url.clone())
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
+        let r = get_accepting(c, url.as_str(), HTML).await;
         if r.status().is_redirection() {
             let loc = r.headers()["location"].to_str().unwrap().to_string();
             url = url.join(&loc).unwrap();
