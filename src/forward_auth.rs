@@ -33,6 +33,13 @@ pub struct OriginalRequest {
     pub host: Option<HeaderValue>,
     /// `X-Forwarded-Proto` from a trusted proxy (`http` or `https`).
     pub https: Option<bool>,
+    /// Whether the URI came from the proxy (trusted headers or Envoy's path); `false` means
+    /// it is `/` for want of anything better.
+    pub described: bool,
+    /// Whether the method came from the proxy (a trusted header, or Envoy, whose check keeps
+    /// the original method); `false` means it is the check's own (nginx's `auth_request`
+    /// subrequests are always GET).
+    pub method_described: bool,
 }
 
 impl OriginalRequest {
@@ -96,6 +103,8 @@ pub fn original_request(
         },
         host: None,
         https: None,
+        described: suffix.is_some(),
+        method_described: suffix.is_some(),
     };
     if !trusted_peer {
         return Ok(original);
@@ -108,13 +117,23 @@ pub fn original_request(
             .ok_or(OriginalError::Invalid(name))
     })?;
     if let Some(m) = method {
+        if original.method_described && m != original.method {
+            return Err(OriginalError::Conflict("x-forwarded-method"));
+        }
         original.method = m;
+        original.method_described = true;
     }
     let uri = agreed(headers, &URI_HEADERS, |name, v| {
         origin_form(v, name == "x-original-url").ok_or(OriginalError::Invalid(name))
     })?;
     if let Some(u) = uri {
+        // Envoy's path is one more synonym: a header that names another request is the
+        // client's (a proxy that passes `x-` headers through).
+        if original.described && u != original.uri {
+            return Err(OriginalError::Conflict("x-forwarded-uri"));
+        }
         original.uri = u;
+        original.described = true;
     }
     if let Some(v) = single(headers, X_FORWARDED_HOST)? {
         let ok = v.len() <= 255
@@ -202,16 +221,25 @@ fn origin_form(v: &HeaderValue, absolute_ok: bool) -> Option<String> {
     if !absolute_ok {
         return None;
     }
-    let url = url::Url::parse(s).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+    // `http(s)://authority/path?query`, taken apart by hand: a URL parser would read `\` in
+    // the authority as a path separator, `?` as the query, and resolve `..`, so a client's
+    // Host header (nginx ingress builds this from `$http_host`) could pick the path judged.
+    // The path stays exactly as sent, like X-Original-URI's.
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &s[8..]
+    } else if lower.starts_with("http://") {
+        &s[7..]
+    } else {
         return None;
-    }
-    let mut out = url.path().to_string();
-    if let Some(q) = url.query() {
-        out.push('?');
-        out.push_str(q);
-    }
-    Some(out)
+    };
+    let slash = rest.find('/')?;
+    let (authority, path) = rest.split_at(slash);
+    let authority_ok = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    (authority_ok && !path.starts_with("//")).then(|| path.to_string())
 }
 
 #[cfg(test)]
@@ -346,6 +374,32 @@ mod tests {
             orig(&[("x-original-url", "javascript:alert(1)")], true),
             Err(OriginalError::Invalid("x-original-url"))
         );
+        // The authority is checked, not parsed: `\`, `?`, `@`, `%` and empty are refused, and the
+        // path is kept as sent (no dot-segment resolution, no decoding).
+        for bad in [
+            "https://app.example.com\\static/admin/secret",
+            "https://app.example.com?/x",
+            "https://user@app.example.com/x",
+            "https://app%2eexample.com/x",
+            "https:///x",
+            "https://app.example.com",
+            "https://app.example.com//evil/x",
+        ] {
+            assert_eq!(
+                orig(&[("x-original-url", bad)], true),
+                Err(OriginalError::Invalid("x-original-url")),
+                "{bad}"
+            );
+        }
+        let o = orig(
+            &[(
+                "x-original-url",
+                "HTTPS://app.example.com:8443/secret/%2e%2e/static/x",
+            )],
+            true,
+        )
+        .unwrap();
+        assert_eq!(o.uri, "/secret/%2e%2e/static/x");
         // Only X-Original-URL may be absolute.
         assert_eq!(
             orig(&[("x-forwarded-uri", "https://app.example.com/x")], true),
@@ -390,6 +444,34 @@ mod tests {
         .unwrap();
         assert_eq!(o.uri, "/api/v1/items?page=2");
         assert_eq!(o.method, Method::POST);
+        assert!(o.described && o.method_described);
+        // A trusted header naming another request or method than Envoy's own: refused.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-uri", HeaderValue::from_static("/public/x"));
+        assert_eq!(
+            original_request(
+                &Method::DELETE,
+                "/saml/auth/admin/users/7",
+                None,
+                "/saml/auth",
+                &h,
+                true
+            ),
+            Err(OriginalError::Conflict("x-forwarded-uri"))
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-method", HeaderValue::from_static("GET"));
+        assert_eq!(
+            original_request(
+                &Method::DELETE,
+                "/saml/auth/admin/users/7",
+                None,
+                "/saml/auth",
+                &h,
+                true
+            ),
+            Err(OriginalError::Conflict("x-forwarded-method"))
+        );
         // `/saml/authx` is not the endpoint with a suffix.
         let o = original_request(
             &Method::GET,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
@@ -24,7 +24,7 @@ use crate::forward_auth;
 use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
-use crate::ratelimit::{Limit, RateLimits};
+use crate::ratelimit::{Limit, RateLimitSection, RateLimits};
 use crate::redirect::safe_return_path;
 use crate::rules::{AccessRules, Decision};
 use crate::saml::authn::{
@@ -47,6 +47,25 @@ fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body>
     let mut r = Response::new(proxy::full(Bytes::new()));
     let h = r.headers_mut();
     let v = &session.headers;
+    // Envoy replaces only the headers an answer carries: the absent ones (no email, no
+    // groups, names a reload retired) it is told to drop, so a client's copy cannot stay.
+    let absent: Vec<&str> = ids
+        .stripped_names()
+        .filter(|n| {
+            !((*n == ids.user.as_str())
+                || (*n == ids.email.as_str() && v.email.is_some())
+                || (*n == ids.groups.as_str() && v.groups.is_some())
+                || (*n == ids.preferred_username.as_str() && v.preferred_username.is_some()))
+        })
+        .collect();
+    if let Ok(list) = HeaderValue::from_str(&absent.join(",")) {
+        if !absent.is_empty() {
+            h.insert(
+                HeaderName::from_static("x-envoy-auth-headers-to-remove"),
+                list,
+            );
+        }
+    }
     h.insert(ids.user.clone(), v.user.clone());
     if let Some(e) = &v.email {
         h.insert(ids.email.clone(), e.clone());
@@ -59,6 +78,35 @@ fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body>
     }
     // Identity in a response: no cache may keep it for someone else.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// 400 for a path that another decoding would read differently while rules restrict paths.
+fn ambiguous_path(
+    reason: &'static str,
+    path: &str,
+    headers: &HeaderMap,
+    conn: ConnInfo,
+) -> Response<Body> {
+    tracing::warn!(target: "samlgate::audit", event = "path_refused", reason, path = %clip_path(path), client = %conn.client);
+    pages::simple(
+        StatusCode::BAD_REQUEST,
+        "ambiguous_path",
+        "This address is encoded in a way the gateway cannot check. Use the plain address.",
+        pages::accepts_html(headers),
+    )
+}
+
+/// 200 for a forward-auth check on an anonymous path. No identity — and Envoy, which only
+/// replaces the headers an answer carries, is told to drop the client's copies of them.
+fn anonymous_response(ids: &IdentityHeaders) -> Response<Body> {
+    let mut r = Response::new(proxy::full(Bytes::new()));
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let names = ids.stripped_names().collect::<Vec<_>>().join(",");
+    if let Ok(v) = HeaderValue::from_str(&names) {
+        h.insert(HeaderName::from_static("x-envoy-auth-headers-to-remove"), v);
+    }
     r
 }
 
@@ -95,8 +143,9 @@ pub struct Policy {
     pub rules: AccessRules,
     pub authz: AuthzSection,
     pub trusted: TrustedProxies,
-    /// Per-client limits (a reload starts them afresh).
-    pub limits: RateLimits,
+    /// Per-client limits; kept across a reload unless `[rate_limits]` changed.
+    pub limits: Arc<RateLimits>,
+    limits_section: RateLimitSection,
     /// Names to inject, plus every name used earlier in this process for stripping: an
     /// upstream may still trust a header name that a reload retired.
     pub ids: IdentityHeaders,
@@ -117,7 +166,11 @@ impl Policy {
             authz: s.authz.clone(),
             trusted: TrustedProxies::parse(&s.trusted_proxies, "server.trusted_proxies")
                 .map_err(|e| e.to_string())?,
-            limits: RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?,
+            limits: match previous {
+                Some(p) if p.limits_section == s.rate_limits => p.limits.clone(),
+                _ => Arc::new(RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?),
+            },
+            limits_section: s.rate_limits.clone(),
             ids,
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
@@ -133,7 +186,7 @@ impl Policy {
         metrics: &Metrics,
     ) -> Option<Response<Body>> {
         let retry_after = self.limits.check(limit, conn.client).err()?;
-        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = retry_after.as_secs(), client = %conn.client);
+        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = pages::retry_after_secs(retry_after), client = %conn.client);
         metrics.rate_limited(limit.as_str());
         Some(pages::too_many_requests(
             retry_after,
@@ -366,18 +419,17 @@ impl Gateway {
         mut conn: ConnInfo,
     ) -> Response<Body> {
         let started = Instant::now();
-        {
-            let policy = self.policy.load();
-            if !policy.trusted.is_empty() {
-                conn.client = client_ip::client_ip(conn.peer.ip(), req.headers(), &policy.trusted);
-            }
+        // One policy for the whole request, even if a reload lands meanwhile.
+        let policy = self.policy.load_full();
+        if !policy.trusted.is_empty() {
+            conn.client = client_ip::client_ip(conn.peer.ip(), req.headers(), &policy.trusted);
         }
         let method = req.method().clone();
         // A clone shares the request's buffer (no copy): the path is only formatted if logged.
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let which = route(uri.path(), &self.paths);
-        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &mut user))
+        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &policy, &mut user))
             .catch_unwind()
             .await;
         let resp = match result {
@@ -402,6 +454,7 @@ impl Gateway {
             latency_us = started.elapsed().as_micros() as u64,
             user = user.as_deref().unwrap_or("-"),
             client = %conn.client,
+            peer = %conn.peer.ip(),
         );
         resp
     }
@@ -411,6 +464,7 @@ impl Gateway {
         which: Route,
         req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         match which {
@@ -430,11 +484,11 @@ impl Gateway {
                 );
                 r
             }
-            Route::Login => self.explicit_login(&req, conn),
-            Route::Acs => self.acs(req, conn, user).await,
+            Route::Login => self.explicit_login(&req, conn, policy),
+            Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(&req, conn, user).await,
-            Route::ForwardAuth => self.forward_auth(&req, conn, user).await,
+            Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -444,7 +498,7 @@ impl Gateway {
                     browser,
                 )
             }
-            Route::Protected => self.protected(req, conn, user).await,
+            Route::Protected => self.protected(req, conn, policy, user).await,
         }
     }
 
@@ -454,16 +508,19 @@ impl Gateway {
         &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         // route (access rules, on the path this request will be forwarded with)
-        let policy = self.policy.load();
         let requirement = match policy
             .rules
             .decide(req.method(), req.uri().path(), req.headers())
         {
             Decision::Deny { rule } => {
                 return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
+            }
+            Decision::Ambiguous { reason } => {
+                return ambiguous_path(reason, req.uri().path(), req.headers(), conn)
             }
             Decision::Anonymous { .. } => None,
             Decision::Authenticate { requirement, .. } => Some(requirement),
@@ -474,7 +531,7 @@ impl Gateway {
             None => None,
             Some(requirement) => {
                 let Some((_key, session)) = self.authenticate(req.headers()).await else {
-                    return self.challenge(&req, conn);
+                    return self.challenge(&req, conn, policy);
                 };
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
@@ -518,7 +575,6 @@ impl Gateway {
             &fwd,
             upgrade,
         );
-        drop(policy);
 
         // forward (on this HTTP/1 connection's own upstream connection when it has one)
         let browser = pages::accepts_html(req.headers());
@@ -579,11 +635,16 @@ impl Gateway {
     }
 
     /// No session: browsers navigating are sent to the IdP, everything else gets 401.
-    fn challenge(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    fn challenge(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        policy: &Policy,
+    ) -> Response<Body> {
         let return_path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if pages::is_browser_navigation(req.method(), req.headers()) {
             let return_path = safe_return_path(return_path).unwrap_or("/");
-            return self.start_login(req.headers(), return_path, conn);
+            return self.start_login(req.headers(), return_path, conn, policy);
         }
         self.unauthenticated(return_path)
     }
@@ -619,9 +680,9 @@ impl Gateway {
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        let policy = self.policy.load();
         let browser = pages::accepts_html(req.headers());
         if !policy.forward_auth.enabled {
             return pages::simple(
@@ -637,7 +698,7 @@ impl Gateway {
             req.uri().query(),
             &self.paths.auth,
             req.headers(),
-            self.peer_is_trusted(&policy, conn),
+            self.peer_is_trusted(policy, conn),
         ) {
             Ok(o) => o,
             Err(e) => {
@@ -651,6 +712,26 @@ impl Gateway {
             }
         };
 
+        // Rules that depend on the path (or method) cannot be judged without knowing it: a
+        // proxy that is not trusted, or that does not say which request it asks about, gets
+        // no answer. (nginx's auth_request subrequest is always GET: X-Original-Method.)
+        let unknown = if !original.described && !policy.rules.path_independent() {
+            Some("the original URI is unknown (peer not in server.trusted_proxies, or no X-Original-URI / X-Forwarded-Uri) and access rules depend on it")
+        } else if !original.method_described && !policy.rules.method_independent() {
+            Some("the original method is unknown (no X-Original-Method / X-Forwarded-Method from a trusted proxy) and access rules depend on it")
+        } else {
+            None
+        };
+        if let Some(reason) = unknown {
+            tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason, peer = %conn.peer.ip(), client = %conn.client);
+            return pages::simple(
+                StatusCode::BAD_REQUEST,
+                "bad_forward_auth_request",
+                "The proxy did not say which request to check.",
+                false,
+            );
+        }
+
         // route: the access rules, on the original request
         let requirement =
             match policy
@@ -661,12 +742,13 @@ impl Gateway {
                     self.metrics.forward_auth(ForwardAuthResult::Denied);
                     return self.denied_by_rule(rule, original.path(), req.headers(), conn);
                 }
+                Decision::Ambiguous { reason } => {
+                    self.metrics.forward_auth(ForwardAuthResult::Denied);
+                    return ambiguous_path(reason, original.path(), req.headers(), conn);
+                }
                 Decision::Anonymous { .. } => {
                     self.metrics.forward_auth(ForwardAuthResult::Anonymous);
-                    let mut r = Response::new(proxy::full(Bytes::new()));
-                    r.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    return r;
+                    return anonymous_response(&policy.ids);
                 }
                 Decision::Authenticate { requirement, .. } => requirement,
             };
@@ -685,7 +767,7 @@ impl Gateway {
                 && pages::is_browser_navigation(&original.method, req.headers())
             {
                 let return_path = safe_return_path(&original.uri).unwrap_or("/");
-                return self.start_login(req.headers(), return_path, conn);
+                return self.start_login(req.headers(), return_path, conn, policy);
             }
             return self.unauthenticated(&original.uri);
         };
@@ -743,7 +825,12 @@ impl Gateway {
         }
     }
 
-    fn explicit_login(&self, req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    fn explicit_login(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        policy: &Policy,
+    ) -> Response<Body> {
         let browser = pages::accepts_html(req.headers());
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return pages::simple(
@@ -761,19 +848,18 @@ impl Gateway {
         // No `rd`: behind nginx (`error_page 401 = /saml/login`) the original URI comes from a
         // trusted proxy's X-Original-URI / X-Forwarded-Uri.
         let rd = rd.unwrap_or_else(|| {
-            let policy = self.policy.load();
             forward_auth::original_request(
                 req.method(),
                 req.uri().path(),
                 None,
                 &self.paths.auth,
                 req.headers(),
-                self.peer_is_trusted(&policy, conn),
+                self.peer_is_trusted(policy, conn),
             )
             .map_or_else(|_| "/".to_string(), |o| o.uri)
         });
         match safe_return_path(&rd) {
-            Some(path) => self.start_login(req.headers(), path, conn),
+            Some(path) => self.start_login(req.headers(), path, conn, policy),
             None => {
                 tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
                 pages::simple(StatusCode::BAD_REQUEST, "bad_return_path", "The address to return to after sign-in is not on this site, so sign-in was not started.", browser)
@@ -787,15 +873,21 @@ impl Gateway {
         headers: &HeaderMap,
         return_path: &str,
         conn: ConnInfo,
+        policy: &Policy,
     ) -> Response<Body> {
         // Each start costs a pending-login entry and an IdP round trip: limited per client.
-        if let Some(r) = self
-            .policy
-            .load()
-            .over_limit(Limit::SignIn, conn, headers, &self.metrics)
-        {
+        if let Some(r) = policy.over_limit(Limit::SignIn, conn, headers, &self.metrics) {
             return r;
         }
+        // A return path into the gateway itself (`/saml/login` as the original URI behind
+        // nginx's `error_page 401 = /saml/login`, the ACS, …) would start over: land on "/".
+        let return_path = match route(
+            return_path.split_once('?').map_or(return_path, |(p, _)| p),
+            &self.paths,
+        ) {
+            Route::Protected => return_path,
+            _ => "/",
+        };
         let request_id = new_request_id();
         let relay = random_token();
         let existing = browser_ids(
@@ -870,21 +962,18 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
         // Before the body is read: each post may cost a signature verification.
-        if let Some(r) =
-            self.policy
-                .load()
-                .over_limit(Limit::Acs, conn, req.headers(), &self.metrics)
-        {
+        if let Some(r) = policy.over_limit(Limit::Acs, conn, req.headers(), &self.metrics) {
             return r;
         }
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         let started = Instant::now();
         let mut return_path = None;
-        match self.acs_inner(req, conn, &mut return_path).await {
+        match self.acs_inner(req, conn, policy, &mut return_path).await {
             Ok((resp, who)) => {
                 self.metrics.sign_in_success();
                 *user = Some(who);
@@ -921,6 +1010,7 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        current: &Policy,
         return_path: &mut Option<String>,
     ) -> Result<(Response<Body>, String), LoginError> {
         if req.method() != Method::POST {
@@ -1039,7 +1129,6 @@ impl Gateway {
             return Err(LoginError::Replay(accepted.assertion_id));
         }
 
-        let current = self.policy.load();
         let h = &current.headers;
         let identity = policy::identity(
             &accepted,

@@ -184,11 +184,16 @@ pub fn upstream_error(status: StatusCode, browser: bool) -> Response<Body> {
 
 /// 429 with `Retry-After` in whole seconds (rounded up, at least 1); error code
 /// `rate_limited`, and `retry_after` (seconds, as a string) in the JSON body.
-pub fn too_many_requests(retry_after: std::time::Duration, browser: bool) -> Response<Body> {
-    let secs = retry_after
+/// `Retry-After` in whole seconds: rounded up, at least 1.
+pub fn retry_after_secs(retry_after: std::time::Duration) -> u64 {
+    retry_after
         .as_secs()
         .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
-        .max(1);
+        .max(1)
+}
+
+pub fn too_many_requests(retry_after: std::time::Duration, browser: bool) -> Response<Body> {
+    let secs = retry_after_secs(retry_after);
     let secs_text = secs.to_string();
     let sentence = format!(
         "Too many attempts from your network. Please wait {secs} second{} and try again.",

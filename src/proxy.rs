@@ -101,6 +101,12 @@ impl IdentityHeaders {
         }
     }
 
+    /// Every name stripped from client requests (lower case, `-` form): the configured four
+    /// and any a reload retired.
+    pub fn stripped_names(&self) -> impl Iterator<Item = &str> {
+        self.normalized.iter().map(String::as_str)
+    }
+
     /// Whether a client-sent header is any case or `_`/`-` variant of an identity header.
     pub fn is_identity(&self, name: &HeaderName) -> bool {
         let n = name.as_str(); // always lowercase

@@ -37,8 +37,8 @@ pub struct RateLimitSection {
     /// POSTs to the ACS per client per minute, and the burst allowed.
     pub acs_per_minute: u32,
     pub acs_burst: u32,
-    /// Failed authentications (bad or missing cookies on API calls, refused ACS posts) per
-    /// client per minute, and the burst allowed.
+    /// Forward-auth checks (`/saml/auth`) without a valid session per client per minute, and
+    /// the burst allowed.
     pub auth_failures_per_minute: u32,
     pub auth_failures_burst: u32,
     /// Clients tracked at once, over all three limits together.

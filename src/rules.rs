@@ -95,6 +95,10 @@ pub enum Decision<'a> {
     },
     /// Refuse (403) whoever asks.
     Deny { rule: &'a str },
+    /// Refuse (400): the path decodes to something else at an upstream that decodes again
+    /// (double encoding, bad escapes, control characters, not UTF-8), and deny or
+    /// authenticate rules exist that the other reading might match.
+    Ambiguous { reason: &'static str },
 }
 
 impl<'a> Decision<'a> {
@@ -103,6 +107,7 @@ impl<'a> Decision<'a> {
         match *self {
             Decision::Anonymous { rule } | Decision::Deny { rule } => Some(rule),
             Decision::Authenticate { rule, .. } => rule,
+            Decision::Ambiguous { .. } => None,
         }
     }
 }
@@ -214,6 +219,18 @@ impl AccessRules {
         self.rules.is_empty()
     }
 
+    /// Whether every request gets the same decision whatever its method and path (no rules,
+    /// no CORS exemption): then a forward-auth check need not know the original request.
+    pub fn path_independent(&self) -> bool {
+        self.rules.is_empty() && !self.cors_preflight
+    }
+
+    /// Whether the method never matters (no rule lists methods, no CORS exemption): then a
+    /// forward-auth check need not know the original method.
+    pub fn method_independent(&self) -> bool {
+        !self.cors_preflight && self.rules.iter().all(|r| r.methods.is_empty())
+    }
+
     /// Decides one request. `path` is the request path; a query, if present, is ignored.
     /// Without rules and with CORS preflights off this returns at once without allocating.
     pub fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision<'_> {
@@ -226,9 +243,45 @@ impl AccessRules {
         }
         let path = canonicalize(path);
         let unambiguous = path.ambiguity.is_none();
+        // Deny and authenticate rules match every reading of the path we can see; a path that
+        // another decoding would turn into something else cannot be judged by them.
+        if let Some(a) = path.ambiguity {
+            let undecidable = matches!(
+                a,
+                Ambiguity::BadEscape
+                    | Ambiguity::DoubleEncoding
+                    | Ambiguity::ControlCharacter
+                    | Ambiguity::NotUtf8
+            );
+            if undecidable
+                && self
+                    .rules
+                    .iter()
+                    .any(|r| !matches!(r.action, Action::Allow))
+            {
+                // A deny rule that matches what we can see still answers 403; anything else
+                // (even an authenticate rule: the other reading may be a denied path) is 400.
+                let denied = self.rules.iter().find(|r| {
+                    matches!(r.action, Action::Deny)
+                        && (r.methods.is_empty()
+                            || r.methods.iter().any(|m| same_method(m, method)))
+                        && path.any_view(|p| r.path.matches(p))
+                });
+                return match denied {
+                    Some(rule) => Decision::Deny { rule: &rule.name },
+                    None => Decision::Ambiguous { reason: a.as_str() },
+                };
+            }
+        }
         let preflight = self.cors_preflight && unambiguous && is_cors_preflight(method, headers);
         for rule in &self.rules {
-            if !rule.methods.is_empty() && !rule.methods.contains(method) {
+            // Allow rules take the method exactly; the restricting ones also catch what an
+            // upstream may treat alike (`HEAD` as `GET`, `get` as `GET`).
+            let method_ok = match rule.action {
+                Action::Allow => rule.methods.is_empty() || rule.methods.contains(method),
+                _ => rule.methods.is_empty() || rule.methods.iter().any(|m| same_method(m, method)),
+            };
+            if !method_ok {
                 continue;
             }
             match &rule.action {
@@ -272,12 +325,27 @@ impl AccessRules {
     }
 }
 
+/// `listed` (a rule's method) covers `method` for a restricting rule: the same letters in any
+/// case, and `GET` also covers `HEAD`.
+fn same_method(listed: &Method, method: &Method) -> bool {
+    listed.as_str().eq_ignore_ascii_case(method.as_str())
+        || (*listed == Method::GET && method.as_str().eq_ignore_ascii_case("HEAD"))
+}
+
+/// A real preflight: `OPTIONS` with an `Origin`, a valid `Access-Control-Request-Method`
+/// token, and no body (a preflight never has one; a body would reach the upstream anonymously).
 fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    let no_body = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
     method == Method::OPTIONS
+        && no_body
         && headers.get(header::ORIGIN).is_some_and(|v| !v.is_empty())
         && headers
             .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .is_some_and(|v| !v.is_empty())
+            .is_some_and(|v| Method::from_bytes(v.as_bytes()).is_ok())
 }
 
 fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
@@ -888,9 +956,14 @@ mod tests {
         );
         assert_eq!(
             get(&r, "/x/%252e%252e/y"),
-            GLOBAL,
-            "ambiguous: the allow rule does not apply"
+            Decision::Ambiguous {
+                reason: "double_encoding"
+            },
+            "ambiguous: the allow rule does not apply, and the deny rule might under another decoding"
         );
+        // Without restricting rules an ambiguous path simply needs sign-in.
+        let only_allow = compile(vec![named(rule("allow", Some("/"), None), "everything")]);
+        assert_eq!(get(&only_allow, "/x/%252e%252e/y"), GLOBAL);
         assert_eq!(get(&r, "/x/y"), Decision::Anonymous { rule: "everything" });
     }
 
@@ -1071,7 +1144,9 @@ mod tests {
         );
         assert_eq!(
             r.decide(&Method::OPTIONS, "/x/%252e%252e/y", &h),
-            GLOBAL,
+            Decision::Ambiguous {
+                reason: "double_encoding"
+            },
             "ambiguous path: no exemption"
         );
         // Not a preflight: a plain OPTIONS, a missing header, another method.
@@ -1220,5 +1295,71 @@ mod tests {
         assert_eq!(get(&r, "/ops/x").rule(), Some("rule 2"));
         assert!(toml::from_str::<AccessSection>("[[rules]]\npath = \"/x\"").is_err());
         assert!(toml::from_str::<AccessSection>("allow_preflight = true").is_err());
+    }
+
+    #[test]
+    fn restricting_rules_catch_head_and_any_letter_case_allow_rules_do_not() {
+        let mut deny = named(rule("deny", Some("/admin/"), None), "deny-get");
+        deny.methods = vec!["GET".into()];
+        let mut open = named(rule("allow", Some("/public/"), None), "public-get");
+        open.methods = vec!["GET".into()];
+        let r = compile(vec![deny, open]);
+        let h = HeaderMap::new();
+        for m in ["GET", "HEAD", "get", "gEt", "head"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(
+                r.decide(&method, "/admin/x", &h),
+                Decision::Deny { rule: "deny-get" },
+                "{m}"
+            );
+        }
+        // The allow rule names GET exactly: HEAD and `get` are not let through anonymously.
+        assert_eq!(
+            r.decide(&Method::GET, "/public/x", &h),
+            Decision::Anonymous { rule: "public-get" }
+        );
+        for m in ["HEAD", "get"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(
+                matches!(
+                    r.decide(&method, "/public/x", &h),
+                    Decision::Authenticate { .. }
+                ),
+                "{m}"
+            );
+        }
+        assert!(!r.method_independent());
+        assert!(compile(vec![rule("deny", Some("/a/"), None)]).method_independent());
+    }
+
+    #[test]
+    fn a_preflight_carries_no_body_and_names_a_method() {
+        let r = AccessRules::compile(&AccessSection {
+            allow_cors_preflight: true,
+            rules: vec![],
+        })
+        .unwrap();
+        let cors = Decision::Anonymous {
+            rule: CORS_PREFLIGHT_RULE,
+        };
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/api", &preflight_headers()),
+            cors
+        );
+        let mut with_length = preflight_headers();
+        with_length.insert(header::CONTENT_LENGTH, "0".parse().unwrap());
+        assert_eq!(r.decide(&Method::OPTIONS, "/api", &with_length), cors);
+        let mut with_body = preflight_headers();
+        with_body.insert(header::CONTENT_LENGTH, "12".parse().unwrap());
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &with_body), cors);
+        let mut chunked = preflight_headers();
+        chunked.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &chunked), cors);
+        let mut bad_method = preflight_headers();
+        bad_method.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            "PUT, GET".parse().unwrap(),
+        );
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &bad_method), cors);
     }
 }

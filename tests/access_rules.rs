@@ -267,4 +267,169 @@ async fn rate_limits_answer_429_per_client() {
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 401);
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 429);
     assert_eq!(check("198.51.100.5").await.unwrap().status(), 401);
+
+    // Each refusal is counted by limit; every failed check by result.
+    let metrics = gw.gateway.metrics().render().unwrap();
+    for series in [
+        "samlgate_rate_limited_total{limit=\"sign_in\"} 1",
+        "samlgate_rate_limited_total{limit=\"acs\"} 1",
+        "samlgate_rate_limited_total{limit=\"auth_failure\"} 1",
+        "samlgate_forward_auth_total{result=\"unauthenticated\"} 3",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn sign_in_never_returns_into_the_gateway() {
+    // Behind nginx, `error_page 401 = /saml/login` makes the original URI /saml/login itself.
+    let (idp, _up, gw) = setup("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+    for (url, original) in [
+        (gw.url("/saml/login"), Some("/saml/login")),
+        (gw.url("/saml/login?rd=%2Fsaml%2Flogout"), None),
+        (gw.url("/saml/login?rd=%2Fsaml%2Facs%3Fx%3D1"), None),
+    ] {
+        let c = client();
+        let mut req = c.get(&url).header("accept", HTML);
+        if let Some(o) = original {
+            req = req.header("x-original-uri", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 302, "{url}");
+        let (req_id, relay) = parse_idp_redirect(r.headers()["location"].to_str().unwrap());
+        let spec =
+            mint::ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+        let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(
+            r.headers()["location"],
+            "/",
+            "{url} lands on / instead of starting over"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_forward_auth_answer_tells_envoy_to_drop_identity_headers() {
+    let (_idp, up, gw) = setup(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{RULES}"
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/saml/auth"))
+        .header("x-original-uri", "/public/logo.png")
+        .header("x-original-method", "GET")
+        .header("x-forwarded-user", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-forwarded-user").is_none());
+    assert_eq!(
+        r.headers()["x-envoy-auth-headers-to-remove"],
+        "x-forwarded-user,x-forwarded-email,x-forwarded-groups,x-forwarded-preferred-username"
+    );
+    // Envoy's own form (the original path appended) needs no trust.
+    let r = client()
+        .get(gw.url("/saml/auth/public/logo.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn forward_auth_with_method_rules_needs_the_original_method() {
+    let (_idp, up, gw) = setup(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{RULES}"
+    ))
+    .await;
+    let check = |headers: &[(&'static str, &'static str)]| {
+        let mut r = client().get(gw.url("/saml/auth"));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    // nginx's auth_request subrequest is always GET: without X-Original-Method a POST to
+    // the GET/HEAD-only public rule would pass as a GET.
+    assert_eq!(
+        check(&[("x-original-uri", "/public/form")])
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        check(&[
+            ("x-original-uri", "/public/form"),
+            ("x-original-method", "GET")
+        ])
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert_eq!(
+        check(&[
+            ("x-original-uri", "/public/form"),
+            ("x-original-method", "POST")
+        ])
+        .await
+        .unwrap()
+        .status(),
+        401
+    );
+    // Without any method-scoped rule the method does not matter.
+    let (_idp2, _up2, plain) = setup(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[[access.rules]]\npath_prefix = \"/public/\"\naction = \"allow\"\n",
+    )
+    .await;
+    let r = client()
+        .get(plain.url("/saml/auth"))
+        .header("x-original-uri", "/public/form")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn a_double_encoded_path_is_refused_where_rules_restrict_paths() {
+    let (idp, up, gw) = setup(RULES).await;
+    let (c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    drop(c);
+    let session = format!("Cookie: {cookie}\r\n");
+    // An upstream that decodes twice would read /reports/7 (finance only) or /admin/.
+    for target in [
+        "/x/%252e%252e/reports/7",
+        "/x/%2e%2e%252freports/7",
+        "/%252e%252e/admin/x",
+    ] {
+        let status = raw_status(&gw, target, &session).await;
+        assert!(status == 400 || status == 403, "{target}: {status}");
+    }
+    assert_eq!(raw_status(&gw, "/admin%252fx", &session).await, 400);
+    assert_eq!(up.count(), 0);
+    // A plain path still works for the same session.
+    assert_eq!(raw_status(&gw, "/reports/summary", &session).await, 200);
+}
+
+#[tokio::test]
+async fn an_allowed_forward_auth_answer_names_the_identity_headers_it_does_not_carry() {
+    let (idp, _up, gw) = setup("").await;
+    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |spec| {
+        spec.attributes.retain(|(name, _)| name != "mail");
+    })
+    .await;
+    let r = c.get(gw.url("/saml/auth")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-forwarded-user"], "alice");
+    assert!(r.headers().get("x-forwarded-email").is_none());
+    assert_eq!(
+        r.headers()["x-envoy-auth-headers-to-remove"],
+        "x-forwarded-email"
+    );
 }

@@ -196,3 +196,18 @@ async fn forward_auth_can_send_browsers_to_sign_in() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn rate_limit_state_survives_a_reload_that_does_not_touch_it() {
+    let (_idp, _up, gw) = setup("[rate_limits]\nsign_in_burst = 1\nsign_in_per_minute = 1\n").await;
+    let c = client();
+    let nav = || c.get(gw.url("/app")).header("accept", HTML).send();
+    assert_eq!(nav().await.unwrap().status(), 302);
+    assert_eq!(nav().await.unwrap().status(), 429);
+    // A reload for something else keeps the client's spent budget…
+    rewrite_and_reload(&gw, "[log]", "[authz]\nallowed_users = [\"alice\"]\n[log]");
+    assert_eq!(nav().await.unwrap().status(), 429);
+    // …a change to [rate_limits] starts afresh.
+    rewrite_and_reload(&gw, "sign_in_burst = 1\n", "sign_in_burst = 2\n");
+    assert_eq!(nav().await.unwrap().status(), 302);
+}

@@ -379,8 +379,19 @@ fn kubernetes_sidecar_pod_is_locked_down_and_only_samlgate_is_exposed() {
             )
         })
         .collect();
-    assert_eq!(gate_ports.len(), 1, "{gate_ports:?}");
-    let (gate_port_name, gate_port) = gate_ports[0].clone();
+    // Two ports: the proxy ("http", probed, behind the Service) and the admin listener
+    // ("metrics", scraped per pod).
+    assert_eq!(gate_ports.len(), 2, "{gate_ports:?}");
+    let (gate_port_name, gate_port) = gate_ports
+        .iter()
+        .find(|(n, _)| n == "http")
+        .cloned()
+        .expect("a port named http");
+    let metrics_port = gate_ports
+        .iter()
+        .find(|(n, _)| n == "metrics")
+        .map(|(_, p)| *p)
+        .expect("a port named metrics");
     assert_eq!(gate["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(gate["livenessProbe"]["httpGet"]["path"], "/healthz");
     for probe in ["readinessProbe", "livenessProbe"] {
@@ -401,6 +412,16 @@ fn kubernetes_sidecar_pod_is_locked_down_and_only_samlgate_is_exposed() {
         "listen vs containerPort"
     );
     assert!(listen.starts_with("0.0.0.0:"), "{listen}");
+    let admin = config
+        .get("admin")
+        .and_then(|a| a.get("listen"))
+        .and_then(|v| v.as_str())
+        .expect("admin.listen");
+    assert_eq!(
+        u64::from(port_of(admin)),
+        metrics_port,
+        "admin.listen vs the metrics port"
+    );
     let upstream = toml_str(&config, "upstream").expect("upstream");
     assert_eq!(
         upstream,
@@ -500,15 +521,26 @@ fn kubernetes_sidecar_pod_is_locked_down_and_only_samlgate_is_exposed() {
     assert_eq!(backend["name"], "analytics");
     assert_eq!(backend["port"]["name"], service_ports[0]["name"]);
 
-    // The NetworkPolicy opens samlgate's port only.
+    // The NetworkPolicy opens samlgate's ports only (never the app's), and the admin port
+    // only to the monitoring namespace, not to the Ingress controller.
     let np = docs
         .iter()
         .map(|(_, d)| d)
         .find(|d| d["kind"] == "NetworkPolicy")
         .expect("NetworkPolicy");
     for rule in np["spec"]["ingress"].as_array().expect("ingress rules") {
+        let from_ns = rule["from"][0]["namespaceSelector"]["matchLabels"]
+            ["kubernetes.io/metadata.name"]
+            .as_str()
+            .unwrap_or_default();
         for p in rule["ports"].as_array().expect("ports") {
-            assert_eq!(p["port"].as_u64(), Some(gate_port), "{p}");
+            let port = p["port"].as_u64();
+            if port == Some(metrics_port) {
+                assert_eq!(from_ns, "monitoring", "{rule}");
+            } else {
+                assert_eq!(port, Some(gate_port), "{p}");
+                assert_ne!(from_ns, "monitoring", "{rule}");
+            }
         }
     }
 }
