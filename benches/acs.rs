@@ -44,20 +44,8 @@ fn realistic_spec(
     req_id: &str,
     groups: usize,
 ) -> ResponseSpec {
-    let mut spec = ResponseSpec::valid(idp, sp_entity_id, acs_url, Some(req_id));
-    let groups = (1..=groups)
-        .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
-        .collect();
-    spec.attributes.retain(|(name, _)| name != "groups");
-    spec.attributes.extend([
-        ("givenName".to_string(), vec!["Alice".to_string()]),
-        ("sn".to_string(), vec!["Example".to_string()]),
-        (
-            "eduPersonPrincipalName".to_string(),
-            vec!["alice@example.com".to_string()],
-        ),
-        ("groups".to_string(), groups),
-    ]);
+    let spec = ResponseSpec::valid(idp, sp_entity_id, acs_url, Some(req_id))
+        .with_directory_attributes(groups);
     assert!(spec.sign_response && spec.sign_assertion);
     spec
 }

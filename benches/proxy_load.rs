@@ -49,7 +49,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gateway::{
-    begin_login, client, post_acs, start_gateway, Options, TestGateway, HIGH_RATE_LIMITS,
+    begin_login, client, post_acs, session_cookie, start_gateway, Options, TestGateway,
+    HIGH_RATE_LIMITS,
 };
 use mint::{ResponseSpec, TestIdp};
 use nginx::{Nginx, NginxOptions};
@@ -465,31 +466,8 @@ fn process_cpu() -> Option<Duration> {
 
 /// The realistic response of `benches/acs.rs`: both signatures, usual attributes, 40 groups.
 fn realistic_spec(idp: &TestIdp, gw: &TestGateway, req_id: &str) -> ResponseSpec {
-    let mut spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(req_id));
-    let groups = (1..=GROUPS)
-        .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
-        .collect();
-    spec.attributes.retain(|(name, _)| name != "groups");
-    spec.attributes.extend([
-        ("givenName".to_string(), vec!["Alice".to_string()]),
-        ("sn".to_string(), vec!["Example".to_string()]),
-        (
-            "eduPersonPrincipalName".to_string(),
-            vec!["alice@example.com".to_string()],
-        ),
-        ("groups".to_string(), groups),
-    ]);
-    spec
-}
-
-fn session_cookie(r: &reqwest::Response) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string)
+    ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(req_id))
+        .with_directory_attributes(GROUPS)
 }
 
 /// A browser part-way through sign-in: its cookies (login cookie), the RelayState and the

@@ -169,19 +169,9 @@ async fn assert_refused(
 
 /// The browser holding `c` is not signed in: API calls get 401, navigation goes to the IdP.
 async fn assert_not_signed_in(c: &reqwest::Client, gw: &TestGateway, ctx: &str) {
-    let r = c
-        .get(gw.url("/app"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/app"), JSON).await;
     assert_eq!(r.status(), 401, "{ctx}: not signed in afterwards (API)");
-    let r = c
-        .get(gw.url("/app"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url("/app"), HTML).await;
     assert_eq!(r.status(), 302, "{ctx}: not signed in afterwards (browser)");
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with(IDP_SSO), "{ctx}: sent to the IdP: {loc}");
@@ -213,6 +203,23 @@ async fn attack(
     }
     assert_eq!(up.count(), 0, "{ctx}: nothing reached the upstream");
     assert_still_serving(gw, ctx).await;
+}
+
+/// [`attack`] on a gateway with the default configuration, with the valid response for each
+/// request changed by `edit` (and then signed, as the IdP would).
+async fn edited_response_is_refused(
+    status: u16,
+    kind: &str,
+    ctx: &str,
+    edit: impl Fn(&mut ResponseSpec),
+) {
+    let (idp, up, gw) = setup(Options::default()).await;
+    attack(&gw, &up, status, kind, ctx, |req| {
+        let mut s = spec(&idp, &gw, req);
+        edit(&mut s);
+        mint::mint(&idp, &s)
+    })
+    .await;
 }
 
 /// Signs a browser in with `xml` built for its request; asserts success.
@@ -684,44 +691,32 @@ async fn reusing_an_assertion_id_for_a_new_request_is_a_replay() {
 
 #[tokio::test]
 async fn wrong_audience_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "audience", "audience", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "audience", "audience", |s| {
         s.audience = Some(OTHER_SP.into());
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn missing_audience_restriction_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "audience", "no AudienceRestriction", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "audience", "no AudienceRestriction", |s| {
         s.audience = None;
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn wrong_recipient_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "recipient", "recipient", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "recipient", "recipient", |s| {
         s.recipient = "https://other-app.test/saml/acs".into();
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn wrong_destination_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "destination", "destination", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "destination", "destination", |s| {
         s.destination = Some("https://other-app.test/saml/acs".into());
-        mint::mint(&idp, &s)
     })
     .await;
 }
@@ -729,26 +724,20 @@ async fn wrong_destination_is_refused() {
 /// A signed Response must carry a Destination (SAML bindings 3.5.5.2).
 #[tokio::test]
 async fn signed_response_without_destination_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "destination", "no Destination", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "destination", "no Destination", |s| {
         s.destination = None;
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn expired_assertion_is_refused_beyond_the_skew() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "expired", "expired", |req| {
+    edited_response_is_refused(400, "expired", "expired", |s| {
         let now = Utc::now();
-        let mut s = spec(&idp, &gw, req);
         s.not_before = now - chrono::Duration::minutes(10);
         // 90 s of skew is allowed; 150 s past is past it.
         s.not_on_or_after = now - chrono::Duration::seconds(150);
         s.subject_not_on_or_after = now - chrono::Duration::seconds(150);
-        mint::mint(&idp, &s)
     })
     .await;
 }
@@ -775,93 +764,54 @@ async fn recently_expired_assertion_within_the_skew_is_accepted() {
 
 #[tokio::test]
 async fn session_not_on_or_after_in_the_past_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "expired", "SessionNotOnOrAfter", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "expired", "SessionNotOnOrAfter", |s| {
         s.session_not_on_or_after = Some(Utc::now() - chrono::Duration::minutes(1));
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn not_yet_valid_assertion_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "not_yet_valid", "not yet valid", |req| {
+    edited_response_is_refused(400, "not_yet_valid", "not yet valid", |s| {
         let now = Utc::now();
-        let mut s = spec(&idp, &gw, req);
         s.not_before = now + chrono::Duration::minutes(10);
         s.not_on_or_after = now + chrono::Duration::minutes(15);
         s.subject_not_on_or_after = now + chrono::Duration::minutes(15);
-        mint::mint(&idp, &s)
     })
     .await;
 }
 
 #[tokio::test]
 async fn assertion_without_authn_statement_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(
-        &gw,
-        &up,
-        400,
-        "no_authn_statement",
-        "no AuthnStatement",
-        |req| {
-            let mut s = spec(&idp, &gw, req);
-            s.authn_statement = false;
-            s.session_not_on_or_after = None;
-            s.session_index = None;
-            mint::mint(&idp, &s)
-        },
-    )
+    edited_response_is_refused(400, "no_authn_statement", "no AuthnStatement", |s| {
+        s.authn_statement = false;
+        s.session_not_on_or_after = None;
+        s.session_index = None;
+    })
     .await;
 }
 
 #[tokio::test]
 async fn duplicate_attribute_names_are_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(
-        &gw,
-        &up,
-        400,
-        "duplicate_attribute",
-        "duplicate attribute",
-        |req| {
-            let mut s = spec(&idp, &gw, req);
-            s.attributes
-                .push(("groups".into(), vec!["superusers".into()]));
-            mint::mint(&idp, &s)
-        },
-    )
+    edited_response_is_refused(400, "duplicate_attribute", "duplicate attribute", |s| {
+        s.attributes
+            .push(("groups".into(), vec!["superusers".into()]));
+    })
     .await;
 }
 
 #[tokio::test]
 async fn sp_name_qualifier_for_another_sp_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(
-        &gw,
-        &up,
-        400,
-        "sp_name_qualifier",
-        "SPNameQualifier",
-        |req| {
-            let mut s = spec(&idp, &gw, req);
-            s.sp_name_qualifier = Some(OTHER_SP.into());
-            mint::mint(&idp, &s)
-        },
-    )
+    edited_response_is_refused(400, "sp_name_qualifier", "SPNameQualifier", |s| {
+        s.sp_name_qualifier = Some(OTHER_SP.into());
+    })
     .await;
 }
 
 #[tokio::test]
 async fn wrong_issuer_is_refused() {
-    let (idp, up, gw) = setup(Options::default()).await;
-    attack(&gw, &up, 400, "issuer", "issuer", |req| {
-        let mut s = spec(&idp, &gw, req);
+    edited_response_is_refused(400, "issuer", "issuer", |s| {
         s.issuer = "https://evil-idp.test/metadata".into();
-        mint::mint(&idp, &s)
     })
     .await;
 }

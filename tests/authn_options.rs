@@ -6,6 +6,8 @@
 //! The SimpleSAMLphp tests need the Debian packages `simplesamlphp php-cli php-xml
 //! php-mbstring php-curl php-sqlite3` (scripts/install-deps.sh); without them they fail.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/mint.rs"]
@@ -14,12 +16,10 @@ mod mint;
 mod simplesamlphp;
 
 use std::collections::HashMap;
-use std::io::Read;
 
+use e2e::GatewayListener;
 use gateway::*;
 use mint::{ResponseSpec, TestIdp};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const IDP_ENTITY: &str = "https://idp.test/metadata";
 const IDP_SSO: &str = "https://idp.test/sso";
@@ -46,29 +46,10 @@ async fn idp_redirect(
     gw: &TestGateway,
     path: &str,
 ) -> (HashMap<String, String>, String) {
-    let r = c
-        .get(gw.url(path))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(c, &gw.url(path), HTML).await;
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let q: HashMap<String, String> = url::Url::parse(&loc)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let raw = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        &q["SAMLRequest"],
-    )
-    .unwrap();
-    let mut xml = String::new();
-    flate2::read::DeflateDecoder::new(&raw[..])
-        .read_to_string(&mut xml)
-        .unwrap();
-    (q, xml)
+    (query_map(&loc), redirect_request_xml(&loc))
 }
 
 async fn status_location_body(r: reqwest::Response) -> (u16, Option<String>, String) {
@@ -87,17 +68,8 @@ async fn post_acs_json(
     saml_response_b64: &str,
     relay: Option<&str>,
 ) -> (u16, Option<String>, String) {
-    let mut form = vec![("SAMLResponse", saml_response_b64.to_string())];
-    if let Some(r) = relay {
-        form.push(("RelayState", r.to_string()));
-    }
-    let r = c
-        .post(gw.acs_url())
-        .header("accept", "application/json")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let acs = gw.acs_url();
+    let r = post_saml_response(c, &acs, saml_response_b64, relay, "application/json").await;
     status_location_body(r).await
 }
 
@@ -414,155 +386,67 @@ async fn solicited_sign_in_is_unchanged_when_idp_initiated_is_enabled() {
 // Signed AuthnRequests against SimpleSAMLphp (validate.authnrequest)
 // ---------------------------------------------------------------------------------------------
 
-/// A gateway served on a listener bound before the IdP was configured (the IdP's SP entry
-/// needs the gateway's URLs, the gateway needs the IdP's metadata).
-struct Gw {
-    base: String,
-    acs_url: String,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn serve_gateway(
-    listener: TcpListener,
-    upstream: &str,
-    idp_metadata_xml: &str,
-    sp_key_cert: (&str, &str),
-    saml_toml: &str,
-) -> Gw {
-    let addr = listener.local_addr().unwrap();
-    let base = format!("http://127.0.0.1:{}", addr.port());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
-    std::fs::write(dir.path().join("sp.key"), sp_key_cert.0).unwrap();
-    std::fs::write(dir.path().join("sp.crt"), sp_key_cert.1).unwrap();
-    std::fs::write(
-        dir.path().join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-authn-options",
-    )
-    .unwrap();
-    let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n\n[saml]\nidp_metadata_file = \"idp.xml\"\nsp_key_file = \"sp.key\"\nsp_cert_file = \"sp.crt\"\n{saml_toml}\n[session]\ncookie_secret_file = \"cookie.secret\"\n\n[headers]\nuser_attribute = \"uid\"\n\n[log]\nlevel = \"warn\"\n"
-    );
-    let path = dir.path().join("samlgate.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let app = samlgate::app::build(&path)
-        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-    let acs_url = app.settings.saml.acs_url.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Gw {
-        base,
-        acs_url,
-        _dir: dir,
-        stop: Some(stop),
-    }
-}
-
-/// Browser navigation to `/reports` on the gateway: the Location of its redirect to the IdP.
-async fn sso_redirect(c: &reqwest::Client, gw: &Gw, sso_url: &str) -> String {
-    let r = c
-        .get(format!("{}/reports", gw.base))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(loc.starts_with(&format!("{sso_url}?")), "{loc}");
-    loc
-}
-
 #[tokio::test]
 async fn simplesamlphp_accepts_signed_authn_requests_and_refuses_unsigned_ones() {
     let (sp_key, sp_cert) = simplesamlphp::generate_key_pair("samlgate signing SP").unwrap();
-    let signing = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let unsigned = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let signing = GatewayListener::bind().await;
+    let unsigned = GatewayListener::bind().await;
     // One IdP, both gateways registered with validate.authnrequest and the SP certificate.
-    let entry = |l: &TcpListener| {
-        let base = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
-        let mut e = simplesamlphp::SpEntry::new(
-            &format!("{base}/saml/metadata"),
-            &format!("{base}/saml/acs"),
-        );
+    let entry = |l: &GatewayListener| {
+        let mut e = l.sp_entry();
         e.validate_authnrequest = true;
         e.certificate_pem = Some(sp_cert.clone());
         e
     };
     let entries = [entry(&signing), entry(&unsigned)];
-    let idp = simplesamlphp::SimpleSamlPhp::start(&entries, &simplesamlphp::default_users())
-        .await
-        .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
+    let idp = e2e::start_simplesamlphp(&entries).await;
     let up = start_upstream().await;
-    let gw_signing = serve_gateway(
-        signing,
-        &up.url(),
-        &idp.metadata_xml,
-        (&sp_key, &sp_cert),
-        "sign_authn_requests = true\n",
-    )
-    .await;
-    let gw_unsigned = serve_gateway(
-        unsigned,
-        &up.url(),
-        &idp.metadata_xml,
-        (&sp_key, &sp_cert),
-        "",
-    )
-    .await;
+    let opts = |saml_toml: &str| Options {
+        saml_toml: saml_toml.to_string(),
+        sp_key: Some((sp_key.clone(), sp_cert.clone())),
+        extra_toml: e2e::USER_IS_UID.to_string(),
+        ..Options::default()
+    };
+    let gw_signing = signing
+        .serve(
+            &entries[0],
+            &up.url(),
+            &idp.metadata_xml,
+            opts("sign_authn_requests = true\n"),
+        )
+        .await;
+    let gw_unsigned = unsigned
+        .serve(&entries[1], &up.url(), &idp.metadata_xml, opts(""))
+        .await;
 
     // SP metadata tells the IdP admin.
-    let md = reqwest::get(format!("{}/saml/metadata", gw_signing.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&gw_signing).await;
     assert!(md.contains(r#"AuthnRequestsSigned="true""#), "{md}");
-    let md = reqwest::get(format!("{}/saml/metadata", gw_unsigned.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&gw_unsigned).await;
     assert!(md.contains(r#"AuthnRequestsSigned="false""#), "{md}");
 
     // Signed: alice signs in.
     let c = simplesamlphp::login_client();
-    let start = sso_redirect(&c, &gw_signing, &idp.sso_url).await;
-    let form = simplesamlphp::drive_login(&c, &start, &simplesamlphp::ALICE)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", idp.log_tail(30)));
-    assert_eq!(form.action, gw_signing.acs_url);
+    let (start, _) = e2e::redirect_to_idp(&c, &gw_signing.url("/reports"), &idp).await;
+    let form = e2e::login_at_idp(
+        &c,
+        &idp,
+        &start,
+        &simplesamlphp::ALICE,
+        &gw_signing.acs_url(),
+    )
+    .await;
     let r = form.submit(&c).await.unwrap();
     let (status, loc, body) = status_location_body(r).await;
     assert_eq!(status, 303, "{body}");
     assert_eq!(loc.as_deref(), Some("/reports"));
-    let r = c
-        .get(format!("{}/whoami", gw_signing.base))
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(gw_signing.url("/whoami")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().one("x-forwarded-user").as_deref(), Some("alice"));
 
     // Unsigned, same IdP entry (validate.authnrequest): the IdP refuses to go on.
     let c = simplesamlphp::login_client();
-    let start = sso_redirect(&c, &gw_unsigned, &idp.sso_url).await;
+    let (start, _) = e2e::redirect_to_idp(&c, &gw_unsigned.url("/reports"), &idp).await;
     let refused = simplesamlphp::drive_login(&c, &start, &simplesamlphp::ALICE).await;
     let err = refused.expect_err("SimpleSAMLphp must refuse an unsigned AuthnRequest");
     assert!(err.contains("no signature found"), "{err}");

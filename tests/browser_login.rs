@@ -24,6 +24,8 @@
 //! test` — and `tests/browser/node_modules` (`npm ci --prefix tests/browser`, which
 //! scripts/test.sh runs). Without them the tests FAIL, never skip.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/simplesamlphp.rs"]
@@ -34,12 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway::{start_upstream, Upstream};
+use e2e::{GatewayListener, USER_IS_UID};
+use gateway::{start_upstream, Options, TestGateway, Upstream};
 use samlgate::devidp;
 use serde_json::{json, Value};
 use simplesamlphp::{SimpleSamlPhp, SpEntry, ALICE};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole `node login.mjs` run; the script gives up (and closes the browser) a bit earlier.
@@ -47,10 +49,6 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(60);
 const DRIVER_INNER_TIMEOUT_MS: u64 = 45_000;
 const INSTALL_HINT: &str = "run `scripts/install-deps.sh test` (as root: installs chromium, and \
                             node when missing) and `npm ci --prefix tests/browser` (playwright-core)";
-
-/// Map the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
-/// The dev IdP needs no such line: its NameID is the user's uid (`alice`), the gateway's default.
-const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
 
 // ---------------------------------------------------------------------------------------------
 // Setup: listener → IdP (knowing the gateway's public URLs) → gateway on that listener
@@ -95,76 +93,11 @@ impl Idp {
     }
 }
 
-/// A running gateway, started on a listener bound before the IdP was configured (so the IdP's
-/// SP entry can name its ACS, and no other process can take the port meanwhile).
-struct Gw {
-    /// `public_url`, e.g. `https://app.test:PORT`
-    base: String,
-    acs_url: String,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn start_gateway_on(
-    listener: TcpListener,
-    public_url: &str,
-    upstream: &str,
-    idp_metadata_xml: &str,
-    tls: Option<(String, String)>,
-    extra_toml: &str,
-) -> Gw {
-    let addr = listener.local_addr().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
-    std::fs::write(
-        dir.path().join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-browser-secret",
-    )
-    .unwrap();
-    let mut tls_toml = String::new();
-    if let Some((cert, key)) = &tls {
-        std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
-        std::fs::write(dir.path().join("tls.key"), key).unwrap();
-        tls_toml = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
-    }
-    let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n\n\
-         {tls_toml}\n[saml]\nidp_metadata_file = \"idp.xml\"\n\n\
-         [session]\ncookie_secret_file = \"cookie.secret\"\n\n[log]\nlevel = \"warn\"\n\n\
-         {extra_toml}"
-    );
-    let path = dir.path().join("samlgate.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let app = samlgate::app::build(&path)
-        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-    let acs_url = app.settings.saml.acs_url.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Gw {
-        base: public_url.to_string(),
-        acs_url,
-        _dir: dir,
-        stop: Some(stop),
-    }
-}
-
 /// Field order = drop order: the gateway stops before the IdP does.
 struct Setup {
-    gw: Gw,
+    gw: TestGateway,
+    /// The gateway's `public_url`, e.g. `https://app.test:PORT`.
+    public_url: String,
     up: Upstream,
     idp: Idp,
     kind: IdpKind,
@@ -177,47 +110,46 @@ impl Setup {
     /// mapped to loopback by `--host-rules`). `tls`: the gateway serves https.
     async fn start(kind: IdpKind, gateway_host: &str, idp_host: &str, tls: bool) -> Setup {
         let t = Instant::now();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let listener = GatewayListener::bind().await;
         let scheme = if tls { "https" } else { "http" };
-        let public_url = format!("{scheme}://{gateway_host}:{port}");
+        let public_url = format!("{scheme}://{gateway_host}:{}", listener.port());
+        let listener = listener.with_public_url(public_url.clone());
         // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
-        let sp_entity_id = format!("{public_url}/saml/metadata");
-        let acs_url = format!("{public_url}/saml/acs");
+        let entry = listener.sp_entry();
         let (idp, idp_origin, metadata_xml, headers_toml) = match kind {
+            // SimpleSAMLphp's NameID is persistent (opaque): the user header is its uid.
             IdpKind::SimpleSamlPhp => {
-                let (idp, origin, xml) =
-                    start_simplesamlphp(&sp_entity_id, &acs_url, idp_host).await;
+                let (idp, origin, xml) = start_simplesamlphp(&entry, idp_host).await;
                 (Idp::SimpleSamlPhp(idp), origin, xml, USER_IS_UID)
             }
+            // The dev IdP's NameID is the user's uid (`alice`), the gateway's default user header.
             IdpKind::DevIdp => {
-                let idp = start_dev_idp(&sp_entity_id, &acs_url, idp_host).await;
+                let idp = start_dev_idp(&entry.entity_id, &entry.acs_url, idp_host).await;
                 let (origin, xml) = (idp.url().to_string(), idp.idp.metadata_xml().to_string());
                 (Idp::Dev(idp), origin, xml, "")
             }
         };
         let up = start_upstream().await;
-        let gw = start_gateway_on(
-            listener,
-            &public_url,
-            &up.url(),
-            &metadata_xml,
-            tls.then(gateway::self_signed_tls),
-            headers_toml,
-        )
-        .await;
-        assert_eq!(
-            gw.acs_url, acs_url,
-            "the IdP's SP entry must name the gateway's public ACS URL"
-        );
+        let gw = listener
+            .serve(
+                &entry,
+                &up.url(),
+                &metadata_xml,
+                Options {
+                    tls: tls.then(gateway::self_signed_tls),
+                    extra_toml: headers_toml.to_string(),
+                    ..Options::default()
+                },
+            )
+            .await;
         eprintln!(
-            "setup: {} at {idp_origin} + gateway {} ready in {:?}",
+            "setup: {} at {idp_origin} + gateway {public_url} ready in {:?}",
             kind.mode(),
-            gw.base,
             t.elapsed()
         );
         Setup {
             gw,
+            public_url,
             up,
             idp,
             kind,
@@ -228,18 +160,8 @@ impl Setup {
 
 /// SimpleSAMLphp trusting the gateway; re-hosted on `idp_host` unless that is `127.0.0.1`.
 /// Returns the IdP, its origin as the browser sees it and its metadata.
-async fn start_simplesamlphp(
-    sp_entity_id: &str,
-    acs_url: &str,
-    idp_host: &str,
-) -> (SimpleSamlPhp, String, String) {
-    let entry = SpEntry::new(sp_entity_id, acs_url);
-    let idp = SimpleSamlPhp::start(
-        std::slice::from_ref(&entry),
-        &simplesamlphp::default_users(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
+async fn start_simplesamlphp(entry: &SpEntry, idp_host: &str) -> (SimpleSamlPhp, String, String) {
+    let idp = e2e::start_simplesamlphp(std::slice::from_ref(entry)).await;
     let (origin, xml) = if idp_host == "127.0.0.1" {
         (idp.base_url.clone(), idp.metadata_xml.clone())
     } else {
@@ -505,12 +427,12 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
     let failed_shot = artifacts.join(format!("browser-{artifact}-FAILED.png"));
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&failed_shot);
-    let start_url = format!("{}{path}", s.gw.base);
+    let start_url = format!("{}{path}", s.public_url);
     let args = json!({
         "idp": kind.mode(),
         "start_url": start_url,
         "final_url": start_url,
-        "acs_url": s.gw.acs_url,
+        "acs_url": s.gw.acs_url(),
         "idp_origin": s.idp_origin,
         "username": ALICE.username,
         "password": match kind {

@@ -3,44 +3,18 @@
 //! groups, echo a WebSocket message through the gateway, and stop everything. Also the
 //! `gen-cert` command line (files, modes, refusal to overwrite).
 
+#[path = "support/forms.rs"]
+mod forms;
+#[path = "support/gateway.rs"]
+mod gateway;
+
 use std::time::Duration;
 
+use forms::{form_action, input};
 use futures_util::{SinkExt, StreamExt};
+use gateway::{client, session_cookie, HTML};
 use samlgate::demo::{DemoHandle, DemoOptions};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
-
-const HTML: &str = "text/html,application/xhtml+xml";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap()
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn input(html: &str, name: &str) -> Option<String> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let start = html.find(&needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
-}
-
-fn form_action(html: &str) -> Option<String> {
-    let needle = "<form method=\"post\" action=\"";
-    let start = html.find(needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
-}
 
 async fn demo() -> DemoHandle {
     samlgate::demo::start(DemoOptions {
@@ -97,14 +71,7 @@ async fn sign_in(c: &reqwest::Client, d: &DemoHandle, username: &str) -> String 
         .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     assert_eq!(r.headers()["location"], "/");
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_string()
+    session_cookie(&r).expect("session cookie")
 }
 
 #[tokio::test]

@@ -6,12 +6,15 @@
 //! `saml.allow_idp_initiated`), passwords, Single
 //! Logout, and the `dev-idp` command line.
 
+#[path = "support/forms.rs"]
+mod forms;
 #[path = "support/gateway.rs"]
 mod gateway;
 
 use std::time::Duration;
 
 use base64::Engine as _;
+use forms::{form_action, input};
 use gateway::*;
 use samlgate::devidp::{self, response::SigningKey, sps::ServiceProvider, users::User};
 
@@ -53,30 +56,6 @@ async fn setup_opts(users: Vec<User>, opts: Options) -> (Upstream, devidp::Runni
     (up, idp, gw)
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The value of the first `<input … name="NAME" value="…">` in the page.
-fn input(html: &str, name: &str) -> Option<String> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let start = html.find(&needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
-}
-
-/// The `action` of the first POST form in the page.
-fn form_action(html: &str) -> Option<String> {
-    let needle = "<form method=\"post\" action=\"";
-    let start = html.find(needle)? + needle.len();
-    let end = start + html[start..].find('"')?;
-    Some(unescape(&html[start..end]))
-}
-
 async fn body(r: reqwest::Response) -> String {
     r.text().await.unwrap()
 }
@@ -110,16 +89,8 @@ impl AutoPost {
     }
     /// POSTs the form as the browser's script would.
     async fn submit(&self, c: &reqwest::Client, accept: &str) -> reqwest::Response {
-        let mut form = vec![("SAMLResponse", self.saml_response.clone())];
-        if let Some(r) = &self.relay_state {
-            form.push(("RelayState", r.clone()));
-        }
-        c.post(&self.action)
-            .header("accept", accept)
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
+        let relay = self.relay_state.as_deref();
+        post_saml_response(c, &self.action, &self.saml_response, relay, accept).await
     }
 }
 

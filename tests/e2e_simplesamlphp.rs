@@ -7,12 +7,12 @@
 //! Needs the Debian packages `simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3`
 //! (scripts/install-deps.sh); without them the tests fail, never skip.
 //!
-//! The gateway is started by [`start_gateway_on`] below rather than the shared
-//! `start_gateway`: the IdP's SP entry needs the gateway's entity ID and ACS URL (which derive
-//! from its port) and the gateway needs the IdP's metadata, so the listener is bound first,
-//! the IdP is configured with that port, and only then is the gateway built and served on
-//! the already-bound listener (no window for another process to take the port).
+//! The IdP and the gateway are wired to each other by tests/support/e2e.rs: the gateway's
+//! listener is bound first, the IdP is configured with its URLs, then the gateway is served on
+//! that listener.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/simplesamlphp.rs"]
@@ -20,251 +20,64 @@ mod simplesamlphp;
 
 use std::time::{Duration, Instant};
 
-use gateway::{start_upstream, Options, Upstream, HTML};
-use simplesamlphp::{
-    drive_login, login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB, CAROL,
-};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use e2e::{expect_signed_in, submit, SspSetup as Setup, USER_IS_UID};
+use gateway::{get_accepting, post_saml_response, set_cookies, Options, HTML};
+use simplesamlphp::{login_client, PostForm, SpEntry, TestUser, ALICE, BOB, CAROL};
 
-/// Map the user header to SimpleSAMLphp's `uid` attribute: its NameID is persistent (opaque).
-const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
-
-// ---------------------------------------------------------------------------------------------
-// Setup: listener → IdP (knowing the gateway's URLs) → gateway on that listener
-// ---------------------------------------------------------------------------------------------
-
-/// A running gateway started on a listener bound before the IdP was configured.
-struct Gw {
-    base: String,
-    entity_id: String,
-    acs_url: String,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Gw {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+/// Options for a gateway whose user header is SimpleSAMLphp's `uid`, with `extra_toml` after.
+fn uid_options(extra_toml: &str) -> Options {
+    Options {
+        extra_toml: format!("{USER_IS_UID}{extra_toml}"),
+        ..Options::default()
     }
 }
 
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
+/// IdP with the default SP entry, upstream, and a gateway with [`uid_options`].
+async fn start(extra_toml: &str) -> Setup {
+    Setup::start(|_| {}, uid_options(extra_toml)).await
 }
 
-/// Mirrors `gateway::start_gateway`, but on a listener the caller already bound.
-async fn start_gateway_on(
-    listener: TcpListener,
-    upstream: &str,
-    idp_metadata_xml: &str,
-    opts: &Options,
-) -> Gw {
-    let addr = listener.local_addr().unwrap();
-    let base = format!("http://127.0.0.1:{}", addr.port());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
-    std::fs::write(
-        dir.path().join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-e2e-ssp-secret",
-    )
-    .unwrap();
-    let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{upstream}\"\n\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{}\n",
-        opts.saml_toml, opts.session_toml, opts.extra_toml
-    );
-    let path = dir.path().join("samlgate.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let app = samlgate::app::build(&path)
-        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-    let entity_id = app.settings.saml.sp_entity_id.clone();
-    let acs_url = app.settings.saml.acs_url.clone();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        samlgate::app::serve_on(app, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Gw {
-        base,
-        entity_id,
-        acs_url,
-        _dir: dir,
-        stop: Some(stop),
-    }
-}
-
-/// One IdP, one upstream, one gateway, wired to each other. Field order = drop order: the
-/// gateway stops before the IdP's processes are killed.
-struct Setup {
-    gw: Gw,
-    up: Upstream,
-    idp: SimpleSamlPhp,
-}
-
-impl Setup {
-    /// `sp` may adjust the IdP's entry for the gateway (signing, encryption …).
-    async fn start(sp: impl FnOnce(&mut SpEntry), opts: Options) -> Setup {
-        let t = Instant::now();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
-        let mut entry = SpEntry::new(
-            &format!("{base}/saml/metadata"),
-            &format!("{base}/saml/acs"),
-        );
-        sp(&mut entry);
-        let idp = SimpleSamlPhp::start(&[entry.clone()], &simplesamlphp::default_users())
-            .await
-            .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-        let up = start_upstream().await;
-        let gw = start_gateway_on(listener, &up.url(), &idp.metadata_xml, &opts).await;
-        assert_eq!(
-            gw.entity_id, entry.entity_id,
-            "the IdP's SP entry must name the gateway's entity ID"
-        );
-        assert_eq!(
-            gw.acs_url, entry.acs_url,
-            "the IdP's SP entry must name the ACS"
-        );
-        eprintln!(
-            "setup: IdP {} + gateway {} ready in {:?}",
-            idp.base_url,
-            gw.base,
-            t.elapsed()
-        );
-        Setup { gw, up, idp }
-    }
-
-    /// Browser navigation to a protected `path` without a session: must be a 302 to the
-    /// IdP's SSO URL. Returns (Location, Set-Cookie values).
-    async fn begin(&self, c: &reqwest::Client, path: &str) -> (String, Vec<String>) {
-        let r = c
-            .get(self.gw.url(path))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status(),
-            302,
-            "browser without a session is sent to the IdP"
-        );
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            loc.starts_with(&format!("{}?", self.idp.sso_url)),
-            "redirect goes to the IdP's SSO service: {loc}"
-        );
-        (loc, set_cookies(&r))
-    }
-
-    /// Drives the real IdP's login from `start` and checks the form it returns.
-    async fn idp_login(&self, c: &reqwest::Client, start: &str, user: &TestUser) -> PostForm {
-        let t = Instant::now();
-        let form = drive_login(c, start, user)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.idp.log_tail(30)));
-        eprintln!("drive_login({}) took {:?}", user.username, t.elapsed());
-        assert_eq!(
-            form.action, self.gw.acs_url,
-            "the IdP posts to the gateway's ACS"
-        );
-        assert!(
-            form.relay_state.as_deref().is_some_and(|r| !r.is_empty()),
-            "the IdP echoes the gateway's RelayState"
-        );
-        form
-    }
-
-    /// The whole browser sign-in for `user` starting at `path`; asserts the ACS's 303 back to
-    /// `path` with a session cookie.
-    async fn sign_in(&self, c: &reqwest::Client, path: &str, user: &TestUser) {
-        let (loc, _) = self.begin(c, path).await;
-        let form = self.idp_login(c, &loc, user).await;
-        let r = submit(c, &form, HTML).await;
-        expect_signed_in(r, path).await;
-    }
-}
-
-/// Set-Cookie header values of a response.
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// POSTs the IdP's auto-submit form to the ACS as a browser would, with the given Accept.
-async fn submit(c: &reqwest::Client, form: &PostForm, accept: &str) -> reqwest::Response {
-    post_acs(
-        c,
-        &form.action,
-        &form.saml_response,
-        form.relay_state.as_deref(),
-        accept,
-    )
-    .await
-}
-
-async fn post_acs(
+/// Starts a sign-in of `user` at `path` and lets the IdP answer; posts the IdP's response
+/// changed by `edit` (same RelayState) as an API client. Returns the IdP's form and the
+/// ACS's answer.
+async fn post_tampered(
+    s: &Setup,
     c: &reqwest::Client,
-    acs: &str,
-    saml_response: &str,
-    relay_state: Option<&str>,
-    accept: &str,
-) -> reqwest::Response {
-    let mut fields = vec![("SAMLResponse", saml_response)];
-    if let Some(rs) = relay_state {
-        fields.push(("RelayState", rs));
-    }
-    c.post(acs)
-        .header("accept", accept)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap()
+    path: &str,
+    user: &TestUser,
+    edit: impl FnOnce(&str) -> String,
+) -> (PostForm, reqwest::Response) {
+    let (loc, _) = s.begin(c, path).await;
+    let form = s.idp_login(c, &loc, user).await;
+    let forged = tamper(&form, edit);
+    let relay = form.relay_state.as_deref();
+    let r = post_saml_response(c, &form.action, &forged, relay, "application/json").await;
+    (form, r)
 }
 
-/// The ACS answered 303 to `path` and set the session cookie.
-async fn expect_signed_in(r: reqwest::Response, path: &str) {
+/// The ACS refused with 400 and the error kind `kind` (JSON), set no session cookie, and the
+/// browser has no session. Returns the body.
+async fn expect_refused(
+    s: &Setup,
+    c: &reqwest::Client,
+    r: reqwest::Response,
+    kind: &str,
+) -> String {
     let status = r.status();
-    let loc = r
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string());
     let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap_or_default();
-    assert_eq!(
-        status, 303,
-        "the ACS accepts the real IdP's response: {body}"
-    );
-    assert_eq!(
-        loc.as_deref(),
-        Some(path),
-        "back to where the person started"
+    let body = r.text().await.unwrap();
+    eprintln!("refused: {status} {body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains(&format!("\"error\":\"{kind}\"")),
+        "refused as {kind}: {body}"
     );
     assert!(
-        cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "session cookie set: {cookies:?}"
+        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
+        "no session cookie for a refused response: {cookies:?}"
     );
-}
-
-/// Whether an API-style request (JSON) to a protected path is unauthenticated (401).
-async fn has_no_session(c: &reqwest::Client, gw: &Gw) -> bool {
-    let r = c
-        .get(gw.url("/reports"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    r.status() == 401
+    assert!(s.has_no_session(c).await, "no session after the refusal");
+    body
 }
 
 /// Decodes, edits and re-encodes a SAMLResponse.
@@ -283,14 +96,7 @@ fn tamper(form: &PostForm, edit: impl FnOnce(&str) -> String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_signs_in_through_simplesamlphp() {
     let t = Instant::now();
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
 
     let (loc, cookies) = s.begin(&c, "/reports?q=1").await;
@@ -380,25 +186,11 @@ async fn alice_signs_in_through_simplesamlphp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bob_is_denied_by_allowed_groups() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("\n[authz]\nallowed_groups = [\"analysts\"]\n").await;
     let c = login_client();
     s.sign_in(&c, "/reports", &BOB).await;
 
-    let r = c
-        .get(s.gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
+    let (status, body) = s.get_page(&c, "/reports").await;
     assert_eq!(status, 403, "{body}");
     assert!(
         body.contains("analysts"),
@@ -419,24 +211,10 @@ async fn bob_is_denied_by_allowed_groups() {
 async fn carol_with_no_groups_is_denied_when_groups_are_required() {
     // SimpleSAMLphp sends `groups` as an Attribute with no AttributeValue at all.
     {
-        let s = Setup::start(
-            |_| {},
-            Options {
-                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = [\"analysts\"]\n"),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = start("\n[authz]\nallowed_groups = [\"analysts\"]\n").await;
         let c = login_client();
         s.sign_in(&c, "/", &CAROL).await;
-        let r = c
-            .get(s.gw.url("/"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.text().await.unwrap();
+        let (status, body) = s.get_page(&c, "/").await;
         assert_eq!(status, 403, "no groups never admits: {body}");
         assert!(body.contains("analysts"), "{body}");
         assert_eq!(s.up.count(), 0);
@@ -444,24 +222,10 @@ async fn carol_with_no_groups_is_denied_when_groups_are_required() {
     // Without a group requirement carol is admitted, and the upstream sees no groups header
     // at all (not an empty one).
     {
-        let s = Setup::start(
-            |_| {},
-            Options {
-                extra_toml: format!("{USER_IS_UID}\n[authz]\nallowed_groups = []\n"),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = start("\n[authz]\nallowed_groups = []\n").await;
         let c = login_client();
         s.sign_in(&c, "/", &CAROL).await;
-        let r = c
-            .get(s.gw.url("/"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.text().await.unwrap();
+        let (status, body) = s.get_page(&c, "/").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(s.up.count(), 1);
         let seen = s.up.last();
@@ -480,83 +244,31 @@ async fn carol_with_no_groups_is_denied_when_groups_are_required() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_real_response_is_rejected() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
-    let (loc, _) = s.begin(&c, "/reports").await;
-    let form = s.idp_login(&c, &loc, &ALICE).await;
-
     // Grant alice an extra group inside the signed assertion.
-    let forged = tamper(&form, |xml| {
+    let (form, r) = post_tampered(&s, &c, "/reports", &ALICE, |xml| {
         let v = ">analysts</saml:AttributeValue>";
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">superadmins</saml:AttributeValue>", 1)
-    });
-    let r = post_acs(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
+    })
     .await;
-    let status = r.status();
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap();
-    eprintln!("tampered response: {status} {body}");
-    assert_eq!(status, 400, "a tampered response is refused: {body}");
-    assert!(
-        body.contains("\"error\":\"signature\""),
-        "refused by signature verification: {body}"
-    );
-    assert!(
-        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "no session cookie for a refused response: {cookies:?}"
-    );
-    assert!(
-        has_no_session(&c, &s.gw).await,
-        "no session after tampering"
-    );
+    expect_refused(&s, &c, r, "signature").await;
 
     // The untampered original with the same RelayState: the tampered attempt consumed the
     // pending login, so this sign-in must be restarted.
     let r = submit(&c, &form, "application/json").await;
-    let status = r.status();
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap();
-    eprintln!("original after tampered attempt: {status} {body}");
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body.contains("\"error\":\"no_pending_login\""),
-        "the pending login was used up by the tampered attempt: {body}"
-    );
+    let body = expect_refused(&s, &c, r, "no_pending_login").await;
     assert!(
         body.contains("\"login_url\":\"/saml/login?rd=%2Freports\"")
             || body.contains("\"login_url\":\"/saml/login\""),
         "offers to sign in again: {body}"
     );
-    assert!(
-        !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "{cookies:?}"
-    );
-    assert!(has_no_session(&c, &s.gw).await);
     assert_eq!(s.up.count(), 0);
 
     // Restarting works (the IdP still has alice's session, so no password page this time).
     s.sign_in(&c, "/reports", &ALICE).await;
-    let r = c
-        .get(s.gw.url("/reports"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    s.upstream_sees(&c, "/reports", &ALICE).await;
     assert_eq!(
         s.up.last().one("x-forwarded-groups").as_deref(),
         Some("analysts,admins"),
@@ -566,41 +278,19 @@ async fn tampered_real_response_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_name_id_and_user_attribute_are_rejected() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
-    let (loc, _) = s.begin(&c, "/").await;
-    let form = s.idp_login(&c, &loc, &BOB).await;
     // Become alice: the uid attribute value (and the NameID is left alone, as it is opaque).
-    let forged = tamper(&form, |xml| {
+    let (_, r) = post_tampered(&s, &c, "/", &BOB, |xml| {
         let v = ">bob</saml:AttributeValue>";
         assert!(xml.contains(v), "unexpected attribute encoding: {xml}");
         xml.replacen(v, ">alice</saml:AttributeValue>", 1)
-    });
-    let r = post_acs(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
+    })
     .await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(has_no_session(&c, &s.gw).await);
+    expect_refused(&s, &c, r, "signature").await;
 
     // A fresh attempt, this time changing the persistent NameID's text.
-    let (loc, _) = s.begin(&c, "/").await;
-    let form = s.idp_login(&c, &loc, &BOB).await;
-    let forged = tamper(&form, |xml| {
+    let (_, r) = post_tampered(&s, &c, "/", &BOB, |xml| {
         let start = xml.find("<saml:NameID").expect("NameID") + 1;
         let open_end = start + xml[start..].find('>').unwrap() + 1;
         let close = open_end + xml[open_end..].find("</saml:NameID>").unwrap();
@@ -610,20 +300,9 @@ async fn tampered_name_id_and_user_attribute_are_rejected() {
             "_forged0000000000",
             &xml[close..]
         )
-    });
-    let r = post_acs(
-        &c,
-        &form.action,
-        &forged,
-        form.relay_state.as_deref(),
-        "application/json",
-    )
+    })
     .await;
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("\"error\":\"signature\""), "{body}");
-    assert!(has_no_session(&c, &s.gw).await);
+    expect_refused(&s, &c, r, "signature").await;
     assert_eq!(s.up.count(), 0);
 }
 
@@ -635,14 +314,7 @@ async fn only_response_signed_idp_is_refused_by_default() {
     };
     // Default: require_signed_assertion = true.
     {
-        let s = Setup::start(
-            only_response,
-            Options {
-                extra_toml: USER_IS_UID.into(),
-                ..Options::default()
-            },
-        )
-        .await;
+        let s = Setup::start(only_response, uid_options("")).await;
         let c = login_client();
         let (loc, _) = s.begin(&c, "/reports").await;
         let form = s.idp_login(&c, &loc, &ALICE).await;
@@ -657,19 +329,7 @@ async fn only_response_signed_idp_is_refused_by_default() {
             "only the Response is signed: {xml}"
         );
         let r = submit(&c, &form, "application/json").await;
-        let status = r.status();
-        let cookies = set_cookies(&r);
-        let body = r.text().await.unwrap();
-        assert_eq!(status, 400, "{body}");
-        assert!(
-            body.contains("\"error\":\"assertion_not_signed\""),
-            "refused because the assertion is unsigned: {body}"
-        );
-        assert!(
-            !cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-            "{cookies:?}"
-        );
-        assert!(has_no_session(&c, &s.gw).await);
+        expect_refused(&s, &c, r, "assertion_not_signed").await;
         assert_eq!(s.up.count(), 0);
     }
     // Opting out: a signed Response covering the assertion is enough.
@@ -678,38 +338,20 @@ async fn only_response_signed_idp_is_refused_by_default() {
             only_response,
             Options {
                 saml_toml: "require_signed_assertion = false\n".into(),
-                extra_toml: USER_IS_UID.into(),
-                ..Options::default()
+                ..uid_options("")
             },
         )
         .await;
         let c = login_client();
         s.sign_in(&c, "/reports", &ALICE).await;
-        let r = c
-            .get(s.gw.url("/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(
-            s.up.last().one("x-forwarded-user").as_deref(),
-            Some("alice")
-        );
+        s.upstream_sees(&c, "/reports", &ALICE).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_login_still_succeeds() {
     const PAUSE: Duration = Duration::from_secs(3);
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
     let (loc, cookies) = s.begin(&c, "/reports?q=slow").await;
     let login_cookie = cookies
@@ -753,36 +395,14 @@ async fn slow_login_still_succeeds() {
     let form = s.idp_login(&c, login_page.as_str(), &ALICE).await;
     let r = submit(&c, &form, HTML).await;
     expect_signed_in(r, "/reports?q=slow").await;
-    let r = c
-        .get(s.gw.url("/reports?q=slow"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        s.up.last().one("x-forwarded-user").as_deref(),
-        Some("alice")
-    );
+    s.upstream_sees(&c, "/reports?q=slow", &ALICE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_client_gets_401_not_redirect() {
-    let s = Setup::start(
-        |_| {},
-        Options {
-            extra_toml: USER_IS_UID.into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let s = start("").await;
     let c = login_client();
-    let r = c
-        .get(s.gw.url("/api/reports?q=1"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &s.gw.url("/api/reports?q=1"), "application/json").await;
     assert_eq!(r.status(), 401);
     assert!(
         r.headers().get("location").is_none(),
@@ -806,24 +426,11 @@ async fn api_client_gets_401_not_redirect() {
     );
     assert_eq!(s.up.count(), 0);
 
-    // The login_url it offers leads through the real IdP and back to the API path.
-    let r = c
-        .get(s.gw.url(login_url))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302, "login_url starts a sign-in");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(loc.starts_with(&s.idp.sso_url), "{loc}");
+    // The login_url it offers starts a sign-in through the real IdP, back to the API path.
+    let (loc, _) = s.begin(&c, login_url).await;
     let form = s.idp_login(&c, &loc, &ALICE).await;
     expect_signed_in(submit(&c, &form, HTML).await, "/api/reports?q=1").await;
-    let r = c
-        .get(s.gw.url("/api/reports?q=1"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &s.gw.url("/api/reports?q=1"), "application/json").await;
     assert_eq!(r.status(), 200, "the API call now passes with the session");
     assert_eq!(
         s.up.last().one("x-forwarded-user").as_deref(),

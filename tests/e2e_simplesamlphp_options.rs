@@ -1,208 +1,48 @@
 //! samlgate's `[saml]` options end to end against a real SimpleSAMLphp IdP
 //! (tests/support/simplesamlphp.rs): metadata fetched from the IdP's URL, IdP-initiated
-//! sign-in, `force_authn` and `name_id_format`. Same setup as tests/e2e_simplesamlphp.rs: the
-//! gateway's listener is bound first, the IdP is started with an SP entry for the gateway's
-//! entity ID / ACS, then the gateway is built and served on that listener.
+//! sign-in, `force_authn` and `name_id_format`. Same setup as tests/e2e_simplesamlphp.rs
+//! (tests/support/e2e.rs).
 //!
 //! Needs the Debian packages `simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3`
 //! (scripts/install-deps.sh); without them the tests fail, never skip.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
-use gateway::{start_upstream, Upstream, HTML};
-use simplesamlphp::{drive_login, login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use e2e::{expect_signed_in, try_login_at_idp, GatewayListener, SspSetup as Setup};
+use gateway::{redirect_request_xml, set_cookies, Options};
+use simplesamlphp::{login_client, PostForm, SimpleSamlPhp, TestUser, ALICE};
 
-const USER_IS_UID: &str = "[headers]\nuser_attribute = \"uid\"\n";
 const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 
-/// A running gateway started on a listener bound before the IdP was configured.
-struct Gw {
-    base: String,
-    entity_id: String,
-    acs_url: String,
-    dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
+/// `saml_toml` is appended to `[saml]`; with `metadata_from_url` the gateway fetches the IdP
+/// metadata from SimpleSAMLphp's metadata URL (cache file `idp-cache.xml` in its tempdir)
+/// instead of reading a file.
+async fn start(saml_toml: &str, metadata_from_url: bool) -> Setup {
+    let listener = GatewayListener::bind().await;
+    let entry = listener.sp_entry();
+    Setup::start_on(listener, entry, |idp| Options {
+        saml_toml: saml_toml.to_string(),
+        extra_toml: e2e::USER_IS_UID.to_string(),
+        idp_metadata_url: metadata_from_url
+            .then(|| format!("{}/saml2/idp/metadata.php", idp.base_url)),
+        ..Options::default()
+    })
+    .await
 }
 
-impl Gw {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// Field order = drop order: the gateway stops before the IdP's processes are killed.
-struct Setup {
-    gw: Gw,
-    up: Upstream,
-    idp: SimpleSamlPhp,
-}
-
-impl Setup {
-    /// `saml_toml` is appended to `[saml]`; with `metadata_from_url` the gateway fetches the
-    /// IdP metadata from SimpleSAMLphp's metadata URL (cache file `idp-cache.xml` in its
-    /// tempdir) instead of reading a file.
-    async fn start(saml_toml: &str, metadata_from_url: bool) -> Setup {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://127.0.0.1:{}", addr.port());
-        let entry = SpEntry::new(
-            &format!("{base}/saml/metadata"),
-            &format!("{base}/saml/acs"),
-        );
-        let idp = SimpleSamlPhp::start(
-            std::slice::from_ref(&entry),
-            &simplesamlphp::default_users(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-        let up = start_upstream().await;
-
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("cookie.secret"),
-            "0123456789abcdef0123456789abcdef-e2e-ssp-options",
-        )
-        .unwrap();
-        let metadata = if metadata_from_url {
-            format!(
-                "idp_metadata_url = \"{}/saml2/idp/metadata.php\"\nidp_metadata_cache_file = \"idp-cache.xml\"\n",
-                idp.base_url
-            )
-        } else {
-            std::fs::write(dir.path().join("idp.xml"), &idp.metadata_xml).unwrap();
-            "idp_metadata_file = \"idp.xml\"\n".to_string()
-        };
-        let toml = format!(
-            "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{}\"\n\n[saml]\n{metadata}{saml_toml}\n[session]\ncookie_secret_file = \"cookie.secret\"\n\n[log]\nlevel = \"warn\"\n\n{USER_IS_UID}",
-            up.url()
-        );
-        let path = dir.path().join("samlgate.toml");
-        std::fs::write(&path, &toml).unwrap();
-        let app = samlgate::app::build(&path)
-            .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-        let entity_id = app.settings.saml.sp_entity_id.clone();
-        let acs_url = app.settings.saml.acs_url.clone();
-        assert_eq!(entity_id, entry.entity_id);
-        assert_eq!(acs_url, entry.acs_url);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            samlgate::app::serve_on(app, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let gw = Gw {
-            base,
-            entity_id,
-            acs_url,
-            dir,
-            stop: Some(stop),
-        };
-        Setup { gw, up, idp }
-    }
-
-    /// GET a protected path without a session: 302 to the IdP's SSO URL.
-    async fn begin(&self, c: &reqwest::Client, path: &str) -> String {
-        let r = c
-            .get(self.gw.url(path))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302, "no session: sent to the IdP");
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            loc.starts_with(&format!("{}?", self.idp.sso_url)),
-            "redirect goes to the IdP's SSO service: {loc}"
-        );
-        loc
-    }
-
-    async fn idp_login(
-        &self,
-        c: &reqwest::Client,
-        start: &str,
-        user: &TestUser,
-    ) -> Result<PostForm, String> {
-        let form = drive_login(c, start, user).await?;
-        assert_eq!(form.action, self.gw.acs_url, "the IdP posts to the ACS");
-        Ok(form)
-    }
-
-    /// Full sign-in of `user` at `path`; returns the IdP's form that was posted.
-    async fn sign_in(&self, c: &reqwest::Client, path: &str, user: &TestUser) -> PostForm {
-        let loc = self.begin(c, path).await;
-        let form = self
-            .idp_login(c, &loc, user)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.idp.log_tail(30)));
-        let r = form.submit(c).await.unwrap();
-        expect_signed_in(r, path).await;
-        form
-    }
-
-    /// The upstream sees `user` on `path` (the browser has a session).
-    async fn upstream_sees(&self, c: &reqwest::Client, path: &str, user: &TestUser) {
-        let r = c
-            .get(self.gw.url(path))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "signed in: proxied");
-        let seen = self.up.last();
-        assert_eq!(seen.path, path);
-        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some(user.uid));
-    }
-
-    /// An API-style request has no session (401).
-    async fn has_no_session(&self, c: &reqwest::Client) -> bool {
-        let r = c
-            .get(self.gw.url("/reports"))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
-        r.status() == 401
-    }
-}
-
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-async fn expect_signed_in(r: reqwest::Response, path: &str) {
-    let status = r.status();
-    let loc = r
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string());
-    let cookies = set_cookies(&r);
-    let body = r.text().await.unwrap_or_default();
-    assert_eq!(status, 303, "the ACS accepts the IdP's response: {body}");
-    assert_eq!(loc.as_deref(), Some(path), "lands on {path}");
-    assert!(
-        cookies.iter().any(|c| c.starts_with("samlgate_session=")),
-        "session cookie set: {cookies:?}"
-    );
+/// [`try_login_at_idp`] for the gateway of `s`.
+async fn idp_login(
+    s: &Setup,
+    c: &reqwest::Client,
+    start: &str,
+    user: &TestUser,
+) -> Result<PostForm, String> {
+    try_login_at_idp(c, start, user, &s.gw.acs_url()).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,7 +51,7 @@ async fn expect_signed_in(r: reqwest::Response, path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_is_fetched_from_simplesamlphp_url() {
-    let s = Setup::start("", true).await;
+    let s = start("", true).await;
     assert!(
         !s.gw.dir.path().join("idp.xml").exists(),
         "no metadata file was written for this gateway"
@@ -229,45 +69,25 @@ async fn metadata_is_fetched_from_simplesamlphp_url() {
     );
 }
 
-/// The deflated, base64 `SAMLRequest` of the gateway's redirect to the IdP, as XML.
-fn authn_request_xml(location: &str) -> String {
-    use base64::Engine as _;
-    use std::io::Read as _;
-    let url = url::Url::parse(location).unwrap();
-    let (_, req) = url
-        .query_pairs()
-        .find(|(k, _)| k == "SAMLRequest")
-        .unwrap_or_else(|| panic!("no SAMLRequest in {location}"));
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(req.as_bytes())
-        .unwrap();
-    let mut xml = String::new();
-    flate2::read::DeflateDecoder::new(&raw[..])
-        .read_to_string(&mut xml)
-        .unwrap();
-    xml
-}
-
 /// SimpleSAMLphp 1.19's IdP-initiated URL for the gateway (`spentityid`, see
 /// modules/saml/lib/IdP/SAML2.php).
 fn idp_initiated_url(s: &Setup) -> String {
     let mut u = url::Url::parse(&format!("{}/saml2/idp/SSOService.php", s.idp.base_url)).unwrap();
     u.query_pairs_mut()
-        .append_pair("spentityid", &s.gw.entity_id);
+        .append_pair("spentityid", &s.gw.sp_entity_id());
     u.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idp_initiated_sign_in_from_simplesamlphp() {
     // Allowed: lands on the default path as alice.
-    let s = Setup::start(
+    let s = start(
         "allow_idp_initiated = true\nidp_initiated_default_path = \"/welcome\"\n",
         false,
     )
     .await;
     let c = login_client();
-    let form = s
-        .idp_login(&c, &idp_initiated_url(&s), &ALICE)
+    let form = idp_login(&s, &c, &idp_initiated_url(&s), &ALICE)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", s.idp.log_tail(30)));
     let xml = form.response_xml().unwrap();
@@ -282,10 +102,9 @@ async fn idp_initiated_sign_in_from_simplesamlphp() {
     drop(s);
 
     // Default (off): the same unsolicited response is refused and no session is made.
-    let s = Setup::start("", false).await;
+    let s = start("", false).await;
     let c = login_client();
-    let form = s
-        .idp_login(&c, &idp_initiated_url(&s), &ALICE)
+    let form = idp_login(&s, &c, &idp_initiated_url(&s), &ALICE)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", s.idp.log_tail(30)));
     let r = form.submit(&c).await.unwrap();
@@ -332,14 +151,14 @@ async fn second_sign_in(s: &Setup) -> Result<PostForm, String> {
         &gw_url,
     );
     assert!(s.has_no_session(&c).await, "the gateway session is gone");
-    let loc = s.begin(&c, "/again").await;
-    s.idp_login(&c, &loc, &ALICE_WRONG_PASSWORD).await
+    let (loc, _) = s.begin(&c, "/again").await;
+    idp_login(s, &c, &loc, &ALICE_WRONG_PASSWORD).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_authn_makes_the_idp_ask_again() {
     // Without force_authn: SimpleSAMLphp's session is reused, no password form (SSO).
-    let s = Setup::start("", false).await;
+    let s = start("", false).await;
     let form = second_sign_in(&s).await.unwrap_or_else(|e| {
         panic!(
             "SSO expected without force_authn: {e}\n{}",
@@ -350,10 +169,10 @@ async fn force_authn_makes_the_idp_ask_again() {
     drop(s);
 
     // With force_authn: the AuthnRequest says so and the IdP shows the password form again.
-    let s = Setup::start("force_authn = true\n", false).await;
+    let s = start("force_authn = true\n", false).await;
     let (c, _jar) = jar_client();
-    let loc = s.begin(&c, "/x").await;
-    let req = authn_request_xml(&loc);
+    let (loc, _) = s.begin(&c, "/x").await;
+    let req = redirect_request_xml(&loc);
     assert!(
         req.contains("ForceAuthn=\"true\""),
         "the request carries ForceAuthn: {req}"
@@ -388,8 +207,8 @@ fn offer_transient_name_id(idp: &SimpleSamlPhp) {
 /// Signs alice in at /reports and returns the `Format` of the NameID SimpleSAMLphp issued.
 async fn issued_name_id_format(s: &Setup, expect_requested: Option<&str>) -> String {
     let c = login_client();
-    let loc = s.begin(&c, "/reports").await;
-    let req = authn_request_xml(&loc);
+    let (loc, _) = s.begin(&c, "/reports").await;
+    let req = redirect_request_xml(&loc);
     match expect_requested {
         Some(f) => assert!(
             req.contains(&format!("Format=\"{f}\"")),
@@ -397,10 +216,7 @@ async fn issued_name_id_format(s: &Setup, expect_requested: Option<&str>) -> Str
         ),
         None => assert!(!req.contains(TRANSIENT), "no format requested: {req}"),
     }
-    let form = s
-        .idp_login(&c, &loc, &ALICE)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.idp.log_tail(30)));
+    let form = s.idp_login(&c, &loc, &ALICE).await;
     let xml = form.response_xml().unwrap();
     let r = form.submit(&c).await.unwrap();
     expect_signed_in(r, "/reports").await;
@@ -420,7 +236,7 @@ async fn issued_name_id_format(s: &Setup, expect_requested: Option<&str>) -> Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_id_format_is_requested() {
-    let s = Setup::start(&format!("name_id_format = \"{TRANSIENT}\"\n"), false).await;
+    let s = start(&format!("name_id_format = \"{TRANSIENT}\"\n"), false).await;
     offer_transient_name_id(&s.idp);
     assert_eq!(
         issued_name_id_format(&s, Some(TRANSIENT)).await,
@@ -430,7 +246,7 @@ async fn name_id_format_is_requested() {
     drop(s);
 
     // Same IdP setup, no name_id_format: the IdP picks the SP entry's persistent format.
-    let s = Setup::start("", false).await;
+    let s = start("", false).await;
     offer_transient_name_id(&s.idp);
     assert_eq!(
         issued_name_id_format(&s, None).await,

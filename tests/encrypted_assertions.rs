@@ -8,6 +8,8 @@
 //! The SimpleSAMLphp tests need the Debian packages (scripts/install-deps.sh); without them
 //! they fail, never skip.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/encrypt.rs"]
 mod encrypt;
 #[path = "support/gateway.rs"]
@@ -31,8 +33,6 @@ struct Env {
     sp: SpKeys,
     up: Upstream,
     gw: TestGateway,
-    /// Holds sp.key / sp.crt.
-    _keys: tempfile::TempDir,
 }
 
 /// IdP + SP key pair + upstream + gateway configured with the key pair and `saml_toml`.
@@ -43,31 +43,20 @@ async fn setup(saml_toml: &str) -> Env {
 async fn setup_with(saml_toml: &str, with_sp_key: bool) -> Env {
     let idp = TestIdp::generate(IDP_ENTITY);
     let sp = SpKeys::generate("samlgate test SP");
-    let keys = tempfile::tempdir().unwrap();
-    let key_lines = if with_sp_key {
-        sp.write_config(keys.path())
-    } else {
-        String::new()
-    };
     let up = start_upstream().await;
     let gw = start_gateway(
         &up.url(),
         &idp.metadata_xml(IDP_SSO),
         Options {
-            saml_toml: format!("{key_lines}{saml_toml}"),
+            saml_toml: saml_toml.to_string(),
+            sp_key: with_sp_key.then(|| (sp.key_pem.clone(), sp.cert_pem.clone())),
             // Every cipher and shape from one address.
             extra_toml: HIGH_RATE_LIMITS.to_string(),
             ..Options::default()
         },
     )
     .await;
-    Env {
-        idp,
-        sp,
-        up,
-        gw,
-        _keys: keys,
-    }
+    Env { idp, sp, up, gw }
 }
 
 /// Which shape, and what to do to the pieces before they are assembled.
@@ -131,19 +120,7 @@ impl Env {
         let status = r.status();
         let body = r.text().await.unwrap_or_default();
         assert_eq!(status, 303, "sign-in refused: {body}");
-        let r = c
-            .get(self.gw.url("/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let seen = self.up.last();
-        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
-        assert_eq!(
-            seen.one("x-forwarded-groups").as_deref(),
-            Some("analysts,admins")
-        );
+        upstream_sees_alice(&c, &self.gw, &self.up).await;
     }
 
     /// Posts the response `make` builds as an API client; returns (status, error kind).
@@ -190,6 +167,18 @@ impl Env {
         let (xml, facts) = v.decode_and_screen(&mint::b64(xml))?;
         v.verify_signed(&xml, &facts, Some(req_id), Utc::now())
     }
+}
+
+/// A browser with a session gets /reports proxied, and the upstream sees alice with her groups.
+async fn upstream_sees_alice(c: &reqwest::Client, gw: &TestGateway, up: &Upstream) {
+    let r = get_accepting(c, &gw.url("/reports"), HTML).await;
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        seen.one("x-forwarded-groups").as_deref(),
+        Some("analysts,admins")
+    );
 }
 
 /// Replaces the NameID text inside a signed assertion (the signature no longer matches).
@@ -655,14 +644,7 @@ async fn random_and_truncated_ciphertexts_never_crash_the_gateway() {
 #[tokio::test]
 async fn sp_metadata_publishes_the_certificate_for_encryption_when_a_key_is_configured() {
     let env = setup("").await;
-    let md = client()
-        .get(env.gw.url("/saml/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&env.gw).await;
     assert!(md.contains(r#"<md:KeyDescriptor use="signing">"#), "{md}");
     assert!(
         md.contains(r#"<md:KeyDescriptor use="encryption">"#),
@@ -678,14 +660,7 @@ async fn sp_metadata_publishes_the_certificate_for_encryption_when_a_key_is_conf
     assert_eq!(md.matches(&b64).count(), 2);
 
     let env = setup_with("", false).await;
-    let md = client()
-        .get(env.gw.url("/saml/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let md = sp_metadata(&env.gw).await;
     assert!(!md.contains("KeyDescriptor"), "{md}");
 }
 
@@ -695,67 +670,32 @@ async fn sp_metadata_publishes_the_certificate_for_encryption_when_a_key_is_conf
 
 mod ssp {
     use super::*;
-    use simplesamlphp::{drive_login, login_client, SimpleSamlPhp, SpEntry, ALICE};
-    use tokio::net::TcpListener;
-    use tokio::sync::oneshot;
+    use e2e::{expect_signed_in, submit, SspSetup};
+    use simplesamlphp::{login_client, ALICE};
 
     /// SimpleSAMLphp encrypting to the gateway, the gateway holding the key; alice signs in.
     /// `sign_response` false: shape (a); true: shape (b).
     pub async fn alice_signs_in(sign_response: bool) {
         let sp = SpKeys::generate("samlgate e2e SP");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://127.0.0.1:{}", addr.port());
-        let mut entry = SpEntry::new(
-            &format!("{base}/saml/metadata"),
-            &format!("{base}/saml/acs"),
-        );
-        entry.encrypt_assertion = true;
-        entry.sign_response = sign_response;
-        entry.sign_assertion = true;
-        entry.certificate_pem = Some(sp.cert_pem.clone());
-        let idp = SimpleSamlPhp::start(&[entry], &simplesamlphp::default_users())
-            .await
-            .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-        let up = start_upstream().await;
-
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("idp.xml"), &idp.metadata_xml).unwrap();
-        std::fs::write(
-            dir.path().join("cookie.secret"),
-            "0123456789abcdef0123456789abcdef-enc-e2e-secret",
+        let mut s = SspSetup::start(
+            |entry| {
+                entry.encrypt_assertion = true;
+                entry.sign_response = sign_response;
+                entry.sign_assertion = true;
+                entry.certificate_pem = Some(sp.cert_pem.clone());
+            },
+            Options {
+                saml_toml: "require_encryption = true\n".to_string(),
+                sp_key: Some((sp.key_pem.clone(), sp.cert_pem.clone())),
+                extra_toml: e2e::USER_IS_UID.to_string(),
+                ..Options::default()
+            },
         )
-        .unwrap();
-        let toml = format!(
-            "listen = \"{addr}\"\npublic_url = \"{base}\"\nupstream = \"{}\"\n\n[saml]\nidp_metadata_file = \"idp.xml\"\nrequire_encryption = true\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n\n[headers]\nuser_attribute = \"uid\"\n\n[log]\nlevel = \"warn\"\n",
-            up.url(),
-            sp.write_config(dir.path()),
-        );
-        let path = dir.path().join("samlgate.toml");
-        std::fs::write(&path, &toml).unwrap();
-        let app = samlgate::app::build(&path)
-            .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            samlgate::app::serve_on(app, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
+        .await;
 
         let c = login_client();
-        let r = c
-            .get(format!("{base}/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 302);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
-        let form = drive_login(&c, &loc, &ALICE)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", idp.log_tail(30)));
+        let (loc, _) = s.begin(&c, "/reports").await;
+        let form = s.idp_login(&c, &loc, &ALICE).await;
         let xml = form.response_xml().unwrap();
         assert!(xml.contains("EncryptedAssertion"), "{xml}");
         assert!(xml.contains("xmlenc#rsa-oaep-mgf1p") && xml.contains("xmlenc#aes128-cbc"));
@@ -764,45 +704,15 @@ mod ssp {
             .find("<ds:Signature")
             .is_some_and(|s| s < xml.find("EncryptedAssertion").unwrap());
         assert_eq!(response_signed, sign_response, "{xml}");
+        // The gateway accepts the encrypted response.
+        expect_signed_in(submit(&c, &form, HTML).await, "/reports").await;
 
-        let mut fields = vec![("SAMLResponse", form.saml_response.clone())];
-        if let Some(rs) = &form.relay_state {
-            fields.push(("RelayState", rs.clone()));
-        }
-        let r = c
-            .post(&form.action)
-            .header("accept", HTML)
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.text().await.unwrap_or_default();
+        upstream_sees_alice(&c, &s.gw, &s.up).await;
         assert_eq!(
-            status, 303,
-            "the gateway accepts the encrypted response: {body}"
-        );
-
-        let r = c
-            .get(format!("{base}/reports"))
-            .header("accept", HTML)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let seen = up.last();
-        assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
-        assert_eq!(
-            seen.one("x-forwarded-groups").as_deref(),
-            Some("analysts,admins")
-        );
-        assert_eq!(
-            seen.one("x-forwarded-email").as_deref(),
+            s.up.last().one("x-forwarded-email").as_deref(),
             Some("alice@example.com")
         );
-        let _ = stop.send(());
-        let _ = server.await;
-        drop(idp);
+        let _ = s.gw.shutdown().await;
     }
 }
 

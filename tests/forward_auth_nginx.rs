@@ -13,20 +13,25 @@
 //! Needs Debian's `nginx-light` and, for the SimpleSAMLphp test, the packages of
 //! scripts/install-deps.sh; without them the tests fail, never skip.
 
+#[path = "support/e2e.rs"]
+mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
 #[path = "support/nginx.rs"]
 mod nginx;
+#[path = "support/signin.rs"]
+mod signin;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
 use std::net::SocketAddr;
 
+use e2e::GatewayListener;
 use gateway::{
-    begin_login_at, client, parse_idp_redirect, post_acs, start_gateway_on, start_upstream,
-    Options, Seen, TestGateway, Upstream, HTML,
+    client, get_accepting, parse_idp_redirect, post_acs, session_cookie, start_gateway_on,
+    start_upstream, Options, Seen, TestGateway, Upstream, HTML,
 };
 use mint::{ResponseSpec, TestIdp};
 use nginx::Nginx;
@@ -190,31 +195,7 @@ impl Front {
         path: &str,
         edit: impl FnOnce(&mut ResponseSpec),
     ) -> (reqwest::Client, String) {
-        let c = client();
-        let (req_id, relay) = begin_login_at(&c, &self.url(path)).await;
-        let mut spec = ResponseSpec::valid(
-            &self.idp,
-            &self.gw.sp_entity_id(),
-            &self.gw.acs_url(),
-            Some(&req_id),
-        );
-        edit(&mut spec);
-        let r = post_acs(
-            &c,
-            &self.gw,
-            &mint::mint_b64(&self.idp, &spec),
-            Some(&relay),
-        )
-        .await;
-        let (status, location, cookie) = acs_outcome(&r);
-        let body = r.text().await.unwrap_or_default();
-        assert_eq!(status, 303, "sign-in through nginx succeeds: {body}");
-        assert_eq!(
-            location.as_deref(),
-            Some(path),
-            "back where the sign-in began"
-        );
-        (c, cookie.expect("session cookie set through nginx"))
+        signin::sign_in_at(&self.idp, &self.gw, &self.url(path), path, edit).await
     }
 
     /// GET through nginx with extra headers; returns (status, body).
@@ -249,15 +230,7 @@ fn acs_outcome(r: &reqwest::Response) -> (u16, Option<String>, Option<String>) {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string);
-    (r.status().as_u16(), location, cookie)
+    (r.status().as_u16(), location, session_cookie(r))
 }
 
 fn bob_the_superuser(spec: &mut ResponseSpec) {
@@ -373,12 +346,7 @@ async fn without_a_session_nginx_sends_the_browser_to_the_idp_and_back_to_the_or
     // An API client: nothing reaches the app, and nginx's internal redirect to /saml/login
     // starts a sign-in (error_page 401 = /saml/login is the documented setup).
     let c = client();
-    let r = c
-        .get(f.url("/reports?x=1"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &f.url("/reports?x=1"), JSON).await;
     let status = r.status().as_u16();
     let location = r
         .headers()
@@ -393,12 +361,7 @@ async fn without_a_session_nginx_sends_the_browser_to_the_idp_and_back_to_the_or
 
     // A browser: 302 to the IdP; the pending sign-in returns to the original URI.
     let c = client();
-    let r = c
-        .get(f.url("/reports?x=1"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &f.url("/reports?x=1"), HTML).await;
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(IDP_SSO), "{location}");
@@ -784,74 +747,38 @@ async fn auth_endpoint_ignores_original_uri_from_an_untrusted_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_signs_in_through_nginx_with_simplesamlphp() {
-    use simplesamlphp::{drive_login, login_client, SimpleSamlPhp, SpEntry, ALICE};
+    use simplesamlphp::{login_client, ALICE};
 
     let app = start_upstream().await;
     let decoy = start_upstream().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = GatewayListener::bind().await;
     let nginx = Nginx::start(
         "forward-auth-ssp",
-        &forward_auth_conf(listener.local_addr().unwrap(), app.addr),
+        &forward_auth_conf(listener.addr(), app.addr),
     );
     // The gateway's defaults under public_url = nginx.
-    let entry = SpEntry::new(
-        &format!("{}/saml/metadata", nginx.url()),
-        &format!("{}/saml/acs", nginx.url()),
-    );
-    let idp = SimpleSamlPhp::start(
-        std::slice::from_ref(&entry),
-        &simplesamlphp::default_users(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("SimpleSAMLphp did not start: {e}"));
-    let gw = start_gateway_on(
-        listener,
-        &decoy.url(),
-        &idp.metadata_xml,
-        Options {
-            public_url: Some(nginx.url()),
-            // SimpleSAMLphp's NameID is persistent (opaque): the user header is its uid.
-            extra_toml: format!("{TRUST_NGINX}[headers]\nuser_attribute = \"uid\"\n"),
-            ..Options::default()
-        },
-    )
-    .await;
-    assert_eq!(gw.acs_url(), entry.acs_url);
-    assert_eq!(gw.sp_entity_id(), entry.entity_id);
+    let listener = listener.with_public_url(nginx.url());
+    let entry = listener.sp_entry();
+    let idp = e2e::start_simplesamlphp(std::slice::from_ref(&entry)).await;
+    let gw = listener
+        .serve(
+            &entry,
+            &decoy.url(),
+            &idp.metadata_xml,
+            Options {
+                // SimpleSAMLphp's NameID is persistent (opaque): the user header is its uid.
+                extra_toml: format!("{TRUST_NGINX}{}", e2e::USER_IS_UID),
+                ..Options::default()
+            },
+        )
+        .await;
 
+    // nginx's error_page 401 starts the sign-in; the IdP posts to the ACS on nginx.
     let c = login_client();
-    let r = c
-        .get(format!("{}/reports?x=1", nginx.url()))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302, "nginx's error_page 401 starts the sign-in");
-    let location = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with(&idp.sso_url), "{location}");
-
-    let form = drive_login(&c, &location, &ALICE)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", idp.log_tail(30)));
-    assert_eq!(
-        form.action, entry.acs_url,
-        "the IdP posts to the ACS on nginx"
-    );
-    let mut fields = vec![("SAMLResponse", form.saml_response.as_str())];
-    if let Some(rs) = &form.relay_state {
-        fields.push(("RelayState", rs.as_str()));
-    }
-    let r = c
-        .post(&form.action)
-        .header("accept", HTML)
-        .form(&fields)
-        .send()
-        .await
-        .unwrap();
-    let (status, location, cookie) = acs_outcome(&r);
-    assert_eq!(status, 303, "{}", r.text().await.unwrap_or_default());
-    assert_eq!(location.as_deref(), Some("/reports?x=1"));
-    assert!(cookie.is_some());
+    let (location, _) =
+        e2e::redirect_to_idp(&c, &format!("{}/reports?x=1", nginx.url()), &idp).await;
+    let form = e2e::login_at_idp(&c, &idp, &location, &ALICE, &entry.acs_url).await;
+    e2e::expect_signed_in(e2e::submit(&c, &form, HTML).await, "/reports?x=1").await;
     assert_eq!(app.count(), 0);
 
     let r = c

@@ -41,21 +41,11 @@ async fn sign_in_with_cookie(
 async fn browser_signs_in_and_upstream_sees_identity() {
     let (idp, up, gw) = setup(Options::default()).await;
     let c = client();
-    let r = c
-        .get(gw.url("/dashboard?tab=2"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/dashboard?tab=2"), HTML).await;
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(IDP_SSO), "{loc}");
-    let set_cookie: Vec<_> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let set_cookie = set_cookies(&r);
     assert!(
         set_cookie
             .iter()
@@ -77,11 +67,8 @@ async fn browser_signs_in_and_upstream_sees_identity() {
     let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/dashboard?tab=2");
-    let session_cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
+    let session_cookie = set_cookies(&r)
+        .into_iter()
         .find(|c| c.starts_with("samlgate_session="))
         .expect("session cookie set");
     assert!(
@@ -259,21 +246,11 @@ async fn allowed_groups_deny_with_a_page_naming_what_is_missing() {
     };
     let (idp, up, gw) = setup(opts).await;
     let c = sign_in(&idp, &gw, "/").await;
-    let r = c
-        .get(gw.url("/"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/"), HTML).await;
     assert_eq!(r.status(), 403);
     let body = r.text().await.unwrap();
     assert!(body.contains("finance") && body.contains("alice"), "{body}");
-    let r = c
-        .get(gw.url("/api"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/api"), "application/json").await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("\"error\":\"forbidden\""));
     assert_eq!(up.count(), 0);
@@ -297,20 +274,7 @@ async fn forged_or_tampered_session_cookies_are_refused() {
 async fn logout_needs_csrf_token_and_ends_the_session() {
     let (idp, up, gw) = setup(Options::default()).await;
     let c = sign_in(&idp, &gw, "/").await;
-    let r = c
-        .get(gw.url("/saml/logout"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.unwrap();
-    let token = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf token in confirm page")
-        .to_string();
+    let token = logout_csrf_token(&c, &gw.url("/saml/logout")).await;
     let r = c
         .post(gw.url("/saml/logout"))
         .form(&[("csrf", "wrong")])
@@ -335,18 +299,12 @@ async fn logout_needs_csrf_token_and_ends_the_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .any(|v| v.to_str().unwrap().contains("Max-Age=0")));
+    assert!(
+        set_cookies(&r).iter().any(|c| c.contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
     assert!(r.text().await.unwrap().contains("signed out"));
-    let r = c
-        .get(gw.url("/"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/"), "application/json").await;
     assert_eq!(r.status(), 401, "session ended server-side");
     assert_eq!(up.count(), 1);
 }
@@ -508,20 +466,10 @@ async fn upstream_down_gives_502_and_slow_upstream_504() {
     drop(dead);
     let gw = start_gateway(&dead_url, &idp.metadata_xml(IDP_SSO), Options::default()).await;
     let (c, _) = sign_in_with_cookie(&idp, &gw, "/").await;
-    let r = c
-        .get(gw.url("/"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/"), HTML).await;
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("cannot be reached"));
-    let r = c
-        .get(gw.url("/"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/"), "application/json").await;
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("upstream_unavailable"));
 
@@ -531,12 +479,7 @@ async fn upstream_down_gives_502_and_slow_upstream_504() {
     };
     let (idp, _up, gw) = setup(opts).await;
     let c = sign_in(&idp, &gw, "/").await;
-    let r = c
-        .get(gw.url("/slow/5000"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/slow/5000"), HTML).await;
     assert_eq!(r.status(), 504);
     assert!(r.text().await.unwrap().contains("did not answer in time"));
     let r = c.get(gw.url("/slow/100")).send().await.unwrap();
@@ -552,20 +495,10 @@ async fn http2_client_over_tls_reaches_http1_upstream() {
     let (idp, up, gw) = setup(opts).await;
     assert!(gw.base.starts_with("https://"));
     let c = client();
-    let r = c
-        .get(gw.url("/h2"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&c, &gw.url("/h2"), HTML).await;
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN negotiates h2");
     assert_eq!(r.status(), 302);
-    let login_cookie: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let login_cookie = set_cookies(&r);
     assert!(
         login_cookie
             .iter()
@@ -581,14 +514,7 @@ async fn http2_client_over_tls_reaches_http1_upstream() {
         .get_all("set-cookie")
         .iter()
         .any(|v| v.to_str().unwrap().contains("Secure")));
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("session cookie");
+    let session = session_cookie(&r).expect("session cookie");
     // HTTP/2 clients may send one Cookie header per cookie; the upstream gets one joined header.
     let r = client()
         .get(gw.url("/h2?x=1"))
@@ -687,12 +613,7 @@ async fn hundreds_of_groups_live_server_side() {
     spec.attributes.push(("groups".into(), groups.clone()));
     let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
     assert_eq!(r.status(), 303);
-    let set_cookie: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let set_cookie = set_cookies(&r);
     let session = set_cookie
         .iter()
         .find(|c| c.starts_with("samlgate_session="))

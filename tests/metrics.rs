@@ -7,6 +7,8 @@
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/signin.rs"]
+mod signin;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -66,12 +68,7 @@ fn requests(route: &str, status: &str) -> String {
 
 /// Signs a browser in through the whole flow; returns the client holding the session.
 async fn sign_in(idp: &TestIdp, gw: &TestGateway, path: &str) -> reqwest::Client {
-    let c = client();
-    let (req_id, relay) = begin_login(&c, gw, path).await;
-    let spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
-    let r = post_acs(&c, gw, &mint::mint_b64(idp, &spec), Some(&relay)).await;
-    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
-    c
+    signin::sign_in_as(idp, gw, path, |_| {}).await.0
 }
 
 #[tokio::test]
@@ -96,12 +93,7 @@ async fn requests_and_sign_ins_move_exactly_their_series() {
     assert_eq!(r.status(), 200);
     // A 401 for a client without a session.
     let anonymous = client();
-    let r = anonymous
-        .get(gw.url("/api/items"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&anonymous, &gw.url("/api/items"), JSON).await;
     assert_eq!(r.status(), 401);
     // A sign-in started and never finished.
     let _ = begin_login(&client(), &gw, "/abandoned").await;
@@ -130,12 +122,7 @@ async fn requests_and_sign_ins_move_exactly_their_series() {
 
     // `/metrics` on the gateway's own port is an ordinary protected path: challenged without
     // a session, forwarded to the upstream with one, never the gateway's metrics.
-    let r = anonymous
-        .get(gw.url("/metrics"))
-        .header("accept", JSON)
-        .send()
-        .await
-        .unwrap();
+    let r = get_accepting(&anonymous, &gw.url("/metrics"), JSON).await;
     assert_eq!(r.status(), 401);
     assert!(!r.text().await.unwrap().contains("samlgate_"));
     let r = signed_in.get(gw.url("/metrics")).send().await.unwrap();
@@ -202,21 +189,7 @@ async fn requests_and_sign_ins_move_exactly_their_series() {
     );
 
     // Sign-out through the confirm page.
-    let page = signed_in
-        .get(gw.url("/saml/logout"))
-        .header("accept", HTML)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf token")
-        .to_string();
+    let token = logout_csrf_token(&signed_in, &gw.url("/saml/logout")).await;
     let r = signed_in
         .post(gw.url("/saml/logout"))
         .form(&[("csrf", token.as_str())])

@@ -57,20 +57,6 @@ impl SpKeys {
     pub fn public(&self) -> PKey<Public> {
         PKey::public_key_from_der(&self.key.public_key_to_der().unwrap()).unwrap()
     }
-
-    /// Writes `sp.key` and `sp.crt` into `dir`; returns the `[saml]` lines naming them
-    /// (absolute paths).
-    pub fn write_config(&self, dir: &std::path::Path) -> String {
-        let key = dir.join("sp.key");
-        let crt = dir.join("sp.crt");
-        std::fs::write(&key, &self.key_pem).unwrap();
-        std::fs::write(&crt, &self.cert_pem).unwrap();
-        format!(
-            "sp_key_file = \"{}\"\nsp_cert_file = \"{}\"\n",
-            key.display(),
-            crt.display()
-        )
-    }
 }
 
 /// Key transport of the content key.

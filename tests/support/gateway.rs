@@ -297,6 +297,12 @@ pub struct Options {
     /// ACS URL, entity ID and cookies belong to what the browser talks to); default: the
     /// gateway's own address. `TestGateway::base` stays the gateway's own address either way.
     pub public_url: Option<String>,
+    /// PEM (private key, certificate) of the SP: written as `sp.key` / `sp.crt` next to the
+    /// config and named by `saml.sp_key_file` / `saml.sp_cert_file`.
+    pub sp_key: Option<(String, String)>,
+    /// Fetch the IdP metadata from this URL (`saml.idp_metadata_url`, cached in `idp-cache.xml`
+    /// in the gateway's dir) instead of reading it from a file; no `idp.xml` is written then.
+    pub idp_metadata_url: Option<String>,
 }
 
 /// `extra_toml` for tests that post dozens of responses from one address (attack batteries,
@@ -351,7 +357,21 @@ async fn start(
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://127.0.0.1:{}", addr.port());
     let public_url = opts.public_url.clone().unwrap_or_else(|| base.clone());
-    std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
+    let mut saml = match &opts.idp_metadata_url {
+        Some(url) => {
+            format!("idp_metadata_url = \"{url}\"\nidp_metadata_cache_file = \"idp-cache.xml\"\n")
+        }
+        None => {
+            std::fs::write(dir.path().join("idp.xml"), idp_metadata_xml).unwrap();
+            "idp_metadata_file = \"idp.xml\"\n".to_string()
+        }
+    };
+    if let Some((key, cert)) = &opts.sp_key {
+        std::fs::write(dir.path().join("sp.key"), key).unwrap();
+        std::fs::write(dir.path().join("sp.crt"), cert).unwrap();
+        saml.push_str("sp_key_file = \"sp.key\"\nsp_cert_file = \"sp.crt\"\n");
+    }
+    saml.push_str(&opts.saml_toml);
     std::fs::write(
         dir.path().join("cookie.secret"),
         "0123456789abcdef0123456789abcdef-test-secret",
@@ -368,12 +388,13 @@ async fn start(
         None => String::new(),
     };
     let toml = format!(
-        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\nidp_metadata_file = \"idp.xml\"\n{}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
-        opts.saml_toml, opts.session_toml, opts.extra_toml
+        "listen = \"{addr}\"\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{tls}\n[saml]\n{saml}\n[session]\ncookie_secret_file = \"cookie.secret\"\n{}\n[log]\nlevel = \"warn\"\n{admin_toml}{}\n",
+        opts.session_toml, opts.extra_toml
     );
     let path = dir.path().join("samlgate.toml");
-    std::fs::write(&path, toml).unwrap();
-    let app = samlgate::app::build(&path).unwrap_or_else(|e| panic!("gateway config refused: {e}"));
+    std::fs::write(&path, &toml).unwrap();
+    let app = samlgate::app::build(&path)
+        .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
     let gateway = app.gateway.clone();
     let settings = app.settings.clone();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -412,25 +433,79 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Reads `SAMLRequest`'s ID and the `RelayState` out of the IdP redirect.
-pub fn parse_idp_redirect(location: &str) -> (String, String) {
+/// The query of `url` as a map (the last value of a repeated name).
+pub fn query_map(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Undoes the HTTP-Redirect binding's encoding of a SAML message: base64, then raw DEFLATE.
+pub fn inflate_b64(b64: &str) -> String {
     use std::io::Read;
-    let url = url::Url::parse(location).unwrap();
-    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let raw = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        &q["SAMLRequest"],
-    )
-    .unwrap();
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
     let mut xml = String::new();
     flate2::read::DeflateDecoder::new(&raw[..])
         .read_to_string(&mut xml)
         .unwrap();
-    let req: samael::schema::AuthnRequest = xml.parse().unwrap();
-    (req.id, q["RelayState"].clone())
+    xml
+}
+
+/// The XML of the `SAMLRequest` in the IdP redirect `location`.
+pub fn redirect_request_xml(location: &str) -> String {
+    let q = query_map(location);
+    let request = q
+        .get("SAMLRequest")
+        .unwrap_or_else(|| panic!("no SAMLRequest in {location}"));
+    inflate_b64(request)
+}
+
+/// Reads `SAMLRequest`'s ID and the `RelayState` out of the IdP redirect.
+pub fn parse_idp_redirect(location: &str) -> (String, String) {
+    let req: samael::schema::AuthnRequest = redirect_request_xml(location).parse().unwrap();
+    (req.id, query_map(location)["RelayState"].clone())
+}
+
+/// The Set-Cookie header values of a response.
+pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// The session cookie a response sets, as `name=value` (what a Cookie header carries).
+pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("samlgate_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
+/// Opens the sign-out confirm page at `logout_url` as a browser; returns its CSRF token.
+pub async fn logout_csrf_token(c: &reqwest::Client, logout_url: &str) -> String {
+    let r = get_accepting(c, logout_url, HTML).await;
+    assert_eq!(r.status(), 200, "the sign-out confirm page");
+    let page = r.text().await.unwrap();
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the confirm page")
+        .to_string()
 }
 
 pub const HTML: &str = "text/html,application/xhtml+xml";
+
+/// GET `url` asking for `accept` (`HTML`: a browser's navigation; JSON: an API client).
+pub async fn get_accepting(c: &reqwest::Client, url: &str, accept: &str) -> reqwest::Response {
+    c.get(url).header("accept", accept).send().await.unwrap()
+}
 
 /// Starts a sign-in as a browser would (GET `path` accepting HTML) and returns (request id,
 /// relay state) from the redirect to the IdP.
@@ -440,14 +515,21 @@ pub async fn begin_login(c: &reqwest::Client, gw: &TestGateway, path: &str) -> (
 
 /// [`begin_login`] at a full URL (e.g. through a front proxy).
 pub async fn begin_login_at(c: &reqwest::Client, url: &str) -> (String, String) {
-    let r = c.get(url).header("accept", HTML).send().await.unwrap();
+    let (loc, _) = login_redirect(c, url).await;
+    parse_idp_redirect(&loc)
+}
+
+/// Browser navigation to the protected `url` without a session: must be redirected (302) to
+/// the IdP. Returns (Location, Set-Cookie values).
+pub async fn login_redirect(c: &reqwest::Client, url: &str) -> (String, Vec<String>) {
+    let r = get_accepting(c, url, HTML).await;
     assert_eq!(
         r.status(),
         302,
         "browser navigation without a session is redirected"
     );
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    parse_idp_redirect(&loc)
+    (loc, set_cookies(&r))
 }
 
 /// POSTs a SAMLResponse to the ACS as the IdP's auto-submit form would.
@@ -457,14 +539,37 @@ pub async fn post_acs(
     saml_response_b64: &str,
     relay: Option<&str>,
 ) -> reqwest::Response {
-    let mut form = vec![("SAMLResponse", saml_response_b64.to_string())];
+    post_saml_response(c, &gw.acs_url(), saml_response_b64, relay, HTML).await
+}
+
+/// POSTs `SAMLResponse` (and `RelayState`) to the ACS at `acs`, asking for `accept`.
+pub async fn post_saml_response(
+    c: &reqwest::Client,
+    acs: &str,
+    saml_response_b64: &str,
+    relay: Option<&str>,
+    accept: &str,
+) -> reqwest::Response {
+    let mut form = vec![("SAMLResponse", saml_response_b64)];
     if let Some(r) = relay {
-        form.push(("RelayState", r.to_string()));
+        form.push(("RelayState", r));
     }
-    c.post(gw.acs_url())
-        .header("accept", HTML)
+    c.post(acs)
+        .header("accept", accept)
         .form(&form)
         .send()
+        .await
+        .unwrap()
+}
+
+/// The SP metadata the gateway publishes at `/saml/metadata`.
+pub async fn sp_metadata(gw: &TestGateway) -> String {
+    client()
+        .get(gw.url("/saml/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
         .await
         .unwrap()
 }

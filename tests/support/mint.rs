@@ -337,6 +337,26 @@ impl ResponseSpec {
         }
         s
     }
+
+    /// Same spec with the attributes a directory-backed IdP sends: givenName, sn,
+    /// eduPersonPrincipalName besides the usual ones, and `groups` LDAP-style group DNs
+    /// (`cn=app-NN-users,ou=groups,dc=example,dc=com`, `groups` of them).
+    pub fn with_directory_attributes(mut self, groups: usize) -> Self {
+        let groups = (1..=groups)
+            .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
+            .collect();
+        self.attributes.retain(|(name, _)| name != "groups");
+        self.attributes.extend([
+            ("givenName".to_string(), vec!["Alice".to_string()]),
+            ("sn".to_string(), vec!["Example".to_string()]),
+            (
+                "eduPersonPrincipalName".to_string(),
+                vec!["alice@example.com".to_string()],
+            ),
+            ("groups".to_string(), groups),
+        ]);
+        self
+    }
 }
 
 /// `_` followed by 32 lowercase hex digits (128 random bits).

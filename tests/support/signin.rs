@@ -1,8 +1,9 @@
 //! Signing a test browser in with a minted response: the whole SP-initiated flow against a
 //! gateway started by `gateway.rs`, with the IdP side from `mint.rs`. Test files include it
 //! next to those two (`#[path = "support/signin.rs"] mod signin;`).
+#![allow(dead_code)]
 
-use crate::gateway::{begin_login, client, post_acs, TestGateway};
+use crate::gateway::{begin_login_at, client, post_acs, session_cookie, TestGateway};
 use crate::mint::{self, ResponseSpec, TestIdp};
 
 /// Signs a browser in through the whole flow from `path`; returns the client holding the
@@ -14,8 +15,20 @@ pub async fn sign_in_as(
     path: &str,
     adjust: impl FnOnce(&mut ResponseSpec),
 ) -> (reqwest::Client, String) {
+    sign_in_at(idp, gw, &gw.url(path), path, adjust).await
+}
+
+/// [`sign_in_as`] starting at the full URL `start_url` (e.g. through a front proxy) of the
+/// protected `path`, where the ACS must send the browser back to.
+pub async fn sign_in_at(
+    idp: &TestIdp,
+    gw: &TestGateway,
+    start_url: &str,
+    path: &str,
+    adjust: impl FnOnce(&mut ResponseSpec),
+) -> (reqwest::Client, String) {
     let c = client();
-    let (req_id, relay) = begin_login(&c, gw, path).await;
+    let (req_id, relay) = begin_login_at(&c, start_url).await;
     let mut spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
     adjust(&mut spec);
     let r = post_acs(&c, gw, &mint::mint_b64(idp, &spec), Some(&relay)).await;
@@ -24,19 +37,13 @@ pub async fn sign_in_as(
         .headers()
         .get("location")
         .map(|v| v.to_str().unwrap().to_string());
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
-        .map(|v| v.split(';').next().unwrap().to_string());
+    let cookie = session_cookie(&r);
     assert_eq!(
         status,
         303,
         "sign-in succeeds: {}",
         r.text().await.unwrap_or_default()
     );
-    assert_eq!(loc.as_deref(), Some(path));
+    assert_eq!(loc.as_deref(), Some(path), "back where the sign-in began");
     (c, cookie.expect("session cookie"))
 }
