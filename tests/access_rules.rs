@@ -15,9 +15,6 @@ use gateway::*;
 use mint::TestIdp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const IDP_ENTITY: &str = "https://idp.test/metadata";
-const IDP_SSO: &str = "https://idp.test/sso";
-
 const RULES: &str = r#"
 [[access.rules]]
 name = "health"
@@ -38,14 +35,7 @@ allowed_groups = ["finance"]
 "#;
 
 async fn setup(extra_toml: &str) -> (TestIdp, Upstream, TestGateway) {
-    let idp = TestIdp::generate(IDP_ENTITY);
-    let up = start_upstream().await;
-    let opts = Options {
-        extra_toml: extra_toml.to_string(),
-        ..Options::default()
-    };
-    let gw = start_gateway(&up.url(), &idp.metadata_xml(IDP_SSO), opts).await;
-    (idp, up, gw)
+    signin::start_minted(extra_toml).await
 }
 
 /// Sends `method target` with `extra_headers` as raw bytes (no client-side path
@@ -192,31 +182,33 @@ async fn cors_preflights_pass_only_when_enabled() {
 
 #[tokio::test]
 async fn x_forwarded_for_counts_only_from_trusted_proxies() {
-    let (idp, up, gw) = setup("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
-    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
-    c.get(gw.url("/x"))
-        .header("x-forwarded-for", "203.0.113.9, 127.0.0.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        up.last().all("x-forwarded-for"),
-        vec!["203.0.113.9".to_string()],
-        "the client address behind the trusted hop"
-    );
-
-    let (idp, up, gw) = setup("").await;
-    let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
-    c.get(gw.url("/x"))
-        .header("x-forwarded-for", "203.0.113.9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        up.last().all("x-forwarded-for"),
-        vec!["127.0.0.1".to_string()],
-        "an untrusted peer's claim is replaced by its own address"
-    );
+    for (config, sent, want, why) in [
+        (
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+            "203.0.113.9, 127.0.0.1",
+            "203.0.113.9",
+            "the client address behind the trusted hop",
+        ),
+        (
+            "",
+            "203.0.113.9",
+            "127.0.0.1",
+            "an untrusted peer's claim is replaced by its own address",
+        ),
+    ] {
+        let (idp, up, gw) = setup(config).await;
+        let (c, _) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+        c.get(gw.url("/x"))
+            .header("x-forwarded-for", sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            up.last().all("x-forwarded-for"),
+            vec![want.to_string()],
+            "{why}"
+        );
+    }
 }
 
 #[tokio::test]

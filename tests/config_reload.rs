@@ -13,18 +13,10 @@ mod signin;
 use gateway::*;
 use mint::TestIdp;
 
-const IDP_ENTITY: &str = "https://idp.test/metadata";
 const IDP_SSO: &str = "https://idp.test/sso";
 
 async fn setup(extra_toml: &str) -> (TestIdp, Upstream, TestGateway) {
-    let idp = TestIdp::generate(IDP_ENTITY);
-    let up = start_upstream().await;
-    let opts = Options {
-        extra_toml: extra_toml.to_string(),
-        ..Options::default()
-    };
-    let gw = start_gateway(&up.url(), &idp.metadata_xml(IDP_SSO), opts).await;
-    (idp, up, gw)
+    signin::start_minted(extra_toml).await
 }
 
 /// Replaces `old` (a part of the running config file) by `new` and reloads.

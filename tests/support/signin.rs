@@ -3,8 +3,25 @@
 //! next to those two (`#[path = "support/signin.rs"] mod signin;`).
 #![allow(dead_code)]
 
-use crate::gateway::{begin_login_at, client, post_acs, session_cookie, TestGateway};
+use crate::gateway::{
+    begin_login_at, client, post_acs, session_cookie, start_gateway, start_upstream, Options,
+    TestGateway, Upstream,
+};
 use crate::mint::{self, ResponseSpec, TestIdp};
+
+/// A minted IdP (`https://idp.test/metadata`), a recording upstream, and a gateway in
+/// front of it with `extra_toml` appended to its config.
+#[allow(dead_code)]
+pub async fn start_minted(extra_toml: &str) -> (TestIdp, Upstream, TestGateway) {
+    let idp = TestIdp::generate("https://idp.test/metadata");
+    let up = start_upstream().await;
+    let opts = Options {
+        extra_toml: extra_toml.to_string(),
+        ..Options::default()
+    };
+    let gw = start_gateway(&up.url(), &idp.metadata_xml("https://idp.test/sso"), opts).await;
+    (idp, up, gw)
+}
 
 /// Signs a browser in through the whole flow from `path`; returns the client holding the
 /// session and the session cookie as `name=value`. `adjust` may change the minted response
