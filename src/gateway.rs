@@ -110,6 +110,33 @@ fn anonymous_response(ids: &IdentityHeaders) -> Response<Body> {
     r
 }
 
+/// The checks a LogoutRequest and a LogoutResponse from the IdP share (pure): the Issuer is
+/// the IdP, and a Destination, if present, is our SLO URL.
+fn logout_envelope(
+    issuer: Option<&str>,
+    destination: Option<&str>,
+    idp_entity_id: &str,
+    slo_url: &str,
+) -> Result<(), String> {
+    match issuer {
+        Some(i) if i == idp_entity_id => {}
+        Some(i) => {
+            return Err(format!(
+                "Issuer {} is not the IdP",
+                crate::saml::error::clip(i)
+            ))
+        }
+        None => return Err("no Issuer".into()),
+    }
+    match destination {
+        Some(d) if d != slo_url => Err(format!(
+            "Destination {} is not our SLO URL",
+            crate::saml::error::clip(d)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `path` is `base` or below it (`base/...`).
 fn is_under(path: &str, base: &str) -> bool {
     path.strip_prefix(base)
@@ -1329,24 +1356,12 @@ impl Gateway {
         let xml = slo::decode_redirect_param(&m.message)?;
         let lr = slo::parse_logout_request(&xml)?;
         self.check_redirect_signature(&v, m, s.require_signed_logout_requests)?;
-        match lr.issuer.as_deref() {
-            Some(i) if i == v.idp.entity_id => {}
-            Some(i) => {
-                return Err(format!(
-                    "Issuer {} is not the IdP",
-                    crate::saml::error::clip(i)
-                ))
-            }
-            None => return Err("no Issuer".into()),
-        }
-        if let Some(d) = lr.destination.as_deref() {
-            if d != self.slo_url {
-                return Err(format!(
-                    "Destination {} is not our SLO URL",
-                    crate::saml::error::clip(d)
-                ));
-            }
-        }
+        logout_envelope(
+            lr.issuer.as_deref(),
+            lr.destination.as_deref(),
+            &v.idp.entity_id,
+            &self.slo_url,
+        )?;
         let now = chrono::Utc::now();
         slo::check_times(
             lr.issue_instant,
@@ -1421,24 +1436,12 @@ impl Gateway {
                 crate::saml::error::clip(irt)
             ));
         }
-        match lr.issuer.as_deref() {
-            Some(i) if i == v.idp.entity_id => {}
-            Some(i) => {
-                return Err(format!(
-                    "Issuer {} is not the IdP",
-                    crate::saml::error::clip(i)
-                ))
-            }
-            None => return Err("no Issuer".into()),
-        }
-        if let Some(d) = lr.destination.as_deref() {
-            if d != self.slo_url {
-                return Err(format!(
-                    "Destination {} is not our SLO URL",
-                    crate::saml::error::clip(d)
-                ));
-            }
-        }
+        logout_envelope(
+            lr.issuer.as_deref(),
+            lr.destination.as_deref(),
+            &v.idp.entity_id,
+            &self.slo_url,
+        )?;
         // Our local session is already gone; the session cookie is cleared regardless.
         if let Some((key, s)) = self.authenticate(headers).await {
             *user = Some(s.identity.user.clone());
@@ -1582,6 +1585,25 @@ mod tests {
         assert_eq!(route("/saml/auth", &p), Route::ForwardAuth);
         assert_eq!(route("/saml/auth/api/items", &p), Route::ForwardAuth);
         assert_eq!(route("/saml/authx", &p), Route::UnknownGatewayPath);
+    }
+
+    #[test]
+    fn logout_messages_must_come_from_the_idp_to_our_slo_url() {
+        let idp = "https://idp.test/metadata";
+        let slo = "https://app.test/saml/slo";
+        assert_eq!(logout_envelope(Some(idp), Some(slo), idp, slo), Ok(()));
+        assert_eq!(logout_envelope(Some(idp), None, idp, slo), Ok(()));
+        assert!(logout_envelope(None, Some(slo), idp, slo).is_err());
+        assert!(
+            logout_envelope(Some("https://evil.test"), Some(slo), idp, slo)
+                .unwrap_err()
+                .contains("not the IdP")
+        );
+        assert!(
+            logout_envelope(Some(idp), Some("https://app.test/other"), idp, slo)
+                .unwrap_err()
+                .contains("not our SLO URL")
+        );
     }
 
     #[test]
