@@ -446,32 +446,24 @@ mod tests {
         assert_eq!(o.method, Method::POST);
         assert!(o.described && o.method_described);
         // A trusted header naming another request or method than Envoy's own: refused.
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-uri", HeaderValue::from_static("/public/x"));
-        assert_eq!(
-            original_request(
-                &Method::DELETE,
-                "/saml/auth/admin/users/7",
-                None,
-                "/saml/auth",
-                &h,
-                true
-            ),
-            Err(OriginalError::Conflict("x-forwarded-uri"))
-        );
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-method", HeaderValue::from_static("GET"));
-        assert_eq!(
-            original_request(
-                &Method::DELETE,
-                "/saml/auth/admin/users/7",
-                None,
-                "/saml/auth",
-                &h,
-                true
-            ),
-            Err(OriginalError::Conflict("x-forwarded-method"))
-        );
+        for (name, value, conflict) in [
+            ("x-forwarded-uri", "/public/x", "x-forwarded-uri"),
+            ("x-forwarded-method", "GET", "x-forwarded-method"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(
+                original_request(
+                    &Method::DELETE,
+                    "/saml/auth/admin/users/7",
+                    None,
+                    "/saml/auth",
+                    &h,
+                    true
+                ),
+                Err(OriginalError::Conflict(conflict))
+            );
+        }
         // `/saml/authx` is not the endpoint with a suffix.
         let o = original_request(
             &Method::GET,

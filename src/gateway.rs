@@ -40,31 +40,18 @@ use crate::saml::verify::Verifier;
 use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
 use crate::session::memory::MemoryStore;
 use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogin, PendingLogins};
-use crate::session::{random_id, random_token, Session, SessionKey, SessionStore};
+use crate::session::{
+    random_id, random_token, IdentityHeaderValues, Session, SessionKey, SessionStore,
+};
 
 /// 200 for a forward-auth check, carrying the identity headers the proxy copies upstream.
-fn identity_response(ids: &IdentityHeaders, session: &Session) -> Response<Body> {
+fn identity_response(policy: &Policy, session: &Session) -> Response<Body> {
+    let ids = &policy.ids;
     let mut r = Response::new(proxy::full(Bytes::new()));
     let h = r.headers_mut();
     let v = &session.headers;
-    // Envoy replaces only the headers an answer carries: the absent ones (no email, no
-    // groups, names a reload retired) it is told to drop, so a client's copy cannot stay.
-    let absent: Vec<&str> = ids
-        .stripped_names()
-        .filter(|n| {
-            !((*n == ids.user.as_str())
-                || (*n == ids.email.as_str() && v.email.is_some())
-                || (*n == ids.groups.as_str() && v.groups.is_some())
-                || (*n == ids.preferred_username.as_str() && v.preferred_username.is_some()))
-        })
-        .collect();
-    if let Ok(list) = HeaderValue::from_str(&absent.join(",")) {
-        if !absent.is_empty() {
-            h.insert(
-                HeaderName::from_static("x-envoy-auth-headers-to-remove"),
-                list,
-            );
-        }
+    if let Some(list) = policy.envoy_removals.signed_in(v) {
+        h.insert(ENVOY_REMOVE.clone(), list.clone());
     }
     h.insert(ids.user.clone(), v.user.clone());
     if let Some(e) = &v.email {
@@ -99,15 +86,63 @@ fn ambiguous_path(
 
 /// 200 for a forward-auth check on an anonymous path. No identity — and Envoy, which only
 /// replaces the headers an answer carries, is told to drop the client's copies of them.
-fn anonymous_response(ids: &IdentityHeaders) -> Response<Body> {
+fn anonymous_response(policy: &Policy) -> Response<Body> {
     let mut r = Response::new(proxy::full(Bytes::new()));
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let names = ids.stripped_names().collect::<Vec<_>>().join(",");
-    if let Ok(v) = HeaderValue::from_str(&names) {
-        h.insert(HeaderName::from_static("x-envoy-auth-headers-to-remove"), v);
+    if let Some(list) = &policy.envoy_removals.anonymous {
+        h.insert(ENVOY_REMOVE.clone(), list.clone());
     }
     r
+}
+
+static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// `x-envoy-auth-headers-to-remove` values, computed once per policy. Envoy replaces only the
+/// headers a forward-auth answer carries, so each 200 names the identity headers it does not
+/// carry (all of them on an anonymous path; email, groups or display name when the user has
+/// none; names a reload retired), and a client's copy of them cannot stay.
+struct EnvoyRemovals {
+    anonymous: Option<HeaderValue>,
+    /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display name.
+    signed_in: [Option<HeaderValue>; 8],
+}
+
+impl EnvoyRemovals {
+    fn new(ids: &IdentityHeaders) -> Self {
+        let list = |carried: &[&HeaderName]| {
+            let names: Vec<&str> = ids
+                .stripped_names()
+                .filter(|n| !carried.iter().any(|c| c.as_str() == *n))
+                .collect();
+            HeaderValue::from_str(&names.join(","))
+                .ok()
+                .filter(|_| !names.is_empty())
+        };
+        let signed_in = std::array::from_fn(|bits| {
+            let mut carried = vec![&ids.user];
+            for (bit, name) in [&ids.email, &ids.groups, &ids.preferred_username]
+                .into_iter()
+                .enumerate()
+            {
+                if bits & (1 << bit) != 0 {
+                    carried.push(name);
+                }
+            }
+            list(&carried)
+        });
+        EnvoyRemovals {
+            anonymous: list(&[]),
+            signed_in,
+        }
+    }
+
+    fn signed_in(&self, v: &IdentityHeaderValues) -> Option<&HeaderValue> {
+        let bits = usize::from(v.email.is_some())
+            | usize::from(v.groups.is_some()) << 1
+            | usize::from(v.preferred_username.is_some()) << 2;
+        self.signed_in[bits].as_ref()
+    }
 }
 
 /// The checks a LogoutRequest and a LogoutResponse from the IdP share (pure): the Issuer is
@@ -179,6 +214,7 @@ pub struct Policy {
     /// Attribute mapping, used at sign-in (existing sessions keep their values).
     pub headers: HeadersSection,
     pub forward_auth: ForwardAuthSection,
+    envoy_removals: EnvoyRemovals,
 }
 
 impl Policy {
@@ -198,6 +234,7 @@ impl Policy {
                 _ => Arc::new(RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?),
             },
             limits_section: s.rate_limits.clone(),
+            envoy_removals: EnvoyRemovals::new(&ids),
             ids,
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
@@ -775,7 +812,7 @@ impl Gateway {
                 }
                 Decision::Anonymous { .. } => {
                     self.metrics.forward_auth(ForwardAuthResult::Anonymous);
-                    return anonymous_response(&policy.ids);
+                    return anonymous_response(policy);
                 }
                 Decision::Authenticate { requirement, .. } => requirement,
             };
@@ -812,7 +849,7 @@ impl Gateway {
             );
         }
         self.metrics.forward_auth(ForwardAuthResult::Allowed);
-        identity_response(&policy.ids, &session)
+        identity_response(policy, &session)
     }
 
     /// Whether the TCP peer is a configured trusted proxy (whose `X-Forwarded-*` count).

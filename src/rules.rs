@@ -145,6 +145,8 @@ impl Requirement<'_> {
 pub struct AccessRules {
     rules: Vec<Rule>,
     cors_preflight: bool,
+    /// Some rule is `deny` or `authenticate` (then an undecidable path is refused).
+    restricting: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +206,7 @@ impl AccessRules {
             rules.push(rule);
         }
         Ok(AccessRules {
+            restricting: rules.iter().any(|r| !matches!(r.action, Action::Allow)),
             rules,
             cors_preflight: section.allow_cors_preflight,
         })
@@ -253,12 +256,7 @@ impl AccessRules {
                     | Ambiguity::ControlCharacter
                     | Ambiguity::NotUtf8
             );
-            if undecidable
-                && self
-                    .rules
-                    .iter()
-                    .any(|r| !matches!(r.action, Action::Allow))
-            {
+            if undecidable && self.restricting {
                 // A deny rule that matches what we can see still answers 403; anything else
                 // (even an authenticate rule: the other reading may be a denied path) is 400.
                 let denied = self.rules.iter().find(|r| {
