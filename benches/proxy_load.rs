@@ -5,6 +5,10 @@
 //!   proxy in front of it (keep-alive pool of 64, 1 worker), both children of this process
 //!   started from a temp dir and stopped by PID when done, also on panic
 //!   (tests/support/nginx.rs, the same starter the forward-auth tests use);
+//! - for context, nginx as most installations run it (Debian's `nginx.conf` defaults,
+//!   `worker_processes auto`, access log on, and a bare `proxy_pass`: one upstream connection
+//!   per request), and a bare hyper proxy (hyper's HTTP/1 server and client, one upstream
+//!   connection per downstream connection, nothing else): the floor of samlgate's own stack;
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
@@ -26,7 +30,9 @@
 //!   and as probe latencies as long as the burst.
 //!
 //! Knobs (environment): `PROXY_LOAD_SECS` (10), `PROXY_LOAD_WARMUP_SECS` (2),
-//! `PROXY_LOAD_CONNS` (64), `PROXY_LOAD_THREADS` (2), `PROXY_LOAD_BURST` (200).
+//! `PROXY_LOAD_CONNS` (64), `PROXY_LOAD_THREADS` (2), `PROXY_LOAD_BURST` (200),
+//! `PROXY_LOAD_WORKERS` (`1,2`: the samlgate runtimes to measure, by worker threads; `0` is
+//! a current-thread runtime), `PROXY_LOAD_GROUPS` (40: groups of the bench user).
 //!
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing: it needs nginx
 //! and wrk (`scripts/install-deps.sh bench`) and takes about two minutes.
@@ -59,7 +65,9 @@ use tokio::runtime::Runtime;
 const IDP_ENTITY: &str = "https://idp.bench.example/metadata";
 const IDP_SSO: &str = "https://idp.bench.example/sso";
 const SESSION_COOKIE: &str = "samlgate_session";
-const GROUPS: usize = 40;
+fn groups() -> usize {
+    env_num("PROXY_LOAD_GROUPS", 40)
+}
 
 // ---- settings -----------------------------------------------------------------------------
 
@@ -69,6 +77,7 @@ struct Cfg {
     conns: u32,
     threads: u32,
     burst: usize,
+    workers: Vec<usize>,
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -88,6 +97,15 @@ impl Cfg {
             conns: env_num("PROXY_LOAD_CONNS", 64),
             threads: env_num("PROXY_LOAD_THREADS", 2),
             burst: env_num("PROXY_LOAD_BURST", 200),
+            workers: std::env::var("PROXY_LOAD_WORKERS")
+                .unwrap_or_else(|_| "1,2".into())
+                .split(',')
+                .map(|w| {
+                    w.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("PROXY_LOAD_WORKERS: {w:?} is not a number"))
+                })
+                .collect(),
         }
     }
 }
@@ -313,15 +331,15 @@ fn finish_wrk(label: &str, out: std::io::Result<Output>) -> Wrk {
     w
 }
 
-/// Whose CPU time to charge to a run: the proxy's process and the upstream worker.
-#[derive(Clone, Copy)]
+/// Whose CPU time to charge to a run: the proxy's processes and the upstream worker.
+#[derive(Clone)]
 struct CpuOf {
-    proxy: Option<u32>,
+    proxy: Vec<u32>,
     upstream: Option<u32>,
 }
 
 /// Warm-up run (discarded), then the measured run.
-fn run_wrk(cfg: &Cfg, label: &str, url: &str, headers: &[&str], cpu_of: CpuOf) -> Wrk {
+fn run_wrk(cfg: &Cfg, label: &str, url: &str, headers: &[&str], cpu_of: &CpuOf) -> Wrk {
     eprintln!("proxy_load: running {label}");
     if cfg.warmup_secs > 0 {
         let _ = finish_wrk(
@@ -330,12 +348,18 @@ fn run_wrk(cfg: &Cfg, label: &str, url: &str, headers: &[&str], cpu_of: CpuOf) -
         );
     }
     let cpu = |pid: Option<u32>| pid.and_then(proc_cpu);
-    let (p0, u0) = (cpu(cpu_of.proxy), cpu(cpu_of.upstream));
+    let proxy_cpu = || -> Option<Duration> {
+        if cpu_of.proxy.is_empty() {
+            return None;
+        }
+        cpu_of.proxy.iter().map(|&p| proc_cpu(p)).sum()
+    };
+    let (p0, u0) = (proxy_cpu(), cpu(cpu_of.upstream));
     let (m0, c0) = (machine_busy(), children_cpu());
     let t0 = Instant::now();
     let mut w = finish_wrk(label, wrk_command(cfg, cfg.secs, url, headers).output());
     let wall = t0.elapsed();
-    let (p1, u1) = (cpu(cpu_of.proxy), cpu(cpu_of.upstream));
+    let (p1, u1) = (proxy_cpu(), cpu(cpu_of.upstream));
     let (m1, c1) = (machine_busy(), children_cpu());
     let delta =
         |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
@@ -467,7 +491,7 @@ fn process_cpu() -> Option<Duration> {
 /// The realistic response of `benches/acs.rs`: both signatures, usual attributes, 40 groups.
 fn realistic_spec(idp: &TestIdp, gw: &TestGateway, req_id: &str) -> ResponseSpec {
     ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(req_id))
-        .with_directory_attributes(GROUPS)
+        .with_directory_attributes(groups())
 }
 
 /// A browser part-way through sign-in: its cookies (login cookie), the RelayState and the
@@ -679,13 +703,35 @@ fn samlgate_runs(
     upstream: &Nginx,
     upstream_worker: Option<u32>,
 ) -> GatewayResult {
-    let gw_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("samlgate-worker")
-        .enable_all()
-        .build()
-        .unwrap();
-    let gw = gw_rt.block_on(start_gateway(
+    // `0` workers: a current-thread runtime driven by a thread of its own.
+    let (gw_rt, driver) = if workers == 0 {
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let driven = rt.clone();
+        let thread = std::thread::Builder::new()
+            .name("samlgate-worker".into())
+            .spawn(move || {
+                driven.block_on(async {
+                    let _ = stopped.await;
+                })
+            })
+            .unwrap();
+        (rt, Some((stop, thread)))
+    } else {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("samlgate-worker")
+            .enable_all()
+            .build()
+            .unwrap();
+        (Arc::new(rt), None)
+    };
+    let gw = gw_rt.handle().block_on(start_gateway(
         &upstream.url(),
         &idp.metadata_xml(IDP_SSO),
         // The sign-in burst comes from one address: per-client limits out of its way.
@@ -696,8 +742,8 @@ fn samlgate_runs(
     ));
     let port = gw.addr.port();
     let label = |what: &str| format!("samlgate {workers}w {what}");
-    let cpu_of = CpuOf {
-        proxy: Some(std::process::id()),
+    let cpu_of = &CpuOf {
+        proxy: vec![std::process::id()],
         upstream: upstream_worker,
     };
 
@@ -768,7 +814,13 @@ fn samlgate_runs(
     }
 
     drop(gw);
-    gw_rt.shutdown_timeout(Duration::from_secs(2));
+    if let Some((stop, thread)) = driver {
+        let _ = stop.send(());
+        let _ = thread.join();
+    }
+    if let Ok(rt) = Arc::try_unwrap(gw_rt) {
+        rt.shutdown_timeout(Duration::from_secs(2));
+    }
     GatewayResult {
         workers,
         session,
@@ -779,6 +831,59 @@ fn samlgate_runs(
         idle_wall,
         idle_cpu,
     }
+}
+
+// ---- the stack's floor: a bare hyper proxy ---------------------------------------------------
+
+/// hyper's HTTP/1 server in front of one hyper HTTP/1 client connection per downstream
+/// connection, forwarding every request unchanged: no authentication, no header rewrite, no
+/// logging or metrics. What samlgate's stack (hyper + tokio) costs by itself, on a runtime
+/// with 1 worker thread like samlgate's first run. Returns the runtime (keep it alive) and
+/// the port.
+fn start_bare_hyper(upstream_port: u16) -> (Runtime, u16) {
+    use hyper::client::conn::http1 as client;
+    use hyper::server::conn::http1 as server;
+    use hyper_util::rt::TokioIo;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        loop {
+            let Ok((downstream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = downstream.set_nodelay(true);
+                let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                else {
+                    return;
+                };
+                let _ = up.set_nodelay(true);
+                let Ok((sender, conn)) = client::handshake(TokioIo::new(up)).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                let sender = Arc::new(tokio::sync::Mutex::new(sender));
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let sender = sender.clone();
+                        async move { sender.lock().await.send_request(req).await }
+                    },
+                );
+                let _ = server::Builder::new()
+                    .serve_connection(TokioIo::new(downstream), service)
+                    .await;
+            });
+        }
+    });
+    (rt, port)
 }
 
 // ---- report ----------------------------------------------------------------------------------
@@ -949,7 +1054,7 @@ fn main() {
     // `/` proxies plainly; `/id/` also does what samlgate does to a request's headers, with
     // the same sizes: identity headers for the bench user (40 groups), X-Forwarded-*, and the
     // session cookie removed.
-    let groups: Vec<String> = (1..=GROUPS)
+    let groups: Vec<String> = (1..=groups())
         .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
         .collect();
     let proxy = bench_nginx(
@@ -1003,13 +1108,13 @@ fn main() {
         "upstream direct",
         &upstream.url(),
         &[],
-        CpuOf {
-            proxy: None,
+        &CpuOf {
+            proxy: Vec::new(),
             upstream: upstream_worker,
         },
     );
-    let nginx_cpu = CpuOf {
-        proxy: proxy_worker,
+    let nginx_cpu = &CpuOf {
+        proxy: proxy_worker.into_iter().collect(),
         upstream: upstream_worker,
     };
     let nginx = run_wrk(&cfg, "nginx proxy", &proxy.url(), &[], nginx_cpu);
@@ -1022,14 +1127,69 @@ fn main() {
         &[&fake_cookie],
         nginx_cpu,
     );
-    let gateways: Vec<GatewayResult> = [1, 2]
-        .into_iter()
+    drop(proxy);
+    // nginx as most installations run it: Debian's nginx.conf (`worker_processes auto`,
+    // access log on, sendfile, tcp_nopush, gzip) and a site that is just `proxy_pass`
+    // (HTTP/1.0 to the upstream, one upstream connection per request).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let stock = Nginx::start_with(
+        "proxy-stock",
+        &format!(
+            "sendfile on;\n\
+             tcp_nopush on;\n\
+             types_hash_max_size 2048;\n\
+             include /etc/nginx/mime.types;\n\
+             default_type application/octet-stream;\n\
+             gzip on;\n\
+             server {{\n\
+             \x20   listen 127.0.0.1:{{port}};\n\
+             \x20   location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
+             }}",
+            upstream.port()
+        ),
+        &NginxOptions {
+            worker_processes: cpus,
+            worker_connections: 768,
+            access_log: true,
+            error_log_level: "error",
+        },
+    );
+    let (status, body) = http_get(stock.port(), "/", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "nginx proxy-stock");
+    let nginx_stock = run_wrk(
+        &cfg,
+        "nginx proxy, Debian defaults",
+        &stock.url(),
+        &[],
+        &CpuOf {
+            proxy: stock.worker_pids(),
+            upstream: upstream_worker,
+        },
+    );
+    drop(stock);
+    let (bare_rt, bare_port) = start_bare_hyper(upstream.port());
+    let bare_url = format!("http://127.0.0.1:{bare_port}");
+    let (status, body) = http_get(bare_port, "/", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "bare hyper proxy");
+    let bare = run_wrk(
+        &cfg,
+        "bare hyper proxy",
+        &bare_url,
+        &[],
+        &CpuOf {
+            proxy: vec![std::process::id()],
+            upstream: upstream_worker,
+        },
+    );
+    bare_rt.shutdown_timeout(Duration::from_secs(2));
+    let gateways: Vec<GatewayResult> = cfg
+        .workers
+        .iter()
+        .copied()
         .map(|w| samlgate_runs(&cfg, w, &cl_rt, &idp, &upstream, upstream_worker))
         .collect();
-    drop(proxy);
     drop(upstream);
 
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1065,18 +1225,34 @@ fn main() {
         &nginx_id,
         Some(&nginx),
     );
+    row(
+        &mut out,
+        &format!("nginx proxy, Debian defaults ({cpus} workers)"),
+        &nginx_stock,
+        Some(&nginx),
+    );
+    row(
+        &mut out,
+        "bare hyper proxy (1 worker thread, no auth)",
+        &bare,
+        Some(&nginx),
+    );
+    let runtime = |w: usize| match w {
+        0 => "current-thread runtime".to_string(),
+        1 => "1 worker thread".to_string(),
+        w => format!("{w} worker threads"),
+    };
     for g in &gateways {
-        let w = g.workers;
-        let t = if w == 1 { "thread" } else { "threads" };
+        let rt = runtime(g.workers);
         row(
             &mut out,
-            &format!("samlgate {w} worker {t}, session cookie"),
+            &format!("samlgate {rt}, session cookie"),
             &g.session,
             Some(&nginx),
         );
         row(
             &mut out,
-            &format!("samlgate {w} worker {t}, no cookie → 401"),
+            &format!("samlgate {rt}, no cookie → 401"),
             &g.unauth,
             Some(&nginx),
         );
@@ -1085,8 +1261,18 @@ fn main() {
         out,
         "CPU/req: proxy CPU (nginx worker / whole samlgate process) per request; upstr/req: \
          upstream nginx worker per request; other: machine CPU used by unrelated processes \
-         meanwhile (noise); ÷ngx: against the plain nginx proxy row."
+         meanwhile (noise); ÷ngx: against the plain nginx proxy row (1 worker, upstream \
+         keep-alive pool, no access log: the fastest nginx here)."
     );
+    for g in &gateways {
+        let _ = writeln!(
+            out,
+            "samlgate {}, session cookie ÷ nginx with Debian's defaults: {:.2}x req/s, {:.2}x p99",
+            runtime(g.workers),
+            g.session.rps / nginx_stock.rps,
+            g.session.p99.as_secs_f64() / nginx_stock.p99.as_secs_f64()
+        );
+    }
     for g in &gateways {
         burst_report(&mut out, &cfg, g);
     }

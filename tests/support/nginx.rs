@@ -74,6 +74,7 @@ pub struct Nginx {
     access_log: PathBuf,
     stderr_log: PathBuf,
     conf_path: PathBuf,
+    workers: u32,
     // Last field: removed only after `drop` has stopped the processes writing into it.
     dir: tempfile::TempDir,
 }
@@ -195,6 +196,7 @@ impl Nginx {
             access_log,
             stderr_log,
             conf_path,
+            workers: opts.worker_processes,
             dir,
         };
         n.wait_ready(&pid_file)?;
@@ -277,16 +279,29 @@ impl Nginx {
 
     /// The first worker process (to read its CPU time), once the master has forked it.
     pub fn worker_pid(&self) -> Option<u32> {
+        self.worker_pids().into_iter().next()
+    }
+
+    /// Every worker process, once the master has forked them (waits up to 2 s for all of
+    /// `worker_processes`; a master that forked fewer meanwhile returns those).
+    pub fn worker_pids(&self) -> Vec<u32> {
         let master = self.child.id();
+        let mut pids = Vec::new();
         for _ in 0..100 {
-            let children =
-                fs::read_to_string(format!("/proc/{master}/task/{master}/children")).ok()?;
-            if let Some(pid) = children.split_whitespace().next() {
-                return pid.parse().ok();
+            let Ok(children) = fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            else {
+                return Vec::new();
+            };
+            pids = children
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.len() >= self.workers as usize {
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
+        pids
     }
 }
 
