@@ -147,9 +147,9 @@ impl Verifier {
         saml_response_b64: &str,
     ) -> Result<(String, EnvelopeFacts), LoginError> {
         // IdPs may wrap base64 at 64/76 columns.
-        let compact: String = saml_response_b64
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
+        let compact: Vec<u8> = saml_response_b64
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
             .collect();
         if compact.len() > self.prefilter.max_bytes.saturating_mul(4) / 3 + 4 {
             return Err(LoginError::BodyTooLarge {
@@ -157,7 +157,7 @@ impl Verifier {
             });
         }
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
+            .decode(&compact)
             .map_err(|_| LoginError::Malformed("SAMLResponse is not valid base64"))?;
         let facts = prefilter::prefilter(&bytes, &self.prefilter).map_err(LoginError::Prefilter)?;
         let xml = String::from_utf8(bytes)

@@ -1,0 +1,15 @@
+// samlgate: vendored upstream code (SAMLGATE-PATCH.md); its own warnings are upstream's.
+#![allow(warnings)]
+pub mod attribute;
+pub mod crypto;
+pub mod idp;
+pub mod key_info;
+pub mod metadata;
+pub mod schema;
+pub mod service_provider;
+pub mod signature;
+
+pub mod traits;
+
+#[macro_use]
+extern crate derive_builder;
