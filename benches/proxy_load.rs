@@ -9,6 +9,8 @@
 //!   `worker_processes auto`, access log on, and a bare `proxy_pass`: one upstream connection
 //!   per request), and a bare hyper proxy (hyper's HTTP/1 server and client, one upstream
 //!   connection per downstream connection, nothing else): the floor of samlgate's own stack;
+//!   and, as an upper bound for writing the HTTP/1 path by hand, a forwarder that only finds
+//!   message boundaries with httparse and copies bytes (no checks, not a usable proxy);
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
@@ -886,6 +888,77 @@ fn start_bare_hyper(upstream_port: u16) -> (Runtime, u16) {
     (rt, port)
 }
 
+/// What a hand-written HTTP/1 path could reach, for comparison with [`start_bare_hyper`]:
+/// httparse finds the request head, its bytes go to the upstream unchanged, httparse finds
+/// the response head and its `Content-Length`, and head + body go back. Bodyless requests and
+/// `Content-Length` responses only (what wrk and the upstream here send), no validation, no
+/// timeouts: an upper bound for the technique, not a proxy. Same runtime as the bare hyper
+/// proxy (1 worker thread).
+fn start_bare_handwritten(upstream_port: u16) -> (Runtime, u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn serve(mut down: tokio::net::TcpStream, upstream_port: u16) -> std::io::Result<()> {
+        down.set_nodelay(true)?;
+        let mut up = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await?;
+        up.set_nodelay(true)?;
+        let mut request = Vec::with_capacity(8192);
+        let mut response = Vec::with_capacity(8192);
+        loop {
+            let head = loop {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                match httparse::Request::new(&mut headers).parse(&request) {
+                    Ok(httparse::Status::Complete(n)) => break n,
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Ok(()),
+                }
+                if down.read_buf(&mut request).await? == 0 {
+                    return Ok(());
+                }
+            };
+            up.write_all(&request[..head]).await?;
+            request.drain(..head);
+            let whole = loop {
+                let mut headers = [httparse::EMPTY_HEADER; 64];
+                let mut parsed = httparse::Response::new(&mut headers);
+                if let Ok(httparse::Status::Complete(n)) = parsed.parse(&response) {
+                    let length = parsed
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                        .unwrap_or(0usize);
+                    if response.len() >= n + length {
+                        break n + length;
+                    }
+                }
+                if up.read_buf(&mut response).await? == 0 {
+                    return Ok(());
+                }
+            };
+            down.write_all(&response[..whole]).await?;
+            response.drain(..whole);
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        loop {
+            if let Ok((down, _)) = listener.accept().await {
+                tokio::spawn(serve(down, upstream_port));
+            }
+        }
+    });
+    (rt, port)
+}
+
 // ---- report ----------------------------------------------------------------------------------
 
 fn row(out: &mut String, label: &str, w: &Wrk, nginx: Option<&Wrk>) {
@@ -1182,6 +1255,24 @@ fn main() {
         },
     );
     bare_rt.shutdown_timeout(Duration::from_secs(2));
+    let (hand_rt, hand_port) = start_bare_handwritten(upstream.port());
+    let (status, body) = http_get(hand_port, "/", &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok\n"),
+        "hand-written forwarder"
+    );
+    let handwritten = run_wrk(
+        &cfg,
+        "hand-written HTTP/1 forwarder",
+        &format!("http://127.0.0.1:{hand_port}"),
+        &[],
+        &CpuOf {
+            proxy: vec![std::process::id()],
+            upstream: upstream_worker,
+        },
+    );
+    hand_rt.shutdown_timeout(Duration::from_secs(2));
     let gateways: Vec<GatewayResult> = cfg
         .workers
         .iter()
@@ -1235,6 +1326,12 @@ fn main() {
         &mut out,
         "bare hyper proxy (1 worker thread, no auth)",
         &bare,
+        Some(&nginx),
+    );
+    row(
+        &mut out,
+        "hand-written h1 forwarder (bound, no checks)",
+        &handwritten,
         Some(&nginx),
     );
     let runtime = |w: usize| match w {
