@@ -13,6 +13,8 @@
 
 #[path = "../tests/support/mint.rs"]
 mod mint;
+#[path = "../tests/support/verifier.rs"]
+mod support_verifier;
 
 use std::hint::black_box;
 use std::path::Path;
@@ -21,8 +23,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use criterion::Criterion;
 use mint::{ResponseSpec, TestIdp};
-use samlgate::config::{FileConfig, SamlSection, SessionSection};
-use samlgate::saml::metadata::parse_idp_metadata;
 use samlgate::saml::verify::Verifier;
 
 const IDP_ENTITY: &str = "https://idp.bench.example/metadata";
@@ -50,32 +50,9 @@ fn realistic_spec(
     spec
 }
 
-/// Builds the verifier exactly as the gateway does: config validation from files in `dir`,
-/// then the IdP metadata parse.
+/// Builds the verifier exactly as the gateway does (tests/support/verifier.rs).
 fn verifier(idp: &TestIdp, dir: &Path) -> Verifier {
-    std::fs::write(dir.join("idp.xml"), idp.metadata_xml(IDP_SSO)).unwrap();
-    std::fs::write(
-        dir.join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-bench-secret",
-    )
-    .unwrap();
-    let file = FileConfig {
-        public_url: Some(PUBLIC_URL.to_string()),
-        upstream: Some("http://127.0.0.1:9".to_string()),
-        saml: SamlSection {
-            idp_metadata_file: Some("idp.xml".into()),
-            ..SamlSection::default()
-        },
-        session: SessionSection {
-            cookie_secret_file: Some("cookie.secret".into()),
-            ..SessionSection::default()
-        },
-        ..FileConfig::default()
-    };
-    let settings = samlgate::config::validate(file, dir).expect("bench config is valid");
-    let idp_info = parse_idp_metadata(&settings.saml.idp_metadata_xml, None)
-        .expect("minted IdP metadata parses");
-    Verifier::new(&settings.saml, idp_info)
+    support_verifier::verifier(&idp.metadata_xml(IDP_SSO), PUBLIC_URL, dir)
 }
 
 /// CPU time the calling thread has used so far (scheduler clock, ns resolution).

@@ -6,13 +6,13 @@
 
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/verifier.rs"]
+mod support_verifier;
 
 use std::path::Path;
 
 use chrono::Utc;
 use mint::{ResponseSpec, TestIdp};
-use samlgate::config::{FileConfig, SamlSection, SessionSection};
-use samlgate::saml::metadata::parse_idp_metadata;
 use samlgate::saml::verify::Verifier;
 
 const IDP_ENTITY: &str = "https://idp.keys.example/metadata";
@@ -22,29 +22,11 @@ const PUBLIC_URL: &str = "https://app.keys.example";
 /// A verifier trusting exactly `certs` (DER) for the IdP `idp`, built as the gateway builds
 /// it.
 fn verifier(idp: &TestIdp, certs: &[&[u8]], dir: &Path) -> Verifier {
-    let metadata = idp.metadata_xml_exact_certs(IDP_SSO, certs);
-    std::fs::write(dir.join("idp.xml"), metadata).unwrap();
-    std::fs::write(
-        dir.join("cookie.secret"),
-        "0123456789abcdef0123456789abcdef-keys-secret",
+    support_verifier::verifier(
+        &idp.metadata_xml_exact_certs(IDP_SSO, certs),
+        PUBLIC_URL,
+        dir,
     )
-    .unwrap();
-    let file = FileConfig {
-        public_url: Some(PUBLIC_URL.to_string()),
-        upstream: Some("http://127.0.0.1:9".to_string()),
-        saml: SamlSection {
-            idp_metadata_file: Some("idp.xml".into()),
-            ..SamlSection::default()
-        },
-        session: SessionSection {
-            cookie_secret_file: Some("cookie.secret".into()),
-            ..SessionSection::default()
-        },
-        ..FileConfig::default()
-    };
-    let settings = samlgate::config::validate(file, dir).expect("test config is valid");
-    let info = parse_idp_metadata(&settings.saml.idp_metadata_xml, None).expect("metadata parses");
-    Verifier::new(&settings.saml, info)
 }
 
 /// Whether `verifier` accepts a fresh response (Response and Assertion signed) from `idp`.
