@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -344,6 +344,9 @@ pub struct Gateway {
     /// Ids of our own LogoutRequests awaiting the IdP's LogoutResponse (single use).
     logout_requests: moka::sync::Cache<String, ()>,
     metrics: Arc<Metrics>,
+    /// The IdP metadata file's content the current verifier was built from (file mode; a
+    /// reload applies a changed file).
+    applied_idp_metadata: Mutex<String>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
@@ -420,6 +423,7 @@ impl Gateway {
                 .time_to_live(LOGOUT_REQUEST_TTL)
                 .build(),
             metrics: Arc::new(Metrics::new()),
+            applied_idp_metadata: Mutex::new(s.idp_metadata_xml.clone()),
             settings,
         });
         let live: Weak<Gateway> = Arc::downgrade(&gateway);
@@ -450,19 +454,42 @@ impl Gateway {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Applies a reloaded configuration: the [`Policy`] part is swapped in at once (sessions
-    /// and open connections are untouched); the keys that need a restart are returned (and
-    /// keep running as they are).
+    /// Applies a reloaded configuration: the [`Policy`] part, and a changed IdP metadata file
+    /// (a new verifier), are swapped in at once (sessions and open connections are
+    /// untouched); nothing changes unless all of it validates. The keys that need a restart
+    /// are returned (and keep running as they are).
     pub fn reload(&self, new: &Settings) -> Result<Vec<&'static str>, String> {
         let mut new = new.clone();
-        // Metadata fetched from a URL is not in the file: compare the rest.
-        if new.saml.idp_metadata_url.is_some() {
-            new.saml.idp_metadata_xml = self.settings.saml.idp_metadata_xml.clone();
-        }
+        // Only `[saml]`'s other keys decide whether a restart is needed: the metadata file's
+        // content is applied here (file mode) or refreshes on its own (URL mode).
+        let metadata_xml = std::mem::replace(
+            &mut new.saml.idp_metadata_xml,
+            self.settings.saml.idp_metadata_xml.clone(),
+        );
+        new.saml.idp_metadata_file = self.settings.saml.idp_metadata_file.clone();
+        let mut applied = self
+            .applied_idp_metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A changed file gets a new verifier under the running `[saml]` settings.
+        let next_verifier = if new.saml.idp_metadata_url.is_none() && metadata_xml != *applied {
+            let running = &self.settings.saml;
+            let idp = parse_idp_metadata(&metadata_xml, running.idp_entity_id.as_deref())
+                .map_err(|e| format!("saml.idp_metadata_file: {e}"))?;
+            Some((idp.signing_cert_count, Verifier::new(running, idp)))
+        } else {
+            None
+        };
         let restart = crate::config::restart_needed(&self.settings, &new);
         let old = self.policy.load();
         let next = Policy::from_settings(&new, Some(&old))?;
+        // Everything validated: apply it all.
         self.policy.store(Arc::new(next));
+        if let Some((signing_certs, verifier)) = next_verifier {
+            self.verifier.set(Arc::new(verifier));
+            *applied = metadata_xml;
+            tracing::info!(signing_certs, "IdP metadata file reloaded");
+        }
         Ok(restart)
     }
 

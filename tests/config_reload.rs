@@ -107,6 +107,63 @@ async fn a_config_that_does_not_validate_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_changed_idp_metadata_file_is_applied_and_a_bad_one_changes_nothing() {
+    let (a, _up, gw) = setup(HIGH_RATE_LIMITS).await;
+    let b = TestIdp::generate("https://idp.test/metadata");
+    let (c, _) = signin::sign_in_as(&a, &gw, "/", |_| {}).await;
+    assert!(signin::signs_in(&gw, &a).await, "A before the reload");
+    assert!(!signin::signs_in(&gw, &b).await, "B is not trusted yet");
+
+    // The IdP rolled its key: the file now lists only B.
+    let metadata = gw.dir.path().join("idp.xml");
+    let config = gw.dir.path().join("samlgate.toml");
+    std::fs::write(&metadata, b.metadata_xml(IDP_SSO)).unwrap();
+    samlgate::app::reload_config(&config, &gw.gateway);
+    assert!(signin::signs_in(&gw, &b).await, "B after the reload");
+    assert!(!signin::signs_in(&gw, &a).await, "A is no longer trusted");
+    assert_eq!(
+        status(&c, &gw, "/").await,
+        200,
+        "sessions survive the reload"
+    );
+
+    // Files that would leave nothing to verify with: refused, B stays.
+    for (broken, what) in [
+        ("<md:EntityDescriptor".to_string(), "not XML"),
+        (
+            b.metadata_xml_exact_certs(IDP_SSO, &[]),
+            "no signing certificate",
+        ),
+        (String::new(), "empty"),
+    ] {
+        std::fs::write(&metadata, &broken).unwrap();
+        samlgate::app::reload_config(&config, &gw.gateway);
+        assert!(signin::signs_in(&gw, &b).await, "{what}: B still trusted");
+        assert!(!signin::signs_in(&gw, &a).await, "{what}: A still refused");
+    }
+
+    // A bad config next to a changed metadata file: neither is applied.
+    std::fs::write(&metadata, a.metadata_xml(IDP_SSO)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[authz\n")).unwrap();
+    samlgate::app::reload_config(&config, &gw.gateway);
+    assert!(
+        signin::signs_in(&gw, &b).await,
+        "bad config: B still trusted"
+    );
+    assert!(
+        !signin::signs_in(&gw, &a).await,
+        "bad config: A's file not applied"
+    );
+    std::fs::write(&config, &text).unwrap();
+    samlgate::app::reload_config(&config, &gw.gateway);
+    assert!(
+        signin::signs_in(&gw, &a).await,
+        "config fixed: A's file applied"
+    );
+}
+
+#[tokio::test]
 async fn forward_auth_answers_with_identity_401_or_403() {
     let (idp, up, gw) = setup("").await;
     let anon = client();

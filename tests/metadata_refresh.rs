@@ -8,6 +8,8 @@
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/signin.rs"]
+mod signin;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::*;
-use mint::{b64, ResponseSpec, TestIdp};
+use mint::TestIdp;
+use signin::signs_in;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -173,18 +176,6 @@ async fn prepare(
 }
 
 /// Signs in with a response signed by `idp`; returns whether the ACS accepted it.
-async fn signs_in(gw: &TestGateway, idp: &TestIdp) -> bool {
-    let c = client();
-    let (req_id, relay) = begin_login(&c, gw, "/app").await;
-    let spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
-    let xml = mint::mint(idp, &spec);
-    let r = post_acs(&c, gw, &b64(&xml), Some(&relay)).await;
-    if r.status() != 303 {
-        return false;
-    }
-    c.get(gw.url("/app")).send().await.unwrap().status() == 200
-}
-
 fn cache_path(gw: &TestGateway) -> std::path::PathBuf {
     gw.dir.path().join("idp-metadata.cache.xml")
 }

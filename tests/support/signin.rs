@@ -64,3 +64,16 @@ pub async fn sign_in_at(
     assert_eq!(loc.as_deref(), Some(path), "back where the sign-in began");
     (c, cookie.expect("session cookie"))
 }
+
+/// Whether a fresh browser signs in with a response minted by `idp` (any refusal: `false`)
+/// and then reaches the protected `/app`.
+pub async fn signs_in(gw: &TestGateway, idp: &TestIdp) -> bool {
+    let c = client();
+    let (req_id, relay) = begin_login_at(&c, &gw.url("/app")).await;
+    let spec = ResponseSpec::valid(idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+    let r = post_acs(&c, gw, &mint::mint_b64(idp, &spec), Some(&relay)).await;
+    if r.status() != 303 {
+        return false;
+    }
+    c.get(gw.url("/app")).send().await.unwrap().status() == 200
+}
