@@ -10,7 +10,8 @@
 //!   per request), and a bare hyper proxy (hyper's HTTP/1 server and client, one upstream
 //!   connection per downstream connection, nothing else): the floor of samlgate's own stack;
 //!   and, as an upper bound for writing the HTTP/1 path by hand, a forwarder that only finds
-//!   message boundaries with httparse and copies bytes (no checks, not a usable proxy);
+//!   message boundaries with httparse and copies bytes (no checks, not a usable proxy), and
+//!   hyper's server with such a hand-written upstream leg (which half of hyper costs what);
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
@@ -959,6 +960,115 @@ fn start_bare_handwritten(upstream_port: u16) -> (Runtime, u16) {
     (rt, port)
 }
 
+/// hyper's HTTP/1 server in front of a hand-written upstream leg: the request head is
+/// written out by hand on the connection's own upstream socket, httparse reads the response
+/// head, the `Content-Length` body is read whole. Shows how much of hyper's cost is its
+/// client side (compare [`start_bare_hyper`] and [`start_bare_handwritten`]); bodyless
+/// requests and `Content-Length` responses only, no checks.
+fn start_hyper_server_handwritten_client(upstream_port: u16) -> (Runtime, u16) {
+    use hyper::server::conn::http1 as server;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct UpstreamLeg {
+        io: tokio::net::TcpStream,
+        buf: Vec<u8>,
+        head: Vec<u8>,
+    }
+
+    async fn exchange(
+        leg: &mut UpstreamLeg,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> std::io::Result<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
+        let head = &mut leg.head;
+        head.clear();
+        head.extend_from_slice(req.method().as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .as_bytes(),
+        );
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in req.headers() {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        leg.io.write_all(head).await?;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(n)) = parsed.parse(&leg.buf) {
+                let mut length = 0usize;
+                let mut builder = hyper::Response::builder().status(parsed.code.unwrap_or(502));
+                for h in parsed.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                    }
+                    builder = builder.header(h.name, h.value);
+                }
+                if leg.buf.len() >= n + length {
+                    let body = bytes::Bytes::copy_from_slice(&leg.buf[n..n + length]);
+                    leg.buf.drain(..n + length);
+                    return builder
+                        .body(http_body_util::Full::new(body))
+                        .map_err(std::io::Error::other);
+                }
+            }
+            if leg.io.read_buf(&mut leg.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        loop {
+            let Ok((downstream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = downstream.set_nodelay(true);
+                let Ok(io) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                else {
+                    return;
+                };
+                let _ = io.set_nodelay(true);
+                let leg = Arc::new(tokio::sync::Mutex::new(UpstreamLeg {
+                    io,
+                    buf: Vec::with_capacity(8192),
+                    head: Vec::with_capacity(4096),
+                }));
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let leg = leg.clone();
+                        async move { exchange(&mut *leg.lock().await, req).await }
+                    },
+                );
+                let _ = server::Builder::new()
+                    .serve_connection(TokioIo::new(downstream), service)
+                    .await;
+            });
+        }
+    });
+    (rt, port)
+}
+
 // ---- report ----------------------------------------------------------------------------------
 
 fn row(out: &mut String, label: &str, w: &Wrk, nginx: Option<&Wrk>) {
@@ -1273,6 +1383,24 @@ fn main() {
         },
     );
     hand_rt.shutdown_timeout(Duration::from_secs(2));
+    let (split_rt, split_port) = start_hyper_server_handwritten_client(upstream.port());
+    let (status, body) = http_get(split_port, "/", &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok\n"),
+        "hyper server + hand-written client"
+    );
+    let split = run_wrk(
+        &cfg,
+        "hyper server + hand-written upstream leg",
+        &format!("http://127.0.0.1:{split_port}"),
+        &[],
+        &CpuOf {
+            proxy: vec![std::process::id()],
+            upstream: upstream_worker,
+        },
+    );
+    split_rt.shutdown_timeout(Duration::from_secs(2));
     let gateways: Vec<GatewayResult> = cfg
         .workers
         .iter()
@@ -1332,6 +1460,12 @@ fn main() {
         &mut out,
         "hand-written h1 forwarder (bound, no checks)",
         &handwritten,
+        Some(&nginx),
+    );
+    row(
+        &mut out,
+        "hyper server + hand-written upstream leg",
+        &split,
         Some(&nginx),
     );
     let runtime = |w: usize| match w {
