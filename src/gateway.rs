@@ -471,8 +471,12 @@ impl Gateway {
             .applied_idp_metadata
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // A changed file gets a new verifier under the running `[saml]` settings.
-        let next_verifier = if new.saml.idp_metadata_url.is_none() && metadata_xml != *applied {
+        // A changed file gets a new verifier under the running `[saml]` settings. Only when
+        // the gateway runs from a file and still does: a switch between file and URL needs a
+        // restart (the URL refresh task would undo the file's metadata).
+        let file_mode =
+            self.settings.saml.idp_metadata_url.is_none() && new.saml.idp_metadata_url.is_none();
+        let next_verifier = if file_mode && metadata_xml != *applied {
             let running = &self.settings.saml;
             let idp = parse_idp_metadata(&metadata_xml, running.idp_entity_id.as_deref())
                 .map_err(|e| format!("saml.idp_metadata_file: {e}"))?;
@@ -486,6 +490,10 @@ impl Gateway {
         // Everything validated: apply it all.
         self.policy.store(Arc::new(next));
         if let Some((signing_certs, verifier)) = next_verifier {
+            let previous = self.verifier.get();
+            if previous.idp.entity_id != verifier.idp.entity_id {
+                tracing::warn!(from = %previous.idp.entity_id, to = %verifier.idp.entity_id, "the reloaded IdP metadata names another IdP; existing sessions stay until they expire or the process restarts");
+            }
             self.verifier.set(Arc::new(verifier));
             *applied = metadata_xml;
             tracing::info!(signing_certs, "IdP metadata file reloaded");

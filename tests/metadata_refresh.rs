@@ -175,7 +175,6 @@ async fn prepare(
     (dir, listener, addr)
 }
 
-/// Signs in with a response signed by `idp`; returns whether the ACS accepted it.
 fn cache_path(gw: &TestGateway) -> std::path::PathBuf {
     gw.dir.path().join("idp-metadata.cache.xml")
 }
@@ -386,5 +385,40 @@ async fn pinned_signing_certificate_accepts_signed_and_refuses_tampered_metadata
     srv.serve(200, &signed_ab);
     srv.wait_hits(1).await;
     assert!(signs_in(&gw, &b).await, "signed rollover accepted");
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_from_the_url_to_a_file_waits_for_a_restart() {
+    let a = TestIdp::generate(IDP_ENTITY);
+    let b = TestIdp::generate(IDP_ENTITY);
+    let up = start_upstream().await;
+    let srv = MetadataServer::start(200, &a.metadata_xml(IDP_SSO));
+    let (dir, listener, addr) = prepare(&up.url(), &srv.url(), "").await;
+    let mut gw = start(dir, listener, addr)
+        .await
+        .expect("starts from the URL");
+    assert!(signs_in(&gw, &a).await, "A from the URL");
+
+    // The operator pins the metadata to a file that lists only B, and sends SIGHUP.
+    let config = gw.dir.path().join("samlgate.toml");
+    std::fs::write(gw.dir.path().join("idp.xml"), b.metadata_xml(IDP_SSO)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let url_line = format!("idp_metadata_url = \"{}\"", srv.url());
+    assert!(text.contains(&url_line), "{text}");
+    std::fs::write(
+        &config,
+        text.replace(&url_line, "idp_metadata_file = \"idp.xml\""),
+    )
+    .unwrap();
+    samlgate::app::reload_config(&config, &gw.gateway);
+
+    // A switch of source needs a restart: the URL's metadata stays in force, before and
+    // after its next refresh (a file applied now would be undone by that refresh).
+    assert!(signs_in(&gw, &a).await, "A still trusted");
+    assert!(!signs_in(&gw, &b).await, "B's file waits for a restart");
+    srv.wait_hits(1).await;
+    assert!(signs_in(&gw, &a).await, "A after the refresh");
+    assert!(!signs_in(&gw, &b).await, "B after the refresh");
     gw.shutdown().await.unwrap();
 }

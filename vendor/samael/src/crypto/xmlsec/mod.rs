@@ -231,7 +231,7 @@ fn verification_key(cert_der: &[u8]) -> Result<XmlSecKey, CryptoError> {
     VERIFICATION_KEYS.with(|keys| {
         let mut keys = keys.borrow_mut();
         if let Some((_, key)) = keys.iter().find(|(der, _)| der.as_slice() == cert_der) {
-            return Ok(key.clone());
+            return Ok(key.try_clone()?);
         }
         let public_key = openssl::x509::X509::from_der(cert_der)?
             .public_key()?
@@ -240,7 +240,9 @@ fn verification_key(cert_der: &[u8]) -> Result<XmlSecKey, CryptoError> {
         if keys.len() >= VERIFICATION_KEYS_PER_THREAD {
             keys.remove(0);
         }
-        keys.push((cert_der.to_vec(), key.clone()));
+        // Only a usable duplicate is kept: a failed one is an error for this message alone.
+        let kept = key.try_clone()?;
+        keys.push((cert_der.to_vec(), kept));
         Ok(key)
     })
 }

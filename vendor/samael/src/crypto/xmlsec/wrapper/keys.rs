@@ -85,6 +85,18 @@ impl PartialEq for XmlSecKey {
 
 impl Eq for XmlSecKey {}
 
+impl XmlSecKey {
+    /// samlgate patch: a duplicate, or an error when xmlsec cannot make one (`Clone` would
+    /// hand back a null key).
+    pub fn try_clone(&self) -> XmlSecResult<Self> {
+        let new = unsafe { bindings::xmlSecKeyDuplicate(self.0) };
+        if new.is_null() {
+            return Err(XmlSecError::KeyLoadError);
+        }
+        Ok(Self(new))
+    }
+}
+
 impl Clone for XmlSecKey {
     fn clone(&self) -> Self {
         let new = unsafe { bindings::xmlSecKeyDuplicate(self.0) };
