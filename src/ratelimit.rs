@@ -1,9 +1,12 @@
 //! Per-client rate limits (`[rate_limits]`) for the expensive or abusable endpoints: starting
 //! a sign-in, posting to the ACS, and failed authentications. One GCRA limiter (governor) per
 //! limit, keyed by the client address: an IPv4 address, or an IPv6 address's /64 (one host
-//! usually owns a whole /64). Memory is bounded by `max_tracked_clients`: past it, idle keys
-//! are dropped and, if that is not enough, new clients are refused until room frees up
-//! (existing ones keep their budgets). No I/O except the optional cleanup task.
+//! usually owns a whole /64). IPv6 space is cheap, so when the table fills up new IPv6
+//! clients are tracked by their /48 (half full) or /32 (three quarters full): rotating through
+//! the /64s of one allocation fills one entry, not the table ([`tracking_key`]). Memory is
+//! bounded by `max_tracked_clients`: past it, idle keys are dropped and, if that is not
+//! enough, new clients are refused until room frees up (existing ones keep their budgets).
+//! No I/O except the optional cleanup task.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -110,16 +113,16 @@ impl Limit {
     }
 }
 
-type Store = DashMapStateStore<IpAddr>;
+type Store = DashMapStateStore<ClientKey>;
 
 /// The limiter's state store, shared so that [`RateLimits`] can ask whether a key is known.
 #[derive(Debug, Default)]
 struct SharedStore(Arc<Store>);
 
 impl StateStore for SharedStore {
-    type Key = IpAddr;
+    type Key = ClientKey;
 
-    fn measure_and_replace<T, F, E>(&self, key: &IpAddr, f: F) -> Result<T, E>
+    fn measure_and_replace<T, F, E>(&self, key: &ClientKey, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
@@ -127,7 +130,7 @@ impl StateStore for SharedStore {
     }
 }
 
-impl ShrinkableKeyedStateStore<IpAddr> for SharedStore {
+impl ShrinkableKeyedStateStore<ClientKey> for SharedStore {
     fn retain_recent(&self, drop_below: Nanos) {
         ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below)
     }
@@ -146,7 +149,7 @@ impl ShrinkableKeyedStateStore<IpAddr> for SharedStore {
 }
 
 struct Keyed<C: Clock> {
-    limiter: RateLimiter<IpAddr, SharedStore, C, NoOpMiddleware<C::Instant>>,
+    limiter: RateLimiter<ClientKey, SharedStore, C, NoOpMiddleware<C::Instant>>,
     store: Arc<Store>,
     /// How long a refused new client should wait: a full burst's refill plus one interval,
     /// after which an idle key is dropped by `retain_recent`.
@@ -246,8 +249,10 @@ impl<C: Clock> RateLimits<C> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        let key = client_key(client);
         let keyed = inner.keyed(limit);
+        let key = tracking_key(client, inner.tracked(), inner.max_tracked, |k| {
+            keyed.store.contains_key(k)
+        });
         if !keyed.store.contains_key(&key) && inner.tracked() >= inner.max_tracked {
             inner.cleanup_if_due();
             if inner.tracked() >= inner.max_tracked {
@@ -338,11 +343,63 @@ impl<C: Clock> Enabled<C> {
     }
 }
 
-/// IPv4 (including IPv4-mapped IPv6) by address, IPv6 by its /64.
-pub fn client_key(ip: IpAddr) -> IpAddr {
+/// What a budget is kept for: a network (`addr` with its host bits zero) and its prefix
+/// length, so that a /48 aggregate never shares an entry with the /64 at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl ClientKey {
+    fn v6(addr: Ipv6Addr, prefix: u8) -> ClientKey {
+        let mask = u128::MAX << (128 - u32::from(prefix));
+        ClientKey {
+            addr: IpAddr::V6(Ipv6Addr::from(u128::from(addr) & mask)),
+            prefix,
+        }
+    }
+}
+
+/// A client's own key: IPv4 (including IPv4-mapped IPv6) by address, IPv6 by its /64.
+pub fn client_key(ip: IpAddr) -> ClientKey {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        IpAddr::V4(v4) => ClientKey {
+            addr: IpAddr::V4(v4),
+            prefix: 32,
+        },
+        IpAddr::V6(v6) => ClientKey::v6(v6, 64),
+    }
+}
+
+/// The key `client` spends from, given how many keys are tracked (`tracked` of at most
+/// `max`) and which keys exist (`known`). A known key is kept (its budget is not reset by a
+/// change of key); otherwise a new IPv6 client joins an existing aggregate of its /32 or
+/// /48, and while the table is at least half full (three quarters) it starts one for its /48
+/// (/32). IPv4 clients always have their own key.
+pub fn tracking_key(
+    client: IpAddr,
+    tracked: usize,
+    max: usize,
+    known: impl Fn(&ClientKey) -> bool,
+) -> ClientKey {
+    let own = client_key(client);
+    let IpAddr::V6(v6) = own.addr else {
+        return own;
+    };
+    if known(&own) {
+        return own;
+    }
+    let (wide, narrow) = (ClientKey::v6(v6, 32), ClientKey::v6(v6, 48));
+    if let Some(existing) = [wide, narrow].into_iter().find(|k| known(k)) {
+        return existing;
+    }
+    if tracked.saturating_mul(4) >= max.saturating_mul(3) {
+        wide
+    } else if tracked.saturating_mul(2) >= max {
+        narrow
+    } else {
+        own
     }
 }
 
@@ -414,8 +471,71 @@ mod tests {
         // IPv4-mapped is the IPv4 address.
         assert_eq!(l.check(Limit::Acs, ip("192.0.2.1")), Ok(()));
         assert!(l.check(Limit::Acs, ip("::ffff:192.0.2.1")).is_err());
-        assert_eq!(client_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
-        assert_eq!(client_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:3:4:5:6")).addr,
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(client_key(ip("::ffff:192.0.2.1")).addr, ip("192.0.2.1"));
+    }
+
+    fn key(addr: &str, prefix: u8) -> ClientKey {
+        ClientKey {
+            addr: ip(addr),
+            prefix,
+        }
+    }
+
+    #[test]
+    fn tracking_key_aggregates_new_ipv6_clients_under_pressure() {
+        let none = |_: &ClientKey| false;
+        let c = ip("2001:db8:1:2:3:4:5:6");
+        // Room: the /64. Half full: the /48. Three quarters: the /32.
+        assert_eq!(tracking_key(c, 49, 100, none), key("2001:db8:1:2::", 64));
+        assert_eq!(tracking_key(c, 50, 100, none), key("2001:db8:1::", 48));
+        assert_eq!(tracking_key(c, 75, 100, none), key("2001:db8::", 32));
+        // IPv4 never aggregates.
+        assert_eq!(
+            tracking_key(ip("192.0.2.7"), 99, 100, none),
+            key("192.0.2.7", 32)
+        );
+        // A known own key is kept under pressure; an existing aggregate is joined even
+        // without pressure (a rotating client cannot get a fresh budget when it eases).
+        let own = key("2001:db8:1:2::", 64);
+        assert_eq!(tracking_key(c, 99, 100, |k| *k == own), own);
+        let agg = key("2001:db8:1::", 48);
+        assert_eq!(tracking_key(c, 0, 100, |k| *k == agg), agg);
+        let wide = key("2001:db8::", 32);
+        assert_eq!(tracking_key(c, 0, 100, |k| *k == wide || *k == agg), wide);
+        // The /48 aggregate is not the /64 that starts at the same address.
+        assert_ne!(
+            tracking_key(ip("2001:db8:1::1"), 0, 100, none),
+            tracking_key(ip("2001:db8:1::1"), 50, 100, none)
+        );
+    }
+
+    #[test]
+    fn rotating_through_slash_64s_fills_one_entry_once_the_table_is_half_full() {
+        // Table of 8, burst 1: four distinct /64s fill half of it; from then on every new /64
+        // of 2001:db8:1::/48 shares one budget, and other clients still get in.
+        let (l, _clock) = limits(&section(60, 1, 8));
+        for i in 0..4 {
+            assert_eq!(
+                l.check(Limit::Acs, ip(&format!("2001:db8:9:{i}::1"))),
+                Ok(())
+            );
+        }
+        assert_eq!(l.tracked(), 4);
+        assert_eq!(l.check(Limit::Acs, ip("2001:db8:1:100::1")), Ok(()));
+        for i in 101..200 {
+            assert!(
+                l.check(Limit::Acs, ip(&format!("2001:db8:1:{i:x}::1")))
+                    .is_err(),
+                "/64 number {i} of the same /48 shares the spent budget"
+            );
+        }
+        assert_eq!(l.tracked(), 5, "one entry for the whole /48");
+        assert_eq!(l.check(Limit::Acs, ip("192.0.2.1")), Ok(()));
+        assert_eq!(l.check(Limit::Acs, ip("2001:db8:2::1")), Ok(()));
     }
 
     #[test]
