@@ -14,6 +14,8 @@
 //!   hyper's server with such a hand-written upstream leg (which half of hyper costs what);
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
+//! - the plain nginx proxy once more at the end, to show how far the machine's speed drifted
+//!   during the run (ratios are also given against the mean of both nginx runs);
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
 //!   identity / `X-Forwarded-*` headers samlgate adds (same byte count), samlgate with a
 //!   session cookie (must be all 2xx) and samlgate without a cookie
@@ -1310,7 +1312,6 @@ fn main() {
         &[&fake_cookie],
         nginx_cpu,
     );
-    drop(proxy);
     // nginx as most installations run it: Debian's nginx.conf (`worker_processes auto`,
     // access log on, sendfile, tcp_nopush, gzip) and a site that is just `proxy_pass`
     // (HTTP/1.0 to the upstream, one upstream connection per request).
@@ -1407,6 +1408,10 @@ fn main() {
         .copied()
         .map(|w| samlgate_runs(&cfg, w, &cl_rt, &idp, &upstream, upstream_worker))
         .collect();
+    // The plain nginx again, last: how far the machine drifted over the run (a VM's speed
+    // varies; ratios against nginx mean something only if this stays small).
+    let nginx_again = run_wrk(&cfg, "nginx proxy (again)", &proxy.url(), &[], nginx_cpu);
+    drop(proxy);
     drop(upstream);
 
     let mut out = String::new();
@@ -1495,6 +1500,28 @@ fn main() {
          meanwhile (noise); ÷ngx: against the plain nginx proxy row (1 worker, upstream \
          keep-alive pool, no access log: the fastest nginx here)."
     );
+    row(
+        &mut out,
+        "nginx proxy again, after everything else",
+        &nginx_again,
+        Some(&nginx),
+    );
+    let nginx_mean = (nginx.rps + nginx_again.rps) / 2.0;
+    let _ = writeln!(
+        out,
+        "machine drift: the plain nginx proxy did {:.0} req/s first and {:.0} last ({:+.1}%)",
+        nginx.rps,
+        nginx_again.rps,
+        (nginx_again.rps / nginx.rps - 1.0) * 100.0
+    );
+    for g in &gateways {
+        let _ = writeln!(
+            out,
+            "samlgate {}, session cookie ÷ mean of both plain nginx runs: {:.2}x req/s",
+            runtime(g.workers),
+            g.session.rps / nginx_mean
+        );
+    }
     for g in &gateways {
         let _ = writeln!(
             out,
