@@ -1493,18 +1493,18 @@ fn main() {
             Some(&nginx),
         );
     }
+    row(
+        &mut out,
+        "nginx proxy again, after everything else",
+        &nginx_again,
+        Some(&nginx),
+    );
     let _ = writeln!(
         out,
         "CPU/req: proxy CPU (nginx worker / whole samlgate process) per request; upstr/req: \
          upstream nginx worker per request; other: machine CPU used by unrelated processes \
          meanwhile (noise); ÷ngx: against the plain nginx proxy row (1 worker, upstream \
          keep-alive pool, no access log: the fastest nginx here)."
-    );
-    row(
-        &mut out,
-        "nginx proxy again, after everything else",
-        &nginx_again,
-        Some(&nginx),
     );
     let nginx_mean = (nginx.rps + nginx_again.rps) / 2.0;
     let _ = writeln!(
