@@ -212,6 +212,37 @@ async fn x_forwarded_for_counts_only_from_trusted_proxies() {
 }
 
 #[tokio::test]
+async fn rotating_ipv6_slash_64s_share_one_budget_once_the_table_fills() {
+    // A table of 8 clients, one sign-in start each: four /64s fill half of it, after which
+    // every new /64 of one /48 spends from a single shared budget.
+    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 1\nsign_in_per_minute = 1\nmax_tracked_clients = 8\n";
+    let (_idp, _up, gw) = setup(limits).await;
+    let c = client();
+    let nav = |who: String| {
+        c.get(gw.url("/app"))
+            .header("accept", HTML)
+            .header("x-forwarded-for", who)
+            .send()
+    };
+    for i in 0..4 {
+        let r = nav(format!("2001:db8:9:{i}::1")).await.unwrap();
+        assert_eq!(r.status(), 302, "/64 number {i} while the table has room");
+    }
+    assert_eq!(nav("2001:db8:1:100::1".into()).await.unwrap().status(), 302);
+    for i in 0x101..0x140 {
+        let r = nav(format!("2001:db8:1:{i:x}::1")).await.unwrap();
+        assert_eq!(
+            r.status(),
+            429,
+            "/64 {i:x} of the same /48 shares its budget"
+        );
+    }
+    // Other networks still get in.
+    assert_eq!(nav("198.51.100.7".into()).await.unwrap().status(), 302);
+    assert_eq!(nav("2001:db8:2::1".into()).await.unwrap().status(), 302);
+}
+
+#[tokio::test]
 async fn rate_limits_answer_429_per_client() {
     let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 2\nsign_in_per_minute = 1\nacs_burst = 1\nacs_per_minute = 1\nauth_failures_burst = 1\nauth_failures_per_minute = 1\n";
     let (_idp, _up, gw) = setup(limits).await;
