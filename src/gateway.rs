@@ -512,10 +512,13 @@ impl Gateway {
     }
 
     /// Entry point for every request: never panics outward, always logs one access line.
+    /// `upstream_slot`: the HTTP/1 connection's own upstream connection (see
+    /// [`proxy::ConnSlot`]); `None` for HTTP/2.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         mut conn: ConnInfo,
+        upstream_slot: Option<proxy::ConnSlot>,
     ) -> Response<Body> {
         let started = Instant::now();
         // One policy for the whole request, even if a reload lands meanwhile.
@@ -528,9 +531,10 @@ impl Gateway {
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let which = route(uri.path(), &self.paths);
-        let result = AssertUnwindSafe(self.dispatch(which, req, conn, &policy, &mut user))
-            .catch_unwind()
-            .await;
+        let result =
+            AssertUnwindSafe(self.dispatch(which, req, conn, upstream_slot, &policy, &mut user))
+                .catch_unwind()
+                .await;
         let resp = match result {
             Ok(r) => r,
             Err(_) => {
@@ -563,6 +567,7 @@ impl Gateway {
         which: Route,
         req: Request<Incoming>,
         conn: ConnInfo,
+        upstream_slot: Option<proxy::ConnSlot>,
         policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
@@ -597,7 +602,7 @@ impl Gateway {
                     browser,
                 )
             }
-            Route::Protected => self.protected(req, conn, policy, user).await,
+            Route::Protected => self.protected(req, conn, upstream_slot, policy, user).await,
         }
     }
 
@@ -607,6 +612,7 @@ impl Gateway {
         &self,
         mut req: Request<Incoming>,
         conn: ConnInfo,
+        upstream_slot: Option<proxy::ConnSlot>,
         policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
@@ -677,10 +683,9 @@ impl Gateway {
 
         // forward (on this HTTP/1 connection's own upstream connection when it has one)
         let browser = pages::accepts_html(req.headers());
-        let slot = req.extensions_mut().remove::<proxy::ConnSlot>();
         match self
             .upstream
-            .forward_on(req, client_host, upgrade, slot)
+            .forward_on(req, client_host, upgrade, upstream_slot)
             .await
         {
             Ok(resp) => resp,

@@ -749,10 +749,10 @@ impl Inline {
 }
 
 /// The upstream connection belonging to one downstream HTTP/1 connection (created per
-/// connection by the server, handed to the handler in the request's extensions). Requests
-/// on that connection come one at a time, so they reuse one upstream connection that the
-/// task serving the downstream connection drives itself: no hand-over between tasks, no
-/// pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
+/// connection by the server, handed to [`crate::gateway::Gateway::handle`] with each
+/// request). Requests on that connection come one at a time, so they reuse one upstream
+/// connection that the task serving the downstream connection drives itself: no hand-over
+/// between tasks, no pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
 #[derive(Clone, Default)]
 pub struct ConnSlot(Arc<Mutex<SlotInner>>);
 

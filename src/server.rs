@@ -109,12 +109,11 @@ pub async fn serve(
             let info = ConnInfo::new(peer, tls.is_some());
             // HTTP/1 requests on this connection share one upstream connection (see ConnSlot).
             let upstream_slot = ConnSlot::new();
-            let service = service_fn(move |mut req: Request<Incoming>| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let gateway = gateway.clone();
-                if req.version() != Version::HTTP_2 {
-                    req.extensions_mut().insert(upstream_slot.clone());
-                }
-                async move { Ok::<_, Infallible>(gateway.handle(req, info).await) }
+                // A parameter, not a request extension: no extension map per request.
+                let slot = (req.version() != Version::HTTP_2).then(|| upstream_slot.clone());
+                async move { Ok::<_, Infallible>(gateway.handle(req, info, slot).await) }
             });
             let result =
                 match tls {
