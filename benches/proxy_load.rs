@@ -50,9 +50,11 @@ mod mint;
 mod nginx;
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -838,18 +840,18 @@ fn samlgate_runs(
     }
 }
 
-// ---- the stack's floor: a bare hyper proxy ---------------------------------------------------
+// ---- in-process forwarders: the stack's floor and a hand-written bound ---------------------
 
-/// hyper's HTTP/1 server in front of one hyper HTTP/1 client connection per downstream
-/// connection, forwarding every request unchanged: no authentication, no header rewrite, no
-/// logging or metrics. What samlgate's stack (hyper + tokio) costs by itself, on a runtime
-/// with 1 worker thread like samlgate's first run. Returns the runtime (keep it alive) and
-/// the port.
-fn start_bare_hyper(upstream_port: u16) -> (Runtime, u16) {
-    use hyper::client::conn::http1 as client;
-    use hyper::server::conn::http1 as server;
-    use hyper_util::rt::TokioIo;
+/// A connection of the in-process forwarders (the blocking `TcpStream` above is the probes').
+type Conn = tokio::net::TcpStream;
 
+/// A forwarder's work on one client connection, given the client's connection and a fresh
+/// connection to the upstream (both with `TCP_NODELAY`).
+type Forward = fn(Conn, Conn) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `forward` for every connection to a fresh loopback port, on a runtime with 1 worker
+/// thread like samlgate's first run. Returns the runtime (keep it alive) and the port.
+fn start_forwarder(upstream_port: u16, forward: Forward) -> (Runtime, u16) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -861,49 +863,81 @@ fn start_bare_hyper(upstream_port: u16) -> (Runtime, u16) {
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
         loop {
-            let Ok((downstream, _)) = listener.accept().await else {
+            let Ok((down, _)) = listener.accept().await else {
                 continue;
             };
             tokio::spawn(async move {
-                let _ = downstream.set_nodelay(true);
-                let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
-                else {
+                let Ok(up) = Conn::connect(("127.0.0.1", upstream_port)).await else {
                     return;
                 };
-                let _ = up.set_nodelay(true);
-                let Ok((sender, conn)) = client::handshake(TokioIo::new(up)).await else {
-                    return;
-                };
-                tokio::spawn(conn);
-                let sender = Arc::new(tokio::sync::Mutex::new(sender));
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let sender = sender.clone();
-                        async move { sender.lock().await.send_request(req).await }
-                    },
-                );
-                let _ = server::Builder::new()
-                    .serve_connection(TokioIo::new(downstream), service)
-                    .await;
+                if down.set_nodelay(true).is_ok() && up.set_nodelay(true).is_ok() {
+                    forward(down, up).await;
+                }
             });
         }
     });
     (rt, port)
 }
 
-/// What a hand-written HTTP/1 path could reach, for comparison with [`start_bare_hyper`]:
-/// httparse finds the request head, its bytes go to the upstream unchanged, httparse finds
-/// the response head and its `Content-Length`, and head + body go back. Bodyless requests and
+/// Starts `forward` in front of `upstream`, checks one request gets through, and measures it.
+fn measure_forwarder(
+    cfg: &Cfg,
+    label: &str,
+    forward: Forward,
+    upstream: &Nginx,
+    upstream_worker: Option<u32>,
+) -> Wrk {
+    let (rt, port) = start_forwarder(upstream.port(), forward);
+    let (status, body) = http_get(port, "/", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "{label}");
+    let w = run_wrk(
+        cfg,
+        label,
+        &format!("http://127.0.0.1:{port}"),
+        &[],
+        &CpuOf {
+            proxy: vec![std::process::id()],
+            upstream: upstream_worker,
+        },
+    );
+    rt.shutdown_timeout(Duration::from_secs(2));
+    w
+}
+
+/// The stack's floor: hyper's HTTP/1 server in front of a hyper HTTP/1 client connection,
+/// forwarding every request unchanged: no authentication, no header rewrite, no logging or
+/// metrics. What samlgate's stack (hyper + tokio) costs by itself.
+fn bare_hyper(down: Conn, up: Conn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    use hyper::client::conn::http1 as client;
+    use hyper::server::conn::http1 as server;
+    use hyper_util::rt::TokioIo;
+
+    Box::pin(async move {
+        let Ok((sender, conn)) = client::handshake(TokioIo::new(up)).await else {
+            return;
+        };
+        tokio::spawn(conn);
+        let sender = Arc::new(tokio::sync::Mutex::new(sender));
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let sender = sender.clone();
+                async move { sender.lock().await.send_request(req).await }
+            });
+        let _ = server::Builder::new()
+            .serve_connection(TokioIo::new(down), service)
+            .await;
+    })
+}
+
+/// What a hand-written HTTP/1 path could reach, for comparison with [`bare_hyper`]: httparse
+/// finds the request head, its bytes go to the upstream unchanged, httparse finds the
+/// response head and its `Content-Length`, and head + body go back. Bodyless requests and
 /// `Content-Length` responses only (what wrk and the upstream here send), no validation, no
-/// timeouts: an upper bound for the technique, not a proxy. Same runtime as the bare hyper
-/// proxy (1 worker thread).
-fn start_bare_handwritten(upstream_port: u16) -> (Runtime, u16) {
+/// timeouts: an upper bound for the technique, not a proxy.
+fn handwritten(down: Conn, up: Conn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn serve(mut down: tokio::net::TcpStream, upstream_port: u16) -> std::io::Result<()> {
-        down.set_nodelay(true)?;
-        let mut up = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await?;
-        up.set_nodelay(true)?;
+    async fn serve(mut down: Conn, mut up: Conn) -> std::io::Result<()> {
         let mut request = Vec::with_capacity(8192);
         let mut response = Vec::with_capacity(8192);
         loop {
@@ -943,37 +977,26 @@ fn start_bare_handwritten(upstream_port: u16) -> (Runtime, u16) {
         }
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        loop {
-            if let Ok((down, _)) = listener.accept().await {
-                tokio::spawn(serve(down, upstream_port));
-            }
-        }
-    });
-    (rt, port)
+    Box::pin(async move {
+        let _ = serve(down, up).await;
+    })
 }
 
 /// hyper's HTTP/1 server in front of a hand-written upstream leg: the request head is
 /// written out by hand on the connection's own upstream socket, httparse reads the response
 /// head, the `Content-Length` body is read whole. Shows how much of hyper's cost is its
-/// client side (compare [`start_bare_hyper`] and [`start_bare_handwritten`]); bodyless
-/// requests and `Content-Length` responses only, no checks.
-fn start_hyper_server_handwritten_client(upstream_port: u16) -> (Runtime, u16) {
+/// client side (compare [`bare_hyper`] and [`handwritten`]); bodyless requests and
+/// `Content-Length` responses only, no checks.
+fn hyper_server_handwritten_client(
+    down: Conn,
+    io: Conn,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     use hyper::server::conn::http1 as server;
     use hyper_util::rt::TokioIo;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     struct UpstreamLeg {
-        io: tokio::net::TcpStream,
+        io: Conn,
         buf: Vec<u8>,
         head: Vec<u8>,
     }
@@ -1030,45 +1053,21 @@ fn start_hyper_server_handwritten_client(upstream_port: u16) -> (Runtime, u16) {
         }
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        loop {
-            let Ok((downstream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = downstream.set_nodelay(true);
-                let Ok(io) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
-                else {
-                    return;
-                };
-                let _ = io.set_nodelay(true);
-                let leg = Arc::new(tokio::sync::Mutex::new(UpstreamLeg {
-                    io,
-                    buf: Vec::with_capacity(8192),
-                    head: Vec::with_capacity(4096),
-                }));
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let leg = leg.clone();
-                        async move { exchange(&mut *leg.lock().await, req).await }
-                    },
-                );
-                let _ = server::Builder::new()
-                    .serve_connection(TokioIo::new(downstream), service)
-                    .await;
+    Box::pin(async move {
+        let leg = Arc::new(tokio::sync::Mutex::new(UpstreamLeg {
+            io,
+            buf: Vec::with_capacity(8192),
+            head: Vec::with_capacity(4096),
+        }));
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let leg = leg.clone();
+                async move { exchange(&mut *leg.lock().await, req).await }
             });
-        }
-    });
-    (rt, port)
+        let _ = server::Builder::new()
+            .serve_connection(TokioIo::new(down), service)
+            .await;
+    })
 }
 
 // ---- report ----------------------------------------------------------------------------------
@@ -1351,57 +1350,27 @@ fn main() {
         },
     );
     drop(stock);
-    let (bare_rt, bare_port) = start_bare_hyper(upstream.port());
-    let bare_url = format!("http://127.0.0.1:{bare_port}");
-    let (status, body) = http_get(bare_port, "/", &[]);
-    assert_eq!((status, body.as_str()), (200, "ok\n"), "bare hyper proxy");
-    let bare = run_wrk(
+    let bare = measure_forwarder(
         &cfg,
         "bare hyper proxy",
-        &bare_url,
-        &[],
-        &CpuOf {
-            proxy: vec![std::process::id()],
-            upstream: upstream_worker,
-        },
+        bare_hyper,
+        &upstream,
+        upstream_worker,
     );
-    bare_rt.shutdown_timeout(Duration::from_secs(2));
-    let (hand_rt, hand_port) = start_bare_handwritten(upstream.port());
-    let (status, body) = http_get(hand_port, "/", &[]);
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "ok\n"),
-        "hand-written forwarder"
-    );
-    let handwritten = run_wrk(
+    let handwritten = measure_forwarder(
         &cfg,
         "hand-written HTTP/1 forwarder",
-        &format!("http://127.0.0.1:{hand_port}"),
-        &[],
-        &CpuOf {
-            proxy: vec![std::process::id()],
-            upstream: upstream_worker,
-        },
+        handwritten,
+        &upstream,
+        upstream_worker,
     );
-    hand_rt.shutdown_timeout(Duration::from_secs(2));
-    let (split_rt, split_port) = start_hyper_server_handwritten_client(upstream.port());
-    let (status, body) = http_get(split_port, "/", &[]);
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "ok\n"),
-        "hyper server + hand-written client"
-    );
-    let split = run_wrk(
+    let split = measure_forwarder(
         &cfg,
         "hyper server + hand-written upstream leg",
-        &format!("http://127.0.0.1:{split_port}"),
-        &[],
-        &CpuOf {
-            proxy: vec![std::process::id()],
-            upstream: upstream_worker,
-        },
+        hyper_server_handwritten_client,
+        &upstream,
+        upstream_worker,
     );
-    split_rt.shutdown_timeout(Duration::from_secs(2));
     let gateways: Vec<GatewayResult> = cfg
         .workers
         .iter()
