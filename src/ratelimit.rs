@@ -250,9 +250,12 @@ impl<C: Clock> RateLimits<C> {
             return Ok(());
         };
         let keyed = inner.keyed(limit);
-        let key = tracking_key(client, inner.tracked(), inner.max_tracked, |k| {
-            keyed.store.contains_key(k)
-        });
+        let key = tracking_key(
+            client,
+            || inner.tracked(),
+            inner.max_tracked,
+            |k| keyed.store.contains_key(k),
+        );
         if !keyed.store.contains_key(&key) && inner.tracked() >= inner.max_tracked {
             inner.cleanup_if_due();
             if inner.tracked() >= inner.max_tracked {
@@ -372,14 +375,15 @@ pub fn client_key(ip: IpAddr) -> ClientKey {
     }
 }
 
-/// The key `client` spends from, given how many keys are tracked (`tracked` of at most
-/// `max`) and which keys exist (`known`). A known key is kept (its budget is not reset by a
+/// The key `client` spends from, given how many keys are tracked (`tracked`, of at most
+/// `max`; asked only for a new IPv6 client, since counting visits every shard) and which keys
+/// exist (`known`). A known key is kept (its budget is not reset by a
 /// change of key); otherwise a new IPv6 client joins an existing aggregate of its /32 or
 /// /48, and while the table is at least half full (three quarters) it starts one for its /48
 /// (/32). IPv4 clients always have their own key.
 pub fn tracking_key(
     client: IpAddr,
-    tracked: usize,
+    tracked: impl FnOnce() -> usize,
     max: usize,
     known: impl Fn(&ClientKey) -> bool,
 ) -> ClientKey {
@@ -394,6 +398,7 @@ pub fn tracking_key(
     if let Some(existing) = [wide, narrow].into_iter().find(|k| known(k)) {
         return existing;
     }
+    let tracked = tracked();
     if tracked.saturating_mul(4) >= max.saturating_mul(3) {
         wide
     } else if tracked.saturating_mul(2) >= max {
@@ -490,26 +495,35 @@ mod tests {
         let none = |_: &ClientKey| false;
         let c = ip("2001:db8:1:2:3:4:5:6");
         // Room: the /64. Half full: the /48. Three quarters: the /32.
-        assert_eq!(tracking_key(c, 49, 100, none), key("2001:db8:1:2::", 64));
-        assert_eq!(tracking_key(c, 50, 100, none), key("2001:db8:1::", 48));
-        assert_eq!(tracking_key(c, 75, 100, none), key("2001:db8::", 32));
+        assert_eq!(tracking_key(c, || 49, 100, none), key("2001:db8:1:2::", 64));
+        assert_eq!(tracking_key(c, || 50, 100, none), key("2001:db8:1::", 48));
+        assert_eq!(tracking_key(c, || 75, 100, none), key("2001:db8::", 32));
         // IPv4 never aggregates.
         assert_eq!(
-            tracking_key(ip("192.0.2.7"), 99, 100, none),
+            tracking_key(
+                ip("192.0.2.7"),
+                || unreachable!("IPv4 needs no count"),
+                100,
+                none
+            ),
             key("192.0.2.7", 32)
         );
         // A known own key is kept under pressure; an existing aggregate is joined even
         // without pressure (a rotating client cannot get a fresh budget when it eases).
         let own = key("2001:db8:1:2::", 64);
-        assert_eq!(tracking_key(c, 99, 100, |k| *k == own), own);
+        let no_count = || -> usize { unreachable!("a known key needs no count") };
+        assert_eq!(tracking_key(c, no_count, 100, |k| *k == own), own);
         let agg = key("2001:db8:1::", 48);
-        assert_eq!(tracking_key(c, 0, 100, |k| *k == agg), agg);
+        assert_eq!(tracking_key(c, || 0, 100, |k| *k == agg), agg);
         let wide = key("2001:db8::", 32);
-        assert_eq!(tracking_key(c, 0, 100, |k| *k == wide || *k == agg), wide);
+        assert_eq!(
+            tracking_key(c, || 0, 100, |k| *k == wide || *k == agg),
+            wide
+        );
         // The /48 aggregate is not the /64 that starts at the same address.
         assert_ne!(
-            tracking_key(ip("2001:db8:1::1"), 0, 100, none),
-            tracking_key(ip("2001:db8:1::1"), 50, 100, none)
+            tracking_key(ip("2001:db8:1::1"), || 0, 100, none),
+            tracking_key(ip("2001:db8:1::1"), || 50, 100, none)
         );
     }
 
