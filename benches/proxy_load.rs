@@ -1,20 +1,23 @@
 //! Proxy throughput and latency under load, samlgate against nginx, on loopback.
 //!
 //! One run (`cargo bench --bench proxy_load`):
-//! - nginx as the upstream (`return 200 "ok\n"`, 1 worker) and nginx as a plain reverse
-//!   proxy in front of it (keep-alive pool of 64, 1 worker), both children of this process
+//! - nginx as the upstream (`return 200 "ok\n"`, 1 worker) and nginx tuned as a reverse
+//!   proxy in front of it (upstream keep-alive pool of 64, 1 worker, no access log), both children of this process
 //!   started from a temp dir and stopped by PID when done, also on panic
 //!   (tests/support/nginx.rs, the same starter the forward-auth tests use);
-//! - for context, nginx as most installations run it (Debian's `nginx.conf` defaults,
-//!   `worker_processes auto`, access log on, and a bare `proxy_pass`: one upstream connection
-//!   per request), and a bare hyper proxy (hyper's HTTP/1 server and client, one upstream
+//! - nginx as a plain reverse proxy, as configured without tuning: a minimal `nginx.conf`
+//!   that is only `proxy_pass` (nginx's built-in defaults: 1 worker, access log on, HTTP/1.0
+//!   and a new upstream connection per request), and nginx as most installations run it
+//!   (Debian's `nginx.conf` defaults, `worker_processes auto`, access log on, and the same
+//!   bare `proxy_pass`);
+//! - for context, a bare hyper proxy (hyper's HTTP/1 server and client, one upstream
 //!   connection per downstream connection, nothing else): the floor of samlgate's own stack;
 //!   and, as an upper bound for writing the HTTP/1 path by hand, a forwarder that only finds
 //!   message boundaries with httparse and copies bytes (no checks, not a usable proxy), and
 //!   hyper's server with such a hand-written upstream leg (which half of hyper costs what);
 //! - samlgate in-process in front of the same upstream, on a tokio runtime with 1 worker
 //!   thread (same as nginx's single worker) and again with 2, `[log] level = "warn"`;
-//! - the plain nginx proxy once more at the end, to show how far the machine's speed drifted
+//! - the tuned nginx proxy once more at the end, to show how far the machine's speed drifted
 //!   during the run (ratios are also given against the mean of both nginx runs);
 //! - `wrk -t2 -c64 -d10s --latency` against the upstream, nginx, nginx adding the same
 //!   identity / `X-Forwarded-*` headers samlgate adds (same byte count), samlgate with a
@@ -1235,7 +1238,7 @@ fn main() {
          \x20   location / { default_type text/plain; return 200 \"ok\\n\"; }\n\
          }",
     );
-    // `/` proxies plainly; `/id/` also does what samlgate does to a request's headers, with
+    // `/` only proxies; `/id/` also does what samlgate does to a request's headers, with
     // the same sizes: identity headers for the bench user (40 groups), X-Forwarded-*, and the
     // session cookie removed.
     let groups: Vec<String> = (1..=groups())
@@ -1350,6 +1353,42 @@ fn main() {
         },
     );
     drop(stock);
+    // nginx as a plain reverse proxy in the most literal sense: a minimal nginx.conf that is
+    // only `proxy_pass`, everything else at nginx's built-in defaults (1 worker, access log
+    // on, HTTP/1.0 to the upstream with a new connection per request).
+    let minimal = Nginx::start_with(
+        "proxy-minimal",
+        &format!(
+            "server {{\n\
+             \x20   listen 127.0.0.1:{{port}};\n\
+             \x20   location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
+             }}",
+            upstream.port()
+        ),
+        &NginxOptions {
+            worker_processes: 1,
+            worker_connections: 512,
+            access_log: true,
+            error_log_level: "error",
+        },
+    );
+    let (status, body) = http_get(minimal.port(), "/", &[]);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok\n"),
+        "nginx proxy-minimal"
+    );
+    let nginx_minimal = run_wrk(
+        &cfg,
+        "nginx proxy, minimal config",
+        &minimal.url(),
+        &[],
+        &CpuOf {
+            proxy: minimal.worker_pids(),
+            upstream: upstream_worker,
+        },
+    );
+    drop(minimal);
     let bare = measure_forwarder(
         &cfg,
         "bare hyper proxy",
@@ -1377,7 +1416,7 @@ fn main() {
         .copied()
         .map(|w| samlgate_runs(&cfg, w, &cl_rt, &idp, &upstream, upstream_worker))
         .collect();
-    // The plain nginx again, last: how far the machine drifted over the run (a VM's speed
+    // The tuned nginx again, last: how far the machine drifted over the run (a VM's speed
     // varies; ratios against nginx mean something only if this stays small).
     let nginx_again = run_wrk(&cfg, "nginx proxy (again)", &proxy.url(), &[], nginx_cpu);
     drop(proxy);
@@ -1408,7 +1447,7 @@ fn main() {
     row(&mut out, "upstream direct (nginx, 1 worker)", &direct, None);
     row(
         &mut out,
-        "nginx proxy (1 worker, keepalive 64)",
+        "nginx proxy, tuned (1 worker, keepalive 64)",
         &nginx,
         None,
     );
@@ -1422,6 +1461,12 @@ fn main() {
         &mut out,
         &format!("nginx proxy, Debian defaults ({cpus} workers)"),
         &nginx_stock,
+        Some(&nginx),
+    );
+    row(
+        &mut out,
+        "nginx proxy, minimal nginx.conf (1 worker)",
+        &nginx_minimal,
         Some(&nginx),
     );
     row(
@@ -1464,7 +1509,7 @@ fn main() {
     }
     row(
         &mut out,
-        "nginx proxy again, after everything else",
+        "nginx proxy, tuned, again after the rest",
         &nginx_again,
         Some(&nginx),
     );
@@ -1472,13 +1517,13 @@ fn main() {
         out,
         "CPU/req: proxy CPU (nginx worker / whole samlgate process) per request; upstr/req: \
          upstream nginx worker per request; other: machine CPU used by unrelated processes \
-         meanwhile (noise); ÷ngx: against the plain nginx proxy row (1 worker, upstream \
+         meanwhile (noise); ÷ngx: against the tuned nginx proxy row (1 worker, upstream \
          keep-alive pool, no access log: the fastest nginx here)."
     );
     let nginx_mean = (nginx.rps + nginx_again.rps) / 2.0;
     let _ = writeln!(
         out,
-        "machine drift: the plain nginx proxy did {:.0} req/s first and {:.0} last ({:+.1}%)",
+        "machine drift: the tuned nginx proxy did {:.0} req/s first and {:.0} last ({:+.1}%)",
         nginx.rps,
         nginx_again.rps,
         (nginx_again.rps / nginx.rps - 1.0) * 100.0
@@ -1486,7 +1531,7 @@ fn main() {
     for g in &gateways {
         let _ = writeln!(
             out,
-            "samlgate {}, session cookie ÷ mean of both plain nginx runs: {:.2}x req/s",
+            "samlgate {}, session cookie ÷ mean of both tuned nginx runs: {:.2}x req/s",
             runtime(g.workers),
             g.session.rps / nginx_mean
         );
@@ -1498,6 +1543,31 @@ fn main() {
             runtime(g.workers),
             g.session.rps / nginx_stock.rps,
             g.session.p99.as_secs_f64() / nginx_stock.p99.as_secs_f64()
+        );
+    }
+    for g in &gateways {
+        let _ = writeln!(
+            out,
+            "samlgate {}, session cookie ÷ nginx with a minimal nginx.conf: {:.2}x req/s, {:.2}x p99",
+            runtime(g.workers),
+            g.session.rps / nginx_minimal.rps,
+            g.session.p99.as_secs_f64() / nginx_minimal.p99.as_secs_f64()
+        );
+    }
+    // The speed target of the core-gateway issue: authenticated proxied throughput at least
+    // that of nginx as a plain reverse proxy (only `proxy_pass`, no tuning), same run.
+    let plain_best = nginx_minimal.rps.max(nginx_stock.rps);
+    for g in &gateways {
+        let ratio = g.session.rps / plain_best;
+        let _ = writeln!(
+            out,
+            "target, samlgate {} with a session ≥ nginx as a plain reverse proxy (the faster of \
+             the minimal nginx.conf and Debian's defaults): {:.2}x, {}; against the tuned nginx \
+             (mean of both runs): {:.2}x",
+            runtime(g.workers),
+            ratio,
+            if ratio >= 1.0 { "met" } else { "NOT met" },
+            g.session.rps / nginx_mean
         );
     }
     for g in &gateways {
