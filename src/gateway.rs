@@ -331,6 +331,9 @@ pub struct Gateway {
     sessions: Arc<dyn SessionStore>,
     pending: PendingLogins,
     replay: ReplayCache,
+    /// LogoutRequest ids, apart from assertion ids: a flood of logout messages cannot push
+    /// assertion ids out of theirs.
+    slo_replay: ReplayCache,
     session_sealer: Sealer,
     login_sealer: Sealer,
     csrf_sealer: Sealer,
@@ -406,6 +409,7 @@ impl Gateway {
             )),
             pending: PendingLogins::new(s.login_timeout, 200_000),
             replay: ReplayCache::new(1_000_000),
+            slo_replay: ReplayCache::new(100_000),
             session_sealer: Sealer::new(secret, "session"),
             login_sealer: Sealer::new(secret, "login"),
             csrf_sealer: Sealer::new(secret, "logout-csrf"),
@@ -591,7 +595,7 @@ impl Gateway {
             Route::Login => self.explicit_login(&req, conn, policy),
             Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
-            Route::Slo => self.slo(&req, conn, user).await,
+            Route::Slo => self.slo(&req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
@@ -1352,8 +1356,13 @@ impl Gateway {
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
+        policy: &Policy,
         user: &mut Option<String>,
     ) -> Response<Body> {
+        // Logout messages come through the browser like ACS posts, and share their budget.
+        if let Some(r) = policy.over_limit(Limit::Acs, conn, req.headers(), &self.metrics) {
+            return r;
+        }
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         // Not HEAD: handling a logout message has side effects.
@@ -1448,10 +1457,7 @@ impl Gateway {
             chrono::Duration::seconds(LOGOUT_MESSAGE_MAX_AGE_SECS),
         )?;
         let ttl = Duration::from_secs(LOGOUT_MESSAGE_MAX_AGE_SECS as u64) + s.clock_skew * 2;
-        if !self
-            .replay
-            .first_use(&format!("slo-request:{}", lr.id), ttl)
-        {
+        if !self.slo_replay.first_use(&lr.id, ttl) {
             return Err(format!(
                 "LogoutRequest {} was already used",
                 crate::saml::error::clip(&lr.id)

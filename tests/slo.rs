@@ -271,7 +271,8 @@ async fn session_index_narrows_the_logout_to_one_session() {
 
 #[tokio::test]
 async fn bad_logout_requests_are_refused_and_end_nothing() {
-    let s = setup(true, "").await;
+    // A dozen messages from one address: more than the default ACS budget they share.
+    let s = setup(true, HIGH_RATE_LIMITS).await;
     let (alice, _) = sign_in(&s, "alice").await;
     let stranger = TestIdp::generate(IDP_ENTITY);
     let gw = &s.gw;
@@ -334,6 +335,29 @@ async fn bad_logout_requests_are_refused_and_end_nothing() {
     }
     let r = client().post(gw.url("/saml/slo")).send().await.unwrap();
     assert_eq!(r.status(), 405);
+}
+
+/// Logout messages share the ACS budget: past it, 429 before the message is even decoded, and
+/// the ACS posts of that client are refused too.
+#[tokio::test]
+async fn logout_messages_count_against_the_acs_rate_limit() {
+    let s = setup(true, "[rate_limits]\nacs_burst = 2\nacs_per_minute = 1\n").await;
+    // Not even valid messages: the limit applies before anything is parsed.
+    for _ in 0..2 {
+        assert_eq!(get_slo(&s.gw, "SAMLRequest=x").await.status(), 400);
+    }
+    let r = get_slo(&s.gw, "SAMLRequest=x").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // The same client's ACS budget is the one spent.
+    let acs = client()
+        .post(s.gw.url("/saml/acs"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("SAMLResponse=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acs.status(), 429);
 }
 
 #[tokio::test]

@@ -249,13 +249,24 @@ fn single_text(
     Ok(first)
 }
 
+/// Longest message `ID` accepted. IdPs use 20–60 characters; a longer one is refused rather
+/// than remembered.
+pub const MAX_MESSAGE_ID_BYTES: usize = 256;
+
 fn require_version_and_id(attrs: &[(String, String)]) -> Result<String, String> {
     if get(attrs, "Version").as_deref() != Some("2.0") {
         return Err("Version is not 2.0".into());
     }
-    get(attrs, "ID")
+    let id = get(attrs, "ID")
         .filter(|id| !id.trim().is_empty())
-        .ok_or_else(|| "no ID".into())
+        .ok_or("no ID")?;
+    if id.len() > MAX_MESSAGE_ID_BYTES {
+        return Err(format!(
+            "ID is {} bytes long (at most {MAX_MESSAGE_ID_BYTES})",
+            id.len()
+        ));
+    }
+    Ok(id)
 }
 
 /// Parses an inflated `samlp:LogoutRequest` under the strict rules.
@@ -533,6 +544,25 @@ mod tests {
         );
         let samael: samael::schema::LogoutRequest = xml.parse().expect("samael parses it");
         assert_eq!(samael.id.as_deref(), Some("_r1"));
+    }
+
+    #[test]
+    fn an_overlong_message_id_is_refused() {
+        let spec = |id: &str| {
+            logout_request_xml(&LogoutRequestSpec {
+                id,
+                issue_instant: Utc::now(),
+                destination: "https://app/saml/slo",
+                issuer: "https://idp",
+                name_id: "alice",
+                name_id_format: None,
+                session_index: None,
+            })
+        };
+        let longest = format!("_{}", "a".repeat(MAX_MESSAGE_ID_BYTES - 1));
+        assert_eq!(parse_logout_request(&spec(&longest)).unwrap().id, longest);
+        let err = parse_logout_request(&spec(&format!("{longest}b"))).unwrap_err();
+        assert!(err.contains("ID is 257 bytes long"), "{err}");
     }
 
     #[test]

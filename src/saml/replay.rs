@@ -1,19 +1,29 @@
-//! Assertion ids already used: each is remembered until its assertion could no longer be
+//! Message ids already used: each is remembered until its message could no longer be
 //! accepted anyway (NotOnOrAfter + skew), so a captured response cannot be posted twice.
+//! Ids are kept as SHA-256 digests: every entry costs the same few bytes however long the id
+//! a message carried.
 
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 use moka::Expiry;
 
+/// SHA-256 of an id.
+type IdDigest = [u8; 32];
+
 pub struct ReplayCache {
-    cache: Cache<String, Duration>,
+    cache: Cache<IdDigest, Duration>,
 }
 
 struct UntilExpiry;
 
-impl Expiry<String, Duration> for UntilExpiry {
-    fn expire_after_create(&self, _k: &String, ttl: &Duration, _now: Instant) -> Option<Duration> {
+impl Expiry<IdDigest, Duration> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &IdDigest,
+        ttl: &Duration,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(*ttl)
     }
 }
@@ -34,7 +44,9 @@ impl ReplayCache {
     /// Records `id`; returns false when it was already recorded (a replay). Atomic.
     pub fn first_use(&self, id: &str, ttl: Duration) -> bool {
         let ttl = ttl.clamp(Duration::from_secs(1), MAX_TTL);
-        self.cache.entry(id.to_string()).or_insert(ttl).is_fresh()
+        let mut key = IdDigest::default();
+        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, id.as_bytes()).as_ref());
+        self.cache.entry(key).or_insert(ttl).is_fresh()
     }
 
     pub fn approximate_len(&self) -> u64 {
@@ -53,6 +65,11 @@ mod tests {
         assert!(c.first_use("_a", Duration::from_secs(60)));
         assert!(!c.first_use("_a", Duration::from_secs(60)));
         assert!(c.first_use("_b", Duration::from_secs(60)));
+        // Long ids are told apart even when they share a long prefix.
+        let long = "x".repeat(10_000);
+        assert!(c.first_use(&format!("{long}1"), Duration::from_secs(60)));
+        assert!(c.first_use(&format!("{long}2"), Duration::from_secs(60)));
+        assert!(!c.first_use(&format!("{long}1"), Duration::from_secs(60)));
     }
 
     #[test]
