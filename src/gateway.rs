@@ -407,7 +407,9 @@ impl Gateway {
                 settings.session.max_sessions,
                 settings.session.idle_timeout,
             )),
-            pending: PendingLogins::new(s.login_timeout, 200_000),
+            // About 200,000 sign-ins in flight with ordinary return paths (a few hundred
+            // bytes each); fewer, not more memory, if a flood brings long ones.
+            pending: PendingLogins::new(s.login_timeout, 64 * 1024 * 1024),
             replay: ReplayCache::new(1_000_000),
             slo_replay: ReplayCache::new(100_000),
             session_sealer: Sealer::new(secret, "session"),

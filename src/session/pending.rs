@@ -35,11 +35,25 @@ pub enum ClaimError {
     WrongBrowser,
 }
 
+/// What one pending login costs beyond its strings (key, the login, the cache's own entry).
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
+/// Bytes a pending login is counted as: memory, not entries, is what the bound protects.
+fn weight(relay_token: &str, login: &PendingLogin) -> u32 {
+    let bytes =
+        ENTRY_OVERHEAD_BYTES + relay_token.len() + login.request_id.len() + login.return_path.len();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 impl PendingLogins {
-    pub fn new(timeout: Duration, capacity: u64) -> Self {
+    /// Logins expire after `timeout`; together they are kept under about `max_bytes`. A flood
+    /// of sign-ins that would pass it loses entries (moka's eviction and admission policy),
+    /// which costs those sign-ins a retry, never memory.
+    pub fn new(timeout: Duration, max_bytes: u64) -> Self {
         PendingLogins {
             cache: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(|k: &String, v: &PendingLogin| weight(k, v))
                 .time_to_live(timeout)
                 .build(),
         }
@@ -96,7 +110,7 @@ mod tests {
 
     #[test]
     fn claim_is_single_use_and_bound_to_the_browser() {
-        let p = PendingLogins::new(Duration::from_secs(60), 100);
+        let p = PendingLogins::new(Duration::from_secs(60), 100_000);
         p.insert("tok".into(), login([1; 32]));
         assert_eq!(p.claim("tok", &[[2; 32]]), Err(ClaimError::WrongBrowser));
         assert_eq!(p.claim("tok", &[]), Err(ClaimError::WrongBrowser));
@@ -109,8 +123,34 @@ mod tests {
     }
 
     #[test]
+    fn long_return_paths_count_by_their_size() {
+        let max_bytes = 64 * 1024;
+        let p = PendingLogins::new(Duration::from_secs(60), max_bytes);
+        for i in 0..1000 {
+            let mut l = login([1; 32]);
+            l.return_path = format!("/{i}/{}", "x".repeat(2000));
+            p.insert(format!("tok{i}"), l);
+        }
+        p.cache.run_pending_tasks();
+        assert!(
+            p.cache.weighted_size() <= max_bytes,
+            "{}",
+            p.cache.weighted_size()
+        );
+        // About 2.2 KB each: some 29 fit, not 1000.
+        let kept = p.approximate_len();
+        assert!((10..=32).contains(&kept), "{kept} kept");
+        // Short ones still fit many more in the same budget.
+        let small = PendingLogins::new(Duration::from_secs(60), max_bytes);
+        for i in 0..200 {
+            small.insert(format!("tok{i}"), login([1; 32]));
+        }
+        assert_eq!(small.approximate_len(), 200);
+    }
+
+    #[test]
     fn pending_logins_expire() {
-        let p = PendingLogins::new(Duration::from_millis(50), 100);
+        let p = PendingLogins::new(Duration::from_millis(50), 100_000);
         p.insert("tok".into(), login([1; 32]));
         std::thread::sleep(Duration::from_millis(90));
         assert_eq!(p.claim("tok", &[[1; 32]]), Err(ClaimError::Unknown));
