@@ -548,6 +548,54 @@ mod tests {
     }
 
     #[test]
+    fn watchdog_waits_out_the_limit_and_never_cuts_a_request_in_flight() {
+        let s = Duration::from_secs;
+        let limit = s(10);
+        // Idle since 0, now 4: six seconds left.
+        assert_eq!(idle_watch(0, s(0), s(4), limit), Watch::Wait(s(6)));
+        // Idle since the last request ended at 7: counted from there.
+        assert_eq!(idle_watch(0, s(7), s(12), limit), Watch::Wait(s(5)));
+        assert_eq!(idle_watch(0, s(7), s(17), limit), Watch::Act);
+        assert_eq!(idle_watch(0, s(0), s(100), limit), Watch::Act);
+        // A request in flight: look again later, however long it has been.
+        assert_eq!(idle_watch(1, s(0), s(100), limit), Watch::Wait(limit));
+        assert_eq!(idle_watch(3, s(0), s(10), limit), Watch::Wait(limit));
+    }
+
+    #[tokio::test]
+    async fn requests_count_in_flight_until_their_response_body_is_dropped() {
+        let activity = ConnActivity::new();
+        assert_eq!(activity.snapshot(), (0, None));
+        let first = activity.begin();
+        let second = activity.begin();
+        assert_eq!(activity.snapshot().0, 2);
+        drop(first);
+        assert_eq!(activity.snapshot().0, 1);
+        let body = TrackedBody {
+            inner: crate::proxy::full("x"),
+            _in_flight: second,
+        };
+        assert_eq!(activity.snapshot().0, 1);
+        drop(body);
+        let (in_flight, last_done) = activity.snapshot();
+        assert_eq!(in_flight, 0);
+        assert!(last_done.is_some(), "the end of the last request is noted");
+    }
+
+    #[test]
+    fn refused_connections_warn_at_most_once_a_second_with_a_count() {
+        let mut log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.refused(t0), Some(0));
+        for ms in [1, 10, 500, 999] {
+            assert_eq!(log.refused(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(log.refused(t0 + Duration::from_millis(1000)), Some(4));
+        assert_eq!(log.refused(t0 + Duration::from_millis(1500)), None);
+        assert_eq!(log.refused(t0 + Duration::from_secs(5)), Some(1));
+    }
+
+    #[test]
     fn redirect_keeps_path_and_query_and_ignores_any_authority() {
         assert_eq!(location("/"), "https://app.example.com:8443/");
         assert_eq!(

@@ -130,26 +130,29 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn an_idle_tunnel_closes_and_a_busy_one_does_not() {
-        let (client, gateway_side) = tokio::io::duplex(1024);
-        let (upstream_side, upstream) = tokio::io::duplex(1024);
-        let limit = Duration::from_secs(10);
+        let (mut client, gateway_side) = tokio::io::duplex(1024);
+        let (upstream_side, mut upstream) = tokio::io::duplex(1024);
+        let limit = Duration::from_secs(1);
         let tunnel = tokio::spawn(splice(gateway_side, upstream_side, limit, None));
-        let (mut client, mut upstream) = (client, upstream);
         let mut buf = [0u8; 4];
-        // Traffic every 6 s keeps it open well past the limit.
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_secs(6)).await;
-            client.write_all(b"ping").await.unwrap();
-            upstream.read_exact(&mut buf).await.unwrap();
-            assert_eq!(&buf, b"ping");
+        // Traffic every 200 ms, one way or the other, keeps it open past twice the limit.
+        for i in 0..12 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if i % 2 == 0 {
+                client.write_all(b"ping").await.unwrap();
+                upstream.read_exact(&mut buf).await.unwrap();
+            } else {
+                upstream.write_all(b"pong").await.unwrap();
+                client.read_exact(&mut buf).await.unwrap();
+            }
         }
         assert!(!tunnel.is_finished());
-        // Then silence: closed by the idle limit.
-        tokio::time::sleep(Duration::from_secs(11)).await;
-        assert_eq!(tunnel.await.unwrap(), SpliceEnd::Idle);
-        // Both ends see the close.
+        // Then silence: closed by the idle limit (5 s: a generous upper bound).
+        let end = tokio::time::timeout(Duration::from_secs(5), tunnel).await;
+        assert_eq!(end.unwrap().unwrap(), SpliceEnd::Idle);
+        // The client sees the close.
         assert_eq!(client.read(&mut buf).await.unwrap(), 0);
     }
 
