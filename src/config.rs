@@ -1177,7 +1177,10 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     for (key, v) in [
         ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
         ("proxy.connect_timeout_secs", p.connect_timeout_secs),
-        ("proxy.upgrade_idle_timeout_secs", p.upgrade_idle_timeout_secs),
+        (
+            "proxy.upgrade_idle_timeout_secs",
+            p.upgrade_idle_timeout_secs,
+        ),
     ] {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1 second"));
@@ -1188,8 +1191,14 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
         ("proxy.connect_timeout_secs", p.connect_timeout_secs),
         ("proxy.pool_idle_timeout_secs", p.pool_idle_timeout_secs),
-        ("proxy.upgrade_idle_timeout_secs", p.upgrade_idle_timeout_secs),
-        ("server.header_read_timeout_secs", srv.header_read_timeout_secs),
+        (
+            "proxy.upgrade_idle_timeout_secs",
+            p.upgrade_idle_timeout_secs,
+        ),
+        (
+            "server.header_read_timeout_secs",
+            srv.header_read_timeout_secs,
+        ),
         ("server.shutdown_grace_secs", srv.shutdown_grace_secs),
         ("server.idle_timeout_secs", srv.idle_timeout_secs),
     ] {
@@ -1448,13 +1457,27 @@ mod tests {
         assert_eq!(s.proxy.upgrade_idle_timeout, Duration::from_secs(600));
         type Set = fn(&mut FileConfig, u64);
         let keys: [(&str, Set); 7] = [
-            ("server.header_read_timeout_secs", |f, v| f.server.header_read_timeout_secs = v),
-            ("server.shutdown_grace_secs", |f, v| f.server.shutdown_grace_secs = v),
-            ("server.idle_timeout_secs", |f, v| f.server.idle_timeout_secs = v),
-            ("proxy.upstream_timeout_secs", |f, v| f.proxy.upstream_timeout_secs = v),
-            ("proxy.connect_timeout_secs", |f, v| f.proxy.connect_timeout_secs = v),
-            ("proxy.pool_idle_timeout_secs", |f, v| f.proxy.pool_idle_timeout_secs = v),
-            ("proxy.upgrade_idle_timeout_secs", |f, v| f.proxy.upgrade_idle_timeout_secs = v),
+            ("server.header_read_timeout_secs", |f, v| {
+                f.server.header_read_timeout_secs = v
+            }),
+            ("server.shutdown_grace_secs", |f, v| {
+                f.server.shutdown_grace_secs = v
+            }),
+            ("server.idle_timeout_secs", |f, v| {
+                f.server.idle_timeout_secs = v
+            }),
+            ("proxy.upstream_timeout_secs", |f, v| {
+                f.proxy.upstream_timeout_secs = v
+            }),
+            ("proxy.connect_timeout_secs", |f, v| {
+                f.proxy.connect_timeout_secs = v
+            }),
+            ("proxy.pool_idle_timeout_secs", |f, v| {
+                f.proxy.pool_idle_timeout_secs = v
+            }),
+            ("proxy.upgrade_idle_timeout_secs", |f, v| {
+                f.proxy.upgrade_idle_timeout_secs = v
+            }),
         ];
         for (key, set) in keys {
             let with = |v: u64| {
@@ -1469,7 +1492,10 @@ mod tests {
                 assert!(err.message.contains("at most 86400"), "{err}");
             }
         }
-        for key in ["server.idle_timeout_secs", "proxy.upgrade_idle_timeout_secs"] {
+        for key in [
+            "server.idle_timeout_secs",
+            "proxy.upgrade_idle_timeout_secs",
+        ] {
             let mut f = minimal(dir.path());
             match key {
                 "server.idle_timeout_secs" => f.server.idle_timeout_secs = 0,

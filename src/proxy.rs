@@ -636,7 +636,8 @@ impl Upstream {
                         tracing::debug!("upgrade abandoned before both sides switched");
                         return;
                     };
-                    let (client_io, upstream_io) = (TokioIo::new(client_io), TokioIo::new(upstream_io));
+                    let (client_io, upstream_io) =
+                        (TokioIo::new(client_io), TokioIo::new(upstream_io));
                     if tunnel::splice(client_io, upstream_io, idle_limit, permit).await
                         == SpliceEnd::Idle
                     {

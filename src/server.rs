@@ -370,7 +370,8 @@ pub async fn serve(
             });
             let result = match tls {
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                     let tls_stream = tokio::select! {
                         r = handshake => match r {
                             Ok(Ok(s)) => s,
@@ -397,7 +398,8 @@ pub async fn serve(
                     .await
                 }
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     watch_connection(
                         conn,
                         |c| c.graceful_shutdown(),

@@ -33,12 +33,7 @@ async fn setup(server_toml: &str) -> (Upstream, TestGateway) {
         extra_toml: format!("{server_toml}\n{ALL_PUBLIC}"),
         ..Options::default()
     };
-    let gw = start_gateway(
-        &up.url(),
-        &idp.metadata_xml("https://idp.test/sso"),
-        opts,
-    )
-    .await;
+    let gw = start_gateway(&up.url(), &idp.metadata_xml("https://idp.test/sso"), opts).await;
     (up, gw)
 }
 
@@ -89,9 +84,10 @@ async fn h2_connect(
     tokio::task::JoinHandle<()>,
 ) {
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .expect("h2c prior knowledge is accepted");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c prior knowledge is accepted");
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -114,8 +110,7 @@ async fn h2_get(
 
 #[tokio::test]
 async fn idle_http2_connection_is_closed_but_a_slow_request_is_not_cut() {
-    let (_up, gw) =
-        setup("[server]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 1\n").await;
+    let (_up, gw) = setup("[server]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 1\n").await;
 
     let (mut sender, driver) = h2_connect(&gw).await;
     let (status, _) = h2_get(&mut sender, &gw, "/hello").await;
@@ -138,8 +133,7 @@ async fn idle_http2_connection_is_closed_but_a_slow_request_is_not_cut() {
 
 #[tokio::test]
 async fn busy_http1_keep_alive_connection_is_not_cut() {
-    let (_up, gw) =
-        setup("[server]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 1\n").await;
+    let (_up, gw) = setup("[server]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 1\n").await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
@@ -199,7 +193,10 @@ async fn websocket_tunnels_keep_their_connection_slot() {
     let mut second = open_tunnel(&gw).await;
     for ws in [&mut first, &mut second] {
         ws.send(Message::Text("ping".into())).await.unwrap();
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text("ping".into()));
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Text("ping".into())
+        );
     }
 
     assert!(
@@ -221,7 +218,10 @@ async fn websocket_tunnels_keep_their_connection_slot() {
     assert!(served, "closing a tunnel frees its slot");
 
     // The other tunnel still works.
-    second.send(Message::Text("still here".into())).await.unwrap();
+    second
+        .send(Message::Text("still here".into()))
+        .await
+        .unwrap();
     assert_eq!(
         second.next().await.unwrap().unwrap(),
         Message::Text("still here".into())
@@ -253,5 +253,8 @@ async fn idle_tunnel_is_closed_and_a_busy_one_is_not() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "a tunnel idle for upgrade_idle_timeout_secs is closed");
+    assert!(
+        ended.is_ok(),
+        "a tunnel idle for upgrade_idle_timeout_secs is closed"
+    );
 }
