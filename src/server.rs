@@ -236,14 +236,16 @@ where
 {
     tokio::pin!(conn);
     let mut closing_since: Option<Duration> = None;
-    let mut deadline = activity.start + limits.first_request;
+    // The first request's time counts from here: after the TLS handshake, if any.
+    let began = activity.start.elapsed();
+    let mut deadline = Instant::now() + limits.first_request;
     loop {
         tokio::select! {
             result = &mut conn => return result,
             _ = tokio::time::sleep_until(deadline) => {
                 let (in_flight, last_done) = activity.snapshot();
                 let now = activity.start.elapsed();
-                let idle_since = last_done.unwrap_or_default().max(closing_since.unwrap_or_default());
+                let idle_since = last_done.unwrap_or(began).max(closing_since.unwrap_or_default());
                 let limit = match (closing_since, last_done) {
                     (Some(_), _) => limits.closing,
                     (None, None) => limits.first_request,
