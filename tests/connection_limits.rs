@@ -75,6 +75,54 @@ async fn silent_connection_is_closed_before_its_first_request() {
     assert_eq!(r.status(), 200);
 }
 
+#[tokio::test]
+async fn silent_connection_after_the_tls_handshake_is_closed() {
+    let idp = mint::TestIdp::generate("https://idp.test/metadata");
+    let up = start_upstream().await;
+    let (cert, key) = self_signed_tls();
+    let opts = Options {
+        extra_toml: format!("[server]\nheader_read_timeout_secs = 1\n{ALL_PUBLIC}"),
+        tls: Some((cert.clone(), key)),
+        ..Options::default()
+    };
+    let gw = start_gateway(&up.url(), &idp.metadata_xml("https://idp.test/sso"), opts).await;
+
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(WITHIN, async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "a TLS connection that sends no request is closed"
+    );
+}
+
 /// An h2c (prior knowledge) connection to the gateway: the request sender and the task
 /// driving the connection, which ends when the gateway closes it.
 async fn h2_connect(
