@@ -240,6 +240,8 @@ pub struct ProxySection {
     /// Extra CA bundle (PEM) trusted for https upstreams, besides the system roots.
     pub upstream_ca_file: Option<PathBuf>,
     pub pool_idle_timeout_secs: u64,
+    /// Seconds an upgraded (WebSocket) tunnel may move no byte either way before it is closed.
+    pub upgrade_idle_timeout_secs: u64,
 }
 
 impl Default for ProxySection {
@@ -250,6 +252,7 @@ impl Default for ProxySection {
             pass_host_header: true,
             upstream_ca_file: None,
             pool_idle_timeout_secs: 90,
+            upgrade_idle_timeout_secs: 600,
         }
     }
 }
@@ -260,6 +263,8 @@ pub struct ServerSection {
     pub header_read_timeout_secs: u64,
     pub max_connections: usize,
     pub shutdown_grace_secs: u64,
+    /// Seconds a client connection may sit with no request in flight before it is closed.
+    pub idle_timeout_secs: u64,
     /// Addresses / CIDRs whose `X-Forwarded-*` headers count (default: none).
     pub trusted_proxies: Vec<String>,
     /// A plain-HTTP address whose every request is redirected (308) to `public_url`.
@@ -272,6 +277,7 @@ impl Default for ServerSection {
             header_read_timeout_secs: 10,
             max_connections: 10_000,
             shutdown_grace_secs: 30,
+            idle_timeout_secs: 75,
             trusted_proxies: Vec::new(),
             http_redirect_listen: None,
         }
@@ -369,6 +375,9 @@ pub enum TlsMinVersion {
     Tls12,
     Tls13,
 }
+
+/// Largest value of the duration keys in `[server]` and `[proxy]` (one day).
+const MAX_CONNECTION_TIMEOUT_SECS: u64 = 86_400;
 
 /// Default of `tls.watch_interval_secs`.
 pub const DEFAULT_TLS_WATCH_INTERVAL_SECS: u64 = 10;
@@ -472,6 +481,7 @@ pub struct ProxySettings {
     pub pass_host_header: bool,
     pub upstream_ca_pem: Option<Vec<u8>>,
     pub pool_idle_timeout: Duration,
+    pub upgrade_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -479,6 +489,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// How long a client connection may have no request in flight (after its first).
+    pub idle_timeout: Duration,
     /// Plain-HTTP listener that redirects to `public_url` (only with TLS and an https
     /// `public_url`).
     pub http_redirect_listen: Option<SocketAddr>,
@@ -1165,9 +1177,38 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     for (key, v) in [
         ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
         ("proxy.connect_timeout_secs", p.connect_timeout_secs),
+        (
+            "proxy.upgrade_idle_timeout_secs",
+            p.upgrade_idle_timeout_secs,
+        ),
     ] {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1 second"));
+        }
+    }
+    let srv = file.server;
+    for (key, v) in [
+        ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
+        ("proxy.connect_timeout_secs", p.connect_timeout_secs),
+        ("proxy.pool_idle_timeout_secs", p.pool_idle_timeout_secs),
+        (
+            "proxy.upgrade_idle_timeout_secs",
+            p.upgrade_idle_timeout_secs,
+        ),
+        (
+            "server.header_read_timeout_secs",
+            srv.header_read_timeout_secs,
+        ),
+        ("server.shutdown_grace_secs", srv.shutdown_grace_secs),
+        ("server.idle_timeout_secs", srv.idle_timeout_secs),
+    ] {
+        // Larger values overflow `Instant + Duration` in the timers (a panic), and no
+        // connection should wait a day anyway.
+        if v > MAX_CONNECTION_TIMEOUT_SECS {
+            return Err(ConfigError::new(
+                key,
+                format!("must be at most {MAX_CONNECTION_TIMEOUT_SECS} seconds (one day)"),
+            ));
         }
     }
     let upstream_ca_pem = p
@@ -1175,7 +1216,6 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         .map(|f| read_file(base, &f, "proxy.upstream_ca_file"))
         .transpose()?;
 
-    let srv = file.server;
     TrustedProxies::parse(&srv.trusted_proxies, "server.trusted_proxies")?;
     let trusted_proxies = srv.trusted_proxies.clone();
     AccessRules::compile(&file.access)?;
@@ -1185,6 +1225,12 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
+            "must be at least 1",
+        ));
+    }
+    if srv.idle_timeout_secs == 0 {
+        return Err(ConfigError::new(
+            "server.idle_timeout_secs",
             "must be at least 1",
         ));
     }
@@ -1261,11 +1307,13 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             pass_host_header: p.pass_host_header,
             upstream_ca_pem,
             pool_idle_timeout: Duration::from_secs(p.pool_idle_timeout_secs),
+            upgrade_idle_timeout: Duration::from_secs(p.upgrade_idle_timeout_secs),
         },
         server: ServerSettings {
             header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
             max_connections: srv.max_connections,
             shutdown_grace: Duration::from_secs(srv.shutdown_grace_secs),
+            idle_timeout: Duration::from_secs(srv.idle_timeout_secs),
             http_redirect_listen,
         },
         log: file.log,
@@ -1399,6 +1447,72 @@ mod tests {
             &[],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn connection_timeouts_have_a_floor_and_a_one_day_ceiling() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = validate(minimal(dir.path()), dir.path()).unwrap();
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(75));
+        assert_eq!(s.proxy.upgrade_idle_timeout, Duration::from_secs(600));
+        type Set = fn(&mut FileConfig, u64);
+        let keys: [(&str, Set); 7] = [
+            ("server.header_read_timeout_secs", |f, v| {
+                f.server.header_read_timeout_secs = v
+            }),
+            ("server.shutdown_grace_secs", |f, v| {
+                f.server.shutdown_grace_secs = v
+            }),
+            ("server.idle_timeout_secs", |f, v| {
+                f.server.idle_timeout_secs = v
+            }),
+            ("proxy.upstream_timeout_secs", |f, v| {
+                f.proxy.upstream_timeout_secs = v
+            }),
+            ("proxy.connect_timeout_secs", |f, v| {
+                f.proxy.connect_timeout_secs = v
+            }),
+            ("proxy.pool_idle_timeout_secs", |f, v| {
+                f.proxy.pool_idle_timeout_secs = v
+            }),
+            ("proxy.upgrade_idle_timeout_secs", |f, v| {
+                f.proxy.upgrade_idle_timeout_secs = v
+            }),
+        ];
+        for (key, set) in keys {
+            let with = |v: u64| {
+                let mut f = minimal(dir.path());
+                set(&mut f, v);
+                validate(f, dir.path())
+            };
+            assert!(with(86_400).is_ok(), "{key} = 86400");
+            for too_big in [86_401, u64::MAX] {
+                let err = with(too_big).unwrap_err();
+                assert_eq!(err.key, key, "{key} = {too_big}");
+                assert!(err.message.contains("at most 86400"), "{err}");
+            }
+        }
+        for key in [
+            "server.idle_timeout_secs",
+            "proxy.upgrade_idle_timeout_secs",
+        ] {
+            let mut f = minimal(dir.path());
+            match key {
+                "server.idle_timeout_secs" => f.server.idle_timeout_secs = 0,
+                _ => f.proxy.upgrade_idle_timeout_secs = 0,
+            }
+            assert_eq!(validate(f, dir.path()).unwrap_err().key, key);
+        }
+        let file = parse_with_env(
+            "",
+            &env(&[
+                ("SAMLGATE_SERVER_IDLE_TIMEOUT_SECS", "5"),
+                ("SAMLGATE_PROXY_UPGRADE_IDLE_TIMEOUT_SECS", "7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(file.server.idle_timeout_secs, 5);
+        assert_eq!(file.proxy.upgrade_idle_timeout_secs, 7);
     }
 
     #[test]

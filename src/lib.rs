@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
-//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header timeout, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header and idle timeouts, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
@@ -22,6 +22,7 @@
 //! | [`ratelimit`] | `[rate_limits]`: per-client GCRA limits (governor) for sign-in, ACS and auth failures |
 //! | [`redirect`] | which return paths are local (no open redirect) |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
+//! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets |
 //! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
@@ -55,3 +56,4 @@ pub mod saml;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod tunnel;

@@ -27,6 +27,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::{HeadersSection, ProxySettings};
 use crate::session::{Identity, IdentityHeaderValues};
+use crate::tunnel::{self, SpliceEnd, TunnelPermit};
 
 /// Every response body the gateway produces: its own pages or the upstream's stream.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -402,6 +403,7 @@ pub struct Upstream {
     own_host: HeaderValue,
     timeout: Duration,
     pool_idle_timeout: Duration,
+    upgrade_idle_timeout: Duration,
     pass_host_header: bool,
 }
 
@@ -468,6 +470,7 @@ impl Upstream {
             own_host,
             timeout: p.upstream_timeout,
             pool_idle_timeout: p.pool_idle_timeout,
+            upgrade_idle_timeout: p.upgrade_idle_timeout,
             pass_host_header: p.pass_host_header,
         })
     }
@@ -611,6 +614,8 @@ impl Upstream {
         upgrade: bool,
     ) -> Result<Response<Body>, ProxyError> {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The client connection's slot, for the tunnel to hold (see `crate::tunnel`).
+        let permit = req.extensions_mut().remove::<TunnelPermit>();
         *req.uri_mut() = self.upstream_uri(req.uri())?;
         *req.version_mut() = Version::HTTP_11;
 
@@ -624,15 +629,20 @@ impl Upstream {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_side) = client_upgrade {
                 let upstream_side = hyper::upgrade::on(&mut resp);
+                let idle_limit = self.upgrade_idle_timeout;
                 tokio::spawn(async move {
                     let (Ok(client_io), Ok(upstream_io)) = (client_side.await, upstream_side.await)
                     else {
                         tracing::debug!("upgrade abandoned before both sides switched");
                         return;
                     };
-                    let mut client_io = TokioIo::new(client_io);
-                    let mut upstream_io = TokioIo::new(upstream_io);
-                    let _ = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io).await;
+                    let (client_io, upstream_io) =
+                        (TokioIo::new(client_io), TokioIo::new(upstream_io));
+                    if tunnel::splice(client_io, upstream_io, idle_limit, permit).await
+                        == SpliceEnd::Idle
+                    {
+                        tracing::debug!(idle = ?idle_limit, "upgraded connection closed: idle");
+                    }
                 });
                 strip_hop_by_hop(resp.headers_mut(), true);
                 return Ok(resp.map(|b| b.boxed()));
