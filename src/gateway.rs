@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::sync::Semaphore;
 
 use crate::client_ip::{self, TrustedProxies};
@@ -626,10 +626,12 @@ impl Gateway {
         user: &mut Option<String>,
     ) -> Response<Body> {
         // route (access rules, on the path this request will be forwarded with)
-        let requirement = match policy
-            .rules
-            .decide(req.method(), req.uri().path(), req.headers())
-        {
+        let requirement = match policy.rules.decide(
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+            req.body().is_end_stream(),
+        ) {
             Decision::Deny { rule } => {
                 return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
             }
@@ -846,25 +848,25 @@ impl Gateway {
         }
 
         // route: the access rules, on the original request
-        let requirement =
-            match policy
-                .rules
-                .decide(&original.method, original.path(), req.headers())
-            {
-                Decision::Deny { rule } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Denied);
-                    return self.denied_by_rule(rule, original.path(), req.headers(), conn);
-                }
-                Decision::Ambiguous { reason } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Denied);
-                    return ambiguous_path(reason, original.path(), req.headers(), conn);
-                }
-                Decision::Anonymous { .. } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Anonymous);
-                    return anonymous_response(policy);
-                }
-                Decision::Authenticate { requirement, .. } => requirement,
-            };
+        let requirement = match policy
+            .rules
+            // The original body is not ours to see: a preflight is judged by its headers.
+            .decide(&original.method, original.path(), req.headers(), true)
+        {
+            Decision::Deny { rule } => {
+                self.metrics.forward_auth(ForwardAuthResult::Denied);
+                return self.denied_by_rule(rule, original.path(), req.headers(), conn);
+            }
+            Decision::Ambiguous { reason } => {
+                self.metrics.forward_auth(ForwardAuthResult::Denied);
+                return ambiguous_path(reason, original.path(), req.headers(), conn);
+            }
+            Decision::Anonymous { .. } => {
+                self.metrics.forward_auth(ForwardAuthResult::Anonymous);
+                return anonymous_response(policy);
+            }
+            Decision::Authenticate { requirement, .. } => requirement,
+        };
 
         // authenticate
         let Some((_key, session)) = self.authenticate(req.headers()).await else {
