@@ -51,6 +51,33 @@ fn get(target: &str, headers: &str) -> String {
     )
 }
 
+/// The raw answer to a GET of `target` with `headers`, and its status.
+async fn get_answer(gw: &TestGateway, target: &str, headers: &str) -> (u16, String) {
+    let answer = raw(gw, &get(target, headers)).await;
+    (status(&answer), answer)
+}
+
+/// A gateway in front of `upstream` with one signed-in browser: the gateway and the `Host`
+/// and `Cookie` header lines that carry its session.
+async fn signed_in_at(upstream: &str, idp: &TestIdp) -> (TestGateway, String) {
+    let gw = start_gateway(
+        upstream,
+        &idp.metadata_xml("https://idp.test/sso"),
+        Options::default(),
+    )
+    .await;
+    let (_c, cookie) = signin::sign_in_as(idp, &gw, "/", |_| {}).await;
+    (gw, format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n"))
+}
+
+/// [`signed_in_at`] an echo upstream with no base path.
+async fn signed_in() -> (Upstream, TestGateway, String) {
+    let idp = TestIdp::generate("https://idp.test/metadata");
+    let up = start_upstream().await;
+    let (gw, session) = signed_in_at(&up.url(), &idp).await;
+    (up, gw, session)
+}
+
 #[tokio::test]
 async fn a_trickled_acs_body_is_cut_off_with_408() {
     // Body deadline: 3 × header_read_timeout.
@@ -84,12 +111,11 @@ async fn a_trickled_acs_body_is_cut_off_with_408() {
 
 #[tokio::test]
 async fn sign_out_bodies_too_large_or_cut_off_are_told_apart() {
-    let (idp, _up, gw) = signin::start_minted("").await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    let (_up, gw, session) = signed_in().await;
     let post = |length: usize, body: &str| {
         format!(
-            "POST /saml/logout HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\
-             Cookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+            "POST /saml/logout HTTP/1.1\r\n{session}Accept: application/json\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
              Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
         )
     };
@@ -112,30 +138,23 @@ async fn sign_out_bodies_too_large_or_cut_off_are_told_apart() {
     assert_eq!(status(&answer), 400, "{answer}");
 
     // The session survived both: neither was a sign-out.
-    let answer = raw(
-        &gw,
-        &get("/app", &format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n")),
-    )
-    .await;
-    assert_eq!(status(&answer), 200, "{answer}");
+    let (code, answer) = get_answer(&gw, "/app", &session).await;
+    assert_eq!(code, 200, "{answer}");
 }
 
 #[tokio::test]
 async fn targets_that_are_not_paths_are_never_forwarded() {
-    let (idp, up, gw) = signin::start_minted("").await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    let (up, gw, session) = signed_in().await;
     let before = up.count();
     let answer = raw(
         &gw,
-        &format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nCookie: {cookie}\r\n\r\n"),
+        &format!("CONNECT 127.0.0.1:22 HTTP/1.1\r\n{session}\r\n"),
     )
     .await;
     assert_eq!(status(&answer), 405, "{answer}");
     let answer = raw(
         &gw,
-        &format!(
-            "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
-        ),
+        &format!("OPTIONS * HTTP/1.1\r\n{session}Connection: close\r\n\r\n"),
     )
     .await;
     assert_eq!(status(&answer), 400, "{answer}");
@@ -144,9 +163,7 @@ async fn targets_that_are_not_paths_are_never_forwarded() {
 
 #[tokio::test]
 async fn encoded_spellings_of_gateway_paths_are_not_forwarded() {
-    let (idp, up, gw) = signin::start_minted("").await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
-    let with_session = format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n");
+    let (up, gw, session) = signed_in().await;
     let before = up.count();
     for target in [
         "/%73aml/x",
@@ -154,14 +171,14 @@ async fn encoded_spellings_of_gateway_paths_are_not_forwarded() {
         "/saml%2fmetadata",
         "/%2573aml/login",
     ] {
-        let answer = raw(&gw, &get(target, &with_session)).await;
-        assert_eq!(status(&answer), 400, "{target}: {answer}");
+        let (code, answer) = get_answer(&gw, target, &session).await;
+        assert_eq!(code, 400, "{target}: {answer}");
         assert!(answer.contains("ambiguous_path"), "{target}: {answer}");
     }
     assert_eq!(up.count(), before, "none reached the upstream");
     // An ordinary encoded path still does.
-    let answer = raw(&gw, &get("/files/a%20b", &with_session)).await;
-    assert_eq!(status(&answer), 200, "{answer}");
+    let (code, answer) = get_answer(&gw, "/files/a%20b", &session).await;
+    assert_eq!(code, 200, "{answer}");
     assert_eq!(up.last().path, "/files/a%20b");
 }
 
@@ -169,16 +186,9 @@ async fn encoded_spellings_of_gateway_paths_are_not_forwarded() {
 async fn dot_segments_never_leave_the_upstream_base_path() {
     let idp = TestIdp::generate("https://idp.test/metadata");
     let up = start_upstream().await;
-    let gw = start_gateway(
-        &format!("{}/app/", up.url()),
-        &idp.metadata_xml("https://idp.test/sso"),
-        Options::default(),
-    )
-    .await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
-    let with_session = format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n");
-    let answer = raw(&gw, &get("/page", &with_session)).await;
-    assert_eq!(status(&answer), 200, "{answer}");
+    let (gw, session) = signed_in_at(&format!("{}/app/", up.url()), &idp).await;
+    let (code, answer) = get_answer(&gw, "/page", &session).await;
+    assert_eq!(code, 200, "{answer}");
     assert_eq!(up.last().path, "/app/page");
     let before = up.count();
     for target in [
@@ -189,65 +199,37 @@ async fn dot_segments_never_leave_the_upstream_base_path() {
         "/./admin",
         "/x/..;/..;/admin",
     ] {
-        let answer = raw(&gw, &get(target, &with_session)).await;
-        assert_eq!(status(&answer), 400, "{target}: {answer}");
+        let (code, answer) = get_answer(&gw, target, &session).await;
+        assert_eq!(code, 400, "{target}: {answer}");
     }
     assert_eq!(up.count(), before, "none reached the upstream");
 }
 
 #[tokio::test]
 async fn conflicting_hosts_are_refused() {
-    let (idp, up, gw) = signin::start_minted("").await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    let (up, gw, session) = signed_in().await;
     let before = up.count();
-    let answer = raw(
-        &gw,
-        &get(
-            "/app",
-            &format!("Host: 127.0.0.1\r\nHost: evil.test\r\nCookie: {cookie}\r\n"),
-        ),
-    )
-    .await;
-    assert_eq!(status(&answer), 400, "{answer}");
-    let answer = raw(
-        &gw,
-        &get(
-            "http://evil.test/app",
-            &format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n"),
-        ),
-    )
-    .await;
-    assert_eq!(status(&answer), 400, "{answer}");
+    for (target, extra) in [
+        ("/app", "Host: evil.test\r\n"),
+        ("http://evil.test/app", ""),
+    ] {
+        let (code, answer) = get_answer(&gw, target, &format!("{session}{extra}")).await;
+        assert_eq!(code, 400, "{target} {extra:?}: {answer}");
+    }
     assert_eq!(up.count(), before, "neither reached the upstream");
     // The same host both ways is fine.
-    let answer = raw(
-        &gw,
-        &get(
-            "http://127.0.0.1/app",
-            &format!("Host: 127.0.0.1\r\nCookie: {cookie}\r\n"),
-        ),
-    )
-    .await;
-    assert_eq!(status(&answer), 200, "{answer}");
+    let (code, answer) = get_answer(&gw, "http://127.0.0.1/app", &session).await;
+    assert_eq!(code, 200, "{answer}");
 }
 
 #[tokio::test]
 async fn routing_override_headers_never_reach_the_upstream() {
-    let (idp, up, gw) = signin::start_minted("").await;
-    let (_c, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
-    let answer = raw(
-        &gw,
-        &get(
-            "/app",
-            &format!(
-                "Host: 127.0.0.1\r\nCookie: {cookie}\r\nX-Original-URL: /admin\r\n\
-                 X_Rewrite_Url: /admin\r\nX-HTTP-Method-Override: DELETE\r\n\
-                 X-Forwarded-Prefix: /other\r\nX-App: kept\r\n"
-            ),
-        ),
-    )
-    .await;
-    assert_eq!(status(&answer), 200, "{answer}");
+    let (up, gw, session) = signed_in().await;
+    let overrides = "X-Original-URL: /admin\r\nX_Rewrite_Url: /admin\r\n\
+                     X-HTTP-Method-Override: DELETE\r\nX-Forwarded-Prefix: /other\r\n";
+    let (code, answer) =
+        get_answer(&gw, "/app", &format!("{session}{overrides}X-App: kept\r\n")).await;
+    assert_eq!(code, 200, "{answer}");
     let seen = up.last();
     for name in [
         "x-original-url",
