@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use tokio::sync::Semaphore;
 
 use crate::client_ip::{self, TrustedProxies};
@@ -43,6 +43,7 @@ use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogi
 use crate::session::{
     random_id, random_token, IdentityHeaderValues, Session, SessionKey, SessionStore,
 };
+use crate::target::{self, TargetRefusal};
 
 /// 200 for a forward-auth check, carrying the identity headers the proxy copies upstream.
 fn identity_response(policy: &Policy, session: &Session) -> Response<Body> {
@@ -355,6 +356,10 @@ pub struct Gateway {
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
 const VERIFY_QUEUE_WAIT: Duration = Duration::from_secs(10);
 const LOGOUT_FORM_LIMIT: usize = 4096;
+/// A request body the gateway reads itself (ACS post, sign-out form) must arrive whole within
+/// this many times `server.header_read_timeout`: the setting operators already fit to their
+/// slowest clients, and 3 × the default 10 s leaves a half-megabyte form room on a slow link.
+const BODY_READ_TIMEOUT_FACTOR: u32 = 3;
 /// How long our LogoutRequest waits for the IdP's LogoutResponse.
 const LOGOUT_REQUEST_TTL: Duration = Duration::from_secs(10 * 60);
 /// Oldest IssueInstant accepted on a logout message from the IdP (plus clock skew).
@@ -537,14 +542,18 @@ impl Gateway {
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let which = route(uri.path(), &self.paths);
-        let result =
-            AssertUnwindSafe(self.dispatch(which, req, conn, upstream_slot, &policy, &mut user))
-                .catch_unwind()
-                .await;
+        let result = match target::check(&method, &uri, req.headers(), &self.paths, which) {
+            Err(refusal) => Ok(refuse_target(refusal, &method, &uri, req.headers(), conn)),
+            Ok(()) => {
+                AssertUnwindSafe(self.dispatch(which, req, conn, upstream_slot, &policy, &mut user))
+                    .catch_unwind()
+                    .await
+            }
+        };
         let resp = match result {
             Ok(r) => r,
             Err(_) => {
-                tracing::error!(target: "samlgate::audit", event = "panic", %method, path = %clip_path(uri.path()), "request handler panicked; answered 500");
+                tracing::error!(target: "samlgate::audit", event = "panic", method = %clip_method(&method), path = %clip_path(uri.path()), "request handler panicked; answered 500");
                 pages::simple(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -557,7 +566,7 @@ impl Gateway {
             .request(which.class(), resp.status().as_u16(), started.elapsed());
         tracing::info!(
             target: "samlgate::access",
-            %method,
+            method = %clip_method(&method),
             path = %clip_path(uri.path()),
             status = resp.status().as_u16(),
             latency_us = started.elapsed().as_micros() as u64,
@@ -623,10 +632,12 @@ impl Gateway {
         user: &mut Option<String>,
     ) -> Response<Body> {
         // route (access rules, on the path this request will be forwarded with)
-        let requirement = match policy
-            .rules
-            .decide(req.method(), req.uri().path(), req.headers())
-        {
+        let requirement = match policy.rules.decide(
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+            req.body().is_end_stream(),
+        ) {
             Decision::Deny { rule } => {
                 return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
             }
@@ -843,25 +854,25 @@ impl Gateway {
         }
 
         // route: the access rules, on the original request
-        let requirement =
-            match policy
-                .rules
-                .decide(&original.method, original.path(), req.headers())
-            {
-                Decision::Deny { rule } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Denied);
-                    return self.denied_by_rule(rule, original.path(), req.headers(), conn);
-                }
-                Decision::Ambiguous { reason } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Denied);
-                    return ambiguous_path(reason, original.path(), req.headers(), conn);
-                }
-                Decision::Anonymous { .. } => {
-                    self.metrics.forward_auth(ForwardAuthResult::Anonymous);
-                    return anonymous_response(policy);
-                }
-                Decision::Authenticate { requirement, .. } => requirement,
-            };
+        let requirement = match policy
+            .rules
+            // The original body is not ours to see: a preflight is judged by its headers.
+            .decide(&original.method, original.path(), req.headers(), true)
+        {
+            Decision::Deny { rule } => {
+                self.metrics.forward_auth(ForwardAuthResult::Denied);
+                return self.denied_by_rule(rule, original.path(), req.headers(), conn);
+            }
+            Decision::Ambiguous { reason } => {
+                self.metrics.forward_auth(ForwardAuthResult::Denied);
+                return ambiguous_path(reason, original.path(), req.headers(), conn);
+            }
+            Decision::Anonymous { .. } => {
+                self.metrics.forward_auth(ForwardAuthResult::Anonymous);
+                return anonymous_response(policy);
+            }
+            Decision::Authenticate { requirement, .. } => requirement,
+        };
 
         // authenticate
         let Some((_key, session)) = self.authenticate(req.headers()).await else {
@@ -1149,7 +1160,7 @@ impl Gateway {
         );
         // base64 grows by 4/3 and form encoding can triple '+', '/', '='; leave room for both.
         let limit = self.settings.saml.max_response_bytes * 2 + 8192;
-        let body = read_limited(req.into_body(), limit).await?;
+        let body = read_limited(req.into_body(), limit, self.body_read_timeout()).await?;
 
         let mut saml_response = None;
         let mut relay_state = None;
@@ -1326,12 +1337,27 @@ impl Gateway {
                     return self.signed_out();
                 };
                 *user = Some(s.identity.user.clone());
-                let token = match read_limited(req.into_body(), LOGOUT_FORM_LIMIT).await {
-                    Ok(body) => url::form_urlencoded::parse(&body)
-                        .find(|(k, _)| k == "csrf")
-                        .map(|(_, v)| v.into_owned()),
-                    Err(_) => None,
+                let body = match read_limited(
+                    req.into_body(),
+                    LOGOUT_FORM_LIMIT,
+                    self.body_read_timeout(),
+                )
+                .await
+                {
+                    Ok(body) => body,
+                    Err(e) => {
+                        tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = %e.reason(), user = %s.identity.user, client = %conn.client);
+                        return pages::simple(
+                            e.status(),
+                            e.kind(),
+                            "The sign-out form could not be read. Open the sign-out page and press the button again.",
+                            browser,
+                        );
+                    }
                 };
+                let token = url::form_urlencoded::parse(&body)
+                    .find(|(k, _)| k == "csrf")
+                    .map(|(_, v)| v.into_owned());
                 if !token.is_some_and(|t| self.csrf_sealer.verify_tag(&key.0, &t)) {
                     tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.client);
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
@@ -1585,6 +1611,14 @@ impl Gateway {
         }
     }
 
+    /// Deadline for a whole request body the gateway reads itself.
+    fn body_read_timeout(&self) -> Duration {
+        self.settings
+            .server
+            .header_read_timeout
+            .saturating_mul(BODY_READ_TIMEOUT_FACTOR)
+    }
+
     fn signed_out(&self) -> Response<Body> {
         let mut r = pages::signed_out(&self.login_url);
         if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
@@ -1606,17 +1640,24 @@ impl LiveCounts for Gateway {
     }
 }
 
-/// Reads a request body up to `limit` bytes; larger bodies are refused without buffering them.
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, LoginError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
+/// Reads a request body up to `limit` bytes within `deadline`; larger bodies are refused
+/// without buffering them, and one still arriving at the deadline is dropped (its
+/// connection with it).
+async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, LoginError> {
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_elapsed) => Err(LoginError::BodyTimeout { after: deadline }),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             Err(LoginError::BodyTooLarge { limit })
         }
-        Err(_) => Err(LoginError::Malformed("the request body could not be read")),
+        Ok(Err(_)) => Err(LoginError::Malformed("the request body could not be read")),
     }
 }
 
@@ -1634,6 +1675,46 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 
 fn clip_path(p: &str) -> String {
     crate::saml::error::clip(p)
+}
+
+/// Longest method a log line shows whole (an extension method may be as long as the request
+/// line); hyper admits only token characters, so nothing else needs neutralising.
+const METHOD_LOG_CHARS: usize = 32;
+
+/// The method for a log line: borrowed when short (every real one), clipped otherwise.
+fn clip_method(m: &Method) -> std::borrow::Cow<'_, str> {
+    let m = m.as_str();
+    if m.len() <= METHOD_LOG_CHARS {
+        std::borrow::Cow::Borrowed(m)
+    } else {
+        std::borrow::Cow::Owned(crate::saml::error::clip_to(m, METHOD_LOG_CHARS))
+    }
+}
+
+/// The answer to a request [`target::check`] refused: audited with its precise reason,
+/// never dispatched.
+fn refuse_target(
+    refusal: TargetRefusal,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let reason = refusal.reason();
+    match refusal {
+        TargetRefusal::EncodedGatewayPath | TargetRefusal::DotSegment => {
+            return ambiguous_path(reason, uri.path(), headers, conn)
+        }
+        _ => {
+            tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), target = %clip_path(&uri.to_string()), client = %conn.client);
+        }
+    }
+    pages::simple(
+        refusal.status(),
+        refusal.code(),
+        refusal.message(),
+        pages::accepts_html(headers),
+    )
 }
 
 #[cfg(test)]
@@ -1689,6 +1770,18 @@ mod tests {
                 .unwrap_err()
                 .contains("not our SLO URL")
         );
+    }
+
+    #[test]
+    fn long_methods_are_clipped_in_logs() {
+        assert!(matches!(
+            clip_method(&Method::GET),
+            std::borrow::Cow::Borrowed("GET")
+        ));
+        let long = Method::from_bytes("X".repeat(400_000).as_bytes()).unwrap();
+        let shown = clip_method(&long);
+        assert_eq!(shown.chars().count(), METHOD_LOG_CHARS + 1, "{shown}");
+        assert!(shown.ends_with('…'));
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! | [`client_ip`] | `server.trusted_proxies` and the client address (`X-Forwarded-For` from trusted peers) |
 //! | [`ratelimit`] | `[rate_limits]`: per-client GCRA limits (governor) for sign-in, ACS and auth failures |
 //! | [`redirect`] | which return paths are local (no open redirect) |
+//! | [`target`] | refusals from the request line and `Host` before dispatch: `CONNECT`, non-path targets, conflicting hosts, encoded gateway paths, dot segments |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
@@ -55,5 +56,6 @@ pub mod rules;
 pub mod saml;
 pub mod server;
 pub mod session;
+pub mod target;
 pub mod tls;
 pub mod tunnel;

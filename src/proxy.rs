@@ -274,18 +274,67 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap, names: &[&str]) {
 
 /// Removes every client copy of every identity header.
 pub fn strip_identity_headers(headers: &mut HeaderMap, ids: &IdentityHeaders) {
-    // Requests almost never carry one: check before collecting anything.
-    if !headers.keys().any(|n| ids.is_identity(n)) {
+    strip_matching(headers, |n| ids.is_identity(n));
+}
+
+/// Removes every header `doomed` picks. Requests almost never carry one: one pass over the
+/// names first, and a list is collected only when something matched.
+fn strip_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&doomed) {
         return;
     }
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| ids.is_identity(n))
-        .cloned()
-        .collect();
-    for n in doomed {
+    let names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for n in names {
         headers.remove(n);
     }
+}
+
+/// Client headers that some upstreams take as the request's real path, method or origin (IIS
+/// URL Rewrite and ASP.NET, Symfony, Zend, Spring, Traefik-style `X-Forwarded-*`): left in,
+/// the upstream would run another path or method than the one the access rules judged.
+/// Stripped in every case and `_`/`-` spelling.
+pub const ROUTING_OVERRIDE_HEADERS: [&str; 11] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-method",
+    "x-forwarded-server",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The forwarding headers the gateway sets itself: the `-` spelling is replaced on insert,
+/// an `_` spelling (the same header to nginx, CGI, WSGI) is stripped.
+const REPLACED_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// `name` (lower case, as `HeaderName` keeps it) is `wanted` with any `-` written as `_`.
+fn same_header(name: &[u8], wanted: &str) -> bool {
+    name.len() == wanted.len()
+        && wanted
+            .bytes()
+            .zip(name)
+            .all(|(w, &n)| w == n || (w == b'-' && n == b'_'))
+}
+
+/// Whether a client header is a routing override ([`ROUTING_OVERRIDE_HEADERS`]) or an `_`
+/// spelling of a forwarding header the gateway sets. Allocation-free; names not starting
+/// with `x-`/`x_` are passed over after two bytes.
+fn is_client_override(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    if n.len() < 2 || n[0] != b'x' || (n[1] != b'-' && n[1] != b'_') {
+        return false;
+    }
+    ROUTING_OVERRIDE_HEADERS.iter().any(|w| same_header(n, w))
+        || (n.contains(&b'_') && REPLACED_HEADERS.iter().any(|w| same_header(n, w)))
 }
 
 /// The client address as a header value, formatted without an intermediate `String`.
@@ -332,7 +381,8 @@ pub fn rewrite_request_headers(
     upgrade: bool,
 ) {
     strip_hop_by_hop(headers, upgrade);
-    strip_identity_headers(headers, ids);
+    // Identity headers and routing overrides in one pass over the names.
+    strip_matching(headers, |n| ids.is_identity(n) || is_client_override(n));
     strip_gateway_cookies(headers, gateway_cookies);
     if let Some(v) = identity {
         headers.insert(ids.user.clone(), v.user.clone());
@@ -1013,6 +1063,54 @@ mod tests {
         }
         assert_eq!(h["x-forwarded-users"], "not ours");
         assert_eq!(h["accept"], "text/html");
+    }
+
+    #[test]
+    fn routing_overrides_are_removed_in_every_spelling() {
+        let mut pairs: Vec<(String, &str)> = Vec::new();
+        for name in ROUTING_OVERRIDE_HEADERS {
+            pairs.push((name.to_string(), "/admin"));
+            pairs.push((name.to_ascii_uppercase(), "/admin"));
+            pairs.push((name.replace('-', "_"), "/admin"));
+            pairs.push((name.replacen('-', "_", 1), "DELETE"));
+        }
+        pairs.push(("X_Forwarded_Host".into(), "evil.test"));
+        pairs.push(("x_real_ip".into(), "10.9.9.9"));
+        pairs.push(("x-original-urls".into(), "kept"));
+        pairs.push(("x-custom".into(), "kept"));
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let mut h = map(&refs);
+        rewrite_request_headers(&mut h, &ids(), &[], None, &fwd(), false);
+        for name in ROUTING_OVERRIDE_HEADERS {
+            assert!(!h.contains_key(name), "{name} survived");
+            assert!(
+                !h.contains_key(name.replace('-', "_")),
+                "{name} (_) survived"
+            );
+            assert!(
+                !h.contains_key(name.replacen('-', "_", 1)),
+                "{name} (mixed) survived"
+            );
+        }
+        assert!(!h.contains_key("x_forwarded_host") && !h.contains_key("x_real_ip"));
+        assert_eq!(h["x-forwarded-host"], "app.example.com:8443");
+        assert_eq!(h["x-original-urls"], "kept");
+        assert_eq!(h["x-custom"], "kept");
+    }
+
+    #[test]
+    fn override_matching_is_exact_up_to_dash_and_underscore() {
+        let name = |s: &str| HeaderName::from_bytes(s.as_bytes()).unwrap();
+        assert!(is_client_override(&name("x-http-method-override")));
+        assert!(is_client_override(&name("X_HTTP_METHOD")));
+        assert!(is_client_override(&name("x_forwarded_for")));
+        assert!(
+            !is_client_override(&name("x-forwarded-for")),
+            "replaced, not stripped"
+        );
+        assert!(!is_client_override(&name("x-http-methods")));
+        assert!(!is_client_override(&name("accept")));
+        assert!(!is_client_override(&name("x")));
     }
 
     #[test]

@@ -235,8 +235,16 @@ impl AccessRules {
     }
 
     /// Decides one request. `path` is the request path; a query, if present, is ignored.
-    /// Without rules and with CORS preflights off this returns at once without allocating.
-    pub fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision<'_> {
+    /// `body_empty`: the request has no body at all (for a CORS preflight; an HTTP/2 request
+    /// may carry DATA frames without announcing them in a header). Without rules and with
+    /// CORS preflights off this returns at once without allocating.
+    pub fn decide(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body_empty: bool,
+    ) -> Decision<'_> {
         const GLOBAL: Decision<'static> = Decision::Authenticate {
             rule: None,
             requirement: Requirement::Global,
@@ -271,7 +279,8 @@ impl AccessRules {
                 };
             }
         }
-        let preflight = self.cors_preflight && unambiguous && is_cors_preflight(method, headers);
+        let preflight =
+            self.cors_preflight && unambiguous && body_empty && is_cors_preflight(method, headers);
         for rule in &self.rules {
             // Allow rules take the method exactly; the restricting ones also catch what an
             // upstream may treat alike (`HEAD` as `GET`, `get` as `GET`).
@@ -753,7 +762,7 @@ mod tests {
     }
 
     fn get<'r>(rules: &'r AccessRules, path: &str) -> Decision<'r> {
-        rules.decide(&Method::GET, path, &HeaderMap::new())
+        rules.decide(&Method::GET, path, &HeaderMap::new(), true)
     }
 
     const GLOBAL: Decision<'static> = Decision::Authenticate {
@@ -1037,11 +1046,11 @@ mod tests {
         ]);
         assert_eq!(get(&r, "/health"), Decision::Anonymous { rule: "health" });
         assert_eq!(
-            r.decide(&Method::HEAD, "/health", &HeaderMap::new()),
+            r.decide(&Method::HEAD, "/health", &HeaderMap::new(), true),
             Decision::Anonymous { rule: "health" }
         );
         assert_eq!(
-            r.decide(&Method::POST, "/health", &HeaderMap::new()),
+            r.decide(&Method::POST, "/health", &HeaderMap::new(), true),
             Decision::Deny { rule: "deny-all" }
         );
         assert_eq!(get(&r, "/other"), Decision::Deny { rule: "deny-all" });
@@ -1056,7 +1065,7 @@ mod tests {
             ops,
             named(rule("authenticate", Some("/app/"), None), "app"),
         ]);
-        match r.decide(&Method::GET, "/ops/x", &HeaderMap::new()) {
+        match r.decide(&Method::GET, "/ops/x", &HeaderMap::new(), true) {
             Decision::Authenticate {
                 rule: Some("ops"),
                 requirement: Requirement::Only { groups, users },
@@ -1133,15 +1142,15 @@ mod tests {
         let cors = Decision::Anonymous {
             rule: CORS_PREFLIGHT_RULE,
         };
-        assert_eq!(r.decide(&Method::OPTIONS, "/api/x", &h), cors);
-        assert_eq!(r.decide(&Method::OPTIONS, "/other", &h), cors);
+        assert_eq!(r.decide(&Method::OPTIONS, "/api/x", &h, true), cors);
+        assert_eq!(r.decide(&Method::OPTIONS, "/other", &h, true), cors);
         assert_eq!(
-            r.decide(&Method::OPTIONS, "/admin/x", &h),
+            r.decide(&Method::OPTIONS, "/admin/x", &h, true),
             Decision::Deny { rule: "no-admin" },
             "deny wins"
         );
         assert_eq!(
-            r.decide(&Method::OPTIONS, "/x/%252e%252e/y", &h),
+            r.decide(&Method::OPTIONS, "/x/%252e%252e/y", &h, true),
             Decision::Ambiguous {
                 reason: "double_encoding"
             },
@@ -1150,19 +1159,22 @@ mod tests {
         // Not a preflight: a plain OPTIONS, a missing header, another method.
         let mut only_origin = HeaderMap::new();
         only_origin.insert(header::ORIGIN, "https://o.example".parse().unwrap());
-        assert_eq!(r.decide(&Method::OPTIONS, "/other", &only_origin), GLOBAL);
         assert_eq!(
-            r.decide(&Method::OPTIONS, "/other", &HeaderMap::new()),
+            r.decide(&Method::OPTIONS, "/other", &only_origin, true),
             GLOBAL
         );
-        assert_eq!(r.decide(&Method::GET, "/other", &h), GLOBAL);
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/other", &HeaderMap::new(), true),
+            GLOBAL
+        );
+        assert_eq!(r.decide(&Method::GET, "/other", &h, true), GLOBAL);
         let mut empty = preflight_headers();
         empty.insert(header::ORIGIN, "".parse().unwrap());
-        assert_eq!(r.decide(&Method::OPTIONS, "/other", &empty), GLOBAL);
+        assert_eq!(r.decide(&Method::OPTIONS, "/other", &empty, true), GLOBAL);
 
         // Off (the default): a preflight needs sign-in like anything else.
         let off = AccessRules::compile(&AccessSection::default()).unwrap();
-        assert_eq!(off.decide(&Method::OPTIONS, "/api/x", &h), GLOBAL);
+        assert_eq!(off.decide(&Method::OPTIONS, "/api/x", &h, true), GLOBAL);
     }
 
     #[test]
@@ -1306,21 +1318,21 @@ mod tests {
         for m in ["GET", "HEAD", "get", "gEt", "head"] {
             let method = Method::from_bytes(m.as_bytes()).unwrap();
             assert_eq!(
-                r.decide(&method, "/admin/x", &h),
+                r.decide(&method, "/admin/x", &h, true),
                 Decision::Deny { rule: "deny-get" },
                 "{m}"
             );
         }
         // The allow rule names GET exactly: HEAD and `get` are not let through anonymously.
         assert_eq!(
-            r.decide(&Method::GET, "/public/x", &h),
+            r.decide(&Method::GET, "/public/x", &h, true),
             Decision::Anonymous { rule: "public-get" }
         );
         for m in ["HEAD", "get"] {
             let method = Method::from_bytes(m.as_bytes()).unwrap();
             assert!(
                 matches!(
-                    r.decide(&method, "/public/x", &h),
+                    r.decide(&method, "/public/x", &h, true),
                     Decision::Authenticate { .. }
                 ),
                 "{m}"
@@ -1341,23 +1353,28 @@ mod tests {
             rule: CORS_PREFLIGHT_RULE,
         };
         assert_eq!(
-            r.decide(&Method::OPTIONS, "/api", &preflight_headers()),
+            r.decide(&Method::OPTIONS, "/api", &preflight_headers(), true),
             cors
         );
         let mut with_length = preflight_headers();
         with_length.insert(header::CONTENT_LENGTH, "0".parse().unwrap());
-        assert_eq!(r.decide(&Method::OPTIONS, "/api", &with_length), cors);
+        assert_eq!(r.decide(&Method::OPTIONS, "/api", &with_length, true), cors);
         let mut with_body = preflight_headers();
         with_body.insert(header::CONTENT_LENGTH, "12".parse().unwrap());
-        assert_ne!(r.decide(&Method::OPTIONS, "/api", &with_body), cors);
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &with_body, true), cors);
         let mut chunked = preflight_headers();
         chunked.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
-        assert_ne!(r.decide(&Method::OPTIONS, "/api", &chunked), cors);
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &chunked, true), cors);
         let mut bad_method = preflight_headers();
         bad_method.insert(
             header::ACCESS_CONTROL_REQUEST_METHOD,
             "PUT, GET".parse().unwrap(),
         );
-        assert_ne!(r.decide(&Method::OPTIONS, "/api", &bad_method), cors);
+        assert_ne!(r.decide(&Method::OPTIONS, "/api", &bad_method, true), cors);
+        // A body no header announces (HTTP/2 DATA frames) makes it an ordinary request.
+        assert_eq!(
+            r.decide(&Method::OPTIONS, "/api", &preflight_headers(), false),
+            GLOBAL
+        );
     }
 }

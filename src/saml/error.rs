@@ -11,6 +11,11 @@ pub enum LoginError {
     BodyTooLarge {
         limit: usize,
     },
+    /// The whole body did not arrive within the deadline (a client trickling it to hold the
+    /// connection and the buffer).
+    BodyTimeout {
+        after: std::time::Duration,
+    },
     /// Missing field, not base64, not UTF-8, wrong content type.
     Malformed(&'static str),
     /// The structural gate refused the XML before any crypto ran.
@@ -77,6 +82,7 @@ impl LoginError {
         use LoginError::*;
         match self {
             BodyTooLarge { .. } => "body_too_large",
+            BodyTimeout { .. } => "body_timeout",
             Malformed(_) => "malformed",
             Prefilter(_) => "prefilter",
             NoPendingLogin => "no_pending_login",
@@ -113,6 +119,10 @@ impl LoginError {
         use LoginError::*;
         match self {
             BodyTooLarge { limit } => format!("POST body exceeds {limit} bytes"),
+            BodyTimeout { after } => format!(
+                "request body not received in time (deadline {} s)",
+                after.as_secs()
+            ),
             Malformed(what) => (*what).to_string(),
             Prefilter(e) => format!("pre-filter refused the response: {e}"),
             NoPendingLogin => "RelayState does not match a pending sign-in (unknown, used, or expired)".into(),
@@ -133,8 +143,8 @@ impl LoginError {
             Signature(d) => format!("signature verification failed: {}", clip(d)),
             Audience { got } if got.is_empty() => "no AudienceRestriction names our entity ID (missing, or samael refused it)".into(),
             Audience { got } => format!(
-                "AudienceRestriction {:?} does not name our entity ID",
-                got.iter().map(|a| clip(a)).collect::<Vec<_>>()
+                "AudienceRestriction {} does not name our entity ID",
+                clip_list(got)
             ),
             Recipient(d) => format!("SubjectConfirmation Recipient mismatch: {}", clip(d)),
             Expired(d) => format!("assertion expired: {}", clip(d)),
@@ -146,8 +156,8 @@ impl LoginError {
             DuplicateAttribute(a) => format!("attribute {} appears more than once", clip(a)),
             SpNameQualifier(q) => format!("NameID SPNameQualifier {} is not our entity ID", clip(q)),
             AuthnContext { required, got } => format!(
-                "AuthnContextClassRef {:?} is not the required {}",
-                got.iter().take(4).map(|c| clip(c)).collect::<Vec<_>>(),
+                "AuthnContextClassRef {} is not the required {}",
+                clip_list(got),
                 clip(required)
             ),
             Replay(id) => format!("assertion {} was already used", clip(id)),
@@ -203,6 +213,7 @@ impl LoginError {
     pub fn status(&self) -> StatusCode {
         match self {
             LoginError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LoginError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             LoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             LoginError::IdpStatus { .. }
@@ -213,22 +224,54 @@ impl LoginError {
     }
 }
 
-/// Bounds attacker-controlled text in log lines and strips control characters.
+/// How many entries of an attacker-sent list a reason shows (the rest are counted).
+const LIST_ENTRIES: usize = 4;
+
+/// Bounds attacker-controlled text in log lines and neutralises characters that could
+/// forge or disguise a line (see [`clip_to`]).
 pub fn clip(s: &str) -> String {
     clip_to(s, 120)
 }
 
-/// [`clip`] to `max` characters (for reasons that nest another reason).
+/// At most `max` characters of `s`, `…` if cut. Control characters, the Unicode line and
+/// paragraph separators and the bidirectional controls (which can make a log line read
+/// differently from what it holds) are escaped (`\n`, `\u{202e}`). The one function for
+/// attacker-controlled text in reasons, here and in the pre-filter.
 pub fn clip_to(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().count() > max {
-        out.push('…');
+    let mut out = String::with_capacity(s.len().min(max + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
     out
+}
+
+/// Characters a log line must not carry as they are.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{200e}' | '\u{200f}' | '\u{061c}' // directional marks
+            | '\u{202a}'..='\u{202e}' // embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // isolates
+        )
+}
+
+/// The first [`LIST_ENTRIES`] entries of `list`, each clipped, then how many more there were.
+fn clip_list(list: &[String]) -> String {
+    let shown: Vec<String> = list.iter().take(LIST_ENTRIES).map(|e| clip(e)).collect();
+    match list.len().saturating_sub(LIST_ENTRIES) {
+        0 => format!("{shown:?}"),
+        more => format!("{shown:?} and {more} more"),
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +287,50 @@ mod tests {
         assert!(!r.contains('\n') && !r.contains('\r'));
         assert!(r.len() < 200);
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn long_lists_are_cut_and_counted() {
+        let got: Vec<String> = (0..10_000).map(|i| format!("https://sp{i}.test")).collect();
+        let r = LoginError::Audience { got }.reason();
+        assert!(r.contains("sp3.test") && !r.contains("sp4.test"), "{r}");
+        assert!(r.contains("and 9996 more"), "{r}");
+        assert!(r.len() < 400, "{r}");
+        let r = LoginError::AuthnContext {
+            required: "mfa".into(),
+            got: vec!["a".into(), "b".into()],
+        }
+        .reason();
+        assert_eq!(
+            r,
+            "AuthnContextClassRef [\"a\", \"b\"] is not the required mfa"
+        );
+    }
+
+    #[test]
+    fn separators_and_bidi_controls_are_escaped() {
+        for c in [
+            '\u{2028}', '\u{2029}', '\u{202e}', '\u{2066}', '\u{200f}', '\n', '\u{7f}',
+        ] {
+            let clipped = clip(&format!("a{c}b"));
+            assert!(!clipped.contains(c), "{c:?} survived: {clipped:?}");
+            assert!(
+                clipped.contains("\\u{") || clipped.contains("\\n"),
+                "{clipped:?}"
+            );
+        }
+        assert_eq!(clip("plain é"), "plain é");
+        assert_eq!(clip_to("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn body_timeouts_answer_408() {
+        let e = LoginError::BodyTimeout {
+            after: std::time::Duration::from_secs(30),
+        };
+        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(e.kind(), "body_timeout");
+        assert!(e.reason().starts_with("request body not received in time"));
     }
 
     #[test]

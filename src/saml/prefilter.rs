@@ -1440,21 +1440,9 @@ fn malformed(at: u64, reason: &str) -> PrefilterError {
     }
 }
 
-/// At most [`EXCERPT_CHARS`] characters of `s`, control characters escaped, `…` if cut.
+/// At most [`EXCERPT_CHARS`] characters of `s`, escaped like every logged reason.
 fn excerpt(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(EXCERPT_CHARS + 8));
-    for (n, c) in s.chars().enumerate() {
-        if n == EXCERPT_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    super::error::clip_to(s, EXCERPT_CHARS)
 }
 
 #[cfg(test)]
