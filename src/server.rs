@@ -272,6 +272,20 @@ where
     }
 }
 
+/// Why hyper itself refused what a client sent (it answered 400, 414 or 431 and closed the
+/// connection before the request reached the gateway), for the audit log. `None` for ends
+/// that are no sign of bad input: resets, closed or idle connections, timeouts, shutdown.
+fn refused_input(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<&'static str> {
+    let e = e.downcast_ref::<hyper::Error>()?;
+    if e.is_parse_too_large() {
+        Some("request head too large")
+    } else if e.is_parse() {
+        Some("malformed HTTP request")
+    } else {
+        None
+    }
+}
+
 /// The auto builder with every per-connection limit set explicitly rather than left to
 /// hyper's defaults, which may change between versions.
 fn connection_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
@@ -413,7 +427,12 @@ pub async fn serve(
                 }
             };
             if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                match refused_input(&*e) {
+                    Some(reason) => {
+                        tracing::warn!(target: "samlgate::audit", event = "bad_request", reason, detail = %e, peer = %peer.ip())
+                    }
+                    None => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+                }
             }
         });
     }
@@ -584,6 +603,57 @@ mod tests {
         let (in_flight, last_done) = activity.snapshot();
         assert_eq!(in_flight, 0);
         assert!(last_done.is_some(), "the end of the last request is noted");
+    }
+
+    /// The error a real hyper HTTP/1 server connection ends with after reading `input`.
+    async fn served_error(input: &[u8]) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let builder = connection_builder(&ServerSettings {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            max_connections: 1,
+            shutdown_grace: Duration::from_secs(1),
+            http_redirect_listen: None,
+        });
+        let conn = builder.serve_connection(
+            TokioIo::new(server),
+            service_fn(|_req: Request<Incoming>| async {
+                Ok::<_, Infallible>(http::Response::new(crate::proxy::full("ok")))
+            }),
+        );
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        let result = conn.await;
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        result.err()
+    }
+
+    #[tokio::test]
+    async fn requests_hyper_refuses_are_told_apart_from_ordinary_ends() {
+        let e = served_error(b"GET / HTTP/1.1\r\nHost: a\r\nbad header line\r\n\r\n")
+            .await
+            .expect("a malformed header ends the connection with an error");
+        assert_eq!(refused_input(&*e), Some("malformed HTTP request"));
+
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(70_000)
+        );
+        let e = served_error(huge.as_bytes())
+            .await
+            .expect("a head over 64 KiB ends the connection with an error");
+        assert_eq!(refused_input(&*e), Some("request head too large"));
+
+        // A request cut off mid-head is the client going away, not bad input.
+        if let Some(e) = served_error(b"GET / HTTP/1.1\r\nHo").await {
+            assert_eq!(refused_input(&*e), None, "{e}");
+        }
+        // A complete request followed by the client closing: not bad input either.
+        if let Some(e) = served_error(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await {
+            assert_eq!(refused_input(&*e), None, "{e}");
+        }
     }
 
     #[test]

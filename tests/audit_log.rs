@@ -1,0 +1,126 @@
+//! The audit log for requests the gateway never sees whole: hyper refuses a malformed or
+//! oversized request head itself (400 / 431) and closes the connection, and samlgate still
+//! writes one `samlgate::audit` line with `event="bad_request"` and the reason.
+//!
+//! This file installs its own process-wide log subscriber that records every line, so it
+//! holds a single test.
+
+#[path = "support/gateway.rs"]
+mod gateway;
+#[path = "support/mint.rs"]
+mod mint;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Every formatted log line, shared with the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    /// The lines containing all of `needles`, waiting up to 5 s for the first to appear.
+    async fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found: Vec<String> = self
+                .text()
+                .lines()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_string)
+                .collect();
+            if !found.is_empty() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Sends `request` on a fresh connection and returns everything the gateway answers until it
+/// closes the connection.
+async fn raw_exchange(gw: &TestGateway, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn requests_refused_by_the_http_parser_leave_an_audit_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_target(true)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let idp = mint::TestIdp::generate("https://idp.test/metadata");
+    let up = start_upstream().await;
+    let gw = start_gateway(
+        &up.url(),
+        &idp.metadata_xml("https://idp.test/sso"),
+        Options::default(),
+    )
+    .await;
+
+    let answer = raw_exchange(&gw, b"GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let lines = captured
+        .lines_with(&[
+            "samlgate::audit",
+            "event=\"bad_request\"",
+            "malformed HTTP request",
+            "peer=127.0.0.1",
+        ])
+        .await;
+    assert_eq!(lines.len(), 1, "{}", captured.text());
+
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let answer = raw_exchange(&gw, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let lines = captured
+        .lines_with(&["event=\"bad_request\"", "request head too large"])
+        .await;
+    assert_eq!(lines.len(), 1, "{}", captured.text());
+
+    // A client that just connects and leaves is no bad request.
+    drop(TcpStream::connect(gw.addr).await.unwrap());
+    // The gateway still serves, and the two refusals are the only audit lines of the kind.
+    let r = client().get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        captured.text().matches("event=\"bad_request\"").count(),
+        2,
+        "{}",
+        captured.text()
+    );
+}
