@@ -46,13 +46,15 @@ fn weight(relay_token: &str, login: &PendingLogin) -> u32 {
 }
 
 impl PendingLogins {
-    /// Logins expire after `timeout`; together they are kept under about `max_bytes`. A flood
-    /// of sign-ins that would pass it loses entries (moka's eviction and admission policy),
-    /// which costs those sign-ins a retry, never memory.
+    /// Logins expire after `timeout`; together they are kept under about `max_bytes`. When a
+    /// flood of sign-ins would pass it, the least recently used logins go first: LRU, not
+    /// moka's default TinyLFU, which would refuse every *new* login (all are seen once) while
+    /// the flood's entries sit in the cache, so a few addresses could lock everyone out.
     pub fn new(timeout: Duration, max_bytes: u64) -> Self {
         PendingLogins {
             cache: Cache::builder()
                 .max_capacity(max_bytes)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .weigher(|k: &String, v: &PendingLogin| weight(k, v))
                 .time_to_live(timeout)
                 .build(),
@@ -140,6 +142,12 @@ mod tests {
         // About 2.2 KB each: some 29 fit, not 1000.
         let kept = p.approximate_len();
         assert!((10..=32).contains(&kept), "{kept} kept");
+        // The newest logins are the ones kept: a flood cannot keep new sign-ins out.
+        assert_eq!(
+            p.claim("tok999", &[[1; 32]]).map(|l| l.request_id),
+            Ok("_abc".into())
+        );
+        assert_eq!(p.claim("tok0", &[[1; 32]]), Err(ClaimError::Unknown));
         // Short ones still fit many more in the same budget.
         let small = PendingLogins::new(Duration::from_secs(60), max_bytes);
         for i in 0..200 {
