@@ -1709,12 +1709,20 @@ fn refuse_target(
             tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), target = %clip_path(&uri.to_string()), client = %conn.client);
         }
     }
-    pages::simple(
+    let mut response = pages::simple(
         refusal.status(),
         refusal.code(),
         refusal.message(),
         pages::accepts_html(headers),
-    )
+    );
+    if refusal == TargetRefusal::Connect {
+        // A 405 names what is allowed (RFC 9110 §15.5.6): any method but CONNECT goes on.
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+    }
+    response
 }
 
 #[cfg(test)]

@@ -289,22 +289,31 @@ fn strip_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool)
     }
 }
 
-/// Client headers that some upstreams take as the request's real path, method or origin (IIS
-/// URL Rewrite and ASP.NET, Symfony, Zend, Spring, Traefik-style `X-Forwarded-*`): left in,
-/// the upstream would run another path or method than the one the access rules judged.
-/// Stripped in every case and `_`/`-` spelling.
-pub const ROUTING_OVERRIDE_HEADERS: [&str; 11] = [
+/// Client headers that some upstreams take as the request's real path, method, host or
+/// scheme (IIS URL Rewrite and ASP.NET, Symfony, Zend, Spring, Rack, Rails, Traefik-style
+/// `X-Forwarded-*`): left in, the upstream would run another path or method than the one the
+/// access rules judged, or believe another origin. Stripped in every case and `_`/`-`
+/// spelling.
+pub const ROUTING_OVERRIDE_HEADERS: [&str; 19] = [
     "x-original-url",
     "x-rewrite-url",
     "x-original-uri",
     "x-forwarded-uri",
+    "x-forwarded-path",
     "x-forwarded-prefix",
     "x-forwarded-port",
     "x-forwarded-method",
+    "x-original-method",
     "x-forwarded-server",
+    "x-original-host",
+    "x-host",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+    "front-end-https",
 ];
 
 /// The forwarding headers the gateway sets itself: the `-` spelling is replaced on insert,
@@ -326,11 +335,11 @@ fn same_header(name: &[u8], wanted: &str) -> bool {
 }
 
 /// Whether a client header is a routing override ([`ROUTING_OVERRIDE_HEADERS`]) or an `_`
-/// spelling of a forwarding header the gateway sets. Allocation-free; names not starting
-/// with `x-`/`x_` are passed over after two bytes.
+/// spelling of a forwarding header the gateway sets. Allocation-free; names starting with
+/// neither `x-`/`x_` nor `fr` (`Front-End-Https`) are passed over after two bytes.
 fn is_client_override(name: &HeaderName) -> bool {
     let n = name.as_str().as_bytes();
-    if n.len() < 2 || n[0] != b'x' || (n[1] != b'-' && n[1] != b'_') {
+    if !matches!(n, [b'x', b'-' | b'_', ..] | [b'f', b'r', ..]) {
         return false;
     }
     ROUTING_OVERRIDE_HEADERS.iter().any(|w| same_header(n, w))
@@ -1078,6 +1087,7 @@ mod tests {
         pairs.push(("x_real_ip".into(), "10.9.9.9"));
         pairs.push(("x-original-urls".into(), "kept"));
         pairs.push(("x-custom".into(), "kept"));
+        pairs.push(("front-door-id".into(), "kept"));
         let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let mut h = map(&refs);
         rewrite_request_headers(&mut h, &ids(), &[], None, &fwd(), false);
@@ -1096,6 +1106,7 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "app.example.com:8443");
         assert_eq!(h["x-original-urls"], "kept");
         assert_eq!(h["x-custom"], "kept");
+        assert_eq!(h["front-door-id"], "kept");
     }
 
     #[test]

@@ -108,8 +108,11 @@ pub fn check(
     Ok(())
 }
 
-/// At most one `Host`, and equal (ignoring ASCII case) to the URI's authority when the
-/// request has both.
+/// At most one `Host`, and naming the same host and port as the URI's authority when the
+/// request has both (HTTP/2 `:authority`, an HTTP/1 absolute-form target). Compared as
+/// RFC 9113 §8.3.1 asks: host names ignoring ASCII case, a missing port as the scheme's
+/// default (`app` = `app:443` over https), userinfo in the target ignored. A `Host` that is
+/// not a plain `host[:port]` never matches.
 pub fn host_conflict(headers: &HeaderMap, uri: &Uri) -> Result<(), TargetRefusal> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let first = hosts.next();
@@ -117,15 +120,46 @@ pub fn host_conflict(headers: &HeaderMap, uri: &Uri) -> Result<(), TargetRefusal
         return Err(TargetRefusal::SeveralHosts);
     }
     match (first, uri.authority()) {
-        (Some(host), Some(authority))
-            if !host
-                .as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
-        {
+        (Some(host), Some(authority)) if !same_host(host.as_bytes(), authority, uri) => {
             Err(TargetRefusal::HostMismatch)
         }
         _ => Ok(()),
     }
+}
+
+/// Whatever follows the last `:` after the host (past an IPv6 literal's `]`) is digits only,
+/// at most five of them (empty: the default port).
+fn numeric_port(authority: &str) -> bool {
+    let after_host = authority
+        .rfind(']')
+        .map_or(authority, |i| &authority[i + 1..]);
+    match after_host.rfind(':') {
+        None => true,
+        Some(i) => {
+            let port = &after_host[i + 1..];
+            port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+        }
+    }
+}
+
+fn same_host(host: &[u8], authority: &http::uri::Authority, uri: &Uri) -> bool {
+    if host.contains(&b'@') {
+        return false;
+    }
+    let Ok(host) = http::uri::Authority::try_from(host) else {
+        return false;
+    };
+    // A port that is not a number (which the parser treats as no port) matches nothing.
+    if !numeric_port(host.as_str()) || !numeric_port(authority.as_str()) {
+        return false;
+    }
+    let default_port = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+        _ => None,
+    };
+    host.host().eq_ignore_ascii_case(authority.host())
+        && host.port_u16().or(default_port) == authority.port_u16().or(default_port)
 }
 
 /// How many rounds of percent-decoding the path checks see through (`%2573` → `%73` → `s`):
@@ -251,6 +285,31 @@ mod tests {
             checked("GET", "http://app.test:8080/x", &["app.test"]),
             Err(TargetRefusal::HostMismatch)
         );
+        // The scheme's default port may be written on either side, and userinfo is no host.
+        for (target, host) in [
+            ("http://app.test/x", "app.test:80"),
+            ("http://app.test:80/x", "app.test"),
+            ("https://app.test:443/x", "APP.test"),
+            ("https://app.test/x", "app.test:443"),
+            ("http://u@app.test/x", "app.test"),
+            ("http://[::1]:8080/x", "[::1]:8080"),
+        ] {
+            assert_eq!(checked("GET", target, &[host]), Ok(()), "{target} {host}");
+        }
+        for (target, host) in [
+            ("http://app.test/x", "app.test:443"),
+            ("https://app.test/x", "app.test:80"),
+            ("http://app.test/x", "u@app.test"),
+            ("http://app.test/x", "app.test:x"),
+            ("http://[::1]/x", "[::2]"),
+            ("http://app.test/x", "app.test.evil"),
+        ] {
+            assert_eq!(
+                checked("GET", target, &[host]),
+                Err(TargetRefusal::HostMismatch),
+                "{target} {host}"
+            );
+        }
     }
 
     #[test]

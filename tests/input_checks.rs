@@ -152,6 +152,12 @@ async fn targets_that_are_not_paths_are_never_forwarded() {
     )
     .await;
     assert_eq!(status(&answer), 405, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nallow: get, head, post, put, patch, delete, options\r\n"),
+        "{answer}"
+    );
     let answer = raw(
         &gw,
         &format!("OPTIONS * HTTP/1.1\r\n{session}Connection: close\r\n\r\n"),
