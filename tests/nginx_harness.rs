@@ -66,8 +66,17 @@ async fn plain_reverse_proxy_reaches_upstream_and_stops_on_drop() {
     assert_eq!(seen.path, "/some/path?q=1");
     assert_eq!(seen.one("x-test-via").as_deref(), Some("nginx"));
     assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    // nginx writes the access line in its log phase, after the response has gone out: the
+    // client can see the answer before the line is on disk.
+    let logged = async {
+        while !n.access_log().contains("GET /some/path?q=1") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
     assert!(
-        n.access_log().contains("GET /some/path?q=1"),
+        tokio::time::timeout(std::time::Duration::from_secs(5), logged)
+            .await
+            .is_ok(),
         "access log in the temp dir: {:?}",
         n.access_log()
     );
