@@ -242,6 +242,9 @@ pub struct ProxySection {
     pub pool_idle_timeout_secs: u64,
     /// Seconds an upgraded (WebSocket) tunnel may move no byte either way before it is closed.
     pub upgrade_idle_timeout_secs: u64,
+    /// Seconds between an open tunnel's checks that its session still exists: after sign-out,
+    /// Single Logout or expiry the tunnel closes within this.
+    pub upgrade_session_check_secs: u64,
 }
 
 impl Default for ProxySection {
@@ -253,6 +256,7 @@ impl Default for ProxySection {
             upstream_ca_file: None,
             pool_idle_timeout_secs: 90,
             upgrade_idle_timeout_secs: 600,
+            upgrade_session_check_secs: 10,
         }
     }
 }
@@ -482,6 +486,7 @@ pub struct ProxySettings {
     pub upstream_ca_pem: Option<Vec<u8>>,
     pub pool_idle_timeout: Duration,
     pub upgrade_idle_timeout: Duration,
+    pub upgrade_session_check: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1181,6 +1186,10 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             "proxy.upgrade_idle_timeout_secs",
             p.upgrade_idle_timeout_secs,
         ),
+        (
+            "proxy.upgrade_session_check_secs",
+            p.upgrade_session_check_secs,
+        ),
     ] {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1 second"));
@@ -1194,6 +1203,10 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         (
             "proxy.upgrade_idle_timeout_secs",
             p.upgrade_idle_timeout_secs,
+        ),
+        (
+            "proxy.upgrade_session_check_secs",
+            p.upgrade_session_check_secs,
         ),
         (
             "server.header_read_timeout_secs",
@@ -1308,6 +1321,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             upstream_ca_pem,
             pool_idle_timeout: Duration::from_secs(p.pool_idle_timeout_secs),
             upgrade_idle_timeout: Duration::from_secs(p.upgrade_idle_timeout_secs),
+            upgrade_session_check: Duration::from_secs(p.upgrade_session_check_secs),
         },
         server: ServerSettings {
             header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
@@ -1456,7 +1470,7 @@ mod tests {
         assert_eq!(s.server.idle_timeout, Duration::from_secs(75));
         assert_eq!(s.proxy.upgrade_idle_timeout, Duration::from_secs(600));
         type Set = fn(&mut FileConfig, u64);
-        let keys: [(&str, Set); 7] = [
+        let keys: [(&str, Set); 8] = [
             ("server.header_read_timeout_secs", |f, v| {
                 f.server.header_read_timeout_secs = v
             }),
@@ -1478,6 +1492,9 @@ mod tests {
             ("proxy.upgrade_idle_timeout_secs", |f, v| {
                 f.proxy.upgrade_idle_timeout_secs = v
             }),
+            ("proxy.upgrade_session_check_secs", |f, v| {
+                f.proxy.upgrade_session_check_secs = v
+            }),
         ];
         for (key, set) in keys {
             let with = |v: u64| {
@@ -1495,11 +1512,13 @@ mod tests {
         for key in [
             "server.idle_timeout_secs",
             "proxy.upgrade_idle_timeout_secs",
+            "proxy.upgrade_session_check_secs",
         ] {
             let mut f = minimal(dir.path());
             match key {
                 "server.idle_timeout_secs" => f.server.idle_timeout_secs = 0,
-                _ => f.proxy.upgrade_idle_timeout_secs = 0,
+                "proxy.upgrade_idle_timeout_secs" => f.proxy.upgrade_idle_timeout_secs = 0,
+                _ => f.proxy.upgrade_session_check_secs = 0,
             }
             assert_eq!(validate(f, dir.path()).unwrap_err().key, key);
         }

@@ -44,6 +44,7 @@ use crate::session::{
     random_id, random_token, IdentityHeaderValues, Session, SessionKey, SessionStore,
 };
 use crate::target::{self, TargetRefusal};
+use crate::tunnel::TunnelSession;
 
 /// 200 for a forward-auth check, carrying the identity headers the proxy copies upstream.
 fn identity_response(policy: &Policy, session: &Session) -> Response<Body> {
@@ -649,12 +650,14 @@ impl Gateway {
         };
 
         // authenticate and authorize (anonymous routes: neither, and no identity headers)
+        let mut session_key = None;
         let session = match requirement {
             None => None,
             Some(requirement) => {
-                let Some((_key, session)) = self.authenticate(req.headers()).await else {
+                let Some((key, session)) = self.authenticate(req.headers()).await else {
                     return self.challenge(&req, conn, policy);
                 };
+                session_key = Some(key);
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
                     *user = Some(session.identity.user.clone());
@@ -675,6 +678,17 @@ impl Gateway {
 
         // rewrite
         let upgrade = proxy::is_upgrade_request(&req);
+        if let (true, Some(key)) = (upgrade, session_key) {
+            // A tunnel lasts no longer than the session it was opened under.
+            let store = self.sessions.clone();
+            req.extensions_mut().insert(TunnelSession {
+                alive: Arc::new(move || {
+                    let store = store.clone();
+                    Box::pin(async move { store.get(&key).await.is_some() })
+                }),
+                every: self.settings.proxy.upgrade_session_check,
+            });
+        }
         let client_host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
                 .authority()

@@ -27,7 +27,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::{HeadersSection, ProxySettings};
 use crate::session::{Identity, IdentityHeaderValues};
-use crate::tunnel::{self, SpliceEnd, TunnelPermit};
+use crate::tunnel::{self, SpliceEnd, TunnelPermit, TunnelSession};
 
 /// Every response body the gateway produces: its own pages or the upstream's stream.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -675,6 +675,8 @@ impl Upstream {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // The client connection's slot, for the tunnel to hold (see `crate::tunnel`).
         let permit = req.extensions_mut().remove::<TunnelPermit>();
+        // The session it was opened under, for the tunnel to follow (none on anonymous paths).
+        let session = req.extensions_mut().remove::<TunnelSession>();
         *req.uri_mut() = self.upstream_uri(req.uri())?;
         *req.version_mut() = Version::HTTP_11;
 
@@ -697,10 +699,15 @@ impl Upstream {
                     };
                     let (client_io, upstream_io) =
                         (TokioIo::new(client_io), TokioIo::new(upstream_io));
-                    if tunnel::splice(client_io, upstream_io, idle_limit, permit).await
-                        == SpliceEnd::Idle
+                    match tunnel::splice(client_io, upstream_io, idle_limit, permit, session).await
                     {
-                        tracing::debug!(idle = ?idle_limit, "upgraded connection closed: idle");
+                        SpliceEnd::Idle => {
+                            tracing::debug!(idle = ?idle_limit, "upgraded connection closed: idle")
+                        }
+                        SpliceEnd::SessionEnded => {
+                            tracing::info!(target: "samlgate::audit", event = "tunnel_closed", reason = "the session ended", "upgraded connection closed: its session ended")
+                        }
+                        SpliceEnd::Closed => {}
                     }
                 });
                 strip_hop_by_hop(resp.headers_mut(), true);

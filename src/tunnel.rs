@@ -1,8 +1,10 @@
 //! Upgraded (WebSocket) tunnels: the client connection's slot under `server.max_connections`
 //! travels with the upgrade request ([`TunnelPermit`]) into the task that splices client and
 //! upstream together ([`splice`]), which closes the tunnel once no byte has moved either way
-//! for `proxy.upgrade_idle_timeout_secs`.
+//! for `proxy.upgrade_idle_timeout_secs`, or once the session it was opened under has ended
+//! ([`TunnelSession`], asked every `proxy.upgrade_session_check_secs`).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,19 @@ use tokio::time::Instant;
 #[derive(Clone)]
 pub struct TunnelPermit(pub Arc<OwnedSemaphorePermit>);
 
+/// Whether the session a tunnel was opened under is still live: a session-store lookup,
+/// which also counts as activity for the session's idle timer (an open tunnel is use).
+pub type SessionAlive = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// The session an upgrade request was authenticated with, carried like [`TunnelPermit`] (only
+/// on authenticated upgrade requests): the tunnel asks `alive` every `every` and closes when
+/// the answer is no (sign-out, Single Logout, expiry).
+#[derive(Clone)]
+pub struct TunnelSession {
+    pub alive: SessionAlive,
+    pub every: Duration,
+}
+
 /// How a splice ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SpliceEnd {
@@ -28,16 +43,19 @@ pub enum SpliceEnd {
     Closed,
     /// No byte moved for the idle limit.
     Idle,
+    /// The session it was opened under ended.
+    SessionEnded,
 }
 
-/// Copies bytes both ways between `a` and `b` until either side ends, or until no byte has
-/// moved in either direction for `idle_limit`. `permit` (the client connection's slot) is
-/// held until then.
+/// Copies bytes both ways between `a` and `b` until either side ends, until no byte has
+/// moved in either direction for `idle_limit`, or until `session` says it has ended.
+/// `permit` (the client connection's slot) is held until then.
 pub async fn splice<A, B>(
     a: A,
     b: B,
     idle_limit: Duration,
     permit: Option<TunnelPermit>,
+    session: Option<TunnelSession>,
 ) -> SpliceEnd
 where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -59,6 +77,7 @@ where
     };
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
+    let mut next_session_check = session.as_ref().map(|s| start + s.every);
     loop {
         let last = start + Duration::from_millis(last_moved.load(Ordering::Relaxed));
         let deadline = last + idle_limit;
@@ -70,7 +89,23 @@ where
                     return SpliceEnd::Idle;
                 }
             }
+            _ = sleep_until_some(next_session_check) => {
+                if let Some(s) = &session {
+                    if !(s.alive)().await {
+                        return SpliceEnd::SessionEnded;
+                    }
+                    next_session_check = Some(Instant::now() + s.every);
+                }
+            }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no such time.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -135,7 +170,7 @@ mod tests {
         let (mut client, gateway_side) = tokio::io::duplex(1024);
         let (upstream_side, mut upstream) = tokio::io::duplex(1024);
         let limit = Duration::from_secs(1);
-        let tunnel = tokio::spawn(splice(gateway_side, upstream_side, limit, None));
+        let tunnel = tokio::spawn(splice(gateway_side, upstream_side, limit, None, None));
         let mut buf = [0u8; 4];
         // Traffic every 200 ms, one way or the other, keeps it open past twice the limit.
         for i in 0..12 {
@@ -157,6 +192,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_busy_tunnel_closes_once_its_session_has_ended() {
+        let (mut client, gateway_side) = tokio::io::duplex(1024);
+        let (upstream_side, mut upstream) = tokio::io::duplex(1024);
+        let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (l, a) = (live.clone(), asked.clone());
+        let session = TunnelSession {
+            alive: Arc::new(move || {
+                a.fetch_add(1, Ordering::SeqCst);
+                let live = l.load(Ordering::SeqCst);
+                Box::pin(async move { live })
+            }),
+            every: Duration::from_millis(100),
+        };
+        let tunnel = tokio::spawn(splice(
+            gateway_side,
+            upstream_side,
+            Duration::from_secs(600),
+            None,
+            Some(session),
+        ));
+        let mut buf = [0u8; 4];
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"ping").await.unwrap();
+            upstream.read_exact(&mut buf).await.unwrap();
+        }
+        assert!(!tunnel.is_finished(), "a live session keeps the tunnel");
+        assert!(
+            asked.load(Ordering::SeqCst) >= 2,
+            "the session is asked about"
+        );
+        // Signed out: traffic goes on, but the next check closes the tunnel.
+        live.store(false, Ordering::SeqCst);
+        client.write_all(b"ping").await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), tunnel).await;
+        assert_eq!(end.unwrap().unwrap(), SpliceEnd::SessionEnded);
+    }
+
+    #[tokio::test]
     async fn a_closed_side_ends_the_tunnel_and_frees_the_permit() {
         let slots = Arc::new(tokio::sync::Semaphore::new(1));
         let permit = TunnelPermit(Arc::new(slots.clone().try_acquire_owned().unwrap()));
@@ -167,6 +242,7 @@ mod tests {
             upstream_side,
             Duration::from_secs(600),
             Some(permit),
+            None,
         ));
         assert_eq!(slots.available_permits(), 0);
         drop(client);

@@ -3,14 +3,18 @@
 //! `server.header_read_timeout_secs`; an idle HTTP/2 connection after
 //! `server.idle_timeout_secs`, while a request in flight or a busy HTTP/1 keep-alive
 //! connection is never cut; WebSocket tunnels keep their slot under `server.max_connections`
-//! and close after `proxy.upgrade_idle_timeout_secs` without traffic.
+//! and close after `proxy.upgrade_idle_timeout_secs` without traffic, or once the session
+//! they were opened under has ended.
 //!
-//! Every path is public (an `allow` rule), so no sign-in is needed to reach the upstream.
+//! Every path is public (an `allow` rule), so no sign-in is needed to reach the upstream,
+//! except in the test of a tunnel following its session.
 
 #[path = "support/gateway.rs"]
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/signin.rs"]
+mod signin;
 
 use std::time::Duration;
 
@@ -305,4 +309,60 @@ async fn idle_tunnel_is_closed_and_a_busy_one_is_not() {
         ended.is_ok(),
         "a tunnel idle for upgrade_idle_timeout_secs is closed"
     );
+}
+
+#[tokio::test]
+async fn a_tunnel_closes_once_its_session_is_signed_out() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (idp, _up, gw) = signin::start_minted("[proxy]\nupgrade_session_check_secs = 1\n").await;
+    let (browser, cookie) = signin::sign_in_as(&idp, &gw, "/", |_| {}).await;
+    let open = || async {
+        let mut req = format!("ws://{}/ws", gw.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket upgrade through the gateway");
+        assert_eq!(resp.status(), 101);
+        ws
+    };
+    let mut ws = open().await;
+    // Busy for over twice the check interval while the session lives: it stays open.
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = format!("message {i}");
+        ws.send(Message::Text(text.clone())).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text(text));
+    }
+
+    // Sign out in the browser that holds the session.
+    let token = logout_csrf_token(&browser, &gw.url("/saml/logout")).await;
+    let r = browser
+        .post(gw.url("/saml/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "signed out");
+
+    // The tunnel ends, traffic or not, within the check interval (5 s: a generous bound).
+    let ended = tokio::time::timeout(WITHIN, async {
+        loop {
+            let _ = ws.send(Message::Text("still here?".into())).await;
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a tunnel of a signed-out session is closed");
+    // And a new one is refused: the cookie names no session now.
+    let mut req = format!("ws://{}/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
 }
