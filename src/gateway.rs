@@ -543,14 +543,17 @@ impl Gateway {
         let uri = req.uri().clone();
         let mut user: Option<String> = None;
         let which = route(uri.path(), &self.paths);
-        let result = match target::check(&method, &uri, req.headers(), &self.paths, which) {
-            Err(refusal) => Ok(refuse_target(refusal, &method, &uri, req.headers(), conn)),
-            Ok(()) => {
-                AssertUnwindSafe(self.dispatch(which, req, conn, upstream_slot, &policy, &mut user))
-                    .catch_unwind()
-                    .await
+        let result = AssertUnwindSafe(async {
+            match target::check(&method, &uri, req.headers(), &self.paths, which) {
+                Err(refusal) => refuse_target(refusal, &method, &uri, req.headers(), conn),
+                Ok(()) => {
+                    self.dispatch(which, req, conn, upstream_slot, &policy, &mut user)
+                        .await
+                }
             }
-        };
+        })
+        .catch_unwind()
+        .await;
         let resp = match result {
             Ok(r) => r,
             Err(_) => {
