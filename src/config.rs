@@ -245,6 +245,8 @@ pub struct ProxySection {
     /// Seconds between an open tunnel's checks that its session still exists: after sign-out,
     /// Single Logout or expiry the tunnel closes within this.
     pub upgrade_session_check_secs: u64,
+    /// Requests in flight at once over the shared upstream pool (HTTP/2 streams); beyond it 503.
+    pub max_pooled_requests: usize,
 }
 
 impl Default for ProxySection {
@@ -257,6 +259,7 @@ impl Default for ProxySection {
             pool_idle_timeout_secs: 90,
             upgrade_idle_timeout_secs: 600,
             upgrade_session_check_secs: 10,
+            max_pooled_requests: 4096,
         }
     }
 }
@@ -487,6 +490,7 @@ pub struct ProxySettings {
     pub pool_idle_timeout: Duration,
     pub upgrade_idle_timeout: Duration,
     pub upgrade_session_check: Duration,
+    pub max_pooled_requests: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1195,6 +1199,13 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             return Err(ConfigError::new(key, "must be at least 1 second"));
         }
     }
+    // Bounded above too: the semaphore behind it takes at most `usize::MAX >> 3` permits.
+    if !(1..=1_000_000).contains(&p.max_pooled_requests) {
+        return Err(ConfigError::new(
+            "proxy.max_pooled_requests",
+            "must be between 1 and 1000000",
+        ));
+    }
     let srv = file.server;
     for (key, v) in [
         ("proxy.upstream_timeout_secs", p.upstream_timeout_secs),
@@ -1322,6 +1333,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             pool_idle_timeout: Duration::from_secs(p.pool_idle_timeout_secs),
             upgrade_idle_timeout: Duration::from_secs(p.upgrade_idle_timeout_secs),
             upgrade_session_check: Duration::from_secs(p.upgrade_session_check_secs),
+            max_pooled_requests: p.max_pooled_requests,
         },
         server: ServerSettings {
             header_read_timeout: Duration::from_secs(srv.header_read_timeout_secs),
@@ -1532,6 +1544,14 @@ mod tests {
         .unwrap();
         assert_eq!(file.server.idle_timeout_secs, 5);
         assert_eq!(file.proxy.upgrade_idle_timeout_secs, 7);
+        for (v, ok) in [(0, false), (1, true), (1_000_000, true), (1_000_001, false)] {
+            let mut f = minimal(dir.path());
+            f.proxy.max_pooled_requests = v;
+            match validate(f, dir.path()) {
+                Ok(s) => assert!(ok && s.proxy.max_pooled_requests == v, "{v}"),
+                Err(e) => assert!(!ok && e.key == "proxy.max_pooled_requests", "{v}: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -87,13 +87,16 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The connection failed during the exchange.
     Other,
+    /// Not sent: `proxy.max_pooled_requests` were in flight already (503).
+    Busy,
 }
 
 impl UpstreamErrorKind {
-    pub const ALL: [UpstreamErrorKind; 3] = [
+    pub const ALL: [UpstreamErrorKind; 4] = [
         UpstreamErrorKind::Connect,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Other,
+        UpstreamErrorKind::Busy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -101,6 +104,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Other => "other",
+            UpstreamErrorKind::Busy => "busy",
         }
     }
 
@@ -111,6 +115,7 @@ impl UpstreamErrorKind {
             ProxyError::Unreachable(_) => Some(UpstreamErrorKind::Connect),
             ProxyError::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             ProxyError::Failed(_) => Some(UpstreamErrorKind::Other),
+            ProxyError::Busy(_) => Some(UpstreamErrorKind::Busy),
             ProxyError::BadRequest(_) => None,
         }
     }

@@ -166,20 +166,21 @@ pub fn signed_out(login_url: &str) -> Response<Body> {
 }
 
 pub fn upstream_error(status: StatusCode, browser: bool) -> Response<Body> {
-    let (title, sentence) = if status == StatusCode::GATEWAY_TIMEOUT {
-        ("The application is taking too long", "The application behind this sign-in did not answer in time. Please try again in a moment.")
-    } else {
-        ("The application is unavailable", "The application behind this sign-in cannot be reached right now. Please try again in a moment.")
+    let (title, sentence, kind) = match status {
+        StatusCode::GATEWAY_TIMEOUT => ("The application is taking too long", "The application behind this sign-in did not answer in time. Please try again in a moment.", "upstream_timeout"),
+        StatusCode::SERVICE_UNAVAILABLE => ("The application is busy", "Too many requests are waiting for the application right now. Please try again in a moment.", "upstream_busy"),
+        _ => ("The application is unavailable", "The application behind this sign-in cannot be reached right now. Please try again in a moment.", "upstream_unavailable"),
     };
-    if !browser {
-        let kind = if status == StatusCode::GATEWAY_TIMEOUT {
-            "upstream_timeout"
-        } else {
-            "upstream_unavailable"
-        };
-        return json(status, kind, sentence, &[]);
+    let mut r = if browser {
+        page(status, title, &format!("<p>{}</p>", html_escape(sentence)))
+    } else {
+        json(status, kind, sentence, &[])
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    page(status, title, &format!("<p>{}</p>", html_escape(sentence)))
+    r
 }
 
 /// 429 with `Retry-After` in whole seconds (rounded up, at least 1); error code

@@ -432,6 +432,8 @@ pub enum ProxyError {
     Failed(String),
     #[error("cannot build upstream request: {0}")]
     BadRequest(String),
+    #[error("{0} requests to the upstream over the shared pool are in flight already")]
+    Busy(usize),
 }
 
 impl ProxyError {
@@ -439,6 +441,7 @@ impl ProxyError {
         match self {
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -464,6 +467,10 @@ pub struct Upstream {
     pool_idle_timeout: Duration,
     upgrade_idle_timeout: Duration,
     pass_host_header: bool,
+    /// Requests in flight over the shared pool (`proxy.max_pooled_requests`): HTTP/2 streams
+    /// could otherwise open one upstream connection each, without bound.
+    pooled_slots: Arc<tokio::sync::Semaphore>,
+    pooled_limit: usize,
 }
 
 fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
@@ -531,6 +538,8 @@ impl Upstream {
             pool_idle_timeout: p.pool_idle_timeout,
             upgrade_idle_timeout: p.upgrade_idle_timeout,
             pass_host_header: p.pass_host_header,
+            pooled_slots: Arc::new(tokio::sync::Semaphore::new(p.max_pooled_requests)),
+            pooled_limit: p.max_pooled_requests,
         })
     }
 
@@ -677,6 +686,14 @@ impl Upstream {
         let permit = req.extensions_mut().remove::<TunnelPermit>();
         // The session it was opened under, for the tunnel to follow (none on anonymous paths).
         let session = req.extensions_mut().remove::<TunnelSession>();
+        // A slot under the cap, held until the response body is done (upgrades hold their
+        // client connection's slot instead: see `crate::tunnel`).
+        let pooled_slot = if upgrade {
+            None
+        } else {
+            let slot = self.pooled_slots.clone().try_acquire_owned();
+            Some(slot.map_err(|_| ProxyError::Busy(self.pooled_limit))?)
+        };
         *req.uri_mut() = self.upstream_uri(req.uri())?;
         *req.version_mut() = Version::HTTP_11;
 
@@ -715,7 +732,13 @@ impl Upstream {
             }
         }
         strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(|b| b.boxed()))
+        Ok(resp.map(|inner| {
+            PooledBody {
+                inner,
+                _slot: pooled_slot,
+            }
+            .boxed()
+        }))
     }
 
     /// Writes the request on the kept connection (or a new one) and waits for the response
@@ -796,6 +819,33 @@ impl Upstream {
             conn,
             last_used: tokio::time::Instant::now(),
         }))
+    }
+}
+
+/// A response body from the shared pool, holding its slot under `proxy.max_pooled_requests`
+/// until it is done or dropped.
+struct PooledBody {
+    inner: Incoming,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

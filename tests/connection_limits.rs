@@ -366,3 +366,27 @@ async fn a_tunnel_closes_once_its_session_is_signed_out() {
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
 }
+
+#[tokio::test]
+async fn http2_streams_beyond_the_pool_cap_get_503_and_the_slots_come_back() {
+    let (_up, gw) = setup("[proxy]\nmax_pooled_requests = 2\n").await;
+    let (sender, _driver) = h2_connect(&gw).await;
+    // Four slow requests at once on one connection: two get upstream slots, two are refused
+    // at once with 503 (never sent).
+    let statuses = futures_util::future::join_all((0..4).map(|_| {
+        let mut sender = sender.clone();
+        let gw = &gw;
+        async move { h2_get(&mut sender, gw, "/slow/1500").await }
+    }))
+    .await;
+    let mut codes: Vec<u16> = statuses.iter().map(|(s, _)| *s).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, vec![200, 200, 503, 503], "{statuses:?}");
+    let busy = statuses.iter().find(|(s, _)| *s == 503).unwrap();
+    assert!(busy.1.contains("upstream_busy"), "{}", busy.1);
+    // The slots are released with the response bodies: the next ones go through.
+    let mut sender = sender.clone();
+    for _ in 0..3 {
+        assert_eq!(h2_get(&mut sender, &gw, "/hello").await.0, 200);
+    }
+}
