@@ -245,7 +245,8 @@ pub struct ProxySection {
     /// Seconds between an open tunnel's checks that its session still exists: after sign-out,
     /// Single Logout or expiry the tunnel closes within this.
     pub upgrade_session_check_secs: u64,
-    /// Requests in flight at once over the shared upstream pool (HTTP/2 streams); beyond it 503.
+    /// Requests waiting at once for upstream response heads over the shared pool (HTTP/2
+    /// streams); beyond it 503.
     pub max_pooled_requests: usize,
 }
 

@@ -690,6 +690,10 @@ impl Gateway {
                     Box::pin(async move { store.get(&key).await.is_some() })
                 }),
                 every: self.settings.proxy.upgrade_session_check,
+                user: session
+                    .as_ref()
+                    .map(|s| s.identity.user.clone())
+                    .unwrap_or_default(),
             });
         }
         let client_host = req.headers().get(header::HOST).cloned().or_else(|| {

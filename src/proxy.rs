@@ -467,8 +467,9 @@ pub struct Upstream {
     pool_idle_timeout: Duration,
     upgrade_idle_timeout: Duration,
     pass_host_header: bool,
-    /// Requests in flight over the shared pool (`proxy.max_pooled_requests`): HTTP/2 streams
-    /// could otherwise open one upstream connection each, without bound.
+    /// Requests waiting for the upstream's response head over the shared pool
+    /// (`proxy.max_pooled_requests`): HTTP/2 streams at a slow upstream could otherwise open
+    /// one upstream connection each, without bound.
     pooled_slots: Arc<tokio::sync::Semaphore>,
     pooled_limit: usize,
 }
@@ -686,8 +687,11 @@ impl Upstream {
         let permit = req.extensions_mut().remove::<TunnelPermit>();
         // The session it was opened under, for the tunnel to follow (none on anonymous paths).
         let session = req.extensions_mut().remove::<TunnelSession>();
-        // A slot under the cap, held until the response body is done (upgrades hold their
-        // client connection's slot instead: see `crate::tunnel`).
+        let user = session.as_ref().map(|s| s.user.clone());
+        // A slot under the cap until the response head arrives (upgrades hold their client
+        // connection's slot instead: see `crate::tunnel`). Not held for the body: a client
+        // that stops reading would keep it for as long as it likes, and a few could then
+        // starve everyone; the head wait is bounded by `upstream_timeout`.
         let pooled_slot = if upgrade {
             None
         } else {
@@ -703,6 +707,7 @@ impl Upstream {
             Ok(Err(e)) => return Err(ProxyError::Failed(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
+        drop(pooled_slot);
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_side) = client_upgrade {
@@ -722,7 +727,7 @@ impl Upstream {
                             tracing::debug!(idle = ?idle_limit, "upgraded connection closed: idle")
                         }
                         SpliceEnd::SessionEnded => {
-                            tracing::info!(target: "samlgate::audit", event = "tunnel_closed", reason = "the session ended", "upgraded connection closed: its session ended")
+                            tracing::info!(target: "samlgate::audit", event = "tunnel_closed", reason = "the session ended", user = user.as_deref().unwrap_or("-"), "upgraded connection closed: its session ended")
                         }
                         SpliceEnd::Closed => {}
                     }
@@ -732,13 +737,7 @@ impl Upstream {
             }
         }
         strip_hop_by_hop(resp.headers_mut(), false);
-        Ok(resp.map(|inner| {
-            PooledBody {
-                inner,
-                _slot: pooled_slot,
-            }
-            .boxed()
-        }))
+        Ok(resp.map(|b| b.boxed()))
     }
 
     /// Writes the request on the kept connection (or a new one) and waits for the response
@@ -819,33 +818,6 @@ impl Upstream {
             conn,
             last_used: tokio::time::Instant::now(),
         }))
-    }
-}
-
-/// A response body from the shared pool, holding its slot under `proxy.max_pooled_requests`
-/// until it is done or dropped.
-struct PooledBody {
-    inner: Incoming,
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl http_body::Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

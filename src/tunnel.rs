@@ -34,6 +34,8 @@ pub type SessionAlive = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send
 pub struct TunnelSession {
     pub alive: SessionAlive,
     pub every: Duration,
+    /// Whose session it is, for the audit line when the tunnel is closed.
+    pub user: String,
 }
 
 /// How a splice ended.
@@ -205,6 +207,7 @@ mod tests {
                 Box::pin(async move { live })
             }),
             every: Duration::from_millis(100),
+            user: "alice".into(),
         };
         let tunnel = tokio::spawn(splice(
             gateway_side,
