@@ -854,6 +854,40 @@ type Forward = fn(Conn, Conn) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Runs `forward` for every connection to a fresh loopback port, on a runtime with 1 worker
 /// thread like samlgate's first run. Returns the runtime (keep it alive) and the port.
+/// Starts nginx with `http_body` (access log on), checks it proxies, runs wrk against it,
+/// and stops it.
+fn measure_plain_nginx(
+    cfg: &Cfg,
+    label: &str,
+    http_body: &str,
+    worker_processes: u32,
+    worker_connections: u32,
+    upstream_worker: Option<u32>,
+) -> Wrk {
+    let n = Nginx::start_with(
+        "proxy-plain",
+        http_body,
+        &NginxOptions {
+            worker_processes,
+            worker_connections,
+            access_log: true,
+            error_log_level: "error",
+        },
+    );
+    let (status, body) = http_get(n.port(), "/", &[]);
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "{label}");
+    run_wrk(
+        cfg,
+        label,
+        &n.url(),
+        &[],
+        &CpuOf {
+            proxy: n.worker_pids(),
+            upstream: upstream_worker,
+        },
+    )
+}
+
 fn start_forwarder(upstream_port: u16, forward: Forward) -> (Runtime, u16) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -1314,12 +1348,22 @@ fn main() {
         &[&fake_cookie],
         nginx_cpu,
     );
-    // nginx as most installations run it: Debian's nginx.conf (`worker_processes auto`,
-    // access log on, sendfile, tcp_nopush, gzip) and a site that is just `proxy_pass`
-    // (HTTP/1.0 to the upstream, one upstream connection per request).
+    // nginx as a plain reverse proxy: a site that is only `proxy_pass` (HTTP/1.0 to the
+    // upstream, a new upstream connection per request, access log on), first as most
+    // installations run it (Debian's nginx.conf: `worker_processes auto`, sendfile,
+    // tcp_nopush, gzip), then in the most literal sense (a minimal nginx.conf, everything else
+    // at nginx's built-in defaults: 1 worker).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let stock = Nginx::start_with(
-        "proxy-stock",
+    let plain_site = format!(
+        "server {{\n\
+         \x20   listen 127.0.0.1:{{port}};\n\
+         \x20   location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
+         }}",
+        upstream.port()
+    );
+    let nginx_stock = measure_plain_nginx(
+        &cfg,
+        "nginx proxy, Debian defaults",
         &format!(
             "sendfile on;\n\
              tcp_nopush on;\n\
@@ -1327,68 +1371,20 @@ fn main() {
              include /etc/nginx/mime.types;\n\
              default_type application/octet-stream;\n\
              gzip on;\n\
-             server {{\n\
-             \x20   listen 127.0.0.1:{{port}};\n\
-             \x20   location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
-             }}",
-            upstream.port()
+             {plain_site}"
         ),
-        &NginxOptions {
-            worker_processes: cpus,
-            worker_connections: 768,
-            access_log: true,
-            error_log_level: "error",
-        },
+        cpus,
+        768,
+        upstream_worker,
     );
-    let (status, body) = http_get(stock.port(), "/", &[]);
-    assert_eq!((status, body.as_str()), (200, "ok\n"), "nginx proxy-stock");
-    let nginx_stock = run_wrk(
-        &cfg,
-        "nginx proxy, Debian defaults",
-        &stock.url(),
-        &[],
-        &CpuOf {
-            proxy: stock.worker_pids(),
-            upstream: upstream_worker,
-        },
-    );
-    drop(stock);
-    // nginx as a plain reverse proxy in the most literal sense: a minimal nginx.conf that is
-    // only `proxy_pass`, everything else at nginx's built-in defaults (1 worker, access log
-    // on, HTTP/1.0 to the upstream with a new connection per request).
-    let minimal = Nginx::start_with(
-        "proxy-minimal",
-        &format!(
-            "server {{\n\
-             \x20   listen 127.0.0.1:{{port}};\n\
-             \x20   location / {{ proxy_pass http://127.0.0.1:{}; }}\n\
-             }}",
-            upstream.port()
-        ),
-        &NginxOptions {
-            worker_processes: 1,
-            worker_connections: 512,
-            access_log: true,
-            error_log_level: "error",
-        },
-    );
-    let (status, body) = http_get(minimal.port(), "/", &[]);
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "ok\n"),
-        "nginx proxy-minimal"
-    );
-    let nginx_minimal = run_wrk(
+    let nginx_minimal = measure_plain_nginx(
         &cfg,
         "nginx proxy, minimal config",
-        &minimal.url(),
-        &[],
-        &CpuOf {
-            proxy: minimal.worker_pids(),
-            upstream: upstream_worker,
-        },
+        &plain_site,
+        1,
+        512,
+        upstream_worker,
     );
-    drop(minimal);
     let bare = measure_forwarder(
         &cfg,
         "bare hyper proxy",
@@ -1536,23 +1532,19 @@ fn main() {
             g.session.rps / nginx_mean
         );
     }
-    for g in &gateways {
-        let _ = writeln!(
-            out,
-            "samlgate {}, session cookie ÷ nginx with Debian's defaults: {:.2}x req/s, {:.2}x p99",
-            runtime(g.workers),
-            g.session.rps / nginx_stock.rps,
-            g.session.p99.as_secs_f64() / nginx_stock.p99.as_secs_f64()
-        );
-    }
-    for g in &gateways {
-        let _ = writeln!(
-            out,
-            "samlgate {}, session cookie ÷ nginx with a minimal nginx.conf: {:.2}x req/s, {:.2}x p99",
-            runtime(g.workers),
-            g.session.rps / nginx_minimal.rps,
-            g.session.p99.as_secs_f64() / nginx_minimal.p99.as_secs_f64()
-        );
+    for (which, plain) in [
+        ("Debian's defaults", &nginx_stock),
+        ("a minimal nginx.conf", &nginx_minimal),
+    ] {
+        for g in &gateways {
+            let _ = writeln!(
+                out,
+                "samlgate {}, session cookie ÷ nginx with {which}: {:.2}x req/s, {:.2}x p99",
+                runtime(g.workers),
+                g.session.rps / plain.rps,
+                g.session.p99.as_secs_f64() / plain.p99.as_secs_f64()
+            );
+        }
     }
     // The speed target of the core-gateway issue: authenticated proxied throughput at least
     // that of nginx as a plain reverse proxy (only `proxy_pass`, no tuning), same run.
