@@ -1211,7 +1211,11 @@ impl Gateway {
         let claimed = match relay_state.as_deref() {
             Some(relay) => match self.pending.claim(relay, &browsers) {
                 Ok(p) => Some(p),
-                Err(ClaimError::WrongBrowser) => return Err(LoginError::WrongBrowser),
+                Err(ClaimError::WrongBrowser) => {
+                    return Err(LoginError::WrongBrowser {
+                        login_cookie: !browsers.is_empty(),
+                    })
+                }
                 Err(ClaimError::Unknown) => None,
             },
             None => None,
@@ -1221,11 +1225,9 @@ impl Gateway {
                 *return_path = Some(pending.return_path.clone());
                 (Some(pending.request_id), pending.return_path)
             }
-            // A response that answers a request we no longer hold is never unsolicited.
-            None if !s.allow_idp_initiated || facts.in_response_to.is_some() => {
-                return Err(LoginError::NoPendingLogin)
-            }
             None => {
+                // A response that answers a request we no longer hold is never unsolicited.
+                policy::check_unsolicited(&facts, relay_state.is_some(), s.allow_idp_initiated)?;
                 let landing = relay_state
                     .as_deref()
                     .and_then(safe_return_path)
@@ -1257,12 +1259,7 @@ impl Gateway {
             } else {
                 e.to_string()
             })
-        })?
-        .map_err(|e| match e {
-            // An InResponseTo inside the assertion answers a request we do not hold.
-            LoginError::InResponseTo { .. } if unsolicited => LoginError::NoPendingLogin,
-            e => e,
-        })?;
+        })??;
 
         let replay_ttl = (accepted.replay_until - now)
             .to_std()

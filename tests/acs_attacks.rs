@@ -1273,3 +1273,186 @@ fn metadata_without_signing_certificate_refuses_to_start() {
     std::fs::write(dir.path().join("idp.xml"), idp.metadata_xml(IDP_SSO)).unwrap();
     assert!(samlgate::app::build(&path).is_ok());
 }
+
+// ---- 11. Real IdP output accepted when it is safe -------------------------------------------
+// Exact reasons for each refusal are checked against the verifier in tests/idp_quirks.rs;
+// here each shape signs a browser in through the gateway, and its hostile variants fail closed.
+
+/// The upstream sees the signed identity of a browser signed in with an unusual shape.
+async fn assert_upstream_sees_alice(c: &reqwest::Client, gw: &TestGateway, up: &Upstream) {
+    let r = c.get(gw.url("/app")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().one("x-forwarded-user").as_deref(), Some("alice"));
+}
+
+/// A Response signed with `Reference URI=""` (the whole document) around an unsigned
+/// Assertion, where one signature is enough: the signature covers the assertion, and the
+/// pre-filter guarantees it covers the only root the identity is read from.
+#[tokio::test]
+async fn whole_document_signed_response_around_an_unsigned_assertion_signs_in() {
+    let (idp, up, gw) = setup(many_posts(saml_opts("require_signed_assertion = false"))).await;
+    let unsigned_inside = |req: &str| {
+        let mut s = spec(&idp, &gw, req);
+        s.sign_assertion = false;
+        s
+    };
+    // Changed after signing, a second assertion beside it, a second root.
+    attack(&gw, &up, 400, "signature", "URI=\"\" tampered", |req| {
+        let xml = mint::mint_whole_document_signed(&idp, &unsigned_inside(req));
+        attacks::tamper_name_id(&xml, EVIL)
+    })
+    .await;
+    attack(&gw, &up, 400, "prefilter", "URI=\"\" second root", |req| {
+        attacks::extra_root(&mint::mint_whole_document_signed(
+            &idp,
+            &unsigned_inside(req),
+        ))
+    })
+    .await;
+    attack(&gw, &up, 400, "prefilter", "URI=\"\" evil beside", |req| {
+        let xml = mint::mint_whole_document_signed(&idp, &unsigned_inside(req));
+        let mut evil = unsigned_inside(req).with_fresh_ids();
+        evil.name_id = EVIL.into();
+        let at = xml.find("<saml:Assertion").unwrap();
+        mint::xml::splice(&xml, at, at, &mint::assertion_text(&idp, &evil))
+    })
+    .await;
+    let c = sign_in_with(
+        &gw,
+        |req| mint::mint_whole_document_signed(&idp, &unsigned_inside(req)),
+        "URI=\"\"",
+    )
+    .await;
+    assert_upstream_sees_alice(&c, &gw, &up).await;
+}
+
+/// The default configuration needs the Assertion's own signature: the same shape is refused
+/// for that reason alone, and signs in with a signed Assertion inside.
+#[tokio::test]
+async fn whole_document_signed_response_needs_a_signed_assertion_by_default() {
+    let (idp, up, gw) = setup(Options::default()).await;
+    attack(
+        &gw,
+        &up,
+        400,
+        "assertion_not_signed",
+        "URI=\"\" strict",
+        |req| {
+            let mut s = spec(&idp, &gw, req);
+            s.sign_assertion = false;
+            mint::mint_whole_document_signed(&idp, &s)
+        },
+    )
+    .await;
+    let c = sign_in_with(
+        &gw,
+        |req| mint::mint_whole_document_signed(&idp, &spec(&idp, &gw, req)),
+        "URI=\"\" around a signed assertion",
+    )
+    .await;
+    assert_upstream_sees_alice(&c, &gw, &up).await;
+}
+
+/// IDs that are not NCNames (a bare UUID, a number), as some production IdPs send them,
+/// signed and verified by libxmlsec1; a duplicated one and a wrapper reusing the signed ID
+/// are refused.
+#[tokio::test]
+async fn ids_that_are_not_ncnames_sign_in_and_their_duplicates_do_not() {
+    let (idp, up, gw) = setup(many_posts(Options::default())).await;
+    let odd = |req: &str| {
+        let mut s = spec(&idp, &gw, req);
+        s.response_id = format!("{}", 1_000_000 + u32::from(mint::new_id().as_bytes()[1]));
+        s.assertion_id = mint::new_id().replacen('_', "4", 1);
+        s
+    };
+    attack(&gw, &up, 400, "prefilter", "duplicate digit ID", |req| {
+        let mut s = odd(req);
+        s.assertion_id = s.response_id.clone();
+        mint::mint(&idp, &s)
+    })
+    .await;
+    attack(
+        &gw,
+        &up,
+        400,
+        "prefilter",
+        "wrapper with the signed ID",
+        |req| {
+            let s = odd(req);
+            let xml = mint::mint(&idp, &s);
+            let at = xml.find("<samlp:Status>").unwrap();
+            mint::xml::splice(
+                &xml,
+                at,
+                at,
+                &format!(
+                    r#"<samlp:Extensions><w:Wrap xmlns:w="urn:x" ID="{}"/></samlp:Extensions>"#,
+                    s.assertion_id
+                ),
+            )
+        },
+    )
+    .await;
+    for i in 0..8 {
+        attack(&gw, &up, 400, "prefilter", "XSW with digit IDs", |req| {
+            attacks::xsw_variants(&idp, &odd(req), EVIL)
+                .into_iter()
+                .nth(i)
+                .unwrap()
+                .1
+        })
+        .await;
+    }
+    let c = sign_in_with(&gw, |req| mint::mint(&idp, &odd(req)), "digit IDs").await;
+    assert_upstream_sees_alice(&c, &gw, &up).await;
+}
+
+/// `InResponseTo` on the SubjectConfirmationData but not on the Response: solicited when it
+/// names the pending sign-in; refused when it names another request, differs from the
+/// Response's, or no sign-in is pending (never taken as unsolicited, even with IdP-initiated
+/// sign-in on).
+#[tokio::test]
+async fn in_response_to_on_the_subject_confirmation_alone_is_solicited() {
+    let (idp, up, gw) = setup(many_posts(saml_opts("allow_idp_initiated = true"))).await;
+    let subject_only = |req: &str| {
+        let mut s = spec(&idp, &gw, req);
+        s.in_response_to = None;
+        s
+    };
+    attack(&gw, &up, 400, "in_response_to", "another request", |_req| {
+        mint::mint(&idp, &subject_only(&mint::new_id()))
+    })
+    .await;
+    attack(
+        &gw,
+        &up,
+        400,
+        "in_response_to",
+        "Response vs subject",
+        |req| {
+            let mut s = spec(&idp, &gw, req);
+            s.subject_in_response_to = Some(mint::new_id());
+            mint::mint(&idp, &s)
+        },
+    )
+    .await;
+    // No pending sign-in at all: no RelayState, or one that matches nothing.
+    for want in BOTH {
+        let c = client();
+        let (req, relay) = begin_login(&c, &gw, "/app").await;
+        let xml = mint::mint(&idp, &subject_only(&req));
+        let r = post_form(&c, &gw, &[("SAMLResponse", &b64(&xml))], want).await;
+        assert_refused(r, 400, "no_pending_login", want, "no RelayState").await;
+        let r = post_xml(&c, &gw, &xml, &format!("{relay}x"), want).await;
+        assert_refused(r, 400, "no_pending_login", want, "unknown RelayState").await;
+        assert_not_signed_in(&c, &gw, "no pending sign-in").await;
+    }
+    assert_eq!(up.count(), 0);
+    let c = sign_in_with(
+        &gw,
+        |req| mint::mint(&idp, &subject_only(req)),
+        "InResponseTo on the SubjectConfirmationData only",
+    )
+    .await;
+    assert_upstream_sees_alice(&c, &gw, &up).await;
+}

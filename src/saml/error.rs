@@ -20,10 +20,24 @@ pub enum LoginError {
     Malformed(&'static str),
     /// The structural gate refused the XML before any crypto ran.
     Prefilter(PrefilterError),
-    /// RelayState unknown, already used, or expired.
-    NoPendingLogin,
-    /// The pending login exists but this browser did not start it (login CSRF).
-    WrongBrowser,
+    /// No pending sign-in matches the RelayState (none sent, unknown, used or expired), yet
+    /// the response answers request `got` (on the Response or a SubjectConfirmationData):
+    /// an answer to a sign-in we no longer hold, never taken as unsolicited.
+    UnknownRequest {
+        got: String,
+    },
+    /// No pending sign-in matches the RelayState and the response answers no request (an
+    /// IdP-initiated response), while `saml.allow_idp_initiated` is off.
+    Unsolicited {
+        /// A RelayState was sent (and matched nothing).
+        relay_state: bool,
+    },
+    /// The pending sign-in exists but this browser did not start it (login CSRF, or the
+    /// login cookie did not come back).
+    WrongBrowser {
+        /// The browser sent a valid login cookie, only not the one that started it.
+        login_cookie: bool,
+    },
     /// The IdP answered with a non-success status.
     IdpStatus {
         code: String,
@@ -33,9 +47,8 @@ pub enum LoginError {
     Destination {
         got: Option<String>,
     },
-    InResponseTo {
-        got: Option<String>,
-    },
+    /// A pending sign-in was claimed but the response does not answer it.
+    InResponseTo(InResponseToError),
     Issuer {
         got: Option<String>,
     },
@@ -85,11 +98,11 @@ impl LoginError {
             BodyTimeout { .. } => "body_timeout",
             Malformed(_) => "malformed",
             Prefilter(_) => "prefilter",
-            NoPendingLogin => "no_pending_login",
-            WrongBrowser => "wrong_browser",
+            UnknownRequest { .. } | Unsolicited { .. } => "no_pending_login",
+            WrongBrowser { .. } => "wrong_browser",
             IdpStatus { .. } => "idp_status",
             Destination { .. } => "destination",
-            InResponseTo { .. } => "in_response_to",
+            InResponseTo(_) => "in_response_to",
             Issuer { .. } => "issuer",
             ResponseNotSigned => "response_not_signed",
             AssertionNotSigned => "assertion_not_signed",
@@ -125,8 +138,11 @@ impl LoginError {
             ),
             Malformed(what) => (*what).to_string(),
             Prefilter(e) => format!("pre-filter refused the response: {e}"),
-            NoPendingLogin => "RelayState does not match a pending sign-in (unknown, used, or expired)".into(),
-            WrongBrowser => "pending sign-in was started by a different browser (login cookie missing or different)".into(),
+            UnknownRequest { got } => format!("the response answers request {}, but no pending sign-in matches the RelayState (none sent, unknown, used or expired)", clip(got)),
+            Unsolicited { relay_state: true } => "RelayState matches no pending sign-in (unknown, used or expired) and the response answers no request: unsolicited, and saml.allow_idp_initiated is off".into(),
+            Unsolicited { relay_state: false } => "no RelayState and the response answers no request: unsolicited, and saml.allow_idp_initiated is off".into(),
+            WrongBrowser { login_cookie: false } => "pending sign-in is bound to another browser: this one sent no valid login cookie".into(),
+            WrongBrowser { login_cookie: true } => "pending sign-in is bound to another browser: this one's login cookie is a different one".into(),
             IdpStatus { code, sub_code, message } => format!(
                 "IdP status {} {}{}",
                 clip(code),
@@ -134,7 +150,7 @@ impl LoginError {
                 message.as_deref().map(|m| format!(": {}", clip(m))).unwrap_or_default()
             ),
             Destination { got } => format!("Destination {:?} is not our ACS URL", got.as_deref().map(clip)),
-            InResponseTo { got } => format!("InResponseTo {:?} is not this browser's pending request", got.as_deref().map(clip)),
+            InResponseTo(e) => e.reason(),
             Issuer { got } => format!("Issuer {:?} is not the configured IdP", got.as_deref().map(clip)),
             ResponseNotSigned => "the Response is not signed and saml.require_signed_response is on".into(),
             AssertionNotSigned => "the Assertion is not signed and saml.require_signed_assertion is on".into(),
@@ -171,7 +187,7 @@ impl LoginError {
     pub fn user_message(&self) -> (&'static str, &'static str) {
         use LoginError::*;
         match self {
-            NoPendingLogin | WrongBrowser => (
+            UnknownRequest { .. } | Unsolicited { .. } | WrongBrowser { .. } => (
                 "Your sign-in expired",
                 "The sign-in took too long, was already used, or was started in another browser. Please sign in again.",
             ),
@@ -217,9 +233,62 @@ impl LoginError {
             LoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             LoginError::IdpStatus { .. }
-            | LoginError::WrongBrowser
+            | LoginError::WrongBrowser { .. }
             | LoginError::AuthnContext { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Where a response names the request it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestRef {
+    /// `samlp:Response/@InResponseTo`.
+    Response,
+    /// `SubjectConfirmationData/@InResponseTo` of a bearer SubjectConfirmation.
+    SubjectConfirmationData,
+}
+
+impl RequestRef {
+    fn name(self) -> &'static str {
+        match self {
+            RequestRef::Response => "Response",
+            RequestRef::SubjectConfirmationData => "SubjectConfirmationData",
+        }
+    }
+}
+
+/// How a response fails to answer the pending sign-in it was posted against (the pending
+/// sign-in was found and is this browser's). Each case is its own audit reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InResponseToError {
+    /// Neither the Response nor the bearer SubjectConfirmationData names a request.
+    Missing,
+    /// The Response names the pending request; the bearer SubjectConfirmationData names
+    /// none (the Web Browser SSO profile requires it there).
+    MissingInSubjectConfirmation,
+    /// `at` names request `got`, not the pending one.
+    NotThisRequest { at: RequestRef, got: String },
+    /// The Response and the SubjectConfirmationData name different requests.
+    ResponseVsSubjectConfirmation { response: String, subject: String },
+}
+
+impl InResponseToError {
+    pub fn reason(&self) -> String {
+        use InResponseToError::*;
+        match self {
+            Missing => "the response answers no request (no InResponseTo on the Response or the SubjectConfirmationData), but was posted against a pending sign-in".into(),
+            MissingInSubjectConfirmation => "the Response names the pending request but the bearer SubjectConfirmationData has no InResponseTo".into(),
+            NotThisRequest { at, got } => format!(
+                "{} InResponseTo {} is not this browser's pending request",
+                at.name(),
+                clip(got)
+            ),
+            ResponseVsSubjectConfirmation { response, subject } => format!(
+                "Response InResponseTo {} differs from SubjectConfirmationData InResponseTo {}",
+                clip(response),
+                clip(subject)
+            ),
         }
     }
 }
@@ -354,7 +423,9 @@ mod tests {
             "Your sign-in expired"
         );
         assert_eq!(
-            LoginError::NoPendingLogin.user_message().0,
+            LoginError::Unsolicited { relay_state: true }
+                .user_message()
+                .0,
             "Your sign-in expired"
         );
         assert!(LoginError::IdpStatus {

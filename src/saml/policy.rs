@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use samael::schema::{Assertion, AuthnStatement};
 
-use super::error::LoginError;
+use super::error::{InResponseToError, LoginError, RequestRef};
 use super::prefilter::EnvelopeFacts;
 use crate::session::Identity;
 
@@ -73,15 +73,93 @@ pub fn check_response_envelope(
         None if facts.response_signed => return Err(LoginError::Destination { got: None }),
         _ => {}
     }
-    if let Some(irt) = &facts.in_response_to {
-        if Some(irt.as_str()) != want.request_id {
-            return Err(LoginError::InResponseTo {
-                got: Some(irt.clone()),
-            });
-        }
-    }
+    check_response_in_response_to(facts.in_response_to.as_deref(), want.request_id)?;
     if want.require_signed_response && !facts.response_signed {
         return Err(LoginError::ResponseNotSigned);
+    }
+    Ok(())
+}
+
+/// `Response/@InResponseTo` against the pending request (`None`: an unsolicited response the
+/// configuration allows). It is optional in SAML core: absent is fine here, and the bearer
+/// SubjectConfirmationData must then name the request ([`check_subject_in_response_to`]).
+/// The one place the Response's InResponseTo is judged: samael's own check is off (see
+/// `Verifier::new`), as it refuses a signed Response without one.
+pub fn check_response_in_response_to(
+    response: Option<&str>,
+    pending: Option<&str>,
+) -> Result<(), LoginError> {
+    match (response, pending) {
+        (None, _) => Ok(()),
+        (Some(got), Some(pending)) if got == pending => Ok(()),
+        (Some(got), Some(_)) => Err(LoginError::InResponseTo(
+            InResponseToError::NotThisRequest {
+                at: RequestRef::Response,
+                got: got.to_string(),
+            },
+        )),
+        (Some(got), None) => Err(LoginError::UnknownRequest {
+            got: got.to_string(),
+        }),
+    }
+}
+
+/// A bearer `SubjectConfirmationData/@InResponseTo` (`subject`) against the pending request,
+/// with the Response's (`response`, already held to the pending one or absent) to name the
+/// failure exactly. Solicited: `subject` must be the pending request, whether or not the
+/// Response names it too. Unsolicited: `subject` must be absent — an answer to a request we do
+/// not hold is never taken as unsolicited.
+pub fn check_subject_in_response_to(
+    subject: Option<&str>,
+    response: Option<&str>,
+    pending: Option<&str>,
+) -> Result<(), LoginError> {
+    use InResponseToError::*;
+    let err = match (pending, subject) {
+        (None, None) => return Ok(()),
+        (Some(pending), Some(got)) if got == pending => return Ok(()),
+        (None, Some(got)) => {
+            return Err(LoginError::UnknownRequest {
+                got: got.to_string(),
+            })
+        }
+        (Some(_), None) if response.is_some() => MissingInSubjectConfirmation,
+        (Some(_), None) => Missing,
+        (Some(_), Some(got)) => match response {
+            Some(r) if r != got => ResponseVsSubjectConfirmation {
+                response: r.to_string(),
+                subject: got.to_string(),
+            },
+            _ => NotThisRequest {
+                at: RequestRef::SubjectConfirmationData,
+                got: got.to_string(),
+            },
+        },
+    };
+    Err(LoginError::InResponseTo(err))
+}
+
+/// No pending sign-in matched the RelayState (`relay_state_sent`: one was sent): whether the
+/// response may go on as an unsolicited (IdP-initiated) one. Only when `allow_idp_initiated`
+/// and nothing in the envelope names a request; an `InResponseTo` on the Response or a
+/// SubjectConfirmationData answers a sign-in we no longer hold. (Inside an
+/// `EncryptedAssertion` it is caught after decryption, by [`check_subject_in_response_to`].)
+pub fn check_unsolicited(
+    facts: &EnvelopeFacts,
+    relay_state_sent: bool,
+    allow_idp_initiated: bool,
+) -> Result<(), LoginError> {
+    let named = facts
+        .in_response_to
+        .as_ref()
+        .or(facts.subject_in_response_to.as_ref());
+    if let Some(got) = named {
+        return Err(LoginError::UnknownRequest { got: got.clone() });
+    }
+    if !allow_idp_initiated {
+        return Err(LoginError::Unsolicited {
+            relay_state: relay_state_sent,
+        });
     }
     Ok(())
 }
@@ -206,10 +284,12 @@ pub fn check_assertion(
             last_problem = LoginError::Recipient(format!("{:?}", data.recipient));
             continue;
         }
-        if data.in_response_to.as_deref() != want.request_id {
-            last_problem = LoginError::InResponseTo {
-                got: data.in_response_to.clone(),
-            };
+        if let Err(e) = check_subject_in_response_to(
+            data.in_response_to.as_deref(),
+            facts.in_response_to.as_deref(),
+            want.request_id,
+        ) {
+            last_problem = e;
             continue;
         }
         let Some(noa) = data.not_on_or_after else {
@@ -766,6 +846,172 @@ mod tests {
         assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "issuer");
     }
 
+    /// Every way a response can fail to answer the pending request, one variant each.
+    #[test]
+    fn in_response_to_decisions_name_each_case() {
+        use InResponseToError::*;
+        const P: Option<&str> = Some("_req1");
+        let other = || "_other".to_string();
+        let not_this = |at, got: &str| {
+            Err(LoginError::InResponseTo(NotThisRequest {
+                at,
+                got: got.into(),
+            }))
+        };
+        // (Response InResponseTo, pending) → verdict on the envelope.
+        for (response, pending, want) in [
+            (None, P, Ok(())),
+            (Some("_req1"), P, Ok(())),
+            (None, None, Ok(())),
+            (Some("_other"), P, not_this(RequestRef::Response, "_other")),
+            (
+                Some("_other"),
+                None,
+                Err(LoginError::UnknownRequest { got: other() }),
+            ),
+        ] {
+            assert_eq!(
+                check_response_in_response_to(response, pending),
+                want,
+                "{response:?} {pending:?}"
+            );
+        }
+        // (SubjectConfirmationData, Response, pending) → verdict on the assertion.
+        for (subject, response, pending, want) in [
+            (Some("_req1"), Some("_req1"), P, Ok(())),
+            // Solicited, named on the SubjectConfirmationData only.
+            (Some("_req1"), None, P, Ok(())),
+            (None, None, None, Ok(())),
+            (None, None, P, Err(LoginError::InResponseTo(Missing))),
+            (
+                None,
+                Some("_req1"),
+                P,
+                Err(LoginError::InResponseTo(MissingInSubjectConfirmation)),
+            ),
+            (
+                Some("_other"),
+                None,
+                P,
+                not_this(RequestRef::SubjectConfirmationData, "_other"),
+            ),
+            (
+                Some("_other"),
+                Some("_req1"),
+                P,
+                Err(LoginError::InResponseTo(ResponseVsSubjectConfirmation {
+                    response: "_req1".into(),
+                    subject: other(),
+                })),
+            ),
+            // Never unsolicited when it names a request.
+            (
+                Some("_other"),
+                None,
+                None,
+                Err(LoginError::UnknownRequest { got: other() }),
+            ),
+        ] {
+            assert_eq!(
+                check_subject_in_response_to(subject, response, pending),
+                want,
+                "{subject:?} {response:?} {pending:?}"
+            );
+        }
+        for (e, kind) in [
+            (LoginError::InResponseTo(Missing), "in_response_to"),
+            (
+                LoginError::UnknownRequest { got: other() },
+                "no_pending_login",
+            ),
+            (
+                LoginError::Unsolicited { relay_state: false },
+                "no_pending_login",
+            ),
+        ] {
+            assert_eq!(e.kind(), kind);
+        }
+    }
+
+    /// No pending sign-in matched: unsolicited only when allowed and nothing names a request.
+    #[test]
+    fn unsolicited_needs_the_setting_and_no_request_named() {
+        let named = |response: Option<&str>, subject: Option<&str>| EnvelopeFacts {
+            in_response_to: response.map(str::to_string),
+            subject_in_response_to: subject.map(str::to_string),
+            ..facts()
+        };
+        let unknown = |got: &str| {
+            Err(LoginError::UnknownRequest {
+                got: got.to_string(),
+            })
+        };
+        for (facts, relay, allowed, want) in [
+            (named(None, None), false, true, Ok(())),
+            (named(None, None), true, true, Ok(())),
+            (
+                named(None, None),
+                true,
+                false,
+                Err(LoginError::Unsolicited { relay_state: true }),
+            ),
+            (
+                named(None, None),
+                false,
+                false,
+                Err(LoginError::Unsolicited { relay_state: false }),
+            ),
+            (named(Some("_gone"), None), true, true, unknown("_gone")),
+            (named(None, Some("_gone")), true, true, unknown("_gone")),
+            (named(None, Some("_gone")), false, false, unknown("_gone")),
+            (named(Some("_r"), Some("_s")), true, true, unknown("_r")),
+        ] {
+            assert_eq!(
+                check_unsolicited(&facts, relay, allowed),
+                want,
+                "{facts:?} {relay} {allowed}"
+            );
+        }
+    }
+
+    #[test]
+    fn subject_confirmation_alone_may_name_the_request() {
+        let t0 = Utc::now();
+        let mut f = facts();
+        f.in_response_to = None;
+        assert!(check_envelope(&f, &want(t0)).is_ok());
+        assert!(check_assertion(&assertion(&A::default(), t0), &f, &want(t0)).is_ok());
+        // … but it must be there then, and be the pending one.
+        let none = A {
+            irt: "",
+            ..A::default()
+        };
+        assert_eq!(
+            check_assertion(&assertion(&none, t0), &f, &want(t0)).unwrap_err(),
+            LoginError::InResponseTo(InResponseToError::Missing)
+        );
+        let other = A {
+            irt: "_other",
+            ..A::default()
+        };
+        assert_eq!(
+            check_assertion(&assertion(&other, t0), &f, &want(t0)).unwrap_err(),
+            LoginError::InResponseTo(InResponseToError::NotThisRequest {
+                at: RequestRef::SubjectConfirmationData,
+                got: "_other".into()
+            })
+        );
+        // With the Response naming the pending request, a different one below it is a
+        // mismatch between the two.
+        assert_eq!(
+            check_assertion(&assertion(&other, t0), &facts(), &want(t0)).unwrap_err(),
+            LoginError::InResponseTo(InResponseToError::ResponseVsSubjectConfirmation {
+                response: "_req1".into(),
+                subject: "_other".into()
+            })
+        );
+    }
+
     fn map() -> AttributeMap<'static> {
         AttributeMap {
             user: "",
@@ -907,12 +1153,12 @@ mod tests {
                 .kind(),
             "not_yet_valid"
         );
-        // An InResponseTo in an unsolicited assertion is refused.
+        // An InResponseTo in an unsolicited assertion answers a request we do not hold.
         assert_eq!(
-            check_with(&A::default(), 0, unsolicited)
-                .unwrap_err()
-                .kind(),
-            "in_response_to"
+            check_with(&A::default(), 0, unsolicited).unwrap_err(),
+            LoginError::UnknownRequest {
+                got: "_req1".into()
+            }
         );
         // Recipient and audience are still required.
         assert_eq!(
@@ -942,12 +1188,20 @@ mod tests {
             "audience"
         );
         // A solicited assertion without InResponseTo is still refused.
-        assert_eq!(check(&a, 0).unwrap_err().kind(), "in_response_to");
+        assert_eq!(
+            check(&a, 0).unwrap_err(),
+            LoginError::InResponseTo(InResponseToError::MissingInSubjectConfirmation)
+        );
         // The envelope: no InResponseTo expected, none allowed.
         let mut w = want(Utc::now());
         w.request_id = None;
         let mut f = facts();
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "in_response_to");
+        assert_eq!(
+            check_envelope(&f, &w).unwrap_err(),
+            LoginError::UnknownRequest {
+                got: "_req1".into()
+            }
+        );
         f.in_response_to = None;
         assert!(check_envelope(&f, &w).is_ok());
     }

@@ -103,6 +103,10 @@ pub struct EnvelopeFacts {
     pub destination: Option<String>,
     /// `Response/@InResponseTo`.
     pub in_response_to: Option<String>,
+    /// The first `InResponseTo` on an `Assertion/Subject/SubjectConfirmation/
+    /// SubjectConfirmationData` of the plaintext assertion: a response that names a request
+    /// there only (some IdPs leave the Response's out) still answers a request.
+    pub subject_in_response_to: Option<String>,
     /// `Response/saml:Issuer` text, trimmed.
     pub issuer: Option<String>,
     /// `Response/Status/StatusCode/@Value`.
@@ -414,6 +418,10 @@ enum El {
     Subject,
     /// `saml:NameID` directly inside that Subject.
     SubjectNameId,
+    /// `saml:SubjectConfirmation` directly inside that Subject.
+    SubjectConfirmation,
+    /// `saml:SubjectConfirmationData` directly inside that SubjectConfirmation.
+    SubjectConfirmationData,
     EncryptedAssertion,
     XencEncryptionMethod,
     Signature,
@@ -703,6 +711,10 @@ impl<'i, 'p> Filter<'i, 'p> {
                 self.facts.name_id_sp_name_qualifier =
                     captured.sp_name_qualifier.as_deref().map(str::to_owned);
             }
+            El::SubjectConfirmationData if self.facts.subject_in_response_to.is_none() => {
+                self.facts.subject_in_response_to =
+                    captured.in_response_to.as_deref().map(str::to_owned);
+            }
             _ => {}
         }
         if ns == Ns::Dsig {
@@ -891,6 +903,10 @@ impl<'i, 'p> Filter<'i, 'p> {
                 }
                 El::SubjectNameId
             }
+            (El::Subject, Ns::Assertion, b"SubjectConfirmation") => El::SubjectConfirmation,
+            (El::SubjectConfirmation, Ns::Assertion, b"SubjectConfirmationData") => {
+                El::SubjectConfirmationData
+            }
             // The encrypted form of the NameID: one or the other, once.
             (El::Subject, Ns::Assertion, b"EncryptedID") => {
                 if std::mem::replace(&mut self.seen_name_id, true) {
@@ -966,7 +982,7 @@ impl<'i, 'p> Filter<'i, 'p> {
                     .ok_or(PrefilterError::MissingReferenceUri)?;
                 let fragment_ok = uri
                     .strip_prefix('#')
-                    .is_some_and(|id| is_ncname(id.as_bytes()));
+                    .is_some_and(|id| is_id_value(id.as_bytes()));
                 if !uri.is_empty() && !fragment_ok {
                     return Err(PrefilterError::ReferenceUriNotAllowed(excerpt(uri)));
                 }
@@ -1092,7 +1108,7 @@ impl<'i, 'p> Filter<'i, 'p> {
                 }
             }
             if matches!(local, b"ID" | b"Id" | b"id") {
-                if !is_ncname(value.as_bytes()) {
+                if !is_id_value(value.as_bytes()) {
                     return Err(PrefilterError::BadId(excerpt(&value)));
                 }
                 if !self.ids.insert(value.clone().into_owned()) {
@@ -1425,6 +1441,17 @@ fn is_ncname(name: &[u8]) -> bool {
     }
 }
 
+/// An ID value, and the `#fragment` of a Reference URI: one or more of `A-Z a-z 0-9 _ . -`.
+/// Every ASCII NCName, plus the IDs some production IdPs send that are not NCNames (a
+/// leading digit or `-`, e.g. a bare UUID). Never a quote, bracket or whitespace:
+/// libxmlsec1 resolves `#x` as `xpointer(id('x'))`, whose `id()` splits on whitespace, so
+/// such a value resolves to the one element carrying it (IDs are unique, checked here) and
+/// cannot change the expression. The patched samael accepts the same set
+/// (vendor/samael/SAMLGATE-PATCH.md).
+fn is_id_value(value: &[u8]) -> bool {
+    !value.is_empty() && value.iter().all(|&b| NAME_BYTES[usize::from(b)] & 2 != 0)
+}
+
 /// `NCName` or `NCName:NCName`.
 fn is_qname(name: &[u8]) -> bool {
     match name.iter().position(|&b| b == b':') {
@@ -1638,6 +1665,7 @@ mod tests {
                 response_id: Some(RESPONSE_ID.into()),
                 destination: Some(ACS.into()),
                 in_response_to: Some(REQUEST_ID.into()),
+                subject_in_response_to: Some(REQUEST_ID.into()),
                 issuer: Some(IDP.into()),
                 status_code: Some(STATUS_SUCCESS.into()),
                 sub_status_code: None,
@@ -2540,8 +2568,79 @@ mod tests {
     fn refuses_missing_or_strange_ids() {
         let xml = mutate(&typical(), &format!(r#" ID="{RESPONSE_ID}""#), "");
         assert_eq!(refused(&xml), PrefilterError::MissingId("samlp:Response"));
-        let xml = typical().replace(ASSERTION_ID, "a b");
-        assert!(matches!(refused(&xml), PrefilterError::BadId(_)));
+        // Whitespace, quotes, brackets, ':' and non-ASCII could change or split libxmlsec1's
+        // `xpointer(id('…'))`, or be read differently by two parsers.
+        for bad in [
+            "a b",
+            "a&apos;b",
+            "x&apos;)or(&apos;1",
+            "a(b",
+            "a:b",
+            "é1",
+            "a&#9;b",
+            "#a",
+        ] {
+            let xml = typical().replace(ASSERTION_ID, bad);
+            assert!(matches!(refused(&xml), PrefilterError::BadId(_)), "{bad:?}");
+        }
+    }
+
+    /// IDs some production IdPs send that are not NCNames: accepted as long as they are
+    /// unique and each signature's reference names its own element.
+    #[test]
+    fn accepts_ids_that_are_not_ncnames() {
+        for (response_id, assertion_id) in [
+            (
+                "1e3b5d7f-9a1c-4e5b-8d9f-0a1b2c3d4e5f",
+                "8f2e6a10b3c94d27a1e05f6b7c8d9e0f",
+            ),
+            ("-resp", ".assert"),
+            ("42", "43"),
+        ] {
+            let xml = typical()
+                .replace(RESPONSE_ID, response_id)
+                .replace(ASSERTION_ID, assertion_id);
+            let facts = run(&xml).unwrap_or_else(|e| panic!("{response_id}: {e}"));
+            assert_eq!(facts.response_id.as_deref(), Some(response_id));
+            assert!(facts.response_signed && facts.assertion_signed);
+            // Still unique, and still each signature's own element.
+            let same = xml.replace(
+                &format!(r#"ID="{assertion_id}""#),
+                &format!(r#"ID="{response_id}""#),
+            );
+            assert_eq!(
+                refused(&same),
+                PrefilterError::DuplicateId(response_id.into())
+            );
+            let elsewhere = xml.replace(
+                &format!(r##"URI="#{assertion_id}""##),
+                r##"URI="#9nothing""##,
+            );
+            assert_eq!(
+                refused(&elsewhere),
+                PrefilterError::ReferenceTargetMismatch {
+                    uri: "#9nothing".into(),
+                    signed: "saml:Assertion"
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn subject_confirmation_in_response_to_is_reported() {
+        let facts = run(&typical().replace(&format!(r#" InResponseTo="{REQUEST_ID}">"#), ">"))
+            .expect("accepted");
+        assert_eq!(facts.in_response_to, None);
+        assert_eq!(facts.subject_in_response_to.as_deref(), Some(REQUEST_ID));
+        // Only from the Subject's own SubjectConfirmationData.
+        let facts = run(&typical()
+            .replace(&format!(r#" InResponseTo="{REQUEST_ID}""#), "")
+            .replace(
+                "<saml:Conditions ",
+                r#"<saml:Advice><saml:SubjectConfirmationData InResponseTo="_elsewhere"/></saml:Advice><saml:Conditions "#,
+            ))
+        .expect("accepted");
+        assert_eq!(facts.subject_in_response_to, None);
     }
 
     #[test]

@@ -65,11 +65,13 @@ impl Verifier {
             max_clock_skew: skew,
             // IssueInstant may lag by network time plus skew.
             max_issue_delay: chrono::Duration::seconds(policy::MAX_ISSUE_DELAY_SECS) + skew,
-            // With IdP-initiated sign-in enabled samael skips every InResponseTo check (Response
-            // and SubjectConfirmationData); ours (policy::check_response_envelope and
-            // check_assertion) still hold each to the pending request, or to none at all for
-            // an unsolicited response, and still require Recipient, Audience and the times.
-            allow_idp_initiated: s.allow_idp_initiated,
+            // samael's InResponseTo checks are off, whatever `saml.allow_idp_initiated` says
+            // (this flag does nothing else in samael): policy owns them, with a reason per case
+            // (check_response_in_response_to, check_subject_in_response_to, check_unsolicited).
+            // samael would refuse a signed Response without InResponseTo even when the bearer
+            // SubjectConfirmationData names the pending request, which SAML core allows.
+            // Recipient, Audience and the times stay checked by both.
+            allow_idp_initiated: true,
             // With SHA-1 allowed the pre-filter is the algorithm gate (samael cannot express
             // "SHA-256 family plus rsa-sha1"); otherwise both layers enforce the allowlist.
             allowed_signature_algorithms: if s.allow_sha1 {
@@ -400,9 +402,6 @@ pub fn map_samael_error(e: SamaelError) -> LoginError {
         } => LoginError::Destination {
             got: response_destination,
         },
-        AssertionInResponseToInvalid { .. } | ResponseInResponseToInvalid { .. } => {
-            LoginError::InResponseTo { got: None }
-        }
         AssertionIssuerMismatch { issuer, .. } | ResponseIssuerMismatch { issuer, .. } => {
             LoginError::Issuer { got: issuer }
         }

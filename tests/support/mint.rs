@@ -395,6 +395,24 @@ pub fn mint(idp: &TestIdp, spec: &ResponseSpec) -> String {
     }
 }
 
+/// Like [`mint`], but the Response signature's `ds:Reference` has `URI=""` (the whole
+/// document, as some IdPs sign) instead of `#<Response ID>`; the Assertion is signed as
+/// `spec.sign_assertion` says. The Response is always signed.
+pub fn mint_whole_document_signed(idp: &TestIdp, spec: &ResponseSpec) -> String {
+    let assertion = if spec.include_assertion {
+        assertion_text(idp, spec)
+    } else {
+        String::new()
+    };
+    let template = response_xml(idp, spec, &assertion, true);
+    let by_id = format!(r##"URI="#{}""##, xml_escape(&spec.response_id));
+    assert!(
+        template.contains(&by_id),
+        "response template references its ID"
+    );
+    sign(&template.replacen(&by_id, r#"URI="""#, 1), &idp.key_der)
+}
+
 /// `mint` then [`b64`].
 pub fn mint_b64(idp: &TestIdp, spec: &ResponseSpec) -> String {
     b64(&mint(idp, spec))

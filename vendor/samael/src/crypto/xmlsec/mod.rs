@@ -594,8 +594,18 @@ impl Drop for XPathObject {
     }
 }
 
+/// samlgate patch: an ID is an NCName, or one or more of `A-Z a-z 0-9 _ . -` in any order
+/// (production IdPs send IDs that start with a digit or `-`). Neither form holds a quote,
+/// bracket or whitespace, so libxmlsec1's `xpointer(id('…'))` for a `#…` reference and
+/// XPath's whitespace-split `id()` both see exactly this one value.
 fn xml_id_value_is_valid(id_value: &CStr) -> bool {
-    unsafe { libxml::bindings::xmlValidateNCName(id_value.as_ptr() as *const u8, 0) == 0 }
+    let bytes = id_value.to_bytes();
+    let id_token = !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    id_token
+        || unsafe { libxml::bindings::xmlValidateNCName(id_value.as_ptr() as *const u8, 0) == 0 }
 }
 
 fn build_verified_selection(
