@@ -706,9 +706,14 @@ impl Gateway {
             proto: self.client_proto(conn),
             host: client_host.clone(),
         };
+        let [d0, d1, d2, d3] = crate::session::cookie::DEFAULT_NAMES;
         let cookies = [
             self.settings.session.cookie_name.as_str(),
             self.settings.session.login_cookie_name.as_str(),
+            d0,
+            d1,
+            d2,
+            d3,
         ];
         proxy::rewrite_request_headers(
             req.headers_mut(),

@@ -147,6 +147,16 @@ impl CookieScope<'_> {
     }
 }
 
+/// samlgate's default cookie names, with and without `__Host-` (earlier versions set the
+/// plain ones over https too): stripped before forwarding whatever the configured names are,
+/// so a cookie left from an upgrade or a name change never reaches the application.
+pub const DEFAULT_NAMES: [&str; 4] = [
+    "samlgate_session",
+    "samlgate_login",
+    "__Host-samlgate_session",
+    "__Host-samlgate_login",
+];
+
 pub const HOST_PREFIX: &str = "__Host-";
 pub const SECURE_PREFIX: &str = "__Secure-";
 
