@@ -920,11 +920,24 @@ fn cookie_names(
         path: cookie_path,
     };
     // The login cookie is always set on `/` (the ACS may lie outside the session's path).
-    let login_scope = CookieScope { path: "/", ..session_scope };
+    let login_scope = CookieScope {
+        path: "/",
+        ..session_scope
+    };
     let mut names = Vec::with_capacity(2);
     for (key, explicit, base, scope) in [
-        ("session.cookie_name", &sess.cookie_name, "samlgate_session", session_scope),
-        ("session.login_cookie_name", &sess.login_cookie_name, "samlgate_login", login_scope),
+        (
+            "session.cookie_name",
+            &sess.cookie_name,
+            "samlgate_session",
+            session_scope,
+        ),
+        (
+            "session.login_cookie_name",
+            &sess.login_cookie_name,
+            "samlgate_login",
+            login_scope,
+        ),
     ] {
         let name = effective_name(explicit.as_deref(), base, scope);
         if name.is_empty()

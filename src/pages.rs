@@ -381,16 +381,28 @@ mod tests {
         let url = "https://idp.example/slo?SAMLRequest=a%2Bb&SigAlg=x&Signature=\"y\"";
         let r = signing_out_at_idp(url);
         assert_eq!(r.status(), StatusCode::OK);
-        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(csp.contains("default-src 'none'"), "{csp}");
         let html = body_text(r);
-        let escaped = "https://idp.example/slo?SAMLRequest=a%2Bb&amp;SigAlg=x&amp;Signature=&quot;y&quot;";
+        let escaped =
+            "https://idp.example/slo?SAMLRequest=a%2Bb&amp;SigAlg=x&amp;Signature=&quot;y&quot;";
         assert!(
-            html.contains(&format!("<meta http-equiv=\"refresh\" content=\"0;url={escaped}\">")),
+            html.contains(&format!(
+                "<meta http-equiv=\"refresh\" content=\"0;url={escaped}\">"
+            )),
             "{html}"
         );
-        assert!(html.contains(&format!("id=\"continue\" href=\"{escaped}\"")), "{html}");
-        assert!(!html.contains("<form") && !html.contains("<script"), "{html}");
+        assert!(
+            html.contains(&format!("id=\"continue\" href=\"{escaped}\"")),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<form") && !html.contains("<script"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -689,8 +689,14 @@ async fn over_https_the_cookies_default_to_host_prefixed_names() {
     };
     let login = cookie_named(&started, "__Host-samlgate_login")
         .unwrap_or_else(|| panic!("the login cookie is __Host-: {started:?}"));
-    assert!(host_rules(login) && login.contains("SameSite=None"), "{login}");
-    assert!(cookie_named(&started, "samlgate_login").is_none(), "{started:?}");
+    assert!(
+        host_rules(login) && login.contains("SameSite=None"),
+        "{login}"
+    );
+    assert!(
+        cookie_named(&started, "samlgate_login").is_none(),
+        "{started:?}"
+    );
 
     let (req_id, relay) = parse_idp_redirect(&loc);
     let spec = ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));

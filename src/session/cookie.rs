@@ -314,7 +314,10 @@ mod tests {
                 ..HTTPS_HOST_ONLY
             },
         ] {
-            assert_eq!(effective_name(Some("sid"), "samlgate_session", scope), "sid");
+            assert_eq!(
+                effective_name(Some("sid"), "samlgate_session", scope),
+                "sid"
+            );
             assert_eq!(
                 effective_name(Some("samlgate_session"), "samlgate_session", scope),
                 "samlgate_session"

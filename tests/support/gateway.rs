@@ -503,7 +503,10 @@ pub fn idp_sign_out_url(page: &str) -> String {
     };
     let refresh = between("<meta http-equiv=\"refresh\" content=\"0;url=", '"');
     let link = between("id=\"continue\" href=\"", '"');
-    assert_eq!(refresh, link, "the refresh and the link go to the same place");
+    assert_eq!(
+        refresh, link,
+        "the refresh and the link go to the same place"
+    );
     link.replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&lt;", "<")
