@@ -163,8 +163,11 @@ impl Default for SamlSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSection {
-    pub cookie_name: String,
-    pub login_cookie_name: String,
+    /// Unset: `samlgate_session`, with `__Host-` in front where that prefix holds
+    /// ([`crate::session::cookie::effective_name`]).
+    pub cookie_name: Option<String>,
+    /// Unset: `samlgate_login`, with `__Host-` in front over https without a cookie domain.
+    pub login_cookie_name: Option<String>,
     pub cookie_domain: Option<String>,
     pub cookie_path: String,
     /// File holding at least 32 bytes of secret used to sign cookies.
@@ -177,8 +180,8 @@ pub struct SessionSection {
 impl Default for SessionSection {
     fn default() -> Self {
         Self {
-            cookie_name: "samlgate_session".into(),
-            login_cookie_name: "samlgate_login".into(),
+            cookie_name: None,
+            login_cookie_name: None,
             cookie_domain: None,
             cookie_path: "/".into(),
             cookie_secret_file: None,
@@ -461,6 +464,8 @@ pub const MAX_METADATA_BYTES: usize = 1024 * 1024;
 
 #[derive(Clone, PartialEq)]
 pub struct SessionSettings {
+    /// The effective names (defaults resolved, see [`SessionSection`]): every lookup, strip
+    /// and `Set-Cookie` uses these.
     pub cookie_name: String,
     pub login_cookie_name: String,
     pub cookie_domain: Option<String>,
@@ -900,6 +905,64 @@ fn http_redirect_listen(
 }
 
 /// Turns the operator's file into [`Settings`], reading secrets relative to `base`.
+/// The session and login cookies' effective names: explicit ones as typed (checked against
+/// the browsers' `__Host-`/`__Secure-` rules), defaults with `__Host-` where it holds.
+fn cookie_names(
+    sess: &SessionSection,
+    cookie_path: &str,
+    secure: bool,
+) -> Result<(String, String), ConfigError> {
+    use crate::session::cookie::{effective_name, prefix_problem, CookieScope};
+    let domain = sess.cookie_domain.as_deref();
+    let session_scope = CookieScope {
+        secure,
+        domain,
+        path: cookie_path,
+    };
+    // The login cookie is always set on `/` (the ACS may lie outside the session's path).
+    let login_scope = CookieScope {
+        path: "/",
+        ..session_scope
+    };
+    let mut names = Vec::with_capacity(2);
+    for (key, explicit, base, scope) in [
+        (
+            "session.cookie_name",
+            &sess.cookie_name,
+            "samlgate_session",
+            session_scope,
+        ),
+        (
+            "session.login_cookie_name",
+            &sess.login_cookie_name,
+            "samlgate_login",
+            login_scope,
+        ),
+    ] {
+        let name = effective_name(explicit.as_deref(), base, scope);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(key, "must be letters, digits, `_` or `-`"));
+        }
+        if let Some(problem) = prefix_problem(&name, scope) {
+            return Err(ConfigError::new(key, problem));
+        }
+        names.push(name);
+    }
+    let login = names.pop().unwrap_or_default();
+    let session = names.pop().unwrap_or_default();
+    if session == login {
+        return Err(ConfigError::new(
+            "session.login_cookie_name",
+            "must differ from session.cookie_name",
+        ));
+    }
+    Ok((session, login))
+}
+
 pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> {
     let listen_raw = file.listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
     let listen: SocketAddr = listen_raw.parse().map_err(|_| {
@@ -1089,24 +1152,6 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     };
 
     let sess = file.session;
-    for (key, name) in [
-        ("session.cookie_name", &sess.cookie_name),
-        ("session.login_cookie_name", &sess.login_cookie_name),
-    ] {
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError::new(key, "must be letters, digits, `_` or `-`"));
-        }
-    }
-    if sess.cookie_name == sess.login_cookie_name {
-        return Err(ConfigError::new(
-            "session.login_cookie_name",
-            "must differ from session.cookie_name",
-        ));
-    }
     let cookie_path = local_path(&sess.cookie_path, "session.cookie_path").map(|p| {
         if p.is_empty() {
             "/".to_string()
@@ -1114,6 +1159,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             p
         }
     })?;
+    let secure = public_url.scheme() == "https";
+    let (cookie_name, login_cookie_name) = cookie_names(&sess, &cookie_path, secure)?;
     let secret_path = required(
         sess.cookie_secret_file,
         "session.cookie_secret_file",
@@ -1314,15 +1361,15 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             require_signed_logout_requests: s.require_signed_logout_requests,
         },
         session: SessionSettings {
-            cookie_name: sess.cookie_name,
-            login_cookie_name: sess.login_cookie_name,
+            cookie_name,
+            login_cookie_name,
             cookie_domain: sess.cookie_domain,
             cookie_path,
             cookie_secret,
             idle_timeout: Duration::from_secs(sess.idle_timeout_secs),
             max_lifetime: Duration::from_secs(sess.max_lifetime_secs),
             max_sessions: sess.max_sessions,
-            secure: public_url.scheme() == "https",
+            secure,
         },
         headers: file.headers,
         authz: file.authz,
@@ -1420,7 +1467,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(file.upstream.as_deref(), Some("http://b"));
-        assert_eq!(file.session.cookie_name, "y");
+        assert_eq!(file.session.cookie_name.as_deref(), Some("y"));
         assert_eq!(file.authz.allowed_groups, vec!["admins", "analysts"]);
         assert_eq!(file.saml.clock_skew_secs, 30);
     }
@@ -1454,7 +1501,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(file.session.cookie_name, "123");
+        assert_eq!(file.session.cookie_name.as_deref(), Some("123"));
         let err =
             parse_with_env("", &env(&[("SAMLGATE_SAML_CLOCK_SKEW_SECS", "soon")])).unwrap_err();
         assert_eq!(err.key, "SAMLGATE_SAML_CLOCK_SKEW_SECS");
@@ -1612,6 +1659,103 @@ mod tests {
         assert!(s.session.secure);
         assert!(s.saml.require_signed_assertion);
         assert!(!s.saml.allow_sha1);
+    }
+
+    #[test]
+    fn cookie_names_default_to_host_prefix_over_https_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = |edit: &dyn Fn(&mut FileConfig)| {
+            let mut f = minimal(dir.path());
+            edit(&mut f);
+            validate(f, dir.path())
+                .map(|s| (s.session.cookie_name, s.session.login_cookie_name))
+                .map_err(|e| e.to_string())
+        };
+        let pair = |a: &str, b: &str| Ok((a.to_string(), b.to_string()));
+        assert_eq!(
+            names(&|_| {}),
+            pair("__Host-samlgate_session", "__Host-samlgate_login")
+        );
+        assert_eq!(
+            names(&|f| f.public_url = Some("http://127.0.0.1:8080".into())),
+            pair("samlgate_session", "samlgate_login")
+        );
+        assert_eq!(
+            names(&|f| f.session.cookie_domain = Some("example.com".into())),
+            pair("samlgate_session", "samlgate_login")
+        );
+        // The session cookie on a sub-path cannot be `__Host-`; the login cookie (on `/`) is.
+        assert_eq!(
+            names(&|f| f.session.cookie_path = "/app".into()),
+            pair("samlgate_session", "__Host-samlgate_login")
+        );
+        // Explicit names are kept as typed, the old defaults included.
+        assert_eq!(
+            names(&|f| {
+                f.session.cookie_name = Some("samlgate_session".into());
+                f.session.login_cookie_name = Some("__Host-pending".into());
+            }),
+            pair("samlgate_session", "__Host-pending")
+        );
+    }
+
+    #[test]
+    fn explicit_prefixed_cookie_names_must_meet_the_prefix_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |edit: &dyn Fn(&mut FileConfig)| {
+            let mut f = minimal(dir.path());
+            edit(&mut f);
+            validate(f, dir.path()).err().map(|e| (e.key, e.message))
+        };
+        let http = |f: &mut FileConfig| f.public_url = Some("http://127.0.0.1:8080".into());
+        let (key, message) = refused(&|f| {
+            http(f);
+            f.session.cookie_name = Some("__Host-sid".into());
+        })
+        .unwrap();
+        assert_eq!(key, "session.cookie_name");
+        assert!(message.contains("https"), "{message}");
+        let (key, message) = refused(&|f| {
+            f.session.cookie_domain = Some("example.com".into());
+            f.session.login_cookie_name = Some("__host-pending".into());
+        })
+        .unwrap();
+        assert_eq!(key, "session.login_cookie_name");
+        assert!(message.contains("cookie_domain"), "{message}");
+        let (key, message) = refused(&|f| {
+            f.session.cookie_path = "/app".into();
+            f.session.cookie_name = Some("__Host-sid".into());
+        })
+        .unwrap();
+        assert_eq!(key, "session.cookie_name");
+        assert!(message.contains("cookie_path"), "{message}");
+        let (key, _) = refused(&|f| {
+            http(f);
+            f.session.login_cookie_name = Some("__Secure-pending".into());
+        })
+        .unwrap();
+        assert_eq!(key, "session.login_cookie_name");
+        // The same names where their rules hold are accepted.
+        assert_eq!(
+            refused(&|f| {
+                f.session.cookie_name = Some("__Host-sid".into());
+                f.session.login_cookie_name = Some("__Secure-pending".into());
+            }),
+            None
+        );
+        // Explicit names that equal the other cookie's effective default are refused.
+        assert_eq!(
+            refused(&|f| f.session.cookie_name = Some("__Host-samlgate_login".into()))
+                .map(|(k, _)| k)
+                .as_deref(),
+            Some("session.login_cookie_name")
+        );
+        assert_eq!(
+            refused(&|f| f.session.cookie_name = Some("a b".into()))
+                .map(|(k, _)| k)
+                .as_deref(),
+            Some("session.cookie_name")
+        );
     }
 
     #[test]

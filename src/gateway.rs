@@ -706,9 +706,14 @@ impl Gateway {
             proto: self.client_proto(conn),
             host: client_host.clone(),
         };
+        let [d0, d1, d2, d3] = crate::session::cookie::DEFAULT_NAMES;
         let cookies = [
             self.settings.session.cookie_name.as_str(),
             self.settings.session.login_cookie_name.as_str(),
+            d0,
+            d1,
+            d2,
+            d3,
         ];
         proxy::rewrite_request_headers(
             req.headers_mut(),
@@ -1328,6 +1333,10 @@ impl Gateway {
         {
             hm.append(header::SET_COOKIE, v);
         }
+        // The pending sign-in it bound is spent: no login cookie outlives it.
+        if let Ok(v) = HeaderValue::from_str(&self.login_cookie().clear()) {
+            hm.append(header::SET_COOKIE, v);
+        }
         hm.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok((r, who))
     }
@@ -1601,11 +1610,17 @@ impl Gateway {
     }
 
     /// SP-initiated Single Logout: when the IdP has an SLO endpoint and we can sign, the
-    /// browser is sent there with a signed LogoutRequest for this session.
+    /// browser is sent there with a signed LogoutRequest for this session, by a page that
+    /// refreshes to it (`pages::signing_out_at_idp`: a redirect after the sign-out form would
+    /// be blocked by the form page's CSP `form-action`).
     fn idp_logout_redirect(&self, session: &Session) -> Option<Response<Body>> {
         let v = self.verifier.get();
         let dest = v.idp.slo_redirect_url.as_deref()?;
         let key = v.sp_key()?;
+        if !pages::is_http_url(dest) {
+            tracing::error!(slo_url = %crate::saml::error::clip(dest), "the IdP's SingleLogoutService is not an http(s) URL; signing out locally only");
+            return None;
+        }
         let id = new_request_id();
         let xml = slo::logout_request_xml(&LogoutRequestSpec {
             id: &id,
@@ -1620,7 +1635,11 @@ impl Gateway {
             Ok(location) => {
                 self.logout_requests.insert(id.clone(), ());
                 tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
-                Some(self.redirect_clearing_session(&location))
+                let mut r = pages::signing_out_at_idp(&location);
+                if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+                Some(r)
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the IdP LogoutRequest; signing out locally only");

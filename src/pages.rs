@@ -1,5 +1,5 @@
 //! The few pages people see (sign-in failed, forbidden, signed out, sign-out confirmation,
-//! upstream down, too many requests) and their JSON twins for API clients. Every interpolated value is escaped.
+//! on to the IdP's sign-out, upstream down, too many requests) and their JSON twins for API clients. Every interpolated value is escaped.
 
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -48,8 +48,18 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:36rem;margi
 
 /// A whole HTML page. `body_html` must already be escaped.
 pub fn page(status: StatusCode, title: &str, body_html: &str) -> Response<Body> {
+    page_with_head(status, title, "", body_html)
+}
+
+/// [`page`] with extra elements in `<head>` (`head_html` must already be escaped).
+fn page_with_head(
+    status: StatusCode,
+    title: &str,
+    head_html: &str,
+    body_html: &str,
+) -> Response<Body> {
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>{body_html}</body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{head_html}<title>{t}</title><style>{STYLE}</style></head><body><h1>{t}</h1>{body_html}</body></html>",
         t = html_escape(title)
     );
     respond(status, "text/html; charset=utf-8", html)
@@ -152,6 +162,33 @@ pub fn logout_confirm(action: &str, csrf: &str) -> Response<Body> {
             html_escape(csrf)
         ),
     )
+}
+
+/// The answer to the sign-out form when the IdP's sign-out comes next: the local session has
+/// ended, and the page moves the browser on to `idp_url` (the IdP's SingleLogoutService with
+/// the signed LogoutRequest) by a meta refresh, with a link as a fallback.
+///
+/// Not a redirect: Chromium applies the form's page's CSP `form-action` to every redirect
+/// that follows a form submission (a 303 to our own GET endpoint included), so a redirect to
+/// the IdP, or the IdP's own redirects to other services, would be blocked. A refresh is a
+/// new navigation, outside `form-action`. `idp_url` must be an http(s) URL
+/// ([`is_http_url`]).
+pub fn signing_out_at_idp(idp_url: &str) -> Response<Body> {
+    let url = html_escape(idp_url);
+    page_with_head(
+        StatusCode::OK,
+        "Signing you out",
+        &format!("<meta http-equiv=\"refresh\" content=\"0;url={url}\">"),
+        &format!(
+            "<p>Your session with this application has ended. Your browser now goes on to your identity provider to end your sign-in there too.</p><p><a class=\"button\" id=\"continue\" href=\"{url}\">Continue</a></p>"
+        ),
+    )
+}
+
+/// An absolute `http:` or `https:` URL (what a refresh or link to the IdP may point to; never
+/// `javascript:` or `data:` from a metadata document).
+pub fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
 pub fn signed_out(login_url: &str) -> Response<Body> {
@@ -337,5 +374,49 @@ mod tests {
         let html = body_text(r);
         assert!(html.contains("<title>Too many requests</title>"));
         assert!(html.contains("wait 1 second and"));
+    }
+
+    #[test]
+    fn signing_out_at_the_idp_refreshes_to_the_escaped_url_without_a_form() {
+        let url = "https://idp.example/slo?SAMLRequest=a%2Bb&SigAlg=x&Signature=\"y\"";
+        let r = signing_out_at_idp(url);
+        assert_eq!(r.status(), StatusCode::OK);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        let html = body_text(r);
+        let escaped =
+            "https://idp.example/slo?SAMLRequest=a%2Bb&amp;SigAlg=x&amp;Signature=&quot;y&quot;";
+        assert!(
+            html.contains(&format!(
+                "<meta http-equiv=\"refresh\" content=\"0;url={escaped}\">"
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("id=\"continue\" href=\"{escaped}\"")),
+            "{html}"
+        );
+        assert!(
+            !html.contains("<form") && !html.contains("<script"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn only_http_urls_may_be_refreshed_to() {
+        for (u, ok) in [
+            ("https://idp.example/slo", true),
+            ("http://127.0.0.1:8080/slo?x=1", true),
+            ("javascript:alert(1)", false),
+            ("data:text/html,x", false),
+            ("/relative", false),
+            ("file:///etc/passwd", false),
+            ("", false),
+        ] {
+            assert_eq!(is_http_url(u), ok, "{u}");
+        }
     }
 }

@@ -9,9 +9,20 @@
 //!
 //! Either way the IdP answers with a self-submitting POST to the gateway's ACS, and the browser
 //! lands on the upstream page, whose text (the echoed request headers) must show the identity
-//! headers. A full-page screenshot of that page is kept as a test artifact
+//! headers, and no longer holds the login cookie (the ACS answer clears it). A full-page
+//! screenshot of that page is kept as a test artifact
 //! (`<target dir>/test-artifacts/browser-{login,devidp}-{http,https}.png`; on failure
 //! `browser-*-FAILED.png`), its path printed on stdout.
+//!
+//! Then the browser signs out: it opens samlgate's sign-out page and presses "Sign out". The
+//! gateway has an SP key, so the sign-out goes on to the IdP's SingleLogoutService with a
+//! signed LogoutRequest, and the browser must get there (a CSP `form-action` that blocks the
+//! step after the form would leave it on samlgate's page) and come to rest on the IdP's
+//! signed-out page: the dev IdP's own "Signed out" page; with SimpleSAMLphp, which answers
+//! with a LogoutResponse to the gateway's `/saml/slo`, samlgate's "You are signed out" page
+//! behind it. Opening the protected URL again must bring the IdP's login form (its session
+//! ended too), and Chromium must have reported no CSP violation on any page
+//! (`browser-*-signed-out.png` is the final page's screenshot).
 //!
 //! Two runs per IdP:
 //! - plain http, gateway and IdP both on `127.0.0.1` (different ports: same site);
@@ -45,8 +56,8 @@ use tokio::net::TcpListener;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The whole `node login.mjs` run; the script gives up (and closes the browser) a bit earlier.
-const DRIVER_TIMEOUT: Duration = Duration::from_secs(60);
-const DRIVER_INNER_TIMEOUT_MS: u64 = 45_000;
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(90);
+const DRIVER_INNER_TIMEOUT_MS: u64 = 75_000;
 const INSTALL_HINT: &str = "run `scripts/install-deps.sh test` (as root: installs chromium, and \
                             node when missing) and `npm ci --prefix tests/browser` (playwright-core)";
 
@@ -115,7 +126,14 @@ impl Setup {
         let public_url = format!("{scheme}://{gateway_host}:{}", listener.port());
         let listener = listener.with_public_url(public_url.clone());
         // The gateway's defaults: entity ID = public_url + /saml/metadata, ACS = /saml/acs.
-        let entry = listener.sp_entry();
+        // An SP key, so that sign-out sends a signed LogoutRequest to the IdP; SimpleSAMLphp
+        // checks it with the certificate and answers at the gateway's SLO endpoint.
+        let (sp_key, sp_cert) = simplesamlphp::generate_key_pair("samlgate browser test SP")
+            .unwrap_or_else(|e| panic!("SP key pair: {e}"));
+        let mut entry = listener.sp_entry();
+        entry.slo_url = Some(format!("{public_url}/saml/slo"));
+        entry.certificate_pem = Some(sp_cert.clone());
+        entry.sign_logout = true;
         let (idp, idp_origin, metadata_xml, headers_toml) = match kind {
             // SimpleSAMLphp's NameID is persistent (opaque): the user header is its uid.
             IdpKind::SimpleSamlPhp => {
@@ -138,6 +156,7 @@ impl Setup {
                 Options {
                     tls: tls.then(gateway::self_signed_tls),
                     extra_toml: headers_toml.to_string(),
+                    sp_key: Some((sp_key, sp_cert)),
                     ..Options::default()
                 },
             )
@@ -227,6 +246,7 @@ async fn start_dev_idp(sp_entity_id: &str, acs_url: &str, idp_host: &str) -> dev
             public_url: Some(public_url.clone()),
             allow_non_loopback: false,
             users: devidp::users::default_users(),
+            // No SLO URL for the gateway: the dev IdP ends a sign-out on its own page.
             sps: vec![devidp::sps::ServiceProvider {
                 entity_id: sp_entity_id.to_string(),
                 acs_urls: vec![acs_url.to_string()],
@@ -407,13 +427,23 @@ enum Transport {
     HttpsCrossSite,
 }
 
+/// samlgate's default cookie names: `__Host-` over https (no cookie domain is configured).
+fn cookie_names(tls: bool) -> (&'static str, &'static str) {
+    if tls {
+        ("__Host-samlgate_session", "__Host-samlgate_login")
+    } else {
+        ("samlgate_session", "samlgate_login")
+    }
+}
+
 /// Sets up gateway, upstream and the IdP for `kind` over `transport`, drives the browser
-/// through the sign-in and checks what is common to all runs: landed on the upstream page
-/// showing alice's identity headers, via exactly one ACS POST that carried the pending-login
-/// cookie and was answered with a redirect back to the protected path; over https also that
-/// this POST was cross-site and the cookie `SameSite=None; Secure`. The screenshot is
-/// `<target dir>/test-artifacts/browser-{artifact}.png`.
-async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
+/// through the sign-in and the sign-out and checks what is common to all runs: landed on the
+/// upstream page showing alice's identity headers, via exactly one ACS POST that carried the
+/// pending-login cookie and was answered with a redirect back to the protected path (and the
+/// login cookie cleared); over https also that this POST was cross-site and the cookie
+/// `SameSite=None; Secure`. Then the sign-out ([`check_sign_out`]). The screenshots are
+/// `<target dir>/test-artifacts/browser-{artifact}.png` and `…-signed-out.png`.
+async fn sign_in_and_out(kind: IdpKind, transport: Transport, artifact: &str) {
     check_browser_tooling();
     let tls = transport == Transport::HttpsCrossSite;
     let s = match transport {
@@ -424,10 +454,13 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
     let name = artifact;
     let artifacts = artifacts_dir();
     let shot = artifacts.join(format!("browser-{artifact}.png"));
+    let out_shot = artifacts.join(format!("browser-{artifact}-signed-out.png"));
     let failed_shot = artifacts.join(format!("browser-{artifact}-FAILED.png"));
-    let _ = std::fs::remove_file(&shot);
-    let _ = std::fs::remove_file(&failed_shot);
+    for old in [&shot, &out_shot, &failed_shot] {
+        let _ = std::fs::remove_file(old);
+    }
     let start_url = format!("{}{path}", s.public_url);
+    let signed_out_prefix = signed_out_url_prefix(&s);
     let args = json!({
         "idp": kind.mode(),
         "start_url": start_url,
@@ -444,6 +477,11 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
         "host_rules": tls.then_some("MAP *.test 127.0.0.1"),
         "ignore_certificate_errors": tls,
         "timeout_ms": DRIVER_INNER_TIMEOUT_MS,
+        "sign_out": {
+            "logout_url": format!("{}/saml/logout", s.public_url),
+            "final_url_prefix": signed_out_prefix,
+            "screenshot": out_shot,
+        },
     })
     .to_string();
 
@@ -471,12 +509,13 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
             .map(|p| format!("failure screenshot: {p}"))
             .unwrap_or_else(|| "no failure screenshot".into());
         panic!(
-            "[{name}] the browser did not sign in: {}\nstage: {}\nat: {}\npage text: {}\n\
-             {shot}\ntrail: {trail}\n{}",
+            "[{name}] the browser did not sign in and out: {}\nstage: {}\nat: {}\npage text: {}\n\
+             {shot}\nCSP violations: {}\ntrail: {trail}\n{}",
             r["error"].as_str().unwrap_or("?"),
             r["stage"].as_str().unwrap_or("?"),
             r["failure_url"].as_str().unwrap_or("?"),
             r["failure_text"].as_str().unwrap_or(""),
+            r["csp_violations"],
             s.idp.diagnostics()
         );
     }
@@ -575,6 +614,7 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
         post["location"], path,
         "[{name}] the ACS sends the browser back to where it started"
     );
+    let (session_name, login_name) = cookie_names(tls);
     let sent: Vec<&str> = post["cookie_names"]
         .as_array()
         .map(Vec::as_slice)
@@ -583,25 +623,120 @@ async fn sign_in(kind: IdpKind, transport: Transport, artifact: &str) {
         .filter_map(Value::as_str)
         .collect();
     assert!(
-        sent.contains(&"samlgate_login"),
-        "[{name}] the browser sent the pending-login cookie with the IdP's POST to the ACS: \
-         sent {sent:?}; {post}"
+        sent.contains(&login_name),
+        "[{name}] the browser sent the pending-login cookie {login_name} with the IdP's POST to \
+         the ACS: sent {sent:?}; {post}"
     );
     assert!(
-        cookie(r, "cookies_at_end", "samlgate_session").is_some(),
-        "[{name}] the browser keeps a session cookie: {}",
+        cookie(r, "cookies_at_end", session_name).is_some(),
+        "[{name}] the browser keeps a session cookie {session_name}: {}",
+        r["cookies_at_end"]
+    );
+    assert!(
+        cookie(r, "cookies_at_end", login_name).is_none(),
+        "[{name}] the ACS answer cleared the login cookie {login_name}: {}",
         r["cookies_at_end"]
     );
     // The pending-login cookie as Chromium stored it while the person was at the IdP.
-    let login = cookie(r, "cookies_at_idp", "samlgate_login")
-        .unwrap_or_else(|| panic!("[{name}] no samlgate_login cookie while at the IdP: {r}"));
+    let login = cookie(r, "cookies_at_idp", login_name)
+        .unwrap_or_else(|| panic!("[{name}] no {login_name} cookie while at the IdP: {r}"));
     eprintln!(
-        "[{name}] ACS POST: {post}\n[{name}] samlgate_login as stored by Chromium: {login}\n\
+        "[{name}] ACS POST: {post}\n[{name}] {login_name} as stored by Chromium: {login}\n\
          [{name}] gateway cookies while at the IdP: {}\n[{name}] gateway cookies at the end: {}",
         r["cookies_at_idp"], r["cookies_at_end"]
     );
     if tls {
         assert_cross_site(&s, name, login, post);
+    }
+    check_sign_out(&s, name, r, &signed_out_prefix);
+}
+
+/// Where the browser comes to rest after "Sign out": the dev IdP ends the sign-out on its own
+/// page (it has no SLO URL for the gateway); SimpleSAMLphp answers with a LogoutResponse at the
+/// gateway's SLO endpoint, which shows samlgate's signed-out page.
+fn signed_out_url_prefix(s: &Setup) -> String {
+    match s.kind {
+        IdpKind::DevIdp => format!("{}/slo?SAMLRequest=", s.idp_origin),
+        IdpKind::SimpleSamlPhp => format!("{}/saml/slo?SAMLResponse=", s.public_url),
+    }
+}
+
+/// The sign-out part of a run: the button's POST was answered (200, the page that moves on),
+/// the browser went to the IdP's SingleLogoutService with a LogoutRequest and came to rest on
+/// the signed-out page; no session cookie is left; the next visit brings the IdP's login form
+/// (its session ended too); Chromium reported no CSP violation on any page of the run.
+fn check_sign_out(s: &Setup, name: &str, r: &Value, signed_out_prefix: &str) {
+    let (session_name, _) = cookie_names(s.public_url.starts_with("https://"));
+    let from = r["sign_out_trail_start"].as_u64().unwrap_or(0) as usize;
+    let trail: Vec<&str> = r["trail"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .skip(from)
+        .filter_map(Value::as_str)
+        .collect();
+    eprintln!("[{name}] sign-out trail: {trail:#?}");
+    let logout = format!("POST {}/saml/logout -> 200", s.public_url);
+    assert!(
+        trail.contains(&logout.as_str()),
+        "[{name}] the sign-out form was answered with the page that moves on: {trail:#?}"
+    );
+    let slo_request = match s.kind {
+        IdpKind::DevIdp => format!("GET {}/slo?SAMLRequest=", s.idp_origin),
+        IdpKind::SimpleSamlPhp => format!(
+            "GET {}/saml2/idp/SingleLogoutService.php?SAMLRequest=",
+            s.idp_origin
+        ),
+    };
+    assert!(
+        trail
+            .iter()
+            .any(|t| t.starts_with(&slo_request) && t.contains("&Signature=")),
+        "[{name}] the browser took a signed LogoutRequest to the IdP: {trail:#?}"
+    );
+    let url = r["signed_out_url"].as_str().unwrap_or("");
+    assert!(
+        url.starts_with(signed_out_prefix),
+        "[{name}] the browser came to rest at {url}, not {signed_out_prefix}…"
+    );
+    let text = r["signed_out_text"].as_str().unwrap_or("");
+    let want = match s.kind {
+        IdpKind::DevIdp => "You are signed out of the dev IdP.",
+        IdpKind::SimpleSamlPhp => "You are signed out",
+    };
+    assert!(
+        text.contains(want),
+        "[{name}] the signed-out page says {want:?}:\n{text}"
+    );
+    assert!(
+        cookie(r, "cookies_after_sign_out", session_name).is_none(),
+        "[{name}] the session cookie is gone: {}",
+        r["cookies_after_sign_out"]
+    );
+    // The IdP's session ended too: the next visit asks for the sign-in again.
+    let revisit = r["revisit_url"].as_str().unwrap_or("");
+    assert!(
+        revisit.starts_with(&format!("{}/", s.idp_origin)),
+        "[{name}] the next visit goes to the IdP's login page: {revisit}"
+    );
+    let revisit_text = r["revisit_text"].as_str().unwrap_or("");
+    assert!(
+        !revisit_text.contains("Continue as"),
+        "[{name}] the IdP no longer knows alice:\n{revisit_text}"
+    );
+    let violations = r["csp_violations"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        violations, 0,
+        "[{name}] Chromium reported CSP violations: {}",
+        r["csp_violations"]
+    );
+    if let Some(shot) = r["sign_out_screenshot"].as_str() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "[{name}] screenshot of the signed-out page: {shot}"
+        );
     }
 }
 
@@ -646,40 +781,43 @@ fn cookie<'a>(r: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_signs_in_over_http() {
+async fn browser_signs_in_and_out_over_http() {
     let t = Instant::now();
-    sign_in(IdpKind::SimpleSamlPhp, Transport::Http, "login-http").await;
-    eprintln!("browser_signs_in_over_http: {:?}", t.elapsed());
+    sign_in_and_out(IdpKind::SimpleSamlPhp, Transport::Http, "login-http").await;
+    eprintln!("browser_signs_in_and_out_over_http: {:?}", t.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_signs_in_over_https_with_a_cross_site_post() {
+async fn browser_signs_in_and_out_over_https_with_a_cross_site_post() {
     let t = Instant::now();
-    sign_in(
+    sign_in_and_out(
         IdpKind::SimpleSamlPhp,
         Transport::HttpsCrossSite,
         "login-https",
     )
     .await;
     eprintln!(
-        "browser_signs_in_over_https_with_a_cross_site_post: {:?}",
+        "browser_signs_in_and_out_over_https_with_a_cross_site_post: {:?}",
         t.elapsed()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_signs_in_via_dev_idp_over_http() {
+async fn browser_signs_in_and_out_via_dev_idp_over_http() {
     let t = Instant::now();
-    sign_in(IdpKind::DevIdp, Transport::Http, "devidp-http").await;
-    eprintln!("browser_signs_in_via_dev_idp_over_http: {:?}", t.elapsed());
+    sign_in_and_out(IdpKind::DevIdp, Transport::Http, "devidp-http").await;
+    eprintln!(
+        "browser_signs_in_and_out_via_dev_idp_over_http: {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_signs_in_via_dev_idp_over_https_cross_site() {
+async fn browser_signs_in_and_out_via_dev_idp_over_https_cross_site() {
     let t = Instant::now();
-    sign_in(IdpKind::DevIdp, Transport::HttpsCrossSite, "devidp-https").await;
+    sign_in_and_out(IdpKind::DevIdp, Transport::HttpsCrossSite, "devidp-https").await;
     eprintln!(
-        "browser_signs_in_via_dev_idp_over_https_cross_site: {:?}",
+        "browser_signs_in_and_out_via_dev_idp_over_https_cross_site: {:?}",
         t.elapsed()
     );
 }

@@ -629,3 +629,135 @@ async fn hundreds_of_groups_live_server_side() {
         groups.join(",")
     );
 }
+
+/// The `Set-Cookie` value among `cookies` that sets (or clears) `name`.
+fn cookie_named<'a>(cookies: &'a [String], name: &str) -> Option<&'a str> {
+    cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(String::as_str)
+}
+
+#[tokio::test]
+async fn the_acs_answer_clears_the_login_cookie() {
+    let (idp, _up, gw) = setup(Options::default()).await;
+    let c = client();
+    let (loc, started) = login_redirect(&c, &gw.url("/one")).await;
+    let first = cookie_named(&started, "samlgate_login")
+        .expect("the sign-in start sets the login cookie")
+        .to_string();
+    let (req_id, relay) = parse_idp_redirect(&loc);
+    let spec = ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+    let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
+    assert_eq!(r.status(), 303);
+    let answered = set_cookies(&r);
+    assert!(
+        cookie_named(&answered, "samlgate_session").is_some(),
+        "{answered:?}"
+    );
+    let cleared = cookie_named(&answered, "samlgate_login")
+        .unwrap_or_else(|| panic!("the ACS answer clears the login cookie: {answered:?}"));
+    assert!(
+        cleared.starts_with("samlgate_login=;")
+            && cleared.contains("Max-Age=0")
+            && cleared.contains("Path=/"),
+        "{cleared}"
+    );
+    // The browser no longer holds it: the next sign-in binds a fresh browser id.
+    assert_eq!(c.get(gw.url("/one")).send().await.unwrap().status(), 200);
+    let (_, restarted) = login_redirect(&c, &gw.url("/saml/login?rd=/two")).await;
+    let second = cookie_named(&restarted, "samlgate_login").expect("a new login cookie");
+    assert_ne!(
+        first.split(';').next(),
+        second.split(';').next(),
+        "the spent login cookie was not sent back, so its id was not reused"
+    );
+}
+
+#[tokio::test]
+async fn over_https_the_cookies_default_to_host_prefixed_names() {
+    let opts = Options {
+        tls: Some(self_signed_tls()),
+        ..Options::default()
+    };
+    let (idp, up, gw) = setup(opts).await;
+    assert_eq!(gw.settings.session.cookie_name, "__Host-samlgate_session");
+    let c = client();
+    let (loc, started) = login_redirect(&c, &gw.url("/p")).await;
+    let host_rules = |set: &str| {
+        set.contains("; Secure") && set.contains("; Path=/") && !set.contains("Domain=")
+    };
+    let login = cookie_named(&started, "__Host-samlgate_login")
+        .unwrap_or_else(|| panic!("the login cookie is __Host-: {started:?}"));
+    assert!(
+        host_rules(login) && login.contains("SameSite=None"),
+        "{login}"
+    );
+    assert!(
+        cookie_named(&started, "samlgate_login").is_none(),
+        "{started:?}"
+    );
+
+    let (req_id, relay) = parse_idp_redirect(&loc);
+    let spec = ResponseSpec::valid(&idp, &gw.sp_entity_id(), &gw.acs_url(), Some(&req_id));
+    let r = post_acs(&c, &gw, &mint::mint_b64(&idp, &spec), Some(&relay)).await;
+    assert_eq!(r.status(), 303);
+    let answered = set_cookies(&r);
+    let session_set = cookie_named(&answered, "__Host-samlgate_session")
+        .unwrap_or_else(|| panic!("the session cookie is __Host-: {answered:?}"));
+    assert!(host_rules(session_set), "{session_set}");
+    // A clearing Set-Cookie must meet the prefix rules too, or browsers ignore it.
+    let cleared = cookie_named(&answered, "__Host-samlgate_login")
+        .unwrap_or_else(|| panic!("the login cookie is cleared: {answered:?}"));
+    assert!(
+        host_rules(cleared) && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+
+    // The session works under its name; none of samlgate's names, prefixed or not, reach the
+    // application, its own cookies do.
+    let session = session_cookie(&r).expect("session cookie");
+    let value = session.split_once('=').map(|(_, v)| v).unwrap_or("");
+    let r = client()
+        .get(gw.url("/app"))
+        .header(
+            "cookie",
+            format!("a=1; {session}; samlgate_session={value}; samlgate_login=x; b=2"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(seen.one("cookie").as_deref(), Some("a=1; b=2"));
+    // The same sealed value under the plain name is no session: only the __Host- cookie counts.
+    let seen_before = up.count();
+    let r = client()
+        .get(gw.url("/app"))
+        .header("cookie", format!("samlgate_session={value}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(up.count(), seen_before, "nothing reached the upstream");
+
+    // Sign-out clears the __Host- session cookie (again by the prefix rules).
+    let token = logout_csrf_token(&c, &gw.url("/saml/logout")).await;
+    let r = c
+        .post(gw.url("/saml/logout"))
+        .header("accept", HTML)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = set_cookies(&r);
+    let cleared = cookie_named(&out, "__Host-samlgate_session")
+        .unwrap_or_else(|| panic!("sign-out clears the session cookie: {out:?}"));
+    assert!(
+        host_rules(cleared) && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The cookie codec: a 256-bit id sealed with HMAC-SHA256 so a forged or altered cookie is
-//! refused before any store lookup, plus the `Set-Cookie` strings the gateway emits.
+//! refused before any store lookup, the `Set-Cookie` strings the gateway emits, and the
+//! rules for the cookies' names (`__Host-` by default where it holds).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -127,6 +128,72 @@ impl CookieSpec<'_> {
     }
 }
 
+/// Where a cookie is sent: what the `__Host-` and `__Secure-` name prefixes are checked
+/// against (RFC 6265bis 4.1.3; browsers match the prefixes case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieScope<'a> {
+    /// `Secure` (samlgate is reached over https).
+    pub secure: bool,
+    /// The `Domain` attribute; `None` is host-only.
+    pub domain: Option<&'a str>,
+    pub path: &'a str,
+}
+
+impl CookieScope<'_> {
+    /// `__Host-` needs `Secure`, no `Domain` and `Path=/`: such a cookie can only have been
+    /// set by this very host over https, never planted by a sibling subdomain.
+    pub fn allows_host_prefix(&self) -> bool {
+        self.secure && self.domain.is_none() && self.path == "/"
+    }
+}
+
+/// samlgate's default cookie names, with and without `__Host-` (earlier versions set the
+/// plain ones over https too): stripped before forwarding whatever the configured names are,
+/// so a cookie left from an upgrade or a name change never reaches the application.
+pub const DEFAULT_NAMES: [&str; 4] = [
+    "samlgate_session",
+    "samlgate_login",
+    "__Host-samlgate_session",
+    "__Host-samlgate_login",
+];
+
+pub const HOST_PREFIX: &str = "__Host-";
+pub const SECURE_PREFIX: &str = "__Secure-";
+
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The name a gateway cookie goes by: the operator's name as typed when one was set;
+/// otherwise `base` with the `__Host-` prefix where the scope allows it (https, host-only,
+/// `Path=/`), else `base` alone.
+pub fn effective_name(explicit: Option<&str>, base: &str, scope: CookieScope<'_>) -> String {
+    match explicit {
+        Some(name) => name.to_string(),
+        None if scope.allows_host_prefix() => format!("{HOST_PREFIX}{base}"),
+        None => base.to_string(),
+    }
+}
+
+/// Why a browser would refuse a cookie of this name in this scope (a prefixed name whose
+/// rules the scope breaks), or `None` when the name fits.
+pub fn prefix_problem(name: &str, scope: CookieScope<'_>) -> Option<&'static str> {
+    if has_prefix(name, HOST_PREFIX) {
+        if !scope.secure {
+            return Some("a `__Host-` cookie needs an https `public_url` (Secure)");
+        }
+        if scope.domain.is_some() {
+            return Some("a `__Host-` cookie cannot have a domain: unset `session.cookie_domain`");
+        }
+        if scope.path != "/" {
+            return Some("a `__Host-` cookie needs Path=/: set `session.cookie_path` to \"/\"");
+        }
+    } else if has_prefix(name, SECURE_PREFIX) && !scope.secure {
+        return Some("a `__Secure-` cookie needs an https `public_url` (Secure)");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +262,104 @@ mod tests {
             assert!(v.contains(part), "{v} lacks {part}");
         }
         assert!(spec.clear().contains("Max-Age=0"));
+    }
+
+    const HTTPS_HOST_ONLY: CookieScope<'static> = CookieScope {
+        secure: true,
+        domain: None,
+        path: "/",
+    };
+
+    #[test]
+    fn default_names_take_the_host_prefix_only_where_it_holds() {
+        let cases: &[(CookieScope<'_>, &str)] = &[
+            (HTTPS_HOST_ONLY, "__Host-samlgate_session"),
+            (
+                CookieScope {
+                    secure: false,
+                    ..HTTPS_HOST_ONLY
+                },
+                "samlgate_session",
+            ),
+            (
+                CookieScope {
+                    domain: Some("example.com"),
+                    ..HTTPS_HOST_ONLY
+                },
+                "samlgate_session",
+            ),
+            (
+                CookieScope {
+                    path: "/app",
+                    ..HTTPS_HOST_ONLY
+                },
+                "samlgate_session",
+            ),
+        ];
+        for (scope, want) in cases {
+            assert_eq!(
+                effective_name(None, "samlgate_session", *scope),
+                *want,
+                "{scope:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_names_are_kept_as_typed() {
+        for scope in [
+            HTTPS_HOST_ONLY,
+            CookieScope {
+                secure: false,
+                ..HTTPS_HOST_ONLY
+            },
+        ] {
+            assert_eq!(
+                effective_name(Some("sid"), "samlgate_session", scope),
+                "sid"
+            );
+            assert_eq!(
+                effective_name(Some("samlgate_session"), "samlgate_session", scope),
+                "samlgate_session"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixed_names_must_meet_their_rules() {
+        let http = CookieScope {
+            secure: false,
+            ..HTTPS_HOST_ONLY
+        };
+        let domain = CookieScope {
+            domain: Some("example.com"),
+            ..HTTPS_HOST_ONLY
+        };
+        let sub_path = CookieScope {
+            path: "/app",
+            ..HTTPS_HOST_ONLY
+        };
+        let cases: &[(&str, CookieScope<'_>, Option<&str>)] = &[
+            ("__Host-s", HTTPS_HOST_ONLY, None),
+            ("__Host-s", http, Some("https")),
+            ("__host-s", http, Some("https")),
+            ("__HOST-s", domain, Some("domain")),
+            ("__Host-s", sub_path, Some("Path=/")),
+            ("__Secure-s", domain, None),
+            ("__Secure-s", sub_path, None),
+            ("__secure-s", http, Some("https")),
+            ("plain", http, None),
+            ("_Host-s", http, None),
+        ];
+        for (name, scope, want) in cases {
+            let got = prefix_problem(name, *scope);
+            match want {
+                None => assert_eq!(got, None, "{name} {scope:?}"),
+                Some(word) => assert!(
+                    got.is_some_and(|m| m.contains(word)),
+                    "{name} {scope:?}: {got:?}"
+                ),
+            }
+        }
     }
 }

@@ -18,6 +18,15 @@
 //   host_rules       optional, e.g. "MAP *.test 127.0.0.1" (Chromium's --host-rules)
 //   ignore_certificate_errors  optional bool (self-signed https on the gateway)
 //   timeout_ms       overall budget (default 40000); the browser is closed when it runs out
+//   sign_out         optional: after landing, sign out with samlgate's "Sign out" button and
+//                    follow the browser to the end of the Single Logout:
+//                      logout_url        samlgate's sign-out page (GET shows the button)
+//                      final_url_prefix  where the browser must come to rest
+//                      screenshot        PNG path for that final page
+//                    then open start_url again: the IdP must ask for the sign-in again.
+//
+// Every Content-Security-Policy violation Chromium reports on the console is collected in
+// `csp_violations` (the test requires none).
 //
 // Prints exactly one JSON line on stdout ({"ok": true|false, ...}); diagnostics go to stderr.
 // The browser is always closed (finally), also on failure and on SIGTERM (playwright's
@@ -111,6 +120,44 @@ async function devIdpLogin() {
   };
 }
 
+// 4. Sign out with samlgate's button and follow the browser wherever the Single Logout takes
+//    it; then come back: the IdP must ask again (its session ended too).
+async function signOut(context, gatewayOrigin, idp) {
+  const so = args.sign_out;
+  result.stage = 'open the sign-out page';
+  result.sign_out_trail_start = result.trail.length;
+  await page.goto(so.logout_url, { waitUntil: 'load' });
+  const button = page.getByRole('button', { name: 'Sign out' });
+  await button.waitFor({ state: 'visible' });
+  result.sign_out_page_title = await page.title();
+
+  result.stage = 'press "Sign out" and follow the browser to the end of the sign-out';
+  const ended = page.waitForURL((u) => u.href.startsWith(so.final_url_prefix), { waitUntil: 'load' });
+  // Handled here so that a navigation Chromium blocks (ERR_ABORTED) while the click is still
+  // pending fails this run with its stage, not node with an unhandled rejection.
+  ended.catch(() => {});
+  await button.click();
+  await ended;
+  result.timings_ms.signed_out = ms();
+  result.signed_out_url = page.url();
+  result.signed_out_title = await page.title();
+  result.signed_out_text = await page.locator('body').innerText();
+  result.cookies_after_sign_out = (await context.cookies(gatewayOrigin)).map(cookieView);
+  mkdirSync(dirname(so.screenshot), { recursive: true });
+  await page.screenshot({ path: so.screenshot, fullPage: true });
+  result.sign_out_screenshot = so.screenshot;
+
+  result.stage = 'open the protected URL again: the IdP must ask for the sign-in';
+  await page.goto(args.start_url, { waitUntil: 'load' });
+  const ask = {
+    simplesamlphp: 'input[name="password"]',
+    devidp: 'input[type="text"][name="username"]',
+  }[idp];
+  await page.locator(ask).waitFor({ state: 'visible' });
+  result.revisit_url = page.url();
+  result.revisit_text = (await page.locator('body').innerText()).slice(0, 2000);
+}
+
 async function run() {
   const chromiumArgs = [
     '--no-sandbox',
@@ -169,7 +216,11 @@ async function run() {
     if (resp.status() >= 400) log(`HTTP ${resp.status()} for ${resp.request().method()} ${resp.url()}`);
   });
   page.on('pageerror', (e) => log('page error:', e.message));
-  page.on('console', (m) => log(`console.${m.type()} (${m.location()?.url ?? '?'}): ${m.text()}`));
+  result.csp_violations = [];
+  page.on('console', (m) => {
+    log(`console.${m.type()} (${m.location()?.url ?? '?'}): ${m.text()}`);
+    if (/Content Security Policy/i.test(m.text())) result.csp_violations.push(m.text());
+  });
 
   // 1. The protected URL: the gateway redirects to the IdP, which shows its login page.
   result.stage = 'open protected URL';
@@ -196,6 +247,7 @@ async function run() {
   //    SAMLResponse to the gateway's ACS, which sets the session and redirects back.
   result.stage = `sign in at the IdP (${idp})`;
   const landed = page.waitForURL((u) => u.href === args.final_url, { waitUntil: 'load' });
+  landed.catch(() => {}); // see signOut
   await signIn();
   result.stage = 'follow the IdP POST back to the ACS and land on the upstream page';
   await landed;
@@ -228,6 +280,8 @@ async function run() {
   mkdirSync(dirname(args.screenshot), { recursive: true });
   await page.screenshot({ path: args.screenshot, fullPage: true });
   result.screenshot = args.screenshot;
+
+  if (args.sign_out) await signOut(context, gatewayOrigin, idp);
   result.timings_ms.done = ms();
   result.stage = 'done';
   result.ok = true;

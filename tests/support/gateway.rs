@@ -477,15 +477,41 @@ pub fn set_cookies(r: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-/// The session cookie a response sets, as `name=value` (what a Cookie header carries).
+/// The session cookie a response sets under its default name (`samlgate_session`, or
+/// `__Host-samlgate_session` over https), as `name=value` (what a Cookie header carries).
 pub fn session_cookie(r: &reqwest::Response) -> Option<String> {
     r.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("samlgate_session="))
+        .find(|v| v.starts_with("samlgate_session=") || v.starts_with("__Host-samlgate_session="))
         .and_then(|v| v.split(';').next())
         .map(str::to_string)
+}
+
+/// The IdP sign-out URL on the page that answers a sign-out form when the IdP's sign-out
+/// comes next: checks that the page's meta refresh and its "Continue" link both name it, and
+/// returns it with the HTML escaping undone.
+#[allow(dead_code)]
+pub fn idp_sign_out_url(page: &str) -> String {
+    let between = |start: &str, end: char| {
+        page.split(start)
+            .nth(1)
+            .and_then(|s| s.split(end).next())
+            .unwrap_or_else(|| panic!("no {start:?} on the page: {page}"))
+            .to_string()
+    };
+    let refresh = between("<meta http-equiv=\"refresh\" content=\"0;url=", '"');
+    let link = between("id=\"continue\" href=\"", '"');
+    assert_eq!(
+        refresh, link,
+        "the refresh and the link go to the same place"
+    );
+    link.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// Opens the sign-out confirm page at `logout_url` as a browser; returns its CSRF token.
