@@ -129,6 +129,7 @@ pub async fn serve_on_with_admin(
     }
     let mut background = Vec::new();
     background.push(tokio::spawn(housekeeping(app.gateway.clone())));
+    background.push(tokio::spawn(log_summaries(app.gateway.clone())));
     // `saml.idp_metadata_url`: refresh in the background until shutdown.
     background.extend(crate::saml::metadata_source::spawn_refresh(
         app.gateway.current_idp(),
@@ -205,6 +206,17 @@ async fn housekeeping(gateway: Arc<Gateway>) {
     loop {
         every.tick().await;
         gateway.housekeeping();
+    }
+}
+
+/// Every [`crate::log_throttle::INTERVAL`]: the summaries of refusals not logged one by one
+/// (a flood that stopped still gets its count written).
+async fn log_summaries(gateway: Arc<Gateway>) {
+    let mut every = tokio::time::interval(crate::log_throttle::INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        gateway.flush_log_summaries(std::time::Instant::now());
     }
 }
 
