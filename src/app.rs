@@ -32,21 +32,22 @@ pub fn build(config_path: &Path) -> Result<App, String> {
 
 /// Re-reads the config file and applies what may change while serving ([`Gateway::reload`]:
 /// rules, authorization, identity headers, forward-auth). A file that does not validate
-/// changes nothing: the error is logged and the running configuration stays in force.
+/// changes nothing: the error is logged and the running configuration stays in force. Both
+/// outcomes are audit events (`reload`, `reload_refused`): who may enter can change here.
 pub fn reload_config(path: &Path, gateway: &Gateway) {
     match config::load(path) {
         Err(e) => {
-            tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+            tracing::error!(target: "samlgate::audit", event = "reload_refused", config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
         }
         Ok(new) => match gateway.reload(&new) {
             Err(e) => {
-                tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+                tracing::error!(target: "samlgate::audit", event = "reload_refused", config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
             }
             Ok(restart) if restart.is_empty() => {
-                tracing::info!(config = %path.display(), "config reloaded");
+                tracing::info!(target: "samlgate::audit", event = "reload", config = %path.display(), "config reloaded");
             }
             Ok(restart) => {
-                tracing::warn!(config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
+                tracing::warn!(target: "samlgate::audit", event = "reload", config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
             }
         },
     }

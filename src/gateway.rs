@@ -1788,7 +1788,7 @@ fn refuse_target(
         }
         _ => {
             if logs.audit(conn.client, "request_refused", reason) {
-                tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), target = %clip_path(&uri.to_string()), client = %conn.client);
+                tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), request_target = %clip_path(&uri.to_string()), client = %conn.client);
             }
         }
     }
