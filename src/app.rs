@@ -32,21 +32,22 @@ pub fn build(config_path: &Path) -> Result<App, String> {
 
 /// Re-reads the config file and applies what may change while serving ([`Gateway::reload`]:
 /// rules, authorization, identity headers, forward-auth). A file that does not validate
-/// changes nothing: the error is logged and the running configuration stays in force.
+/// changes nothing: the error is logged and the running configuration stays in force. Both
+/// outcomes are audit events (`reload`, `reload_refused`): who may enter can change here.
 pub fn reload_config(path: &Path, gateway: &Gateway) {
     match config::load(path) {
         Err(e) => {
-            tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+            tracing::error!(target: "samlgate::audit", event = "reload_refused", config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
         }
         Ok(new) => match gateway.reload(&new) {
             Err(e) => {
-                tracing::error!(config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
+                tracing::error!(target: "samlgate::audit", event = "reload_refused", config = %path.display(), error = %e, "config reload rejected; the running configuration stays in force");
             }
             Ok(restart) if restart.is_empty() => {
-                tracing::info!(config = %path.display(), "config reloaded");
+                tracing::info!(target: "samlgate::audit", event = "reload", config = %path.display(), "config reloaded");
             }
             Ok(restart) => {
-                tracing::warn!(config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
+                tracing::warn!(target: "samlgate::audit", event = "reload", config = %path.display(), needs_restart = ?restart, "config reloaded; changes to these keys take effect only after a restart");
             }
         },
     }
@@ -129,6 +130,7 @@ pub async fn serve_on_with_admin(
     }
     let mut background = Vec::new();
     background.push(tokio::spawn(housekeeping(app.gateway.clone())));
+    background.push(tokio::spawn(log_summaries(app.gateway.clone())));
     // `saml.idp_metadata_url`: refresh in the background until shutdown.
     background.extend(crate::saml::metadata_source::spawn_refresh(
         app.gateway.current_idp(),
@@ -205,6 +207,17 @@ async fn housekeeping(gateway: Arc<Gateway>) {
     loop {
         every.tick().await;
         gateway.housekeeping();
+    }
+}
+
+/// Every [`crate::log_throttle::INTERVAL`]: the summaries of refusals not logged one by one
+/// (a flood that stopped still gets its count written).
+async fn log_summaries(gateway: Arc<Gateway>) {
+    let mut every = tokio::time::interval(crate::log_throttle::INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        gateway.flush_log_summaries(std::time::Instant::now());
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use crate::client_ip::{self, TrustedProxies};
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
 use crate::forward_auth;
+use crate::log_throttle::{Kind as LogKind, LogThrottle, UpstreamAnswer};
 use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded, IdentityHeaders, Upstream};
@@ -76,8 +77,11 @@ fn ambiguous_path(
     path: &str,
     headers: &HeaderMap,
     conn: ConnInfo,
+    logs: &LogThrottle,
 ) -> Response<Body> {
-    tracing::warn!(target: "samlgate::audit", event = "path_refused", reason, path = %clip_path(path), client = %conn.client);
+    if logs.audit(conn.client, "path_refused", reason) {
+        tracing::warn!(target: "samlgate::audit", event = "path_refused", reason, path = %clip_path(path), client = %conn.client);
+    }
     pages::simple(
         StatusCode::BAD_REQUEST,
         "ambiguous_path",
@@ -217,6 +221,8 @@ pub struct Policy {
     pub headers: HeadersSection,
     pub forward_auth: ForwardAuthSection,
     envoy_removals: EnvoyRemovals,
+    /// Repeated refusals' log lines, summarised per client; kept across every reload.
+    pub logs: Arc<LogThrottle>,
 }
 
 impl Policy {
@@ -240,6 +246,7 @@ impl Policy {
             ids,
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
+            logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
         })
     }
 
@@ -252,7 +259,9 @@ impl Policy {
         metrics: &Metrics,
     ) -> Option<Response<Body>> {
         let retry_after = self.limits.check(limit, conn.client).err()?;
-        tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = pages::retry_after_secs(retry_after), client = %conn.client);
+        if self.logs.audit(conn.client, "rate_limited", limit.as_str()) {
+            tracing::warn!(target: "samlgate::audit", event = "rate_limited", limit = limit.as_str(), retry_after_secs = pages::retry_after_secs(retry_after), client = %conn.client);
+        }
         metrics.rate_limited(limit.as_str());
         Some(pages::too_many_requests(
             retry_after,
@@ -513,6 +522,17 @@ impl Gateway {
         Ok(restart)
     }
 
+    /// The throttle for repeated refusals' log lines (the same one across reloads).
+    pub fn logs(&self) -> Arc<LogThrottle> {
+        self.policy.load().logs.clone()
+    }
+
+    /// Writes the summaries of refusals suppressed in intervals over at `now`, and forgets
+    /// those intervals (every [`crate::log_throttle::INTERVAL`] from the server).
+    pub fn flush_log_summaries(&self, now: Instant) {
+        self.policy.load().logs.flush(now);
+    }
+
     /// Periodic upkeep (every minute from the server): forgets rate-limit entries whose budget
     /// has refilled, so the table only holds clients that are actually busy.
     pub fn housekeeping(&self) {
@@ -545,7 +565,9 @@ impl Gateway {
         let which = route(uri.path(), &self.paths);
         let result = AssertUnwindSafe(async {
             match target::check(&method, &uri, req.headers(), &self.paths, which) {
-                Err(refusal) => refuse_target(refusal, &method, &uri, req.headers(), conn),
+                Err(refusal) => {
+                    refuse_target(refusal, &method, &uri, req.headers(), conn, &policy.logs)
+                }
                 Ok(()) => {
                     self.dispatch(which, req, conn, upstream_slot, &policy, &mut user)
                         .await
@@ -566,18 +588,27 @@ impl Gateway {
                 )
             }
         };
+        let status = resp.status().as_u16();
         self.metrics
-            .request(which.class(), resp.status().as_u16(), started.elapsed());
-        tracing::info!(
-            target: "samlgate::access",
-            method = %clip_method(&method),
-            path = %clip_path(uri.path()),
-            status = resp.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            user = user.as_deref().unwrap_or("-"),
-            client = %conn.client,
-            peer = %conn.peer.ip(),
-        );
+            .request(which.class(), status, started.elapsed());
+        // One line per request, except that a client's refusals (a 4xx samlgate answered
+        // itself, not the upstream's) are summarised per interval: a flood cannot fill a disk.
+        if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO)
+            && (!resp.status().is_client_error()
+                || resp.extensions().get::<UpstreamAnswer>().is_some()
+                || policy.logs.admit(conn.client, LogKind::Access { status }))
+        {
+            tracing::info!(
+                target: "samlgate::access",
+                method = %clip_method(&method),
+                path = %clip_path(uri.path()),
+                status,
+                latency_us = started.elapsed().as_micros() as u64,
+                user = user.as_deref().unwrap_or("-"),
+                client = %conn.client,
+                peer = %conn.peer.ip(),
+            );
+        }
         resp
     }
 
@@ -646,7 +677,7 @@ impl Gateway {
                 return self.denied_by_rule(rule, req.uri().path(), req.headers(), conn)
             }
             Decision::Ambiguous { reason } => {
-                return ambiguous_path(reason, req.uri().path(), req.headers(), conn)
+                return ambiguous_path(reason, req.uri().path(), req.headers(), conn, &policy.logs)
             }
             Decision::Anonymous { .. } => None,
             Decision::Authenticate { requirement, .. } => Some(requirement),
@@ -666,7 +697,9 @@ impl Gateway {
                     *user = Some(session.identity.user.clone());
                 }
                 if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
-                    tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
+                    if policy.logs.audit(conn.client, "access_denied", "user") {
+                        tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
+                    }
                     let browser = pages::accepts_html(req.headers());
                     return pages::forbidden(
                         &session.identity.user,
@@ -731,7 +764,13 @@ impl Gateway {
             .forward_on(req, client_host, upgrade, upstream_slot)
             .await
         {
-            Ok(resp) => resp,
+            Ok(mut resp) => {
+                // The application's own 4xx is no refusal of ours: its access line stays.
+                if resp.status().is_client_error() {
+                    resp.extensions_mut().insert(UpstreamAnswer);
+                }
+                resp
+            }
             Err(e) => {
                 if let Some(kind) = UpstreamErrorKind::of(&e) {
                     self.metrics.upstream_error(kind);
@@ -750,7 +789,9 @@ impl Gateway {
         headers: &HeaderMap,
         conn: ConnInfo,
     ) -> Response<Body> {
-        tracing::warn!(target: "samlgate::audit", event = "access_denied", reason = "deny rule", rule = %rule, path = %clip_path(path), client = %conn.client);
+        if self.logs().audit(conn.client, "access_denied", "deny rule") {
+            tracing::warn!(target: "samlgate::audit", event = "access_denied", reason = "deny rule", rule = %rule, path = %clip_path(path), client = %conn.client);
+        }
         pages::simple(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -849,7 +890,12 @@ impl Gateway {
         ) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = %e, client = %conn.client);
+                if policy
+                    .logs
+                    .audit(conn.client, "forward_auth_refused", "original request")
+                {
+                    tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = %e, client = %conn.client);
+                }
                 return pages::simple(
                     StatusCode::BAD_REQUEST,
                     "bad_forward_auth_request",
@@ -870,7 +916,12 @@ impl Gateway {
             None
         };
         if let Some(reason) = unknown {
-            tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason, peer = %conn.peer.ip(), client = %conn.client);
+            if policy
+                .logs
+                .audit(conn.client, "forward_auth_refused", reason)
+            {
+                tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason, peer = %conn.peer.ip(), client = %conn.client);
+            }
             return pages::simple(
                 StatusCode::BAD_REQUEST,
                 "bad_forward_auth_request",
@@ -891,7 +942,7 @@ impl Gateway {
             }
             Decision::Ambiguous { reason } => {
                 self.metrics.forward_auth(ForwardAuthResult::Denied);
-                return ambiguous_path(reason, original.path(), req.headers(), conn);
+                return ambiguous_path(reason, original.path(), req.headers(), conn, &policy.logs);
             }
             Decision::Anonymous { .. } => {
                 self.metrics.forward_auth(ForwardAuthResult::Anonymous);
@@ -922,7 +973,9 @@ impl Gateway {
 
         // authorize
         if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
-            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
+            if policy.logs.audit(conn.client, "access_denied", "user") {
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
+            }
             self.metrics.forward_auth(ForwardAuthResult::Denied);
             return pages::forbidden(
                 &session.identity.user,
@@ -1008,7 +1061,9 @@ impl Gateway {
         match safe_return_path(&rd) {
             Some(path) => self.start_login(req.headers(), path, conn, policy),
             None => {
-                tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
+                if policy.logs.audit(conn.client, "login_refused", "rd") {
+                    tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
+                }
                 pages::simple(StatusCode::BAD_REQUEST, "bad_return_path", "The address to return to after sign-in is not on this site, so sign-in was not started.", browser)
             }
         }
@@ -1373,7 +1428,9 @@ impl Gateway {
                 {
                     Ok(body) => body,
                     Err(e) => {
-                        tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = %e.reason(), user = %s.identity.user, client = %conn.client);
+                        if self.logs().audit(conn.client, "logout_refused", e.kind()) {
+                            tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = %e.reason(), user = %s.identity.user, client = %conn.client);
+                        }
                         return pages::simple(
                             e.status(),
                             e.kind(),
@@ -1386,7 +1443,9 @@ impl Gateway {
                     .find(|(k, _)| k == "csrf")
                     .map(|(_, v)| v.into_owned());
                 if !token.is_some_and(|t| self.csrf_sealer.verify_tag(&key.0, &t)) {
-                    tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.client);
+                    if self.logs().audit(conn.client, "logout_refused", "csrf") {
+                        tracing::warn!(target: "samlgate::audit", event = "logout_refused", reason = "missing or wrong CSRF token", user = %s.identity.user, client = %conn.client);
+                    }
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
                 self.sessions.remove(&key).await;
@@ -1736,14 +1795,17 @@ fn refuse_target(
     uri: &http::Uri,
     headers: &HeaderMap,
     conn: ConnInfo,
+    logs: &LogThrottle,
 ) -> Response<Body> {
     let reason = refusal.reason();
     match refusal {
         TargetRefusal::EncodedGatewayPath | TargetRefusal::DotSegment => {
-            return ambiguous_path(reason, uri.path(), headers, conn)
+            return ambiguous_path(reason, uri.path(), headers, conn, logs)
         }
         _ => {
-            tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), target = %clip_path(&uri.to_string()), client = %conn.client);
+            if logs.audit(conn.client, "request_refused", reason) {
+                tracing::warn!(target: "samlgate::audit", event = "request_refused", reason, method = %clip_method(method), request_target = %clip_path(&uri.to_string()), client = %conn.client);
+            }
         }
     }
     let mut response = pages::simple(

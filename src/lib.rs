@@ -25,7 +25,8 @@
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
-//! | [`observability`] | tracing setup: access and audit log targets |
+//! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
+//! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
 //! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
 //! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port |
 //! | [`devidp`] | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
@@ -46,6 +47,7 @@ pub mod demo;
 pub mod devidp;
 pub mod forward_auth;
 pub mod gateway;
+pub mod log_throttle;
 pub mod metrics;
 pub mod observability;
 pub mod pages;

@@ -353,6 +353,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let logs = gateway.logs();
         let builder = builder.clone();
         let tls = tls.clone();
         let mut shutdown_rx = shutdown_tx.subscribe();
@@ -429,7 +430,9 @@ pub async fn serve(
             if let Err(e) = result {
                 match refused_input(&*e) {
                     Some(reason) => {
-                        tracing::warn!(target: "samlgate::audit", event = "bad_request", reason, detail = %e, peer = %peer.ip())
+                        if logs.audit(peer.ip(), "bad_request", reason) {
+                            tracing::warn!(target: "samlgate::audit", event = "bad_request", reason, detail = %e, peer = %peer.ip())
+                        }
                     }
                     None => tracing::debug!(%peer, error = %e, "connection ended with an error"),
                 }

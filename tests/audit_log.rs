@@ -3,7 +3,9 @@
 //! writes one `samlgate::audit` line with `event="bad_request"` and the reason.
 //!
 //! This file installs its own process-wide log subscriber that records every line, so it
-//! holds a single test.
+//! holds a single test of that kind; the other runs the binary, whose log on stdout must be
+//! free of colour codes when stdout is a file.
+//! The other audit events are tested in `audit_events.rs`.
 
 #[path = "support/gateway.rs"]
 mod gateway;
@@ -122,5 +124,72 @@ async fn requests_refused_by_the_http_parser_leave_an_audit_line() {
         2,
         "{}",
         captured.text()
+    );
+}
+
+/// The binary's log on stdout redirected to a file (no terminal, no `NO_COLOR`) is plain
+/// text: not one ANSI escape byte.
+#[tokio::test]
+async fn log_lines_written_to_a_file_carry_no_colour_codes() {
+    let idp = mint::TestIdp::generate("https://idp.test/metadata");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("idp.xml"),
+        idp.metadata_xml("https://idp.test/sso"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("cookie.secret"),
+        "0123456789abcdef0123456789abcdef-test-secret",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let config = dir.path().join("samlgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             upstream = \"http://127.0.0.1:9\"\n[saml]\nidp_metadata_file = \"idp.xml\"\n\
+             [session]\ncookie_secret_file = \"cookie.secret\"\n[log]\nlevel = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    let stdout = dir.path().join("stdout.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_samlgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::process::Stdio::null())
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    // Ready when it serves; then a request adds an access line at info level.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let served = loop {
+        if let Ok(r) = client().get(&url).send().await {
+            break r.status() == 200;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read(&stdout).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(served, "samlgate did not start:\n{text}");
+    assert!(text.contains("samlgate serving"), "{text}");
+    assert!(text.contains("INFO"), "{text}");
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in a log file:\n{text:?}"
     );
 }
