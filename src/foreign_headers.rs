@@ -299,6 +299,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_entry_of_the_table() {
+        let readme = include_str!("../README.md");
+        let missing: Vec<&str> = FOREIGN_IDENTITY_HEADERS
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| !readme.contains(&format!("| `{p}` |")))
+            .collect();
+        assert!(missing.is_empty(), "README lacks: {missing:?}");
+    }
+
+    #[test]
     fn names_starting_with_an_underscore_use_the_dash_bucket() {
         let f = ForeignHeaders::compile(false, &["-Odd-Name".to_string()]);
         assert!(f.matches(&name("_odd_name")));
