@@ -5,10 +5,14 @@
 //! samlgate in-process, the echo upstream as the app (it records what reached it), responses
 //! minted in-process (tests/support/mint.rs) or a real SimpleSAMLphp IdP.
 //!
-//! What is proved is what the app and the client observe: who reaches the app, with which
-//! identity, what a client without a session gets, path rules judged on the original URI
-//! (only when nginx is a trusted proxy), and that client-sent identity, URI and method headers
-//! change nothing.
+//! nginx runs the `location` blocks of the project's own example
+//! (deploy/examples/nginx-forward-auth/nginx.conf, with the header snippet it includes), read
+//! from the file. What is proved is what the app and the client observe: who reaches the app,
+//! with which identity, what a client without a session gets, path rules judged on the
+//! original URI (only when nginx is a trusted proxy), that client-sent identity, URI and method
+//! headers change nothing, that no client copy of an identity header (samlgate's or another
+//! gateway's) or of a routing override reaches the app, that contradicting original-request
+//! headers give a 403 rather than nginx's 500, and that clients cannot call `/saml/auth`.
 //!
 //! Needs Debian's `nginx-light` and, for the SimpleSAMLphp test, the packages of
 //! scripts/install-deps.sh; without them the tests fail, never skip.
