@@ -206,6 +206,11 @@ pub struct HeadersSection {
     pub groups_attribute: String,
     pub preferred_username_attribute: String,
     pub groups_separator: String,
+    /// Strip client copies of the identity headers other gateways use
+    /// ([`crate::foreign_headers::FOREIGN_IDENTITY_HEADERS`]); `false` strips only the extra list.
+    pub strip_foreign_defaults: bool,
+    /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests.
+    pub strip_foreign_extra: Vec<String>,
 }
 
 impl Default for HeadersSection {
@@ -221,6 +226,8 @@ impl Default for HeadersSection {
             groups_attribute: "groups".into(),
             preferred_username_attribute: "displayName".into(),
             groups_separator: ",".into(),
+            strip_foreign_defaults: true,
+            strip_foreign_extra: Vec::new(),
         }
     }
 }
@@ -527,7 +534,12 @@ const SECTIONS: &[&str] = &[
     "access",
     "rate_limits",
 ];
-const LIST_KEYS: &[&str] = &["allowed_groups", "allowed_users", "trusted_proxies"];
+const LIST_KEYS: &[&str] = &[
+    "allowed_groups",
+    "allowed_users",
+    "trusted_proxies",
+    "strip_foreign_extra",
+];
 
 /// Reads and validates the config file with environment overrides applied.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -798,6 +810,43 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-host",
     "x-real-ip",
 ];
+
+/// Most entries `headers.strip_foreign_extra` may hold (each is compared with client headers).
+const MAX_STRIP_FOREIGN_EXTRA: usize = 256;
+
+/// Validates `headers.strip_foreign_extra`: names or `Prefix-*` patterns that strip nothing HTTP
+/// or the application needs (`Cookie`, `Content-Type`, …).
+fn strip_foreign_extra(list: &[String]) -> Result<(), ConfigError> {
+    const KEY: &str = "headers.strip_foreign_extra";
+    if list.len() > MAX_STRIP_FOREIGN_EXTRA {
+        return Err(ConfigError::new(
+            KEY,
+            format!(
+                "holds {} entries; at most {MAX_STRIP_FOREIGN_EXTRA}",
+                list.len()
+            ),
+        ));
+    }
+    for raw in list {
+        let p = crate::foreign_headers::ForeignPattern::parse(raw)
+            .map_err(|m| ConfigError::new(KEY, m))?;
+        let stem = p.normalized();
+        let hit = RESERVED_HEADERS.iter().find(|r| {
+            if p.is_exact() {
+                **r == stem
+            } else {
+                r.starts_with(stem)
+            }
+        });
+        if let Some(r) = hit {
+            return Err(ConfigError::new(
+                KEY,
+                format!("{raw:?} would strip {r}, which HTTP or the gateway itself uses"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
     let name = http::HeaderName::from_bytes(raw.as_bytes())
@@ -1215,6 +1264,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             "must be non-empty and printable",
         ));
     }
+    strip_foreign_extra(&h.strip_foreign_extra)?;
     let mut seen = BTreeMap::new();
     for (key, name) in [
         ("headers.user", &h.user),
@@ -1807,6 +1857,67 @@ mod tests {
             assert_eq!(e.key, "headers.user", "{reserved}");
             assert!(e.message.contains("already uses"), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn foreign_header_list_is_extended_or_emptied_from_file_or_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = minimal(dir.path());
+        let h = &validate(base.clone(), dir.path()).unwrap().headers;
+        assert!(h.strip_foreign_defaults, "the table is on by default");
+        assert!(h.strip_foreign_extra.is_empty());
+
+        let file = parse_with_env(
+            "[headers]\nstrip_foreign_extra = [\"X-Corp-User\", \"X-Corp-Claim-*\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert!(file.headers.strip_foreign_defaults);
+        assert_eq!(
+            file.headers.strip_foreign_extra,
+            ["X-Corp-User", "X-Corp-Claim-*"]
+        );
+        let file = parse_with_env(
+            "[headers]\nstrip_foreign_extra = [\"X-Corp-User\"]\n",
+            &env(&[
+                ("SAMLGATE_HEADERS_STRIP_FOREIGN_DEFAULTS", "false"),
+                ("SAMLGATE_HEADERS_STRIP_FOREIGN_EXTRA", ""),
+            ]),
+        )
+        .unwrap();
+        assert!(!file.headers.strip_foreign_defaults, "emptied");
+        assert!(file.headers.strip_foreign_extra.is_empty(), "emptied");
+        let file = parse_with_env(
+            "",
+            &env(&[("SAMLGATE_HEADERS_STRIP_FOREIGN_EXTRA", "X-A, X-B-*")]),
+        )
+        .unwrap();
+        assert_eq!(file.headers.strip_foreign_extra, ["X-A", "X-B-*"]);
+
+        let mut f = base.clone();
+        f.headers.strip_foreign_extra = vec!["X-Corp-*".into(), "x_corp_login".into()];
+        let s = validate(f, dir.path()).unwrap();
+        assert_eq!(s.headers.strip_foreign_extra.len(), 2);
+
+        for (bad, says) in [
+            ("*", "every header"),
+            ("X-*-User", "may only end"),
+            ("X Corp", "not a header name"),
+            ("Cookie", "would strip cookie"),
+            ("content-*", "would strip content-length"),
+            ("X-Forwarded-*", "would strip x-forwarded-for"),
+            ("C*", "would strip c"),
+        ] {
+            let mut f = base.clone();
+            f.headers.strip_foreign_extra = vec!["X-Fine".into(), bad.into()];
+            let e = validate(f, dir.path()).unwrap_err();
+            assert_eq!(e.key, "headers.strip_foreign_extra", "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        let mut f = base;
+        f.headers.strip_foreign_extra = (0..257).map(|i| format!("X-N{i}")).collect();
+        let e = validate(f, dir.path()).unwrap_err();
+        assert!(e.message.contains("at most 256"), "{}", e.message);
     }
 
     #[test]

@@ -10,8 +10,12 @@
 //! default does). Envoy instead appends the original path to the check path
 //! (`/saml/auth/<original path>`); that path is the request itself, not a forwarded claim.
 //! A header present more than once, synonyms that disagree (the proxy set one, the client sent
-//! the other), or a value that is not a plain origin-form URI make the check fail (400): any
-//! doubt means no answer rather than a guess.
+//! the other), or a value that is not a plain origin-form URI make the check fail: any doubt
+//! means no answer rather than a guess. The refusal is a 403, not a 400: these headers may be
+//! a client's that the proxy passed through, and nginx's `auth_request` turns every answer but
+//! 2xx, 401 and 403 into a 500, so a 400 would let any client make any request fail with 500.
+//! (The example proxy configs overwrite or drop the client's copies, so there the conflict
+//! cannot arise.)
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -49,7 +53,7 @@ impl OriginalRequest {
     }
 }
 
-/// Why a check request was refused (400), for the audit log.
+/// Why a check request was refused (403), for the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginalError {
     /// The header occurs more than once (which copy would the proxy have meant?).

@@ -107,7 +107,8 @@ static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-
 /// `x-envoy-auth-headers-to-remove` values, computed once per policy. Envoy replaces only the
 /// headers a forward-auth answer carries, so each 200 names the identity headers it does not
 /// carry (all of them on an anonymous path; email, groups or display name when the user has
-/// none; names a reload retired), and a client's copy of them cannot stay.
+/// none; names a reload retired), and a client's copy of them cannot stay; plus the exact
+/// foreign identity names and routing overrides ([`IdentityHeaders::removable_names`]).
 struct EnvoyRemovals {
     anonymous: Option<HeaderValue>,
     /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display name.
@@ -119,6 +120,7 @@ impl EnvoyRemovals {
         let list = |carried: &[&HeaderName]| {
             let names: Vec<&str> = ids
                 .stripped_names()
+                .chain(ids.removable_names())
                 .filter(|n| !carried.iter().any(|c| c.as_str() == *n))
                 .collect();
             HeaderValue::from_str(&names.join(","))
@@ -896,8 +898,10 @@ impl Gateway {
                 {
                     tracing::warn!(target: "samlgate::audit", event = "forward_auth_refused", reason = %e, client = %conn.client);
                 }
+                // 403, not 400: nginx's auth_request turns any answer but 2xx/401/403 into a
+                // 500, and these headers may be a client's, passed through by the proxy.
                 return pages::simple(
-                    StatusCode::BAD_REQUEST,
+                    StatusCode::FORBIDDEN,
                     "bad_forward_auth_request",
                     "The proxy described the original request in a way that cannot be trusted.",
                     false,

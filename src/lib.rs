@@ -15,6 +15,7 @@
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
+//! | [`foreign_headers`] | other gateways' identity headers (`Remote-User`, `X-Auth-Request-*`, …): the default table and the compiled matcher |
 //! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
 //! | [`authz`] | `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
 //! | [`rules`] | `[access]`: per-path allow / authenticate / deny rules on canonical paths, CORS preflights |
@@ -45,6 +46,7 @@ pub mod client_ip;
 pub mod config;
 pub mod demo;
 pub mod devidp;
+pub mod foreign_headers;
 pub mod forward_auth;
 pub mod gateway;
 pub mod log_throttle;

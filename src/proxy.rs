@@ -26,6 +26,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{HeadersSection, ProxySettings};
+use crate::foreign_headers::ForeignHeaders;
 use crate::session::{Identity, IdentityHeaderValues};
 use crate::tunnel::{self, SpliceEnd, TunnelPermit, TunnelSession};
 
@@ -62,6 +63,9 @@ pub struct IdentityHeaders {
     /// Normalized names stripped from client requests: the four above, plus any retired by a
     /// reload ([`IdentityHeaders::also_strip`]).
     normalized: Vec<String>,
+    /// Other gateways' identity headers (`headers.strip_foreign_*`), stripped from client
+    /// requests like our own.
+    foreign: ForeignHeaders,
     separator: String,
 }
 
@@ -88,6 +92,7 @@ impl IdentityHeaders {
             groups,
             preferred_username,
             normalized,
+            foreign: ForeignHeaders::compile(h.strip_foreign_defaults, &h.strip_foreign_extra),
             separator: h.groups_separator.clone(),
         }
     }
@@ -117,6 +122,25 @@ impl IdentityHeaders {
         } else {
             self.normalized.iter().any(|x| x == n)
         }
+    }
+
+    /// Whether a client-sent header is another gateway's identity header
+    /// ([`crate::foreign_headers`]), in any case and `_`/`-` spelling.
+    pub fn is_foreign(&self, name: &HeaderName) -> bool {
+        self.foreign.matches(name)
+    }
+
+    /// Exact names a forward-auth proxy should remove from the request it forwards, besides
+    /// [`IdentityHeaders::stripped_names`]: the foreign names that are not one of ours, and
+    /// the routing overrides (lower case, `-` form). Prefix patterns cannot be named here:
+    /// the proxy examples remove those by their own means.
+    pub fn removable_names(&self) -> impl Iterator<Item = &str> {
+        self.foreign
+            .patterns()
+            .filter(|p| p.is_exact())
+            .map(|p| p.normalized())
+            .filter(|n| !self.normalized.iter().any(|ours| ours == n))
+            .chain(ROUTING_OVERRIDE_HEADERS)
     }
 
     /// Header values for a signed-in identity, computed once at sign-in. Values that are not
@@ -272,9 +296,9 @@ pub fn strip_gateway_cookies(headers: &mut HeaderMap, names: &[&str]) {
     }
 }
 
-/// Removes every client copy of every identity header.
+/// Removes every client copy of every identity header, ours and other gateways'.
 pub fn strip_identity_headers(headers: &mut HeaderMap, ids: &IdentityHeaders) {
-    strip_matching(headers, |n| ids.is_identity(n));
+    strip_matching(headers, |n| ids.is_identity(n) || ids.is_foreign(n));
 }
 
 /// Removes every header `doomed` picks. Requests almost never carry one: one pass over the
@@ -390,8 +414,11 @@ pub fn rewrite_request_headers(
     upgrade: bool,
 ) {
     strip_hop_by_hop(headers, upgrade);
-    // Identity headers and routing overrides in one pass over the names.
-    strip_matching(headers, |n| ids.is_identity(n) || is_client_override(n));
+    // Identity headers (ours and other gateways') and routing overrides in one pass over the
+    // names.
+    strip_matching(headers, |n| {
+        ids.is_identity(n) || is_client_override(n) || ids.is_foreign(n)
+    });
     strip_gateway_cookies(headers, gateway_cookies);
     if let Some(v) = identity {
         headers.insert(ids.user.clone(), v.user.clone());
@@ -1188,6 +1215,78 @@ mod tests {
         let mut h = map(&[("x_webauth_user", "admin"), ("X-Webauth-User", "admin")]);
         strip_identity_headers(&mut h, &ids);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn foreign_identity_headers_go_and_ours_under_a_foreign_name_are_still_set() {
+        // Grafana's names are in the foreign table (X-WEBAUTH-*): stripped first, then ours.
+        let cfg = HeadersSection {
+            user: "X-WEBAUTH-USER".into(),
+            ..HeadersSection::default()
+        };
+        let ids = IdentityHeaders::from_config(&cfg);
+        let id = Identity {
+            user: "alice".into(),
+            ..Identity::default()
+        };
+        let values = ids.values(&id).unwrap();
+        let mut h = map(&[
+            ("X-WEBAUTH-USER", "admin"),
+            ("x_webauth_role", "Admin"),
+            ("Remote-User", "admin"),
+            ("X-Auth-Request-Email", "admin@evil"),
+            ("X-Forwarded-User", "admin"),
+            ("accept", "*/*"),
+        ]);
+        rewrite_request_headers(&mut h, &ids, &[], Some(&values), &fwd(), false);
+        assert_eq!(h.get_all("x-webauth-user").iter().count(), 1);
+        assert_eq!(h["x-webauth-user"], "alice");
+        for gone in [
+            "x_webauth_role",
+            "remote-user",
+            "x-auth-request-email",
+            "x-forwarded-user",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived");
+        }
+        assert_eq!(h["accept"], "*/*");
+
+        // Emptied: other gateways' names pass (ours never do).
+        let cfg = HeadersSection {
+            strip_foreign_defaults: false,
+            ..HeadersSection::default()
+        };
+        let ids = IdentityHeaders::from_config(&cfg);
+        let mut h = map(&[("remote-user", "x"), ("x-forwarded-user", "m")]);
+        strip_identity_headers(&mut h, &ids);
+        assert_eq!(h["remote-user"], "x");
+        assert!(!h.contains_key("x-forwarded-user"));
+    }
+
+    #[test]
+    fn removable_names_are_exact_foreign_names_not_ours_and_the_routing_overrides() {
+        let defaults = ids();
+        let names: Vec<&str> = defaults.removable_names().collect();
+        assert!(names.contains(&"remote-user") && names.contains(&"x-forwarded-login"));
+        assert!(
+            !names.contains(&"x-forwarded-user"),
+            "ours, carried or listed apart"
+        );
+        assert!(
+            !names.iter().any(|n| n.ends_with('-')),
+            "no prefixes: {names:?}"
+        );
+        for r in ROUTING_OVERRIDE_HEADERS {
+            assert!(names.contains(&r), "{r}");
+        }
+        let cfg = HeadersSection {
+            user: "Remote-User".into(),
+            ..HeadersSection::default()
+        };
+        let ids = IdentityHeaders::from_config(&cfg);
+        let names: Vec<&str> = ids.removable_names().collect();
+        assert!(!names.contains(&"remote-user"), "now ours");
+        assert!(names.contains(&"x-forwarded-user"), "now foreign");
     }
 
     #[test]

@@ -348,10 +348,26 @@ async fn an_anonymous_forward_auth_answer_tells_envoy_to_drop_identity_headers()
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-forwarded-user").is_none());
+    let removed = envoy_removals(&r);
     assert_eq!(
-        r.headers()["x-envoy-auth-headers-to-remove"],
-        "x-forwarded-user,x-forwarded-email,x-forwarded-groups,x-forwarded-preferred-username"
+        removed[..4],
+        [
+            "x-forwarded-user",
+            "x-forwarded-email",
+            "x-forwarded-groups",
+            "x-forwarded-preferred-username"
+        ],
+        "our four first"
     );
+    // Then other gateways' exact names and the routing overrides, which Envoy must drop too.
+    for other in [
+        "remote-user",
+        "x-remote-user",
+        "x-forwarded-login",
+        "x-rewrite-url",
+    ] {
+        assert!(removed.contains(&other.to_string()), "{other}: {removed:?}");
+    }
     // Envoy's own form (the original path appended) needs no trust.
     let r = client()
         .get(gw.url("/saml/auth/public/logo.png"))
@@ -451,8 +467,20 @@ async fn an_allowed_forward_auth_answer_names_the_identity_headers_it_does_not_c
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-forwarded-user"], "alice");
     assert!(r.headers().get("x-forwarded-email").is_none());
-    assert_eq!(
-        r.headers()["x-envoy-auth-headers-to-remove"],
-        "x-forwarded-email"
-    );
+    let removed = envoy_removals(&r);
+    assert_eq!(removed[0], "x-forwarded-email", "{removed:?}");
+    for carried in ["x-forwarded-user", "x-forwarded-groups"] {
+        assert!(!removed.contains(&carried.to_string()), "{carried}");
+    }
+    assert!(removed.contains(&"x-http-method-override".to_string()));
+}
+
+/// The names in `x-envoy-auth-headers-to-remove`, in order.
+fn envoy_removals(r: &reqwest::Response) -> Vec<String> {
+    r.headers()["x-envoy-auth-headers-to-remove"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect()
 }

@@ -5,10 +5,14 @@
 //! samlgate in-process, the echo upstream as the app (it records what reached it), responses
 //! minted in-process (tests/support/mint.rs) or a real SimpleSAMLphp IdP.
 //!
-//! What is proved is what the app and the client observe: who reaches the app, with which
-//! identity, what a client without a session gets, path rules judged on the original URI
-//! (only when nginx is a trusted proxy), and that client-sent identity, URI and method headers
-//! change nothing.
+//! nginx runs the `location` blocks of the project's own example
+//! (deploy/examples/nginx-forward-auth/nginx.conf, with the header snippet it includes), read
+//! from the file. What is proved is what the app and the client observe: who reaches the app,
+//! with which identity, what a client without a session gets, path rules judged on the
+//! original URI (only when nginx is a trusted proxy), that client-sent identity, URI and method
+//! headers change nothing, that no client copy of an identity header (samlgate's or another
+//! gateway's) or of a routing override reaches the app, that contradicting original-request
+//! headers give a 403 rather than nginx's 500, and that clients cannot call `/saml/auth`.
 //!
 //! Needs Debian's `nginx-light` and, for the SimpleSAMLphp test, the packages of
 //! scripts/install-deps.sh; without them the tests fail, never skip.
@@ -26,6 +30,7 @@ mod signin;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use e2e::GatewayListener;
@@ -35,6 +40,8 @@ use gateway::{
 };
 use mint::{ResponseSpec, TestIdp};
 use nginx::Nginx;
+use samlgate::foreign_headers::FOREIGN_IDENTITY_HEADERS;
+use samlgate::proxy::ROUTING_OVERRIDE_HEADERS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -77,49 +84,33 @@ action = "authenticate"
 allowed_groups = ["superusers"]
 "#;
 
-/// The documented nginx setup (`@GW@` = samlgate, `@APP@` = the app; `{port}` is filled in by
-/// the harness). Besides the three identity headers of the brief it also passes
-/// X-Forwarded-Preferred-Username: any identity header nginx does not set itself would reach
-/// the app as the client sent it.
-const NGINX_FORWARD_AUTH: &str = r#"
-server {
-    listen 127.0.0.1:{port};
-
-    location = /saml/auth {
-        internal;
-        proxy_pass http://@GW@;
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header X-Original-URI $request_uri;
-        proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-For $remote_addr;
-    }
-
-    location /saml/ {
-        proxy_pass http://@GW@;
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Original-URI $request_uri;
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto $scheme;
-    }
-
-    location / {
-        auth_request /saml/auth;
-        auth_request_set $saml_user $upstream_http_x_forwarded_user;
-        auth_request_set $saml_groups $upstream_http_x_forwarded_groups;
-        auth_request_set $saml_email $upstream_http_x_forwarded_email;
-        auth_request_set $saml_preferred $upstream_http_x_forwarded_preferred_username;
-        proxy_set_header X-Forwarded-User $saml_user;
-        proxy_set_header X-Forwarded-Groups $saml_groups;
-        proxy_set_header X-Forwarded-Email $saml_email;
-        proxy_set_header X-Forwarded-Preferred-Username $saml_preferred;
-        error_page 401 = /saml/login;
-        proxy_pass http://@APP@;
-    }
+/// The example's (deploy/examples/nginx-forward-auth/nginx.conf) marked `location` blocks, run
+/// as they are: only the include path of the header snippet is made absolute, and the
+/// `upstream`s they name (`samlgate`, `app`) point at the test's gateway and app.
+fn example_locations() -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE_DIR);
+    let conf = std::fs::read_to_string(dir.join("nginx.conf")).expect("the nginx example");
+    let begin = conf
+        .find("# ---- the locations tests/forward_auth_nginx.rs runs")
+        .expect("the begin marker in the nginx example");
+    let end = conf
+        .find("# ---- END of the locations")
+        .expect("the end marker in the nginx example");
+    let snippet = dir.join(SNIPPET);
+    let locations = conf[begin..end].replace(
+        &format!("/etc/nginx/{SNIPPET}"),
+        snippet.to_str().expect("a UTF-8 path"),
+    );
+    assert!(
+        locations.contains(&format!("include {};", snippet.display())),
+        "the example includes {SNIPPET} in location /"
+    );
+    locations
 }
-"#;
+
+const EXAMPLE_DIR: &str = "deploy/examples/nginx-forward-auth";
+/// The header snippet the example includes in `location /`.
+const SNIPPET: &str = "samlgate-client-headers.conf";
 
 const IDENTITY_HEADERS: [&str; 4] = [
     "x-forwarded-user",
@@ -128,10 +119,23 @@ const IDENTITY_HEADERS: [&str; 4] = [
     "x-forwarded-preferred-username",
 ];
 
+/// The nginx `http {}` body: the example's locations between `upstream`s for the test's
+/// gateway and app.
 fn forward_auth_conf(gateway: SocketAddr, app: SocketAddr) -> String {
-    NGINX_FORWARD_AUTH
-        .replace("@GW@", &gateway.to_string())
-        .replace("@APP@", &app.to_string())
+    conf_around(&example_locations(), gateway, app)
+}
+
+fn conf_around(locations: &str, gateway: SocketAddr, app: SocketAddr) -> String {
+    format!(
+        "underscores_in_headers off;\n\
+         ignore_invalid_headers on;\n\
+         upstream samlgate {{ server {gateway}; }}\n\
+         upstream app {{ server {app}; }}\n\
+         server {{\n\
+         \x20   listen 127.0.0.1:{{port}};\n\
+         {locations}\n\
+         }}\n"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +156,11 @@ struct Front {
 impl Front {
     /// `extra_toml` goes into the gateway's config (trusted proxies, rules …).
     async fn start(extra_toml: &str) -> Front {
+        Front::start_with(extra_toml, &example_locations()).await
+    }
+
+    /// [`Front::start`] with other `location` blocks than the example's.
+    async fn start_with(extra_toml: &str, locations: &str) -> Front {
         let idp = TestIdp::generate(IDP_ENTITY);
         let app = start_upstream().await;
         let decoy = start_upstream().await;
@@ -160,7 +169,7 @@ impl Front {
         // meanwhile), then build the gateway on the bound listener.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gw_addr = listener.local_addr().unwrap();
-        let nginx = Nginx::start("forward-auth", &forward_auth_conf(gw_addr, app.addr));
+        let nginx = Nginx::start("forward-auth", &conf_around(locations, gw_addr, app.addr));
         let gw = start_gateway_on(
             listener,
             &decoy.url(),
@@ -271,9 +280,14 @@ fn assert_alice(seen: &Seen) {
     }
 }
 
-/// One raw HTTP/1.1 GET to nginx with the path exactly as given (reqwest would resolve dot
-/// segments). Returns the status code.
+/// One raw HTTP/1.1 GET to nginx with the path and header names exactly as given (reqwest
+/// would resolve dot segments and lower-case names). Returns the status code.
 async fn raw_get(port: u16, path: &str, headers: &[&str]) -> u16 {
+    raw_exchange(port, path, headers).await.0
+}
+
+/// [`raw_get`], also returning the response head (status line and headers) in lower case.
+async fn raw_exchange(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -287,10 +301,13 @@ async fn raw_get(port: u16, path: &str, headers: &[&str]) -> u16 {
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     let text = String::from_utf8_lossy(&out);
-    text.split_whitespace()
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let status = text
+        .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line from nginx: {text:?}"))
+        .unwrap_or_else(|| panic!("no status line from nginx: {text:?}"));
+    (status, head.to_ascii_lowercase())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,9 +563,8 @@ async fn client_sent_forwarded_uri_and_method_do_not_change_the_decision() {
         ));
     }
 
-    // A signed-in user must not dodge a deny rule by naming another URI. 403: judged on
-    // nginx's X-Original-URI; 500: the gateway refused the contradicting headers with 400,
-    // which auth_request turns into 500.
+    // A signed-in user must not dodge a deny rule by naming another URI: nginx blanks the
+    // client's X-Forwarded-Uri in the check, so the deny rule is judged on X-Original-URI.
     let (alice, _) = f.sign_in("/reports", |_| {}).await;
     let before = f.app.count();
     let (status, _) = f
@@ -558,7 +574,7 @@ async fn client_sent_forwarded_uri_and_method_do_not_change_the_decision() {
             &[("accept", HTML), ("X-Forwarded-Uri", "/reports")],
         )
         .await;
-    if !(status == 403 || status == 500) || f.app.count() != before {
+    if status != 403 || f.app.count() != before {
         bypasses.push(format!(
             "alice GET /blocked/thing + X-Forwarded-Uri: /reports → {status}"
         ));
@@ -568,6 +584,249 @@ async fn client_sent_forwarded_uri_and_method_do_not_change_the_decision() {
         "client-sent forward-auth headers changed the decision:\n{}",
         bypasses.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// c2. what the client may not tell the app, and the check endpoint from outside
+// ---------------------------------------------------------------------------------------------
+
+/// Prefix families whose member names are each deployment's own (Kubernetes' extra
+/// attributes, token names): nginx matches exact names only, so the example cannot list them.
+const UNLISTABLE_FAMILIES: [&str; 2] = ["x-remote-extra-", "x-token-"];
+
+/// Every header the example's snippet blanks (`proxy_set_header Name "";`), as written there.
+fn snippet_blanked() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(EXAMPLE_DIR)
+        .join(SNIPPET);
+    let text = std::fs::read_to_string(&path).expect("the header snippet");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("proxy_set_header "))
+        .filter_map(|rest| {
+            let (name, value) = rest.split_once(char::is_whitespace)?;
+            (value.trim() == "\"\";").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The snippet and samlgate's own tables cannot drift apart: every exact foreign name and
+/// routing override is blanked, and every prefix family has its members listed.
+#[test]
+fn the_example_header_snippet_covers_samlgates_tables() {
+    let blanked: BTreeSet<String> = snippet_blanked()
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    let mut missing = Vec::new();
+    for (pattern, _) in FOREIGN_IDENTITY_HEADERS {
+        let p = pattern.to_ascii_lowercase();
+        let covered = match p.strip_suffix('*') {
+            None => blanked.contains(&p),
+            Some(stem) => {
+                UNLISTABLE_FAMILIES.contains(&stem) || blanked.iter().any(|b| b.starts_with(stem))
+            }
+        };
+        if !covered {
+            missing.push(p);
+        }
+    }
+    for r in ROUTING_OVERRIDE_HEADERS {
+        if !blanked.contains(r) {
+            missing.push(r.to_string());
+        }
+    }
+    for ours in IDENTITY_HEADERS {
+        if !blanked.contains(ours) {
+            missing.push(ours.to_string());
+        }
+    }
+    assert!(missing.is_empty(), "{SNIPPET} does not blank: {missing:?}");
+}
+
+/// Through the example, none of the headers apps are told to trust (other gateways' identity
+/// headers, routing overrides such as X-Rewrite-URL, X-HTTP-Method-Override, X-Original-URI)
+/// reaches the app as a client sent it: in the snippet's spelling, upper case, or with `_`.
+#[tokio::test]
+async fn clients_identity_and_routing_headers_never_reach_the_app_anonymous_or_signed_in() {
+    let f = Front::start(&format!("{TRUST_NGINX}{RULES}")).await;
+    let port = f.nginx.port();
+    let (_, session) = f.sign_in("/reports", |_| {}).await;
+    let cookie = format!("Cookie: {session}");
+    let mut names: Vec<String> = Vec::new();
+    for n in snippet_blanked() {
+        names.push(n.clone());
+        names.push(n.to_ascii_uppercase());
+        names.push(n.replace('-', "_"));
+    }
+    names.dedup();
+    assert!(names.len() > 250, "{} spellings", names.len());
+
+    let mut batches = 0;
+    for (who, path) in [("anonymous", "/public/x"), ("alice", "/reports")] {
+        // samlgate takes at most 100 header lines, and the check carries the client's.
+        for (i, batch) in names.chunks(60).enumerate() {
+            let lines: Vec<String> = batch
+                .iter()
+                .enumerate()
+                .map(|(j, n)| format!("{n}: forged-{i}-{j}"))
+                .collect();
+            let mut headers: Vec<&str> = lines.iter().map(String::as_str).collect();
+            headers.push("Accept: application/json");
+            if who == "alice" {
+                headers.push(&cookie);
+            }
+            let status = raw_get(port, path, &headers).await;
+            assert_eq!(status, 200, "{who}, batch {i}");
+            batches += 1;
+            let seen = f.app.last();
+            assert_eq!(seen.path, path);
+            let leaks: Vec<String> = seen
+                .headers
+                .iter()
+                .filter(|(_, v)| v.starts_with("forged-"))
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            assert!(
+                leaks.is_empty(),
+                "{who}, batch {i}: reached the app:\n{}",
+                leaks.join("\n")
+            );
+            if who == "alice" {
+                assert_alice(&seen);
+            } else {
+                assert_anonymous(&seen);
+            }
+            // What the app is told about the request is nginx's view.
+            assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+            assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("http"));
+        }
+    }
+    assert_eq!(f.app.count(), batches);
+    f.assert_gateway_proxied_nothing();
+}
+
+/// A client's X-Forwarded-Uri / X-Original-URL / X-Forwarded-Method next to nginx's
+/// X-Original-URI used to make the check fail with 400, which auth_request turns into a 500
+/// for any request. The example blanks them in the check, so the decision is nginx's URI's;
+/// behind a proxy that passes them on, samlgate answers 403, which nginx passes to the client.
+#[tokio::test]
+async fn conflicting_original_request_headers_are_overwritten_or_answer_403_never_500() {
+    let conflicting = [
+        "X-Forwarded-Uri: /public/x",
+        "X-Original-URL: http://app.example.com/public/x",
+        "X-Forwarded-Method: HEAD",
+    ];
+    let mut anonymous = vec!["Accept: application/json"];
+    anonymous.extend(conflicting);
+
+    // The example: nginx's description wins, the client's is never seen.
+    let f = Front::start(&format!("{TRUST_NGINX}{RULES}")).await;
+    let port = f.nginx.port();
+    let (_, session) = f.sign_in("/reports", |_| {}).await;
+    let cookie = format!("Cookie: {session}");
+    let mut alice = anonymous.clone();
+    alice.push(&cookie);
+    assert_eq!(
+        raw_get(port, "/reports", &anonymous).await,
+        302,
+        "no session: the sign-in starts (error_page 401), judged on /reports"
+    );
+    assert_eq!(f.app.count(), 0);
+    assert_eq!(raw_get(port, "/public/x", &anonymous).await, 200);
+    assert_eq!(raw_get(port, "/reports", &alice).await, 200);
+    assert_eq!(
+        raw_get(port, "/blocked/thing", &alice).await,
+        403,
+        "deny rule"
+    );
+    assert_eq!(f.app.count(), 2);
+    let seen = f.app.last();
+    assert_eq!(seen.path, "/reports");
+    for h in ["x-forwarded-uri", "x-original-url", "x-forwarded-method"] {
+        assert_eq!(seen.any_variant(h), vec![], "{h} reached the app");
+    }
+    drop(f);
+
+    // A config that does not blank them: samlgate refuses the contradiction with 403.
+    let blanking = [
+        "proxy_set_header X-Forwarded-Uri \"\";",
+        "proxy_set_header X-Original-URL \"\";",
+        "proxy_set_header X-Forwarded-Method \"\";",
+    ];
+    let mut lax = example_locations();
+    for line in blanking {
+        assert!(lax.contains(line), "the example blanks {line}");
+        lax = lax.replace(line, "");
+    }
+    let f = Front::start_with(&format!("{TRUST_NGINX}{RULES}"), &lax).await;
+    let port = f.nginx.port();
+    let (_, session) = f.sign_in("/reports", |_| {}).await;
+    let cookie = format!("Cookie: {session}");
+    let mut alice = anonymous.clone();
+    alice.push(&cookie);
+    for (who, headers) in [("anonymous", &anonymous), ("alice", &alice)] {
+        for path in ["/reports", "/public/x"] {
+            let status = raw_get(port, path, headers).await;
+            assert_eq!(
+                status, 403,
+                "{who} {path}: samlgate's 403 passed on, not a 500"
+            );
+        }
+    }
+    assert_eq!(f.app.count(), 0, "refused checks let nothing through");
+    // The reason, from samlgate itself (the client above saw nginx's 403 page).
+    let r = client()
+        .get(f.gw.url("/saml/auth"))
+        .header("accept", JSON)
+        .header("x-original-uri", "/reports")
+        .header("x-original-method", "GET")
+        .header("x-forwarded-uri", "/public/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "bad_forward_auth_request", "{body}");
+}
+
+/// /saml/auth answers with the identity of whoever's cookie it gets; through nginx only nginx
+/// may ask it. Every spelling nginx normalises to the check (or to Envoy's /saml/auth/<path>)
+/// is nginx's 404, never samlgate's answer.
+#[tokio::test]
+async fn the_check_endpoint_is_not_reachable_through_nginx() {
+    let f = Front::start(&format!("{TRUST_NGINX}{RULES}")).await;
+    let port = f.nginx.port();
+    let (_, session) = f.sign_in("/reports", |_| {}).await;
+    let cookie = format!("Cookie: {session}");
+    for path in [
+        "/saml/auth",
+        "/saml/auth?rd=/reports",
+        "/saml/auth/",
+        "/saml/auth/reports",
+        "/saml/auth/public/x",
+        "/saml//auth/reports",
+        "/saml/auth%2Freports",
+        "/saml/%61uth/reports",
+        "/saml/x/../auth/reports",
+        "/saml/./auth",
+    ] {
+        let (status, head) = raw_exchange(
+            port,
+            path,
+            &[
+                &cookie,
+                "Accept: application/json",
+                "X-Original-URI: /reports",
+            ],
+        )
+        .await;
+        assert_eq!(status, 404, "{path}: {head}");
+        for h in IDENTITY_HEADERS {
+            assert!(!head.contains(h), "{path} answered with {h}: {head}");
+        }
+    }
+    assert_eq!(f.app.count(), 0);
+    f.assert_gateway_proxied_nothing();
 }
 
 // ---------------------------------------------------------------------------------------------
