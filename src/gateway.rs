@@ -1655,7 +1655,8 @@ impl Gateway {
         }
         *user = Some(lr.name_id.clone());
         tracing::info!(target: "samlgate::audit", event = "slo", name_id = %crate::saml::error::clip(&lr.name_id), sessions_ended = ended, request_id = %crate::saml::error::clip(&lr.id), client = %conn.client);
-        self.answer_logout_request(v, &lr.id, relay_state, now).await
+        self.answer_logout_request(v, &lr.id, relay_state, now)
+            .await
     }
 
     /// The LogoutResponse to the IdP, by the binding its metadata offers: HTTP-Redirect when
@@ -1681,8 +1682,13 @@ impl Gateway {
             })
         };
         if let Some(dest) = v.idp.slo_response_url.as_deref() {
-            let location =
-                redirect_message_url(dest, "SAMLResponse", &response(dest), relay_state, v.sp_key())?;
+            let location = redirect_message_url(
+                dest,
+                "SAMLResponse",
+                &response(dest),
+                relay_state,
+                v.sp_key(),
+            )?;
             return Ok(self.redirect_clearing_session(&location));
         }
         let Some(dest) = v.idp.slo_post_response_url.as_deref() else {
@@ -1719,7 +1725,10 @@ impl Gateway {
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Result<Response<Body>, SloRefusal> {
-        let irt = lr.in_response_to.as_deref().ok_or("no InResponseTo".to_string())?;
+        let irt = lr
+            .in_response_to
+            .as_deref()
+            .ok_or("no InResponseTo".to_string())?;
         // Before the pending id is spent: a message refused here leaves it for the real one.
         slo::check_envelope(
             lr.issuer.as_deref(),
