@@ -1391,8 +1391,10 @@ impl Gateway {
                 self.sessions.remove(&key).await;
                 self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
-                self.idp_logout_redirect(&s)
-                    .unwrap_or_else(|| self.signed_out())
+                match self.idp_logout(&s).await {
+                    Some(r) => r,
+                    None => self.signed_out(),
+                }
             }
             _ => pages::simple(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -1695,16 +1697,35 @@ impl Gateway {
             // Nowhere to answer: the person simply sees they are signed out.
             return Ok(self.signed_out());
         };
-        let mut xml = response(dest);
-        if let Some(key) = s.sp_key_pem.clone() {
-            let (cert, id) = (s.sp_cert_pem.clone(), id.clone());
-            xml = tokio::task::spawn_blocking(move || {
-                slo::sign_enveloped(&xml, &id, &key, cert.as_deref())
-            })
+        self.auto_post(dest, "SAMLResponse", response(dest), &id, relay_state)
             .await
-            .map_err(|e| format!("signing the LogoutResponse failed: {e}"))??;
-        }
-        let (html, csp) = slo::auto_post_page(dest, "SAMLResponse", &xml, relay_state)?;
+            .map_err(SloRefusal::from)
+    }
+
+    /// An auto-submit page that carries `xml` (whose root `ID` is `id`) to the IdP's `dest` by
+    /// the HTTP-POST binding, signed with an enveloped signature when an SP key is configured
+    /// (libxmlsec1, on the blocking pool). It also clears this browser's session cookie.
+    async fn auto_post(
+        &self,
+        dest: &str,
+        param: &str,
+        xml: String,
+        id: &str,
+        relay_state: Option<&str>,
+    ) -> Result<Response<Body>, String> {
+        let s = &self.settings.saml;
+        let xml = match s.sp_key_pem.clone() {
+            Some(key) => {
+                let (cert, id) = (s.sp_cert_pem.clone(), id.to_string());
+                tokio::task::spawn_blocking(move || {
+                    slo::sign_enveloped(&xml, &id, &key, cert.as_deref())
+                })
+                .await
+                .map_err(|e| format!("signing the {param} failed: {e}"))??
+            }
+            None => xml,
+        };
+        let (html, csp) = slo::auto_post_page(dest, param, &xml, relay_state)?;
         let mut r = Response::new(proxy::full(html));
         let csp = HeaderValue::from_str(&csp).map_err(|_| "SLO URL unfit for a CSP".to_string())?;
         pages::set_page_headers(r.headers_mut(), "text/html; charset=utf-8", csp);
@@ -1773,26 +1794,36 @@ impl Gateway {
     }
 
     /// SP-initiated Single Logout: when the IdP has an SLO endpoint and we can sign, the
-    /// browser is sent there with a signed LogoutRequest for this session.
-    fn idp_logout_redirect(&self, session: &Session) -> Option<Response<Body>> {
+    /// browser is sent there with a signed LogoutRequest for this session: by HTTP-Redirect
+    /// when the IdP offers it, else by an auto-submit HTTP-POST page.
+    async fn idp_logout(&self, session: &Session) -> Option<Response<Body>> {
         let v = self.verifier.get();
-        let dest = v.idp.slo_redirect_url.as_deref()?;
         let key = v.sp_key()?;
         let id = new_request_id();
-        let xml = slo::logout_request_xml(&LogoutRequestSpec {
-            id: &id,
-            issue_instant: chrono::Utc::now(),
-            destination: dest,
-            issuer: &self.settings.saml.sp_entity_id,
-            name_id: &session.identity.name_id,
-            name_id_format: session.identity.name_id_format.as_deref(),
-            session_index: session.identity.session_index.as_deref(),
-        });
-        match redirect_message_url(dest, "SAMLRequest", &xml, None, Some(key)) {
-            Ok(location) => {
+        let xml = |dest: &str| {
+            slo::logout_request_xml(&LogoutRequestSpec {
+                id: &id,
+                issue_instant: chrono::Utc::now(),
+                destination: dest,
+                issuer: &self.settings.saml.sp_entity_id,
+                name_id: &session.identity.name_id,
+                name_id_format: session.identity.name_id_format.as_deref(),
+                session_index: session.identity.session_index.as_deref(),
+            })
+        };
+        let response = if let Some(dest) = v.idp.slo_redirect_url.as_deref() {
+            redirect_message_url(dest, "SAMLRequest", &xml(dest), None, Some(key))
+                .map(|location| self.redirect_clearing_session(&location))
+        } else {
+            let dest = v.idp.slo_post_url.as_deref()?;
+            self.auto_post(dest, "SAMLRequest", xml(dest), &id, None)
+                .await
+        };
+        match response {
+            Ok(r) => {
                 self.logout_requests.insert(id.clone(), ());
                 tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
-                Some(self.redirect_clearing_session(&location))
+                Some(r)
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the IdP LogoutRequest; signing out locally only");

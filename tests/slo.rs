@@ -984,6 +984,58 @@ async fn post_logout_response_answers_our_request_once() {
     assert_eq!(r.status(), 200);
 }
 
+/// An IdP whose metadata offers Single Logout by HTTP-POST only gets our LogoutRequest in an
+/// auto-submit page, signed with an enveloped signature by the SP key; its answer lands once.
+#[tokio::test]
+async fn sp_initiated_logout_to_a_post_only_idp_posts_a_signed_request() {
+    let s = setup_with(IDP_ENTITY, IdpSlo::PostOnly, "", POST_TOML).await;
+    let (alice, index) = sign_in(&s, "alice").await;
+    let r = csrf_logout(&alice, &s.gw).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        set_cookies(&r).iter().any(|c| c.contains("Max-Age=0")),
+        "the session cookie is cleared"
+    );
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("form-action https://idp.test;"), "{csp}");
+    let html = r.text().await.unwrap();
+    assert_eq!(forms::form_action(&html).as_deref(), Some(IDP_SLO_POST));
+    assert_eq!(forms::input(&html, "RelayState"), None);
+    let xml = String::from_utf8(
+        STANDARD
+            .decode(forms::input(&html, "SAMLRequest").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let sp_cert = openssl::x509::X509::from_pem(s.sp_cert_pem.as_bytes()).unwrap();
+    let certs = [samael::crypto::CertificateDer::from(
+        sp_cert.to_der().unwrap(),
+    )];
+    use samael::crypto::CryptoProvider;
+    let verified = samael::crypto::Crypto::reduce_xml_to_signed(
+        &xml,
+        &certs,
+        samael::crypto::ReduceMode::PreDigest,
+    )
+    .expect("signed by the SP key");
+    let lr: samael::schema::LogoutRequest = verified.parse().unwrap();
+    assert_eq!(lr.name_id.unwrap().value, "alice");
+    assert_eq!(lr.destination.as_deref(), Some(IDP_SLO_POST));
+    assert!(verified.contains(&format!("<samlp:SessionIndex>{index}</samlp:SessionIndex>")));
+    assert!(!alive(&alice, &s.gw).await, "local session already gone");
+
+    let answer = mint::b64(&sign_post(
+        &s.idp,
+        &logout_response(&s.gw, &lr.id.unwrap(), IDP_ENTITY),
+    ));
+    let r = post_slo(&s.gw, &[("SAMLResponse", &answer)], &fresh_client()).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("signed out"));
+}
+
 const TENANT: &str = "4f1a2b3c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
 
 /// Entra ID's metadata names the tenant `https://sts.windows.net/<tenant>/`, its

@@ -18,8 +18,10 @@ pub struct IdpInfo {
     /// LogoutRequests and LogoutResponses go (its `ResponseLocation` for responses, if set).
     pub slo_redirect_url: Option<String>,
     pub slo_response_url: Option<String>,
-    /// Where a LogoutResponse goes by the HTTP-POST binding (its `ResponseLocation`, else its
-    /// `Location`), used only when the IdP offers no HTTP-Redirect `SingleLogoutService`.
+    /// The IdP's `SingleLogoutService` with the HTTP-POST binding: where LogoutRequests and
+    /// (at its `ResponseLocation`, if set) LogoutResponses go when it offers no HTTP-Redirect
+    /// one.
+    pub slo_post_url: Option<String>,
     pub slo_post_response_url: Option<String>,
     pub descriptor: EntityDescriptor,
     pub signing_cert_count: usize,
@@ -107,6 +109,7 @@ pub fn parse_idp_metadata(
     };
     let slo_redirect_url = slo(REDIRECT_BINDING).map(|e| e.location.clone());
     let slo_response_url = slo(REDIRECT_BINDING).map(response_url);
+    let slo_post_url = slo(POST_BINDING).map(|e| e.location.clone());
     let slo_post_response_url = slo(POST_BINDING).map(response_url);
     let sp = samael::service_provider::ServiceProvider {
         idp_metadata: descriptor.clone(),
@@ -124,6 +127,7 @@ pub fn parse_idp_metadata(
         sso_redirect_url,
         slo_redirect_url,
         slo_response_url,
+        slo_post_url,
         slo_post_response_url,
         descriptor,
         signing_cert_count: certs.len(),
@@ -274,6 +278,10 @@ mod tests {
         assert_eq!(
             info.slo_response_url.as_deref(),
             Some("https://idp.example.com/slo-resp")
+        );
+        assert_eq!(
+            info.slo_post_url.as_deref(),
+            Some("https://idp.example.com/slo-post")
         );
         assert_eq!(
             info.slo_post_response_url.as_deref(),
