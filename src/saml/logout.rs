@@ -516,6 +516,10 @@ pub const MAX_LOGOUT_POST_PARAM_BYTES: usize = MAX_LOGOUT_XML_BYTES / 3 * 4 + 4;
 /// the field plus room for `RelayState` (the ACS sizes its body the same way).
 pub const MAX_LOGOUT_FORM_BYTES: usize = 2 * MAX_LOGOUT_POST_PARAM_BYTES + 8192;
 
+/// Longest `RelayState` accepted in a POST form; it is echoed to the IdP. The bindings ask for
+/// at most 80 bytes; IdPs that send more stay far below this.
+pub const MAX_RELAY_STATE_BYTES: usize = 4096;
+
 /// The SAML fields of an HTTP-POST binding form (bindings §3.5.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostMessage {
@@ -546,6 +550,15 @@ pub fn parse_post_form(body: &[u8]) -> Result<PostMessage, String> {
         }
     }
     let [request, response, relay_state] = fields;
+    if let Some(r) = relay_state
+        .as_ref()
+        .filter(|r| r.len() > MAX_RELAY_STATE_BYTES)
+    {
+        return Err(format!(
+            "RelayState is {} bytes long (at most {MAX_RELAY_STATE_BYTES})",
+            r.len()
+        ));
+    }
     let (param, b64) = match (request, response) {
         (Some(r), None) => ("SAMLRequest", r),
         (None, Some(r)) => ("SAMLResponse", r),
@@ -959,6 +972,7 @@ mod tests {
             .collect();
         let m = parse_post_form(&form(&[("SAMLResponse", &wrapped)])).unwrap();
         assert_eq!((m.param, m.xml.as_str()), ("SAMLResponse", xml.as_str()));
+        let long_relay = "r".repeat(MAX_RELAY_STATE_BYTES + 1);
         let cases: &[(&[(&str, &str)], &str)] = &[
             (
                 &[("SAMLRequest", &b64), ("SAMLRequest", &b64)],
@@ -979,6 +993,10 @@ mod tests {
             ),
             (&[("SAMLRequest", &b64), ("SigAlg", "x")], "POST-SimpleSign"),
             (&[("SAMLRequest", "!!!")], "not base64"),
+            (
+                &[("SAMLRequest", &b64), ("RelayState", &long_relay)],
+                "RelayState is 4097 bytes long (at most 4096)",
+            ),
             (
                 &[("SAMLRequest", &STANDARD.encode([0xff, 0xfe]))],
                 "not UTF-8",
