@@ -629,6 +629,24 @@ async fn refused(gw: &TestGateway, fields: &[(&str, &str)], status: u16, reason:
     got
 }
 
+/// The `field` of the auto-submit page `html`, decoded, its enveloped signature verified by
+/// libxmlsec1 with the SP certificate; returns the bytes the signature covers.
+fn signed_by_sp(s: &Setup, html: &str, field: &str) -> String {
+    use samael::crypto::CryptoProvider;
+    let xml =
+        String::from_utf8(STANDARD.decode(forms::input(html, field).unwrap()).unwrap()).unwrap();
+    let sp_cert = openssl::x509::X509::from_pem(s.sp_cert_pem.as_bytes()).unwrap();
+    let certs = [samael::crypto::CertificateDer::from(
+        sp_cert.to_der().unwrap(),
+    )];
+    samael::crypto::Crypto::reduce_xml_to_signed(
+        &xml,
+        &certs,
+        samael::crypto::ReduceMode::PreDigest,
+    )
+    .expect("signed by the SP key")
+}
+
 #[tokio::test]
 async fn post_logout_request_signed_is_accepted_answered_by_redirect_and_not_replayed() {
     log();
@@ -708,23 +726,7 @@ async fn post_logout_request_gets_an_auto_submit_answer_when_the_idp_offers_only
     );
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     // The LogoutResponse carries an enveloped signature by the SP key that libxmlsec1 accepts.
-    let xml = String::from_utf8(
-        STANDARD
-            .decode(forms::input(&html, "SAMLResponse").unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let sp_cert = openssl::x509::X509::from_pem(s.sp_cert_pem.as_bytes()).unwrap();
-    let certs = [samael::crypto::CertificateDer::from(
-        sp_cert.to_der().unwrap(),
-    )];
-    use samael::crypto::CryptoProvider;
-    let verified = samael::crypto::Crypto::reduce_xml_to_signed(
-        &xml,
-        &certs,
-        samael::crypto::ReduceMode::PreDigest,
-    )
-    .expect("signed by the SP key");
+    let verified = signed_by_sp(&s, &html, "SAMLResponse");
     assert!(
         verified.contains(&format!(r#"InResponseTo="{}""#, req.id)),
         "{verified}"
@@ -1004,23 +1006,7 @@ async fn sp_initiated_logout_to_a_post_only_idp_posts_a_signed_request() {
     let html = r.text().await.unwrap();
     assert_eq!(forms::form_action(&html).as_deref(), Some(IDP_SLO_POST));
     assert_eq!(forms::input(&html, "RelayState"), None);
-    let xml = String::from_utf8(
-        STANDARD
-            .decode(forms::input(&html, "SAMLRequest").unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let sp_cert = openssl::x509::X509::from_pem(s.sp_cert_pem.as_bytes()).unwrap();
-    let certs = [samael::crypto::CertificateDer::from(
-        sp_cert.to_der().unwrap(),
-    )];
-    use samael::crypto::CryptoProvider;
-    let verified = samael::crypto::Crypto::reduce_xml_to_signed(
-        &xml,
-        &certs,
-        samael::crypto::ReduceMode::PreDigest,
-    )
-    .expect("signed by the SP key");
+    let verified = signed_by_sp(&s, &html, "SAMLRequest");
     let lr: samael::schema::LogoutRequest = verified.parse().unwrap();
     assert_eq!(lr.name_id.unwrap().value, "alice");
     assert_eq!(lr.destination.as_deref(), Some(IDP_SLO_POST));

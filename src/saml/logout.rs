@@ -888,14 +888,7 @@ mod tests {
 
     #[test]
     fn redirect_query_signature_round_trip() {
-        let pair = crate::certgen::self_signed(&crate::certgen::CertSpec {
-            common_name: "idp".into(),
-            rsa_bits: 2048,
-            days: 5,
-            purpose: crate::certgen::Purpose::Saml,
-            san: vec![],
-        })
-        .unwrap();
+        let pair = key_pair();
         let key =
             super::super::decrypt::DecryptionKey::from_pem(pair.key_pem().unwrap().as_bytes())
                 .unwrap();
@@ -938,9 +931,9 @@ mod tests {
         assert!(parse_redirect_query("SAMLRequest=a&Signature=b").is_err());
     }
 
-    fn sp_pair() -> crate::certgen::KeyPair {
+    fn key_pair() -> crate::certgen::KeyPair {
         crate::certgen::self_signed(&crate::certgen::CertSpec {
-            common_name: "sp".into(),
+            common_name: "samlgate logout test".into(),
             rsa_bits: 2048,
             days: 5,
             purpose: crate::certgen::Purpose::Saml,
@@ -1138,7 +1131,7 @@ mod tests {
     #[test]
     fn enveloped_signature_round_trip_through_prefilter_and_libxmlsec1() {
         use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
-        let pair = sp_pair();
+        let pair = key_pair();
         let xml = logout_response_xml(&LogoutResponseSpec {
             id: "_p1",
             issue_instant: Utc::now(),
