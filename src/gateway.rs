@@ -1532,12 +1532,22 @@ impl Gateway {
         } else {
             m.xml
         };
+        // Bindings §3.5.5.2: a signed POST message names where it was sent, so one signed for
+        // another SP of the same IdP cannot be replayed here.
+        let destination_required = |d: &Option<String>| match d {
+            None if facts.response_signed => {
+                Err("signed HTTP-POST message has no Destination".to_string())
+            }
+            _ => Ok(()),
+        };
         if request {
             let lr = slo::parse_logout_request(&xml)?;
+            destination_required(&lr.destination)?;
             self.end_sessions(&v, lr, m.relay_state.as_deref(), conn, user)
                 .await
         } else {
             let lr = slo::parse_logout_response(&xml)?;
+            destination_required(&lr.destination)?;
             self.finish_sp_logout(&v, lr, &parts.headers, conn, user)
                 .await
         }

@@ -794,6 +794,15 @@ async fn bad_post_logout_requests_are_refused_with_their_reason_and_end_nothing(
         "Destination https://other.test/saml/slo is not our SLO URL",
     )
     .await;
+    let mut nowhere = Req::new(gw, "alice");
+    nowhere.destination = None;
+    refused(
+        gw,
+        &[("SAMLRequest", &signed(&nowhere))],
+        400,
+        "signed HTTP-POST message has no Destination",
+    )
+    .await;
     let mut stale = Req::new(gw, "alice");
     stale.issue_instant = Utc::now() - Duration::hours(2);
     refused(gw, &[("SAMLRequest", &signed(&stale))], 400, "is too old").await;
