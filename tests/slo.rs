@@ -1375,3 +1375,46 @@ async fn simplesamlphp_idp_initiated_logout_by_post_ends_the_gateway_session() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(gw_status(&c, gw).await, 401, "her gateway session is gone");
 }
+
+/// `saml.extra_logout_issuers` entries must be plain names: an empty one, or one with spaces
+/// or control characters, stops the configuration from loading, naming the key.
+#[test]
+fn extra_logout_issuers_are_validated() {
+    use samlgate::config::{validate, FileConfig, SamlSection, SessionSection};
+    let dir = tempfile::tempdir().unwrap();
+    let idp = TestIdp::generate(IDP_ENTITY);
+    std::fs::write(dir.path().join("idp.xml"), idp.metadata_xml(IDP_SSO)).unwrap();
+    std::fs::write(
+        dir.path().join("cookie.secret"),
+        "0123456789abcdef0123456789abcdef-test-secret",
+    )
+    .unwrap();
+    let load = |issuers: &[&str]| {
+        validate(
+            FileConfig {
+                public_url: Some("https://app.test".into()),
+                upstream: Some("http://127.0.0.1:9".into()),
+                saml: SamlSection {
+                    idp_metadata_file: Some("idp.xml".into()),
+                    extra_logout_issuers: issuers.iter().map(|s| s.to_string()).collect(),
+                    ..SamlSection::default()
+                },
+                session: SessionSection {
+                    cookie_secret_file: Some("cookie.secret".into()),
+                    ..SessionSection::default()
+                },
+                ..FileConfig::default()
+            },
+            dir.path(),
+        )
+    };
+    let ok = load(&["https://login.microsoftonline.com/contoso/"]).unwrap();
+    assert_eq!(
+        ok.saml.extra_logout_issuers,
+        ["https://login.microsoftonline.com/contoso/"]
+    );
+    for bad in ["", "https://idp.test/ x", "https://idp.test/\n"] {
+        let e = load(&["https://ok.test/", bad]).unwrap_err();
+        assert_eq!(e.key, "saml.extra_logout_issuers", "{bad:?}");
+    }
+}
