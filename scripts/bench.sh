@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks: installs what they need (nginx-light, wrk, the build and test packages), then
-# runs the pre-filter and ACS micro-benchmarks (criterion) and the proxy load test (wrk
+# runs the pre-filter, ACS and SLO micro-benchmarks (criterion) and the proxy load test (wrk
 # against nginx and samlgate on loopback, about two minutes). Extra arguments go to every
 # benchmark binary (e.g. a criterion filter). The load-test table is also written to
 # target/bench-proxy-load.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh bench
-cargo bench --locked --bench prefilter --bench acs --bench proxy_load -- "$@"
+cargo bench --locked --bench prefilter --bench acs --bench slo --bench proxy_load -- "$@"

@@ -122,6 +122,9 @@ pub struct SamlSection {
     /// Refuse IdP-initiated LogoutRequests (`GET /saml/slo`) without a valid Redirect-binding
     /// signature by one of the IdP's signing certificates.
     pub require_signed_logout_requests: bool,
+    /// Issuers accepted on logout messages besides the IdP's entity ID (for an IdP that
+    /// signs its logout messages under another name of itself).
+    pub extra_logout_issuers: Vec<String>,
 }
 
 impl Default for SamlSection {
@@ -156,6 +159,7 @@ impl Default for SamlSection {
             allow_idp_initiated: false,
             idp_initiated_default_path: "/".into(),
             require_signed_logout_requests: true,
+            extra_logout_issuers: Vec::new(),
         }
     }
 }
@@ -435,6 +439,8 @@ pub struct SamlSettings {
     pub allow_idp_initiated: bool,
     pub idp_initiated_default_path: String,
     pub require_signed_logout_requests: bool,
+    /// `saml.extra_logout_issuers`: more names the IdP's logout messages may carry as Issuer.
+    pub extra_logout_issuers: Vec<String>,
 }
 
 impl std::fmt::Debug for SamlSettings {
@@ -1161,6 +1167,17 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         }
         other => other,
     };
+    if let Some(bad) = s.extra_logout_issuers.iter().find(|i| {
+        i.is_empty() || i.len() > 1024 || i.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        return Err(ConfigError::new(
+            "saml.extra_logout_issuers",
+            format!(
+                "{:?} is not an issuer name: each must be a non-empty URI without spaces, at most 1024 characters",
+                crate::saml::error::clip(bad)
+            ),
+        ));
+    }
     if s.force_authn && s.is_passive {
         return Err(ConfigError::new(
             "saml.is_passive",
@@ -1409,6 +1426,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
             allow_idp_initiated: s.allow_idp_initiated,
             idp_initiated_default_path: s.idp_initiated_default_path,
             require_signed_logout_requests: s.require_signed_logout_requests,
+            extra_logout_issuers: s.extra_logout_issuers,
         },
         session: SessionSettings {
             cookie_name,

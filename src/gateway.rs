@@ -36,6 +36,7 @@ use crate::saml::logout::{self as slo, LogoutRequestSpec, LogoutResponseSpec};
 use crate::saml::metadata::{parse_idp_metadata, sp_metadata_xml_with_slo, SpMetadata};
 use crate::saml::metadata_source::CurrentIdp;
 use crate::saml::policy::{self, AttributeMap};
+use crate::saml::prefilter::{prefilter_root, Root};
 use crate::saml::replay::ReplayCache;
 use crate::saml::verify::Verifier;
 use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
@@ -150,33 +151,6 @@ impl EnvoyRemovals {
             | usize::from(v.groups.is_some()) << 1
             | usize::from(v.preferred_username.is_some()) << 2;
         self.signed_in[bits].as_ref()
-    }
-}
-
-/// The checks a LogoutRequest and a LogoutResponse from the IdP share (pure): the Issuer is
-/// the IdP, and a Destination, if present, is our SLO URL.
-fn logout_envelope(
-    issuer: Option<&str>,
-    destination: Option<&str>,
-    idp_entity_id: &str,
-    slo_url: &str,
-) -> Result<(), String> {
-    match issuer {
-        Some(i) if i == idp_entity_id => {}
-        Some(i) => {
-            return Err(format!(
-                "Issuer {} is not the IdP",
-                crate::saml::error::clip(i)
-            ))
-        }
-        None => return Err("no Issuer".into()),
-    }
-    match destination {
-        Some(d) if d != slo_url => Err(format!(
-            "Destination {} is not our SLO URL",
-            crate::saml::error::clip(d)
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -372,6 +346,37 @@ const LOGOUT_FORM_LIMIT: usize = 4096;
 /// this many times `server.header_read_timeout`: the setting operators already fit to their
 /// slowest clients, and 3 × the default 10 s leaves a half-megabyte form room on a slow link.
 const BODY_READ_TIMEOUT_FACTOR: u32 = 3;
+/// Why a Single Logout message was refused: the status and page kind it gets, and the reason
+/// the audit line `slo_refused` carries. Most are 400 `slo_refused`; a body too large, too
+/// slow or a full verification queue keep the ACS's status and kind.
+#[derive(Debug)]
+struct SloRefusal {
+    status: StatusCode,
+    kind: &'static str,
+    reason: String,
+}
+
+impl From<String> for SloRefusal {
+    fn from(reason: String) -> Self {
+        SloRefusal {
+            status: StatusCode::BAD_REQUEST,
+            kind: "slo_refused",
+            reason,
+        }
+    }
+}
+
+impl SloRefusal {
+    /// A body-reading (or queueing) failure, with the ACS's status and kind for it.
+    fn from_body(e: LoginError) -> Self {
+        SloRefusal {
+            status: e.status(),
+            kind: e.kind(),
+            reason: e.reason(),
+        }
+    }
+}
+
 /// How long our LogoutRequest waits for the IdP's LogoutResponse.
 const LOGOUT_REQUEST_TTL: Duration = Duration::from_secs(10 * 60);
 /// Oldest IssueInstant accepted on a logout message from the IdP (plus clock skew).
@@ -643,7 +648,7 @@ impl Gateway {
             Route::Login => self.explicit_login(&req, conn, policy),
             Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
-            Route::Slo => self.slo(&req, conn, policy, user).await,
+            Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
@@ -1455,8 +1460,10 @@ impl Gateway {
                 self.sessions.remove(&key).await;
                 self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
-                self.idp_logout_redirect(&s)
-                    .unwrap_or_else(|| self.signed_out())
+                match self.idp_logout(&s).await {
+                    Some(r) => r,
+                    None => self.signed_out(),
+                }
             }
             _ => pages::simple(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -1467,12 +1474,14 @@ impl Gateway {
         }
     }
 
-    /// `GET /saml/slo`: Single Logout over the HTTP-Redirect binding. A `SAMLRequest` is the
-    /// IdP ending the person's sessions (IdP-initiated, or another SP's sign-out); a
-    /// `SAMLResponse` answers the LogoutRequest we sent on sign-out.
+    /// `/saml/slo`: Single Logout. `GET` is the HTTP-Redirect binding, `POST` the HTTP-POST
+    /// binding (Okta answers by POST). A `SAMLRequest` is the IdP ending the person's sessions
+    /// (IdP-initiated, or another SP's sign-out); a `SAMLResponse` answers the LogoutRequest we
+    /// sent on sign-out. Both bindings end in the same checks ([`Self::end_sessions`],
+    /// [`Self::finish_sp_logout`]); they differ in how the message is read and authenticated.
     async fn slo(
         &self,
-        req: &Request<Incoming>,
+        req: Request<Incoming>,
         conn: ConnInfo,
         policy: &Policy,
         user: &mut Option<String>,
@@ -1484,36 +1493,163 @@ impl Gateway {
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         // Not HEAD: handling a logout message has side effects.
-        if req.method() != Method::GET {
-            return pages::simple(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Single Logout accepts only GET (HTTP-Redirect binding).",
-                browser,
-            );
-        }
-        let raw = req.uri().query().unwrap_or("");
-        let result = if raw.len() > 4 * slo::MAX_LOGOUT_PARAM_BYTES {
-            Err("query string too long".to_string())
-        } else {
-            match slo::parse_redirect_query(raw) {
-                Err(e) => Err(e),
-                Ok(m) if m.param == "SAMLRequest" => self.slo_request(&m, conn, user).await,
-                Ok(m) => self.slo_response(&m, req.headers(), conn, user).await,
+        let result = match *req.method() {
+            Method::GET => self.slo_redirect(&req, conn, user).await,
+            Method::POST => self.slo_post(req, conn, user).await,
+            _ => {
+                let mut r = pages::simple(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "Single Logout accepts GET (HTTP-Redirect binding) and POST (HTTP-POST binding).",
+                    browser,
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                return r;
             }
         };
         match result {
             Ok(r) => r,
-            Err(reason) => {
-                tracing::warn!(target: "samlgate::audit", event = "slo_refused", reason = %crate::saml::error::clip(&reason), client = %conn.client);
+            Err(e) => {
+                tracing::warn!(target: "samlgate::audit", event = "slo_refused", reason = %crate::saml::error::clip(&e.reason), client = %conn.client);
                 pages::simple(
-                    StatusCode::BAD_REQUEST,
-                    "slo_refused",
+                    e.status,
+                    e.kind,
                     "This sign-out message could not be accepted.",
                     browser,
                 )
             }
         }
+    }
+
+    /// `GET /saml/slo`: the HTTP-Redirect binding (signature over the query octets).
+    async fn slo_redirect(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Result<Response<Body>, SloRefusal> {
+        let raw = req.uri().query().unwrap_or("");
+        if raw.len() > 4 * slo::MAX_LOGOUT_PARAM_BYTES {
+            return Err("query string too long".to_string().into());
+        }
+        let m = slo::parse_redirect_query(raw)?;
+        let v = self.verifier.get();
+        let xml = slo::decode_redirect_param(&m.message)?;
+        if m.param == "SAMLRequest" {
+            let lr = slo::parse_logout_request(&xml)?;
+            let required = self.settings.saml.require_signed_logout_requests;
+            self.check_redirect_signature(&v, &m, required)?;
+            self.end_sessions(&v, lr, m.relay_state.as_deref(), conn, user)
+                .await
+        } else {
+            let lr = slo::parse_logout_response(&xml)?;
+            // The IdP may leave its LogoutResponse unsigned (SimpleSAMLphp without
+            // sign.logout); a signature that is there must verify. InResponseTo ties it to
+            // our request.
+            self.check_redirect_signature(&v, &m, false)?;
+            self.finish_sp_logout(&v, lr, req.headers(), conn, user)
+                .await
+        }
+    }
+
+    /// `POST /saml/slo`: the HTTP-POST binding. The form is read like the ACS's (form type,
+    /// size cap, read deadline); the XML goes through the ACS pre-filter with a logout root,
+    /// and an enveloped signature is verified by libxmlsec1 on the blocking pool, after which
+    /// only the bytes it covered are parsed. The signing rules are the Redirect binding's: a
+    /// LogoutRequest must be signed unless `saml.require_signed_logout_requests` is off, a
+    /// LogoutResponse may be unsigned, and a signature that is there must verify.
+    async fn slo_post(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        user: &mut Option<String>,
+    ) -> Result<Response<Body>, SloRefusal> {
+        let form_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
+        if !form_type {
+            return Err("POST body is not application/x-www-form-urlencoded"
+                .to_string()
+                .into());
+        }
+        let (parts, body) = req.into_parts();
+        let body = read_limited(body, slo::MAX_LOGOUT_FORM_BYTES, self.body_read_timeout())
+            .await
+            .map_err(SloRefusal::from_body)?;
+        let m = slo::parse_post_form(&body)?;
+        let v = self.verifier.get();
+        let request = m.param == "SAMLRequest";
+        let root = if request {
+            Root::LogoutRequest
+        } else {
+            Root::LogoutResponse
+        };
+        let facts = prefilter_root(m.xml.as_bytes(), &slo::prefilter_policy(&v.prefilter), root)
+            .map_err(|e| format!("refused by the pre-filter: {e}"))?;
+        let required = request && self.settings.saml.require_signed_logout_requests;
+        let xml = if facts.response_signed {
+            self.verified_logout_xml(&v, m.xml).await?
+        } else if required {
+            return Err("message is not signed".to_string().into());
+        } else {
+            m.xml
+        };
+        // Bindings §3.5.5.2: a signed POST message names where it was sent, so one signed for
+        // another SP of the same IdP cannot be replayed here.
+        let destination_required = |d: &Option<String>| match d {
+            None if facts.response_signed => {
+                Err("signed HTTP-POST message has no Destination".to_string())
+            }
+            _ => Ok(()),
+        };
+        if request {
+            let lr = slo::parse_logout_request(&xml)?;
+            destination_required(&lr.destination)?;
+            self.end_sessions(&v, lr, m.relay_state.as_deref(), conn, user)
+                .await
+        } else {
+            let lr = slo::parse_logout_response(&xml)?;
+            destination_required(&lr.destination)?;
+            self.finish_sp_logout(&v, lr, &parts.headers, conn, user)
+                .await
+        }
+    }
+
+    /// The signed content of a POST logout message, verified on the blocking pool under the
+    /// same permits as sign-ins.
+    async fn verified_logout_xml(
+        &self,
+        v: &Arc<Verifier>,
+        xml: String,
+    ) -> Result<String, SloRefusal> {
+        let permit = tokio::time::timeout(
+            VERIFY_QUEUE_WAIT,
+            self.verify_permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| SloRefusal::from_body(LoginError::Busy))?
+        .map_err(|_| "verification pool closed".to_string())?;
+        let v = v.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            v.verify_logout_signature(&xml)
+        })
+        .await
+        .map_err(|e| {
+            if e.is_panic() {
+                "signature verification panicked".to_string()
+            } else {
+                e.to_string()
+            }
+        })?
+        .map_err(SloRefusal::from)
     }
 
     /// Checks a Redirect-binding signature: a present signature must verify; an absent one is
@@ -1549,21 +1685,26 @@ impl Gateway {
         }
     }
 
-    async fn slo_request(
+    /// The Issuers the IdP's logout messages may carry (see [`slo::accepted_issuers`]).
+    fn logout_issuers(&self, v: &Verifier) -> Vec<String> {
+        slo::accepted_issuers(&v.idp.entity_id, &self.settings.saml.extra_logout_issuers)
+    }
+
+    /// An authenticated LogoutRequest (either binding): envelope, times and single use, then
+    /// every session it names ends, and the IdP gets its LogoutResponse.
+    async fn end_sessions(
         &self,
-        m: &slo::RedirectMessage,
+        v: &Arc<Verifier>,
+        lr: slo::LogoutRequest,
+        relay_state: Option<&str>,
         conn: ConnInfo,
         user: &mut Option<String>,
-    ) -> Result<Response<Body>, String> {
+    ) -> Result<Response<Body>, SloRefusal> {
         let s = &self.settings.saml;
-        let v = self.verifier.get();
-        let xml = slo::decode_redirect_param(&m.message)?;
-        let lr = slo::parse_logout_request(&xml)?;
-        self.check_redirect_signature(&v, m, s.require_signed_logout_requests)?;
-        logout_envelope(
+        slo::check_envelope(
             lr.issuer.as_deref(),
             lr.destination.as_deref(),
-            &v.idp.entity_id,
+            &self.logout_issuers(v),
             &self.slo_url,
         )?;
         let now = chrono::Utc::now();
@@ -1579,7 +1720,8 @@ impl Gateway {
             return Err(format!(
                 "LogoutRequest {} was already used",
                 crate::saml::error::clip(&lr.id)
-            ));
+            )
+            .into());
         }
         let mut ended = 0;
         if lr.session_indexes.is_empty() {
@@ -1594,55 +1736,113 @@ impl Gateway {
         }
         *user = Some(lr.name_id.clone());
         tracing::info!(target: "samlgate::audit", event = "slo", name_id = %crate::saml::error::clip(&lr.name_id), sessions_ended = ended, request_id = %crate::saml::error::clip(&lr.id), client = %conn.client);
+        self.answer_logout_request(v, &lr.id, relay_state, now)
+            .await
+    }
 
-        let Some(dest) = v.idp.slo_response_url.as_deref() else {
+    /// The LogoutResponse to the IdP, by the binding its metadata offers: HTTP-Redirect when
+    /// it has one, else an auto-submit HTTP-POST page, else (nowhere to answer) the
+    /// signed-out page.
+    async fn answer_logout_request(
+        &self,
+        v: &Arc<Verifier>,
+        in_response_to: &str,
+        relay_state: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Response<Body>, SloRefusal> {
+        let s = &self.settings.saml;
+        let id = new_request_id();
+        let response = |dest: &str| {
+            slo::logout_response_xml(&LogoutResponseSpec {
+                id: &id,
+                issue_instant: now,
+                destination: dest,
+                in_response_to,
+                issuer: &s.sp_entity_id,
+                status_code: slo::STATUS_SUCCESS,
+            })
+        };
+        if let Some(dest) = v.idp.slo_response_url.as_deref() {
+            let location = redirect_message_url(
+                dest,
+                "SAMLResponse",
+                &response(dest),
+                relay_state,
+                v.sp_key(),
+            )?;
+            return Ok(self.redirect_clearing_session(&location));
+        }
+        let Some(dest) = v.idp.slo_post_response_url.as_deref() else {
             // Nowhere to answer: the person simply sees they are signed out.
             return Ok(self.signed_out());
         };
-        let response = slo::logout_response_xml(&LogoutResponseSpec {
-            id: &new_request_id(),
-            issue_instant: now,
-            destination: dest,
-            in_response_to: &lr.id,
-            issuer: &s.sp_entity_id,
-            status_code: slo::STATUS_SUCCESS,
-        });
-        let location = redirect_message_url(
-            dest,
-            "SAMLResponse",
-            &response,
-            m.relay_state.as_deref(),
-            v.sp_key(),
-        )?;
-        Ok(self.redirect_clearing_session(&location))
+        self.auto_post(dest, "SAMLResponse", response(dest), &id, relay_state)
+            .await
+            .map_err(SloRefusal::from)
     }
 
-    async fn slo_response(
+    /// An auto-submit page that carries `xml` (whose root `ID` is `id`) to the IdP's `dest` by
+    /// the HTTP-POST binding, signed with an enveloped signature when an SP key is configured
+    /// (libxmlsec1, on the blocking pool). It also clears this browser's session cookie.
+    async fn auto_post(
         &self,
-        m: &slo::RedirectMessage,
+        dest: &str,
+        param: &str,
+        xml: String,
+        id: &str,
+        relay_state: Option<&str>,
+    ) -> Result<Response<Body>, String> {
+        let s = &self.settings.saml;
+        let xml = match s.sp_key_pem.clone() {
+            Some(key) => {
+                let (cert, id) = (s.sp_cert_pem.clone(), id.to_string());
+                tokio::task::spawn_blocking(move || {
+                    slo::sign_enveloped(&xml, &id, &key, cert.as_deref())
+                })
+                .await
+                .map_err(|e| format!("signing the {param} failed: {e}"))??
+            }
+            None => xml,
+        };
+        let (html, csp) = slo::auto_post_page(dest, param, &xml, relay_state)?;
+        let mut r = Response::new(proxy::full(html));
+        let csp = HeaderValue::from_str(&csp).map_err(|_| "SLO URL unfit for a CSP".to_string())?;
+        pages::set_page_headers(r.headers_mut(), "text/html; charset=utf-8", csp);
+        if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+        Ok(r)
+    }
+
+    /// The IdP's LogoutResponse to our LogoutRequest (either binding, authenticated as the
+    /// binding allows): Issuer and Destination first, then InResponseTo consumes our pending
+    /// id (single use), then the local session, if still there, ends.
+    async fn finish_sp_logout(
+        &self,
+        v: &Verifier,
+        lr: slo::LogoutResponse,
         headers: &HeaderMap,
         conn: ConnInfo,
         user: &mut Option<String>,
-    ) -> Result<Response<Body>, String> {
-        let v = self.verifier.get();
-        let xml = slo::decode_redirect_param(&m.message)?;
-        let lr = slo::parse_logout_response(&xml)?;
-        // The IdP may leave its LogoutResponse unsigned (SimpleSAMLphp without sign.logout);
-        // a signature that is there must verify. InResponseTo ties it to our request.
-        self.check_redirect_signature(&v, m, false)?;
-        let irt = lr.in_response_to.as_deref().ok_or("no InResponseTo")?;
+    ) -> Result<Response<Body>, SloRefusal> {
+        let irt = lr
+            .in_response_to
+            .as_deref()
+            .ok_or("no InResponseTo".to_string())?;
+        // Before the pending id is spent: a message refused here leaves it for the real one.
+        slo::check_envelope(
+            lr.issuer.as_deref(),
+            lr.destination.as_deref(),
+            &self.logout_issuers(v),
+            &self.slo_url,
+        )?;
         if self.logout_requests.remove(irt).is_none() {
             return Err(format!(
                 "InResponseTo {} answers no LogoutRequest of ours (or was used)",
                 crate::saml::error::clip(irt)
-            ));
+            )
+            .into());
         }
-        logout_envelope(
-            lr.issuer.as_deref(),
-            lr.destination.as_deref(),
-            &v.idp.entity_id,
-            &self.slo_url,
-        )?;
         // Our local session is already gone; the session cookie is cleared regardless.
         if let Some((key, s)) = self.authenticate(headers).await {
             *user = Some(s.identity.user.clone());
@@ -1673,13 +1873,17 @@ impl Gateway {
     }
 
     /// SP-initiated Single Logout: when the IdP has an SLO endpoint and we can sign, the
-    /// browser is sent there with a signed LogoutRequest for this session, by a page that
-    /// refreshes to it (`pages::signing_out_at_idp`: a redirect after the sign-out form would
-    /// be blocked by the form page's CSP `form-action`).
-    fn idp_logout_redirect(&self, session: &Session) -> Option<Response<Body>> {
+    /// browser is sent there with a signed LogoutRequest for this session. By HTTP-Redirect
+    /// when the IdP offers it, through a page that refreshes to it
+    /// (`pages::signing_out_at_idp`: a redirect after the sign-out form would be blocked by
+    /// the form page's CSP `form-action`); else by an auto-submit HTTP-POST page.
+    async fn idp_logout(&self, session: &Session) -> Option<Response<Body>> {
         let v = self.verifier.get();
-        let dest = v.idp.slo_redirect_url.as_deref()?;
         let key = v.sp_key()?;
+        let (dest, by_redirect) = match v.idp.slo_redirect_url.as_deref() {
+            Some(url) => (url, true),
+            None => (v.idp.slo_post_url.as_deref()?, false),
+        };
         if !pages::is_http_url(dest) {
             tracing::error!(slo_url = %crate::saml::error::clip(dest), "the IdP's SingleLogoutService is not an http(s) URL; signing out locally only");
             return None;
@@ -1694,14 +1898,21 @@ impl Gateway {
             name_id_format: session.identity.name_id_format.as_deref(),
             session_index: session.identity.session_index.as_deref(),
         });
-        match redirect_message_url(dest, "SAMLRequest", &xml, None, Some(key)) {
-            Ok(location) => {
-                self.logout_requests.insert(id.clone(), ());
-                tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
+        let response = if by_redirect {
+            redirect_message_url(dest, "SAMLRequest", &xml, None, Some(key)).map(|location| {
                 let mut r = pages::signing_out_at_idp(&location);
                 if let Ok(v) = HeaderValue::from_str(&self.session_cookie().clear()) {
                     r.headers_mut().append(header::SET_COOKIE, v);
                 }
+                r
+            })
+        } else {
+            self.auto_post(dest, "SAMLRequest", xml, &id, None).await
+        };
+        match response {
+            Ok(r) => {
+                self.logout_requests.insert(id.clone(), ());
+                tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
                 Some(r)
             }
             Err(e) => {
@@ -1862,25 +2073,6 @@ mod tests {
         assert_eq!(route("/saml/auth", &p), Route::ForwardAuth);
         assert_eq!(route("/saml/auth/api/items", &p), Route::ForwardAuth);
         assert_eq!(route("/saml/authx", &p), Route::UnknownGatewayPath);
-    }
-
-    #[test]
-    fn logout_messages_must_come_from_the_idp_to_our_slo_url() {
-        let idp = "https://idp.test/metadata";
-        let slo = "https://app.test/saml/slo";
-        assert_eq!(logout_envelope(Some(idp), Some(slo), idp, slo), Ok(()));
-        assert_eq!(logout_envelope(Some(idp), None, idp, slo), Ok(()));
-        assert!(logout_envelope(None, Some(slo), idp, slo).is_err());
-        assert!(
-            logout_envelope(Some("https://evil.test"), Some(slo), idp, slo)
-                .unwrap_err()
-                .contains("not the IdP")
-        );
-        assert!(
-            logout_envelope(Some(idp), Some("https://app.test/other"), idp, slo)
-                .unwrap_err()
-                .contains("not our SLO URL")
-        );
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Single Logout (SAML profiles §4.4) over the HTTP-Redirect binding: the LogoutRequest and
-//! LogoutResponse we build, the strict little parser for the ones the IdP sends, bounded
-//! inflation of `SAMLRequest` / `SAMLResponse`, and the Redirect-binding signature check
-//! over the raw query octets (bindings §3.4.4.1).
+//! Single Logout (SAML profiles §4.4) over the HTTP-Redirect and HTTP-POST bindings: the
+//! LogoutRequest and LogoutResponse we build, the strict little parser for the ones the IdP
+//! sends, bounded inflation of Redirect `SAMLRequest` / `SAMLResponse`, the Redirect-binding
+//! signature check over the raw query octets (bindings §3.4.4.1), the POST form, which
+//! issuers a logout message may carry, and the auto-submit page a POST answer travels in.
 //!
-//! Logout messages are small and carry no XML signature (the Redirect binding signs the query
-//! string), so they never reach libxmlsec1: a streaming quick-xml pass refuses DOCTYPE,
-//! processing instructions, unknown roots, deep or large documents, and reads only the few
-//! fields SLO needs.
+//! A Redirect message carries no XML signature (the binding signs the query string), so it
+//! never reaches libxmlsec1: a streaming quick-xml pass refuses DOCTYPE, processing
+//! instructions, unknown roots, deep or large documents, and reads only the few fields SLO
+//! needs. A POST message carries an enveloped XML signature instead: the gateway screens it
+//! with the ACS pre-filter (logout root), has libxmlsec1 verify it, and parses only the bytes
+//! the signature covered, with the same strict parser.
 
 use std::io::Read;
 
@@ -504,6 +507,248 @@ impl RedirectMessage {
     }
 }
 
+// ---- HTTP-POST binding ----------------------------------------------------------------------
+
+/// Largest base64 `SAMLRequest` / `SAMLResponse` form field: a signed message with its
+/// certificate is 4–8 KB; this leaves room for the whole [`MAX_LOGOUT_XML_BYTES`].
+pub const MAX_LOGOUT_POST_PARAM_BYTES: usize = MAX_LOGOUT_XML_BYTES / 3 * 4 + 4;
+/// Largest POST body read at `/saml/slo`: form encoding may triple `+`, `/` and `=`, so twice
+/// the field plus room for `RelayState` (the ACS sizes its body the same way).
+pub const MAX_LOGOUT_FORM_BYTES: usize = 2 * MAX_LOGOUT_POST_PARAM_BYTES + 8192;
+
+/// Longest `RelayState` accepted in a POST form; it is echoed to the IdP. The bindings ask for
+/// at most 80 bytes; IdPs that send more stay far below this.
+pub const MAX_RELAY_STATE_BYTES: usize = 4096;
+
+/// The SAML fields of an HTTP-POST binding form (bindings §3.5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostMessage {
+    /// `SAMLRequest` or `SAMLResponse`.
+    pub param: &'static str,
+    /// The decoded XML (unauthenticated until its signature has been verified).
+    pub xml: String,
+    pub relay_state: Option<String>,
+}
+
+/// Splits a urlencoded POST body: exactly one of `SAMLRequest` / `SAMLResponse`, each SAML
+/// field at most once, no `SigAlg` / `Signature` (those belong to the POST-SimpleSign
+/// binding, which samlgate does not accept), then base64 → UTF-8 with the size bound.
+pub fn parse_post_form(body: &[u8]) -> Result<PostMessage, String> {
+    let mut fields: [Option<String>; 3] = [None, None, None];
+    const NAMES: [&str; 3] = ["SAMLRequest", "SAMLResponse", "RelayState"];
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if k == "SigAlg" || k == "Signature" {
+            return Err(format!(
+                "form field {k} belongs to the POST-SimpleSign binding, which is not accepted"
+            ));
+        }
+        if let Some(i) = NAMES.iter().position(|n| *n == k) {
+            if fields[i].is_some() {
+                return Err(format!("{k} appears twice"));
+            }
+            fields[i] = Some(v.into_owned());
+        }
+    }
+    let [request, response, relay_state] = fields;
+    if let Some(r) = relay_state
+        .as_ref()
+        .filter(|r| r.len() > MAX_RELAY_STATE_BYTES)
+    {
+        return Err(format!(
+            "RelayState is {} bytes long (at most {MAX_RELAY_STATE_BYTES})",
+            r.len()
+        ));
+    }
+    let (param, b64) = match (request, response) {
+        (Some(r), None) => ("SAMLRequest", r),
+        (None, Some(r)) => ("SAMLResponse", r),
+        (Some(_), Some(_)) => return Err("both SAMLRequest and SAMLResponse".into()),
+        (None, None) => return Err("no SAMLRequest or SAMLResponse".into()),
+    };
+    Ok(PostMessage {
+        param,
+        xml: decode_post_param(&b64)?,
+        relay_state,
+    })
+}
+
+/// base64 (line breaks allowed) → UTF-8, bounded.
+pub fn decode_post_param(b64: &str) -> Result<String, String> {
+    let compact: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if compact.len() > MAX_LOGOUT_POST_PARAM_BYTES {
+        return Err(format!(
+            "encoded message is {} bytes, over the {MAX_LOGOUT_POST_PARAM_BYTES}-byte limit",
+            compact.len()
+        ));
+    }
+    let raw = STANDARD
+        .decode(&compact)
+        .map_err(|e| format!("message is not base64: {e}"))?;
+    String::from_utf8(raw).map_err(|_| "message is not UTF-8".into())
+}
+
+/// The pre-filter's limits for a POST logout message: the ACS policy (algorithms, SHA-1
+/// opt-in) with this module's size and shape caps, which no real logout message comes near.
+pub fn prefilter_policy(
+    acs: &super::prefilter::PrefilterPolicy,
+) -> super::prefilter::PrefilterPolicy {
+    super::prefilter::PrefilterPolicy {
+        max_bytes: MAX_LOGOUT_XML_BYTES,
+        max_depth: MAX_DEPTH,
+        max_elements: MAX_ELEMENTS,
+        ..acs.clone()
+    }
+}
+
+// ---- who may sign a logout message ----------------------------------------------------------
+
+/// Microsoft Entra ID's second name for a tenant. Its metadata (and its assertions) name the
+/// IdP `https://sts.windows.net/<tenant>/`, but its LogoutResponse carries
+/// `https://login.microsoftonline.com/<tenant>/`. Derived only from an entity ID of exactly
+/// that first form with a GUID tenant, so it names the same tenant on another
+/// Microsoft-controlled host; the message must still be signed by the metadata's certificates.
+pub fn entra_logout_issuer(entity_id: &str) -> Option<String> {
+    let tenant = entity_id
+        .strip_prefix("https://sts.windows.net/")?
+        .strip_suffix('/')?;
+    is_guid(tenant).then(|| format!("https://login.microsoftonline.com/{tenant}/"))
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Every Issuer a logout message from the IdP may carry: its entity ID, Entra's derived
+/// variant ([`entra_logout_issuer`]) and `saml.extra_logout_issuers`.
+pub fn accepted_issuers(entity_id: &str, extra: &[String]) -> Vec<String> {
+    let mut out = vec![entity_id.to_string()];
+    out.extend(entra_logout_issuer(entity_id));
+    out.extend(extra.iter().cloned());
+    out
+}
+
+/// The checks a LogoutRequest and a LogoutResponse from the IdP share: the Issuer is one of
+/// `issuers`, and a Destination, if present, is our SLO URL.
+pub fn check_envelope(
+    issuer: Option<&str>,
+    destination: Option<&str>,
+    issuers: &[String],
+    slo_url: &str,
+) -> Result<(), String> {
+    match issuer {
+        Some(i) if issuers.iter().any(|a| a == i) => {}
+        Some(i) => return Err(format!("Issuer {} is not the IdP", super::error::clip(i))),
+        None => return Err("no Issuer".into()),
+    }
+    match destination {
+        Some(d) if d != slo_url => Err(format!(
+            "Destination {} is not our SLO URL",
+            super::error::clip(d)
+        )),
+        _ => Ok(()),
+    }
+}
+
+// ---- answering by HTTP-POST -----------------------------------------------------------------
+
+/// The only script on the auto-submit page; the page's CSP allows exactly its hash.
+const AUTO_SUBMIT_SCRIPT: &str = "document.forms[0].submit();";
+
+/// An auto-submit page carrying `param` (`xml`, base64-encoded) and `relay_state` to `action`, and its
+/// Content-Security-Policy: the one script by hash. No `form-action`: Chromium applies it to
+/// every redirect after the form's POST, and the IdP answers with redirects to its own pages,
+/// to samlgate or to other service providers, which a `form-action` naming only the IdP would
+/// block (the sign-out would stall half-way). The page has no text an attacker chooses
+/// unescaped and runs no other script, so there is no injected form for `form-action` to stop.
+/// Without JavaScript the person presses the button.
+pub fn auto_post_page(
+    action: &str,
+    param: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+) -> Result<(String, String), String> {
+    let url = url::Url::parse(action).map_err(|e| format!("bad SLO URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!(
+            "SLO URL {} is not http(s)",
+            super::error::clip(action)
+        ));
+    }
+    let digest = openssl::sha::sha256(AUTO_SUBMIT_SCRIPT.as_bytes());
+    let csp = format!(
+        "default-src 'none'; script-src 'sha256-{}'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        STANDARD.encode(digest)
+    );
+    let relay = relay_state
+        .map(|r| {
+            format!(
+                r#"<input type="hidden" name="RelayState" value="{}">"#,
+                xml_escape(r)
+            )
+        })
+        .unwrap_or_default();
+    let html = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing out</title></head><body><form method="post" action="{action}"><input type="hidden" name="{param}" value="{value}">{relay}<p>Finishing sign-out at your identity provider.</p><button type="submit">Continue</button></form><script>{AUTO_SUBMIT_SCRIPT}</script></body></html>"#,
+        action = xml_escape(action),
+        param = xml_escape(param),
+        value = STANDARD.encode(xml.as_bytes()),
+    );
+    Ok((html, csp))
+}
+
+/// Signs `xml` (whose root has `ID="{id}"`) with an enveloped rsa-sha256 signature placed
+/// after its Issuer, as SAML core §5.4 asks, by libxmlsec1. `key_pem` is the SP key;
+/// `cert_pem`, when set, goes into KeyInfo. Blocking.
+pub fn sign_enveloped(
+    xml: &str,
+    id: &str,
+    key_pem: &[u8],
+    cert_pem: Option<&str>,
+) -> Result<String, String> {
+    let key_der = openssl::pkey::PKey::private_key_from_pem(key_pem)
+        .and_then(|k| k.rsa())
+        .and_then(|r| r.private_key_to_der())
+        .map_err(|e| format!("SP key unusable for XML signing: {e}"))?;
+    let key_info = match cert_pem {
+        Some(pem) => {
+            let der = X509::from_pem(pem.as_bytes())
+                .and_then(|c| c.to_der())
+                .map_err(|e| format!("SP certificate unreadable: {e}"))?;
+            format!(
+                "<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>",
+                STANDARD.encode(der)
+            )
+        }
+        None => String::new(),
+    };
+    let template = format!(
+        r##"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="{SIG_ALG_RSA_SHA256}"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue></ds:SignatureValue>{key_info}</ds:Signature>"##,
+        id = xml_escape(id),
+    );
+    let at = xml
+        .find("</saml:Issuer>")
+        .map(|i| i + "</saml:Issuer>".len())
+        .ok_or("message has no saml:Issuer to place the signature after")?;
+    let unsigned = format!("{}{template}{}", &xml[..at], &xml[at..]);
+    use samael::crypto::CryptoProvider;
+    let signed = samael::crypto::Crypto::sign_xml(&unsigned, &key_der)
+        .map_err(|e| format!("XML signing failed: {e}"))?;
+    // libxml2 adds an XML declaration; the form carries the element alone.
+    Ok(match signed.trim().strip_prefix("<?xml") {
+        Some(rest) => rest
+            .find("?>")
+            .map(|end| rest[end + 2..].trim_start().to_string())
+            .unwrap_or(signed),
+        None => signed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,14 +891,7 @@ mod tests {
 
     #[test]
     fn redirect_query_signature_round_trip() {
-        let pair = crate::certgen::self_signed(&crate::certgen::CertSpec {
-            common_name: "idp".into(),
-            rsa_bits: 2048,
-            days: 5,
-            purpose: crate::certgen::Purpose::Saml,
-            san: vec![],
-        })
-        .unwrap();
+        let pair = key_pair();
         let key =
             super::super::decrypt::DecryptionKey::from_pem(pair.key_pem().unwrap().as_bytes())
                 .unwrap();
@@ -694,5 +932,312 @@ mod tests {
         assert!(parse_redirect_query("SAMLRequest=a&SAMLRequest=b").is_err());
         assert!(parse_redirect_query("RelayState=a").is_err());
         assert!(parse_redirect_query("SAMLRequest=a&Signature=b").is_err());
+    }
+
+    fn key_pair() -> crate::certgen::KeyPair {
+        crate::certgen::self_signed(&crate::certgen::CertSpec {
+            common_name: "samlgate logout test".into(),
+            rsa_bits: 2048,
+            days: 5,
+            purpose: crate::certgen::Purpose::Saml,
+            san: vec![],
+        })
+        .unwrap()
+    }
+
+    fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+            .into_bytes()
+    }
+
+    #[test]
+    fn post_form_takes_exactly_one_message_and_no_simplesign_fields() {
+        let xml = request(Utc::now());
+        let b64 = STANDARD.encode(&xml);
+        let m = parse_post_form(&form(&[("SAMLRequest", &b64), ("RelayState", "r+1")])).unwrap();
+        assert_eq!(m.param, "SAMLRequest");
+        assert_eq!(m.xml, xml);
+        assert_eq!(m.relay_state.as_deref(), Some("r+1"));
+        // IdPs wrap base64 at 64 or 76 columns.
+        let wrapped: String = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect();
+        let m = parse_post_form(&form(&[("SAMLResponse", &wrapped)])).unwrap();
+        assert_eq!((m.param, m.xml.as_str()), ("SAMLResponse", xml.as_str()));
+        let long_relay = "r".repeat(MAX_RELAY_STATE_BYTES + 1);
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("SAMLRequest", &b64), ("SAMLRequest", &b64)],
+                "SAMLRequest appears twice",
+            ),
+            (
+                &[("SAMLRequest", &b64), ("SAMLResponse", &b64)],
+                "both SAMLRequest and SAMLResponse",
+            ),
+            (&[("RelayState", "x")], "no SAMLRequest or SAMLResponse"),
+            (
+                &[
+                    ("SAMLRequest", &b64),
+                    ("RelayState", "a"),
+                    ("RelayState", "b"),
+                ],
+                "RelayState appears twice",
+            ),
+            (&[("SAMLRequest", &b64), ("SigAlg", "x")], "POST-SimpleSign"),
+            (&[("SAMLRequest", "!!!")], "not base64"),
+            (
+                &[("SAMLRequest", &b64), ("RelayState", &long_relay)],
+                "RelayState is 4097 bytes long (at most 4096)",
+            ),
+            (
+                &[("SAMLRequest", &STANDARD.encode([0xff, 0xfe]))],
+                "not UTF-8",
+            ),
+        ];
+        for (fields, want) in cases {
+            let err = parse_post_form(&form(fields)).unwrap_err();
+            assert!(err.contains(want), "{fields:?}: {err}");
+        }
+        let big = "A".repeat(MAX_LOGOUT_POST_PARAM_BYTES + 4);
+        let err = parse_post_form(&form(&[("SAMLRequest", &big)])).unwrap_err();
+        assert!(err.contains("over the"), "{err}");
+    }
+
+    #[test]
+    fn entra_variant_is_derived_only_from_an_exact_sts_entity_with_a_guid_tenant() {
+        let guid = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        let cases: &[(String, Option<String>)] = &[
+            (
+                format!("https://sts.windows.net/{guid}/"),
+                Some(format!("https://login.microsoftonline.com/{guid}/")),
+            ),
+            (
+                format!("https://sts.windows.net/{}/", guid.to_uppercase()),
+                Some(format!(
+                    "https://login.microsoftonline.com/{}/",
+                    guid.to_uppercase()
+                )),
+            ),
+            // No trailing slash, another scheme or host, a path, a name for a tenant.
+            (format!("https://sts.windows.net/{guid}"), None),
+            (format!("http://sts.windows.net/{guid}/"), None),
+            (format!("https://sts.windows.net.evil.test/{guid}/"), None),
+            (format!("https://evil.test/sts.windows.net/{guid}/"), None),
+            (format!("https://sts.windows.net/{guid}/x/"), None),
+            (
+                "https://sts.windows.net/contoso.onmicrosoft.com/".into(),
+                None,
+            ),
+            (
+                "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db4/".into(),
+                None,
+            ),
+            (
+                "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db4g/".into(),
+                None,
+            ),
+            ("https://sts.windows.net//".into(), None),
+            (format!("https://login.microsoftonline.com/{guid}/"), None),
+        ];
+        for (entity, want) in cases {
+            assert_eq!(&entra_logout_issuer(entity), want, "{entity}");
+        }
+        let issuers = accepted_issuers(
+            &format!("https://sts.windows.net/{guid}/"),
+            &["https://extra.test/".to_string()],
+        );
+        assert_eq!(issuers.len(), 3);
+        assert_eq!(
+            accepted_issuers("https://idp.test", &[]),
+            ["https://idp.test"]
+        );
+    }
+
+    #[test]
+    fn logout_messages_must_come_from_an_accepted_issuer_to_our_slo_url() {
+        let idp = vec!["https://idp.test/metadata".to_string()];
+        let slo = "https://app.test/saml/slo";
+        let i = Some(idp[0].as_str());
+        assert_eq!(check_envelope(i, Some(slo), &idp, slo), Ok(()));
+        assert_eq!(check_envelope(i, None, &idp, slo), Ok(()));
+        assert_eq!(
+            check_envelope(None, Some(slo), &idp, slo).unwrap_err(),
+            "no Issuer"
+        );
+        assert!(
+            check_envelope(Some("https://evil.test"), Some(slo), &idp, slo)
+                .unwrap_err()
+                .contains("not the IdP")
+        );
+        // Exact match only: no prefix, case or slash leniency.
+        for near in [
+            "https://idp.test/metadata/",
+            "HTTPS://idp.test/metadata",
+            "https://idp.test/",
+        ] {
+            assert!(
+                check_envelope(Some(near), None, &idp, slo).is_err(),
+                "{near}"
+            );
+        }
+        assert!(check_envelope(i, Some("https://app.test/other"), &idp, slo)
+            .unwrap_err()
+            .contains("not our SLO URL"));
+        let two = vec![idp[0].clone(), "https://second.test/".to_string()];
+        assert_eq!(
+            check_envelope(Some("https://second.test/"), None, &two, slo),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn auto_post_page_allows_only_its_own_script() {
+        let (html, csp) = auto_post_page(
+            "https://idp.example.com:8443/slo?x=1&y=2",
+            "SAMLResponse",
+            "<x/>",
+            Some("r\"<script>"),
+        )
+        .unwrap();
+        let hash = STANDARD.encode(openssl::sha::sha256(AUTO_SUBMIT_SCRIPT.as_bytes()));
+        assert!(
+            csp.contains(&format!("script-src 'sha256-{hash}';")),
+            "{csp}"
+        );
+        // No form-action: it would block the IdP's redirects after the POST.
+        assert!(!csp.contains("form-action"), "{csp}");
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
+        assert!(html.contains(&format!("<script>{AUTO_SUBMIT_SCRIPT}</script>")));
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(html.contains(r#"action="https://idp.example.com:8443/slo?x=1&amp;y=2""#));
+        assert!(html.contains(&format!(
+            r#"name="SAMLResponse" value="{}""#,
+            STANDARD.encode("<x/>")
+        )));
+        assert!(html.contains(r#"value="r&quot;&lt;script&gt;""#), "{html}");
+        assert!(
+            html.contains(r#"<button type="submit">"#),
+            "works without JavaScript"
+        );
+        assert!(auto_post_page("javascript:alert(1)", "SAMLResponse", "", None).is_err());
+        assert!(auto_post_page("not a url", "SAMLResponse", "", None).is_err());
+    }
+
+    /// What we sign by POST passes our own pre-filter and libxmlsec1 verification, and the
+    /// verified bytes parse back; a changed byte fails.
+    #[test]
+    fn enveloped_signature_round_trip_through_prefilter_and_libxmlsec1() {
+        use samael::crypto::{CertificateDer, Crypto, CryptoProvider, ReduceMode};
+        let pair = key_pair();
+        let xml = logout_response_xml(&LogoutResponseSpec {
+            id: "_p1",
+            issue_instant: Utc::now(),
+            destination: "https://idp/slo",
+            in_response_to: "_r1",
+            issuer: "https://app/saml/metadata",
+            status_code: STATUS_SUCCESS,
+        });
+        let cert_pem = pair.cert_pem().unwrap();
+        let signed = sign_enveloped(
+            &xml,
+            "_p1",
+            pair.key_pem().unwrap().as_bytes(),
+            Some(&cert_pem),
+        )
+        .unwrap();
+        assert!(!signed.starts_with("<?xml"));
+        assert!(
+            signed.find("</saml:Issuer><ds:Signature").is_some(),
+            "after the Issuer"
+        );
+        let policy = prefilter_policy(&super::super::prefilter::PrefilterPolicy::default());
+        let root = super::super::prefilter::Root::LogoutResponse;
+        let facts =
+            super::super::prefilter::prefilter_root(signed.as_bytes(), &policy, root).unwrap();
+        assert!(facts.response_signed);
+        let der = X509::from_pem(cert_pem.as_bytes())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let certs = [CertificateDer::from(der)];
+        let verified =
+            Crypto::reduce_xml_to_signed(&signed, &certs, ReduceMode::PreDigest).unwrap();
+        let back = parse_logout_response(&verified).unwrap();
+        assert_eq!(back.in_response_to.as_deref(), Some("_r1"));
+        assert_eq!(back.status_code.as_deref(), Some(STATUS_SUCCESS));
+        let tampered = signed.replace("InResponseTo=\"_r1\"", "InResponseTo=\"_r2\"");
+        assert!(Crypto::reduce_xml_to_signed(&tampered, &certs, ReduceMode::PreDigest).is_err());
+    }
+
+    #[test]
+    fn prefilter_screens_logout_messages_like_responses() {
+        use super::super::prefilter::{prefilter_root, PrefilterError, Root};
+        let policy = prefilter_policy(&super::super::prefilter::PrefilterPolicy::default());
+        let ok = request(Utc::now());
+        let facts = prefilter_root(ok.as_bytes(), &policy, Root::LogoutRequest).unwrap();
+        assert_eq!(facts.response_id.as_deref(), Some("_r1"));
+        assert_eq!(facts.issuer.as_deref(), Some("https://idp"));
+        assert!(!facts.response_signed);
+        // The other logout root, a Response, a DOCTYPE, an assertion smuggled in.
+        assert!(matches!(
+            prefilter_root(ok.as_bytes(), &policy, Root::LogoutResponse),
+            Err(PrefilterError::WrongDecryptedRoot {
+                expected: "samlp:LogoutResponse",
+                ..
+            })
+        ));
+        let doctype = format!("<!DOCTYPE x [<!ENTITY e \"boom\">]>{ok}");
+        assert_eq!(
+            prefilter_root(doctype.as_bytes(), &policy, Root::LogoutRequest),
+            Err(PrefilterError::Doctype)
+        );
+        let with_assertion = ok.replace(
+            "</samlp:LogoutRequest>",
+            r#"<saml:Assertion ID="_a" Version="2.0"/></samlp:LogoutRequest>"#,
+        );
+        assert_eq!(
+            prefilter_root(with_assertion.as_bytes(), &policy, Root::LogoutRequest)
+                .unwrap_err()
+                .to_string(),
+            "element saml:Assertion not allowed inside samlp:LogoutRequest"
+        );
+        // A signature whose Reference names another element, or with an XSLT transform.
+        let sig = |uri: &str, transform: &str| {
+            ok.replace(
+                "</saml:Issuer>",
+                &format!(
+                    r#"</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="{uri}"><ds:Transforms><ds:Transform Algorithm="{transform}"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature>"#
+                ),
+            )
+        };
+        let env = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+        let signed = prefilter_root(sig("#_r1", env).as_bytes(), &policy, Root::LogoutRequest);
+        assert!(signed.unwrap().response_signed);
+        assert_eq!(
+            prefilter_root(sig("#_other", env).as_bytes(), &policy, Root::LogoutRequest)
+                .unwrap_err()
+                .to_string(),
+            "Reference URI #_other does not point at the ID of the signed samlp:LogoutRequest"
+        );
+        assert!(matches!(
+            prefilter_root(
+                sig("http://127.0.0.1/x", env).as_bytes(),
+                &policy,
+                Root::LogoutRequest
+            ),
+            Err(PrefilterError::ReferenceUriNotAllowed(_))
+        ));
+        assert!(matches!(
+            prefilter_root(
+                sig("#_r1", "http://www.w3.org/TR/1999/REC-xslt-19991116").as_bytes(),
+                &policy,
+                Root::LogoutRequest
+            ),
+            Err(PrefilterError::TransformNotAllowed(_))
+        ));
     }
 }

@@ -7,6 +7,7 @@ use super::decrypt;
 use super::xml_escape;
 
 const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+const POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 
 /// What the gateway needs from the IdP's metadata, checked at start.
 #[derive(Debug, Clone)]
@@ -17,6 +18,11 @@ pub struct IdpInfo {
     /// LogoutRequests and LogoutResponses go (its `ResponseLocation` for responses, if set).
     pub slo_redirect_url: Option<String>,
     pub slo_response_url: Option<String>,
+    /// The IdP's `SingleLogoutService` with the HTTP-POST binding: where LogoutRequests and
+    /// (at its `ResponseLocation`, if set) LogoutResponses go when it offers no HTTP-Redirect
+    /// one.
+    pub slo_post_url: Option<String>,
+    pub slo_post_response_url: Option<String>,
     pub descriptor: EntityDescriptor,
     pub signing_cert_count: usize,
 }
@@ -88,18 +94,23 @@ pub fn parse_idp_metadata(
         .find(|e| e.binding == REDIRECT_BINDING)
         .map(|e| e.location.clone())
         .ok_or(MetadataError::NoRedirectSso)?;
-    let slo = descriptor
-        .idp_sso_descriptors
-        .iter()
-        .flatten()
-        .flat_map(|d| d.single_logout_services.iter())
-        .find(|e| e.binding == REDIRECT_BINDING);
-    let slo_redirect_url = slo.map(|e| e.location.clone());
-    let slo_response_url = slo.map(|e| {
+    let slo = |binding: &str| {
+        descriptor
+            .idp_sso_descriptors
+            .iter()
+            .flatten()
+            .flat_map(|d| d.single_logout_services.iter())
+            .find(|e| e.binding == binding)
+    };
+    let response_url = |e: &samael::metadata::Endpoint| {
         e.response_location
             .clone()
             .unwrap_or_else(|| e.location.clone())
-    });
+    };
+    let slo_redirect_url = slo(REDIRECT_BINDING).map(|e| e.location.clone());
+    let slo_response_url = slo(REDIRECT_BINDING).map(response_url);
+    let slo_post_url = slo(POST_BINDING).map(|e| e.location.clone());
+    let slo_post_response_url = slo(POST_BINDING).map(response_url);
     let sp = samael::service_provider::ServiceProvider {
         idp_metadata: descriptor.clone(),
         ..Default::default()
@@ -116,6 +127,8 @@ pub fn parse_idp_metadata(
         sso_redirect_url,
         slo_redirect_url,
         slo_response_url,
+        slo_post_url,
+        slo_post_response_url,
         descriptor,
         signing_cert_count: certs.len(),
     })
@@ -156,14 +169,20 @@ pub fn sp_metadata_xml(md: &SpMetadata<'_>) -> String {
     sp_metadata_xml_with_slo(md, None)
 }
 
-/// [`sp_metadata_xml`] plus, with `slo_url`, a `SingleLogoutService` (HTTP-Redirect binding).
+/// [`sp_metadata_xml`] plus, with `slo_url`, a `SingleLogoutService` for each binding the
+/// endpoint accepts: HTTP-Redirect first (what most IdPs pick), then HTTP-POST (Okta's choice).
 pub fn sp_metadata_xml_with_slo(md: &SpMetadata<'_>, slo_url: Option<&str>) -> String {
     let slo = slo_url
         .map(|u| {
-            format!(
-                "<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/>",
-                xml_escape(u)
-            )
+            [REDIRECT_BINDING, POST_BINDING]
+                .iter()
+                .map(|b| {
+                    format!(
+                        "<md:SingleLogoutService Binding=\"{b}\" Location=\"{}\"/>",
+                        xml_escape(u)
+                    )
+                })
+                .collect::<String>()
         })
         .unwrap_or_default();
     let mut key = String::new();
@@ -260,6 +279,14 @@ mod tests {
             info.slo_response_url.as_deref(),
             Some("https://idp.example.com/slo-resp")
         );
+        assert_eq!(
+            info.slo_post_url.as_deref(),
+            Some("https://idp.example.com/slo-post")
+        );
+        assert_eq!(
+            info.slo_post_response_url.as_deref(),
+            Some("https://idp.example.com/slo-post")
+        );
     }
 
     #[test]
@@ -279,9 +306,18 @@ mod tests {
         )));
         let parsed: EntityDescriptor = xml.parse().expect("samael parses it");
         let sp = &parsed.sp_sso_descriptors.unwrap()[0];
+        let slo: Vec<(&str, &str)> = sp
+            .single_logout_services
+            .iter()
+            .flatten()
+            .map(|e| (e.binding.as_str(), e.location.as_str()))
+            .collect();
         assert_eq!(
-            sp.single_logout_services.as_ref().unwrap()[0].location,
-            "https://app/saml/slo"
+            slo,
+            [
+                (REDIRECT_BINDING, "https://app/saml/slo"),
+                (POST_BINDING, "https://app/saml/slo")
+            ]
         );
     }
 

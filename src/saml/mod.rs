@@ -8,7 +8,8 @@
 //! - [`decrypt`]: `EncryptedAssertion` / `EncryptedID` opened with the SP key (XML Encryption).
 //! - [`verify`]: base64 → pre-filter → samael signature verification → [`policy`].
 //! - [`policy`]: the checks samael leaves to us, as pure functions on parsed data.
-//! - [`logout`]: Single Logout messages (Redirect binding): build, parse strictly, verify.
+//! - [`logout`]: Single Logout messages (Redirect and POST bindings): build, parse strictly,
+//!   verify, answer.
 //! - [`replay`]: assertion ids already used.
 //! - [`error`]: why a sign-in failed, for the log and for the person.
 //!

@@ -163,7 +163,8 @@ pub enum PrefilterError {
     BadName(String),
     #[error("root element must be samlp:Response, found {0}")]
     WrongRoot(String),
-    /// A decrypted document ([`Root::Assertion`] / [`Root::NameId`]) with another root.
+    /// A decrypted document ([`Root::Assertion`] / [`Root::NameId`]) or a logout message with
+    /// another root.
     #[error("root element must be {expected}, found {found}")]
     WrongDecryptedRoot {
         expected: &'static str,
@@ -246,14 +247,30 @@ pub enum Root {
     Assertion,
     /// `saml:NameID` with text content only: the plaintext of a decrypted `saml:EncryptedID`.
     NameId,
+    /// `samlp:LogoutRequest` / `samlp:LogoutResponse` of the HTTP-POST binding. Screened like
+    /// a Response (one enveloped signature on the root, the same transforms, algorithms and
+    /// Reference rules) but carrying no assertion; the facts describe the root as they would a
+    /// Response (`response_id`, `response_signed`, `issuer`, …).
+    LogoutRequest,
+    LogoutResponse,
 }
 
 impl Root {
+    /// The element whose `ID` a root-level signature's Reference must name.
+    fn signed_root_name(self) -> &'static str {
+        match self {
+            Root::LogoutRequest | Root::LogoutResponse => self.name(),
+            _ => "samlp:Response",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Root::Response => "samlp:Response",
             Root::Assertion => "saml:Assertion",
             Root::NameId => "saml:NameID",
+            Root::LogoutRequest => "samlp:LogoutRequest",
+            Root::LogoutResponse => "samlp:LogoutResponse",
         }
     }
 }
@@ -667,6 +684,9 @@ impl<'i, 'p> Filter<'i, 'p> {
                         El::Assertion
                     }
                     (Root::NameId, Ns::Assertion, b"NameID") => El::SubjectNameId,
+                    // A logout message's root plays the Response's part (signature, Issuer).
+                    (Root::LogoutRequest, Ns::Protocol, b"LogoutRequest")
+                    | (Root::LogoutResponse, Ns::Protocol, b"LogoutResponse") => El::Response,
                     (Root::Response, _, _) => {
                         return Err(PrefilterError::WrongRoot(display_name(ns, qname)))
                     }
@@ -689,7 +709,7 @@ impl<'i, 'p> Filter<'i, 'p> {
                 let id = captured
                     .id
                     .as_deref()
-                    .ok_or(PrefilterError::MissingId("samlp:Response"))?;
+                    .ok_or(PrefilterError::MissingId(self.root.signed_root_name()))?;
                 self.facts.response_id = Some(id.to_owned());
                 self.facts.destination = captured.destination.as_deref().map(str::to_owned);
                 self.facts.in_response_to = captured.in_response_to.as_deref().map(str::to_owned);
@@ -1006,7 +1026,10 @@ impl<'i, 'p> Filter<'i, 'p> {
             El::Other
         };
         let (expected, what) = match signed {
-            El::Response => (self.facts.response_id.as_deref(), "samlp:Response"),
+            El::Response => (
+                self.facts.response_id.as_deref(),
+                self.root.signed_root_name(),
+            ),
             El::Assertion => (self.assertion_id.as_deref(), "saml:Assertion"),
             _ => (None, "element"),
         };
@@ -1245,6 +1268,14 @@ impl<'i, 'p> Filter<'i, 'p> {
             return Err(PrefilterError::Truncated);
         }
         let facts = self.facts;
+        if matches!(self.root, Root::LogoutRequest | Root::LogoutResponse)
+            && facts.assertion_count + facts.encrypted_assertion_count > 0
+        {
+            return Err(PrefilterError::UnexpectedElement {
+                parent: self.root.name().into(),
+                child: "saml:Assertion".into(),
+            });
+        }
         if self.root != Root::Response {
             return Ok(facts);
         }

@@ -262,6 +262,27 @@ impl Verifier {
         .map_err(|e| LoginError::Signature(format!("Response around the EncryptedAssertion: {e}")))
     }
 
+    /// An HTTP-POST logout message (already through the pre-filter with a logout root): its
+    /// enveloped signature verified by libxmlsec1 with the IdP certificates and the sign-in
+    /// algorithm allowlist; returns only the bytes that signature covered, the one thing the
+    /// caller may parse. Blocking.
+    pub fn verify_logout_signature(&self, xml: &str) -> Result<String, String> {
+        let certs = self
+            .sp
+            .idp_signing_certs()
+            .ok()
+            .flatten()
+            .filter(|c| !c.is_empty())
+            .ok_or("the IdP metadata has no signing certificate")?;
+        Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            xml,
+            &certs,
+            ReduceMode::PreDigest,
+            self.sp.allowed_signature_algorithms.as_deref(),
+        )
+        .map_err(|e| format!("signature does not verify with the IdP's signing certificates: {e}"))
+    }
+
     /// Decrypts the `EncryptedAssertion` in `source`, screens the plaintext and verifies it.
     /// Returns the assertion, the facts with the decrypted assertion's signature status, and
     /// the plaintext (for an `EncryptedID` inside it).

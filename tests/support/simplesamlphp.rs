@@ -100,9 +100,12 @@ pub struct SpEntry {
     pub entity_id: String,
     /// HTTP-POST AssertionConsumerService location.
     pub acs_url: String,
-    /// SingleLogoutService location, offered with the HTTP-Redirect binding first and
-    /// HTTP-POST second (SimpleSAMLphp picks the first binding it supports: Redirect).
+    /// SingleLogoutService location, offered with the HTTP-Redirect and HTTP-POST bindings
+    /// (SimpleSAMLphp prefers Redirect whatever the order, unless `slo_post_only`).
     pub slo_url: Option<String>,
+    /// Offer `slo_url` with the HTTP-POST binding only, so that SimpleSAMLphp sends its
+    /// LogoutRequests and LogoutResponses to this SP by auto-submit form (as Okta does).
+    pub slo_post_only: bool,
     /// The SP's certificate (PEM). Needed for `encrypt_assertion` and
     /// `validate_authnrequest`, and used to check signed LogoutRequests.
     pub certificate_pem: Option<String>,
@@ -125,6 +128,7 @@ impl SpEntry {
             entity_id: entity_id.to_string(),
             acs_url: acs_url.to_string(),
             slo_url: None,
+            slo_post_only: false,
             certificate_pem: None,
             sign_response: true,
             sign_assertion: true,
@@ -673,7 +677,13 @@ fn sp_remote_php(sps: &[SpEntry], cert_paths: &[Option<PathBuf>]) -> String {
             "    'AssertionConsumerService' => [['Binding' => '{BINDING_POST}', 'Location' => {}, 'index' => 0]],",
             php_str(&sp.acs_url)
         );
-        if let Some(slo) = &sp.slo_url {
+        if let (Some(slo), true) = (&sp.slo_url, sp.slo_post_only) {
+            let _ = writeln!(
+                s,
+                "    'SingleLogoutService' => [['Binding' => '{BINDING_POST}', 'Location' => {0}]],",
+                php_str(slo)
+            );
+        } else if let Some(slo) = &sp.slo_url {
             let _ = writeln!(
                 s,
                 "    'SingleLogoutService' => [['Binding' => '{BINDING_REDIRECT}', 'Location' => {0}], ['Binding' => '{BINDING_POST}', 'Location' => {0}]],",
