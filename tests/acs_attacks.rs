@@ -1,5 +1,5 @@
 //! The ACS under attack, end to end over real sockets: every known attack class against SAML
-//! service providers (see /work/shared/SAML-SECURITY.md, "Known attack classes") is minted
+//! service providers (docs/security-model.md lists the attack classes) is minted
 //! in-process for a *real* pending sign-in and posted by a browser with the right RelayState
 //! and cookies. Each attempt must fail closed: a precise 4xx, no session cookie, nothing
 //! reaches the upstream, the browser is still not signed in, the person sees a page with a

@@ -262,7 +262,7 @@ fn metadata_and_key_rollover() {
     );
     assert!(parse(&sp3, &xml).is_err());
 
-    // No certificate at all: samael has nothing to verify with (SAML-SECURITY item 1).
+    // No certificate at all: samael has nothing to verify with (docs/security-model.md gap 1).
     let none = idp().metadata_xml_exact_certs(IDP_SSO, &[]);
     let sp4 = sp_with_metadata(&none, None);
     assert!(sp4.idp_signing_certs().unwrap().is_none());
@@ -404,7 +404,7 @@ fn comment_injection_never_yields_the_truncated_identity() {
             Err(_) => {}
             Ok(a) => assert_ne!(name_id(&a).as_deref(), Some("alice"), "{label}"),
         }
-        // samael fails closed (SAML-SECURITY.md): pinned so a change is noticed.
+        // samael fails closed (docs/security-model.md): pinned so a change is noticed.
         assert!(
             parse(&sp(), &xml).is_err(),
             "{label}: samael now accepts comment injection"
@@ -418,7 +418,7 @@ fn extra_root_is_not_read_past_the_first_root() {
     assert!(xml.ends_with("</saml:Assertion>"));
     assert!(xml.contains(attacks::EXTRA_ROOT_NAME_ID));
     assert!(xml.find("</samlp:Response>").unwrap() < xml.rfind("<saml:Assertion").unwrap());
-    // samael (libxml2 recover mode) keeps the first root: SAML-SECURITY.md item 4.
+    // samael (libxml2 recover mode) keeps the first root: docs/security-model.md gap 4.
     assert_eq!(
         outcome("extra root", parse(&sp(), &xml)),
         Outcome::AcceptedAlice

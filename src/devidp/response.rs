@@ -1,5 +1,5 @@
-//! The dev IdP's signed SAML Response, shaped like SimpleSAMLphp's (see
-//! `/work/shared/TEST-IDP.md`, "What it emits"): a `samlp:Response` with Destination,
+//! The dev IdP's signed SAML Response, shaped like what SimpleSAMLphp 1.19 (Debian 12) emits
+//! with both signatures on: a `samlp:Response` with Destination,
 //! InResponseTo and Issuer, its enveloped signature right after its Issuer, and one
 //! `saml:Assertion` with its own enveloped signature after its Issuer. Exclusive c14n,
 //! rsa-sha256, sha256 digests, the IdP certificate in `KeyInfo`; NameID with

@@ -1,5 +1,5 @@
-//! The checks samael leaves to the gateway (SAML-SECURITY.md, "What the gateway therefore
-//! owns"), as pure functions on parsed data: the envelope facts the pre-filter extracted and
+//! The checks samael leaves to the gateway (docs/security-model.md, "What the SAML library
+//! leaves to samlgate"), as pure functions on parsed data: the envelope facts the pre-filter extracted and
 //! the assertion samael returned from signed content. Time is passed in, never read here.
 
 use chrono::{DateTime, Duration, Utc};

@@ -2162,7 +2162,7 @@ mod tests {
 
     #[test]
     fn refuses_recursive_xslt_transform() {
-        // The SAML-SECURITY.md item 2 probe: a recursive stylesheet that costs libxslt seconds
+        // The docs/security-model.md gap 2 probe: a recursive stylesheet that costs libxslt seconds
         // and hundreds of megabytes before any signature value is checked.
         let xslt = r#"<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet xmlns:xsl="http://www.w3.org/1999/XSL/Transform" version="1.0"><xsl:template name="r"><xsl:param name="d" select="0"/><xsl:if test="$d &lt; 20"><xsl:call-template name="r"><xsl:with-param name="d" select="$d + 1"/></xsl:call-template><xsl:call-template name="r"><xsl:with-param name="d" select="$d + 1"/></xsl:call-template></xsl:if></xsl:template><xsl:template match="/"><xsl:call-template name="r"/></xsl:template></xsl:stylesheet></ds:Transform>"#;
         let xml = mutate_first(&typical(), ENVELOPED, xslt);

@@ -4,7 +4,7 @@
 //! Include from an integration test with
 //! `#[path = "support/mint.rs"] mod mint;` (or through `tests/support/mod.rs`).
 //!
-//! The layout imitates what SimpleSAMLphp emits (see /work/shared/TEST-IDP.md): a
+//! The layout imitates what SimpleSAMLphp emits (tests/support/simplesamlphp.rs runs it): a
 //! `samlp:Response` with its enveloped signature right after its `saml:Issuer`, an
 //! `saml:Assertion` with its own enveloped signature right after its `saml:Issuer`,
 //! exclusive c14n, rsa-sha256, sha256 digests and the certificate in `KeyInfo`.
@@ -1154,7 +1154,7 @@ pub mod attacks {
         insert_after_root_child(xml, "Issuer", "<?samlgate-test evil?>")
     }
 
-    /// **XSLT transform DoS** (SAML-SECURITY.md item 2): a forged, *unsigned* ~1.5 KB
+    /// **XSLT transform DoS** (docs/security-model.md gap 2): a forged, *unsigned* ~1.5 KB
     /// Response whose Signature Reference carries an XSLT `ds:Transform` that builds a
     /// complete binary tree of depth `depth` (2^depth elements) by recursive template
     /// calls. libxmlsec1 runs reference transforms before it checks SignatureValue, so
