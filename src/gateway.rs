@@ -38,7 +38,7 @@ use crate::saml::metadata_source::CurrentIdp;
 use crate::saml::policy::{self, AttributeMap};
 use crate::saml::prefilter::{prefilter_root, Root};
 use crate::saml::replay::ReplayCache;
-use crate::saml::verify::Verifier;
+use crate::saml::verify::{acs_form, AcsForm, Verifier};
 use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
 use crate::session::memory::MemoryStore;
 use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogin, PendingLogins};
@@ -1252,23 +1252,10 @@ impl Gateway {
         let limit = self.settings.saml.max_response_bytes * 2 + 8192;
         let body = read_limited(req.into_body(), limit, self.body_read_timeout()).await?;
 
-        let mut saml_response = None;
-        let mut relay_state = None;
-        for (k, v) in url::form_urlencoded::parse(&body) {
-            match k.as_ref() {
-                "SAMLResponse" if saml_response.is_some() => {
-                    return Err(LoginError::Malformed("SAMLResponse appears twice"))
-                }
-                "SAMLResponse" => saml_response = Some(v.into_owned()),
-                "RelayState" if relay_state.is_some() => {
-                    return Err(LoginError::Malformed("RelayState appears twice"))
-                }
-                "RelayState" => relay_state = Some(v.into_owned()),
-                _ => {}
-            }
-        }
-        let saml_response =
-            saml_response.ok_or(LoginError::Malformed("no SAMLResponse field in the POST"))?;
+        let AcsForm {
+            saml_response,
+            relay_state,
+        } = acs_form(&body)?;
 
         // Cheap structural gate first: garbage never consumes a pending login.
         let (xml, facts) = self.verifier.get().decode_and_screen(&saml_response)?;

@@ -148,23 +148,7 @@ impl Verifier {
         &self,
         saml_response_b64: &str,
     ) -> Result<(String, EnvelopeFacts), LoginError> {
-        // IdPs may wrap base64 at 64/76 columns.
-        let compact: Vec<u8> = saml_response_b64
-            .bytes()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        if compact.len() > self.prefilter.max_bytes.saturating_mul(4) / 3 + 4 {
-            return Err(LoginError::BodyTooLarge {
-                limit: self.prefilter.max_bytes,
-            });
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&compact)
-            .map_err(|_| LoginError::Malformed("SAMLResponse is not valid base64"))?;
-        let facts = prefilter::prefilter(&bytes, &self.prefilter).map_err(LoginError::Prefilter)?;
-        let xml = String::from_utf8(bytes)
-            .map_err(|_| LoginError::Malformed("SAMLResponse is not UTF-8"))?;
-        Ok((xml, facts))
+        decode_and_screen(saml_response_b64, &self.prefilter)
     }
 
     /// Signature verification and every policy check. Blocking (libxmlsec1).
@@ -378,6 +362,62 @@ impl Verifier {
     }
 }
 
+/// The ACS form's two SAML fields, each at most once (`application/x-www-form-urlencoded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcsForm {
+    /// `SAMLResponse`, still base64.
+    pub saml_response: String,
+    pub relay_state: Option<String>,
+}
+
+/// Reads the ACS POST body: exactly one `SAMLResponse`, at most one `RelayState`; other
+/// fields are ignored.
+pub fn acs_form(body: &[u8]) -> Result<AcsForm, LoginError> {
+    let mut saml_response = None;
+    let mut relay_state = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "SAMLResponse" if saml_response.is_some() => {
+                return Err(LoginError::Malformed("SAMLResponse appears twice"))
+            }
+            "SAMLResponse" => saml_response = Some(v.into_owned()),
+            "RelayState" if relay_state.is_some() => {
+                return Err(LoginError::Malformed("RelayState appears twice"))
+            }
+            "RelayState" => relay_state = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(AcsForm {
+        saml_response: saml_response
+            .ok_or(LoginError::Malformed("no SAMLResponse field in the POST"))?,
+        relay_state,
+    })
+}
+
+/// base64 (IdPs may wrap it at 64/76 columns) → size cap → pre-filter → UTF-8.
+pub fn decode_and_screen(
+    saml_response_b64: &str,
+    policy: &PrefilterPolicy,
+) -> Result<(String, EnvelopeFacts), LoginError> {
+    let compact: Vec<u8> = saml_response_b64
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if compact.len() > policy.max_bytes.saturating_mul(4) / 3 + 4 {
+        return Err(LoginError::BodyTooLarge {
+            limit: policy.max_bytes,
+        });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| LoginError::Malformed("SAMLResponse is not valid base64"))?;
+    let facts = prefilter::prefilter(&bytes, policy).map_err(LoginError::Prefilter)?;
+    let xml =
+        String::from_utf8(bytes).map_err(|_| LoginError::Malformed("SAMLResponse is not UTF-8"))?;
+    Ok((xml, facts))
+}
+
 fn decryption(e: DecryptError) -> LoginError {
     LoginError::Decryption(format!("EncryptedAssertion: {e}"))
 }
@@ -432,5 +472,56 @@ pub fn map_samael_error(e: SamaelError) -> LoginError {
             message: None,
         },
         _ => LoginError::Invalid(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acs_form_takes_each_saml_field_once() {
+        let form = acs_form(b"x=1&SAMLResponse=PHg%2B&RelayState=%2Fhome&y").unwrap();
+        assert_eq!(form.saml_response, "PHg+");
+        assert_eq!(form.relay_state.as_deref(), Some("/home"));
+        let table: [(&[u8], &str); 4] = [
+            (b"", "no SAMLResponse field in the POST"),
+            (b"RelayState=a", "no SAMLResponse field in the POST"),
+            (
+                b"SAMLResponse=a&SAMLResponse=a",
+                "SAMLResponse appears twice",
+            ),
+            (
+                b"SAMLResponse=a&RelayState=&RelayState=",
+                "RelayState appears twice",
+            ),
+        ];
+        for (body, reason) in table {
+            match acs_form(body) {
+                Err(LoginError::Malformed(r)) => assert_eq!(r, reason, "{body:?}"),
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn decode_and_screen_refuses_before_the_prefilter_parses() {
+        let policy = PrefilterPolicy {
+            max_bytes: 30,
+            ..PrefilterPolicy::default()
+        };
+        assert!(matches!(
+            decode_and_screen(&"A".repeat(48), &policy),
+            Err(LoginError::BodyTooLarge { limit: 30 })
+        ));
+        assert!(matches!(
+            decode_and_screen("not base64!", &policy),
+            Err(LoginError::Malformed("SAMLResponse is not valid base64"))
+        ));
+        // Wrapped base64 is fine; `<x/>` then fails the pre-filter, not the decoding.
+        assert!(matches!(
+            decode_and_screen("PH\r\ngv\nPg==", &policy),
+            Err(LoginError::Prefilter(_))
+        ));
     }
 }
