@@ -403,27 +403,33 @@ async fn an_idp_initiated_response_is_logged_as_such() {
 
 #[tokio::test]
 async fn access_denied_by_authz_and_by_a_rule() {
+    const NOT_AUDITOR: &str = "not a member of any allowed group (auditors)";
     let mut log = Log::begin().await;
     let (idp, up, gw) = minted_gateway(
         "[authz]\nallowed_groups = [\"auditors\"]\n\
          [[access.rules]]\nname = \"internal\"\npath_prefix = \"/internal/\"\naction = \"deny\"\n",
     )
     .await;
-    let (c, _) = sign_in(&mut log, &idp, &gw, "bob").await;
+    let (bob, _) = sign_in(&mut log, &idp, &gw, "bob").await;
+    let (ivan, _) = sign_in(&mut log, &idp, &gw, "ivan").await;
 
-    let r = c.get(gw.url("/reports")).send().await.unwrap();
-    assert_eq!(r.status(), 403);
-    let user = log
-        .event("access_denied", |l| {
-            l["user"] == "bob" && l["via"].is_null()
-        })
-        .await;
-    assert_eq!(user["path"], "/reports");
-    assert!(
-        user["reason"].as_str().unwrap().contains("auditors"),
-        "{user}"
-    );
-    client_is_loopback(&user);
+    // Signed-in denials are never summarised: each one, whoever and wherever from (here two
+    // users behind one address, and one of them twice), keeps its own line with user and path.
+    for (c, user, path) in [
+        (&bob, "bob", "/reports"),
+        (&ivan, "ivan", "/reports/2026"),
+        (&bob, "bob", "/reports/q3"),
+    ] {
+        let r = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{user} {path}");
+        let line = log
+            .event("access_denied", |l| l["user"] == user && l["path"] == path)
+            .await;
+        assert_eq!(line["reason"], NOT_AUDITOR, "{line}");
+        assert!(line["via"].is_null(), "{line}");
+        assert!(line["suppressed"].is_null(), "{line}");
+        client_is_loopback(&line);
+    }
 
     let r = client().get(gw.url("/internal/x")).send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -435,11 +441,19 @@ async fn access_denied_by_authz_and_by_a_rule() {
     assert!(rule["user"].is_null(), "no user for a deny rule: {rule}");
     client_is_loopback(&rule);
 
-    // The same client's second `user` denial in this interval: counted, not written (the
-    // summary is tested with the floods below); its 403 still stands.
-    let r = c.get(gw.url("/reports")).send().await.unwrap();
+    // A deny rule needs no session, so anyone can repeat it: the same client's second one in
+    // this interval is counted, not written (summaries are tested with the floods below); its
+    // 403 still stands.
+    let r = client().get(gw.url("/internal/y")).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(log.events("access_denied").len(), 2, "{}", log.text());
+    assert_eq!(log.events("access_denied").len(), 4, "{}", log.text());
+    gw.gateway
+        .flush_log_summaries(Instant::now() + samlgate::log_throttle::INTERVAL);
+    let summary = log
+        .event("access_denied", |l| l["suppressed"].is_u64())
+        .await;
+    assert_eq!(summary["suppressed"], 1, "{summary}");
+    assert_eq!(summary["reason"], "deny rule", "{summary}");
     assert_eq!(up.count(), 0, "nothing reached the upstream");
     log.assert_no_secrets();
 }
