@@ -704,9 +704,9 @@ impl Gateway {
                     *user = Some(session.identity.user.clone());
                 }
                 if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
-                    if policy.logs.audit(conn.client, "access_denied", "user") {
-                        tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
-                    }
+                    // Never throttled: it takes a valid session, so no anonymous flood can
+                    // produce it, and each line is the record of who was refused where.
+                    tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
                     let browser = pages::accepts_html(req.headers());
                     return pages::forbidden(
                         &session.identity.user,
@@ -982,9 +982,8 @@ impl Gateway {
 
         // authorize
         if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
-            if policy.logs.audit(conn.client, "access_denied", "user") {
-                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
-            }
+            // Never throttled (it takes a valid session; see `protected`).
+            tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
             self.metrics.forward_auth(ForwardAuthResult::Denied);
             return pages::forbidden(
                 &session.identity.user,
