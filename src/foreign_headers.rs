@@ -306,7 +306,10 @@ mod tests {
             .map(|(p, _)| *p)
             .filter(|p| !readme.contains(&format!("| `{p}` |")))
             .collect();
-        assert!(missing.is_empty(), "docs/how-it-works.md lacks: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "docs/how-it-works.md lacks: {missing:?}"
+        );
     }
 
     #[test]
