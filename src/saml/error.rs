@@ -144,9 +144,9 @@ impl LoginError {
             WrongBrowser { login_cookie: false } => "pending sign-in is bound to another browser: this one sent no valid login cookie".into(),
             WrongBrowser { login_cookie: true } => "pending sign-in is bound to another browser: this one's login cookie is a different one".into(),
             IdpStatus { code, sub_code, message } => format!(
-                "IdP status {} {}{}",
+                "IdP status {}{}{}",
                 clip(code),
-                sub_code.as_deref().map(clip).unwrap_or_default(),
+                sub_code.as_deref().map(|c| format!(" {}", clip(c))).unwrap_or_default(),
                 message.as_deref().map(|m| format!(": {}", clip(m))).unwrap_or_default()
             ),
             Destination { got } => format!("Destination {:?} is not our ACS URL", got.as_deref().map(clip)),
