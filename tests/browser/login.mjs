@@ -26,7 +26,10 @@
 //                    then open start_url again: the IdP must ask for the sign-in again.
 //
 // Every Content-Security-Policy violation Chromium reports on the console is collected in
-// `csp_violations` (the test requires none).
+// `csp_violations` (the test requires none). Every top-level document is listed in `documents`
+// (method, URL, status, its Content-Security-Policy header), and every top-level form POST that
+// carries a SAML message in `saml_posts` (URL and its SAMLRequest / SAMLResponse / RelayState
+// fields only: the IdP's login POST, with the password, leaves no trace).
 //
 // Prints exactly one JSON line on stdout ({"ok": true|false, ...}); diagnostics go to stderr.
 // The browser is always closed (finally), also on failure and on SIGTERM (playwright's
@@ -60,6 +63,8 @@ const result = {
   stage: 'launch',
   browser_version: null,
   trail: [], // every document request: "METHOD url -> status"
+  documents: [], // every document response: { method, url, status, csp }
+  saml_posts: [], // every document POST carrying a SAML message: { url, fields }
   timings_ms: {},
 };
 
@@ -199,6 +204,14 @@ async function run() {
   page.on('request', (req) => {
     if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
       result.trail.push(`${req.method()} ${req.url()}`);
+      if (req.method() === 'POST') {
+        const form = new URLSearchParams(req.postData() ?? '');
+        const fields = {};
+        for (const name of ['SAMLRequest', 'SAMLResponse', 'RelayState']) {
+          if (form.has(name)) fields[name] = form.get(name);
+        }
+        if (fields.SAMLRequest || fields.SAMLResponse) result.saml_posts.push({ url: req.url(), fields });
+      }
     }
     if (req.method() === 'POST' && req.url().split('?')[0] === args.acs_url) {
       acsRequests.push(req);
@@ -209,6 +222,12 @@ async function run() {
     if (req.isNavigationRequest() && req.frame() === page.mainFrame()) {
       const i = result.trail.lastIndexOf(`${req.method()} ${req.url()}`);
       if (i >= 0) result.trail[i] += ` -> ${resp.status()}`;
+      const doc = { method: req.method(), url: req.url(), status: resp.status(), csp: null };
+      result.documents.push(doc);
+      resp
+        .headerValue('content-security-policy')
+        .then((v) => (doc.csp = v))
+        .catch((e) => log(`no headers for ${doc.url}: ${e.message}`));
     }
   });
   page.on('requestfailed', (req) => log(`request failed: ${req.method()} ${req.url()}: ${req.failure()?.errorText}`));
