@@ -35,6 +35,13 @@
 //! test` — and `tests/browser/node_modules` (`npm ci --prefix tests/browser`, which
 //! scripts/test.sh runs). Without them the tests FAIL, never skip.
 
+// The development tools are a cargo feature (`dev-tools`, on by default). A production build
+// (`--no-default-features`) has no dev IdP, and one harness here drives both IdP kinds, so the
+// file compiles to nothing then (the SimpleSAMLphp browser tests run in the default build).
+// (A `required-features` entry in Cargo.toml would do the same, but would make Cargo.toml
+// name a file the Docker build context does not carry.)
+#![cfg(feature = "dev-tools")]
+
 #[path = "support/e2e.rs"]
 mod e2e;
 #[path = "support/gateway.rs"]
