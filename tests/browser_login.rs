@@ -380,6 +380,7 @@ fn run_driver(args_json: &str) -> Result<DriverRun, String> {
         if !timed_out && t.elapsed() > DRIVER_TIMEOUT {
             timed_out = true;
             // SAFETY: a plain syscall on our own unreaped child's PID.
+            #[allow(unsafe_code)]
             unsafe {
                 kill(child.id() as i32, SIGTERM);
             }
