@@ -12,4 +12,6 @@ scripts/install-deploy-check.sh
 npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund --loglevel=error
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The production build (no `dev-tools` feature: no dev-idp, demo, gen-cert) stays warning-free.
+cargo clippy --no-default-features --all-targets --locked -- -D warnings
 cargo test --locked --lib --bins --tests

@@ -30,21 +30,38 @@
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
 //! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
 //! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port |
-//! | [`devidp`] | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
-//! | [`demo`] | `samlgate demo`: dev IdP + demo app + gateway on loopback |
-//! | [`certgen`] | `samlgate gen-cert`: key pairs and self-signed certificates |
+//! | `devidp` | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
+//! | `demo` | `samlgate demo`: dev IdP + demo app + gateway on loopback |
+//! | `certgen` | `samlgate gen-cert`: key pairs and self-signed certificates |
+//!
+//! The last three are the development tools, compiled only with the `dev-tools` cargo feature
+//! (on by default; production images build with `--no-default-features`). `certgen` is also
+//! compiled for the crate's own unit tests, which mint key pairs with it.
 //!
 //! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
 //! plain data with their own unit tests; the gateway's sockets live only in `server` and
 //! `proxy` (the development tools `devidp` and `demo` run their own small servers).
 
+// Memory safety is the libraries' business (rustls, hyper, ring, the xmlsec bindings); the
+// gateway's own code has no reason for `unsafe`. Also set in Cargo.toml's [lints]; stated here
+// so it holds for anyone compiling the file on its own.
+#![forbid(unsafe_code)]
+// No `unwrap` in the product: input-derived values get a typed error, and a true invariant says
+// why in `expect("…")`. Set here rather than in Cargo.toml's [lints] so that the test
+// harnesses, where a panic is the failure report, are not held to it (clippy.toml exempts the
+// unit tests).
+#![warn(clippy::unwrap_used)]
+
 pub mod admin;
 pub mod app;
 pub mod authz;
+#[cfg(any(feature = "dev-tools", test))]
 pub mod certgen;
 pub mod client_ip;
 pub mod config;
+#[cfg(feature = "dev-tools")]
 pub mod demo;
+#[cfg(feature = "dev-tools")]
 pub mod devidp;
 pub mod foreign_headers;
 pub mod forward_auth;

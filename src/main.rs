@@ -1,8 +1,16 @@
 //! The `samlgate` command: `run`, `check-config`, `metadata`, and the development tools
-//! `dev-idp`, `demo` and `gen-cert`.
+//! `dev-idp`, `demo` and `gen-cert` (only with the `dev-tools` cargo feature, on by default; a
+//! `--no-default-features` build has no such subcommands).
 
+// As in lib.rs: nothing here needs `unsafe`, and nothing here unwraps.
+#![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used)]
+
+#[cfg(feature = "dev-tools")]
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "dev-tools")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +43,7 @@ enum Command {
         #[arg(long, short, env = "SAMLGATE_CONFIG")]
         config: PathBuf,
     },
+    #[cfg(feature = "dev-tools")]
     /// Run a SAML 2.0 IdP for development and tests. DEVELOPMENT ONLY: it signs an
     /// assertion for anyone who picks a user.
     DevIdp {
@@ -68,6 +77,7 @@ enum Command {
         #[arg(long)]
         allow_non_loopback: bool,
     },
+    #[cfg(feature = "dev-tools")]
     /// Start the dev IdP, a demo app and samlgate in front of it, all on loopback.
     Demo {
         /// Gateway on this port, dev IdP on +1, app on +2 (a taken port falls back to a
@@ -75,6 +85,7 @@ enum Command {
         #[arg(long, default_value_t = 8000)]
         port_base: u16,
     },
+    #[cfg(feature = "dev-tools")]
     /// Write an SP key pair (sp.key, sp.crt) and a self-signed TLS pair (tls.key, tls.crt).
     GenCert {
         /// Directory to write to (created if missing).
@@ -128,6 +139,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "dev-tools")]
         Command::DevIdp {
             config,
             listen,
@@ -157,7 +169,9 @@ fn main() -> ExitCode {
             };
             dev_idp(opts)
         }
+        #[cfg(feature = "dev-tools")]
         Command::Demo { port_base } => demo(port_base),
+        #[cfg(feature = "dev-tools")]
         Command::GenCert {
             out,
             cn,
@@ -186,6 +200,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+#[cfg(feature = "dev-tools")]
 struct DevIdpArgs<'a> {
     users_file: Option<&'a Path>,
     listen: SocketAddr,
@@ -197,6 +212,7 @@ struct DevIdpArgs<'a> {
     allow_non_loopback: bool,
 }
 
+#[cfg(feature = "dev-tools")]
 /// Reads the files the dev IdP's flags name and checks the flags.
 fn devidp_options(a: DevIdpArgs<'_>) -> Result<samlgate::devidp::Options, String> {
     use samlgate::devidp::{self, response::SigningKey, sps, users};
@@ -231,6 +247,7 @@ fn devidp_options(a: DevIdpArgs<'_>) -> Result<samlgate::devidp::Options, String
     })
 }
 
+#[cfg(feature = "dev-tools")]
 fn dev_idp(opts: samlgate::devidp::Options) -> ExitCode {
     samlgate::observability::init("human", "info");
     let rt = match runtime() {
@@ -266,6 +283,7 @@ fn dev_idp(opts: samlgate::devidp::Options) -> ExitCode {
     })
 }
 
+#[cfg(feature = "dev-tools")]
 fn demo(port_base: u16) -> ExitCode {
     samlgate::observability::init("human", "warn,samlgate::audit=info,samlgate::devidp=info");
     let rt = match runtime() {
@@ -293,6 +311,7 @@ fn demo(port_base: u16) -> ExitCode {
     })
 }
 
+#[cfg(feature = "dev-tools")]
 fn gen_cert(opts: samlgate::certgen::GenCertOptions) -> ExitCode {
     match samlgate::certgen::write_set(&opts) {
         Ok(paths) => {

@@ -239,7 +239,7 @@ impl fmt::Debug for LiveGauges {
 }
 
 impl Collector for LiveGauges {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
         let Some(source) = self.source.get().and_then(Weak::upgrade) else {
             return Ok(());
         };

@@ -966,20 +966,14 @@ async fn slo_gateway() -> (TestIdp, Upstream, TestGateway) {
         ),
         1,
     );
-    let pair = samlgate::certgen::self_signed(&samlgate::certgen::CertSpec {
-        common_name: "samlgate audit test".into(),
-        rsa_bits: 2048,
-        days: 5,
-        purpose: samlgate::certgen::Purpose::Saml,
-        san: vec![],
-    })
-    .unwrap();
+    // The SP's signing pair: the test helper's self-signed RSA-2048 (certgen is a dev tool).
+    let sp = TestIdp::generate("samlgate audit test SP");
     let up = start_upstream().await;
     let gw = start_gateway(
         &up.url(),
         &md,
         Options {
-            sp_key: Some((pair.key_pem().unwrap(), pair.cert_pem().unwrap())),
+            sp_key: Some((sp.key_pem, sp.cert_pem)),
             extra_toml: HIGH_RATE_LIMITS.into(),
             ..Options::default()
         },

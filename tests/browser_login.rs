@@ -40,6 +40,13 @@
 //! test` — and `tests/browser/node_modules` (`npm ci --prefix tests/browser`, which
 //! scripts/test.sh runs). Without them the tests FAIL, never skip.
 
+// The development tools are a cargo feature (`dev-tools`, on by default). A production build
+// (`--no-default-features`) has no dev IdP, and one harness here drives both IdP kinds, so the
+// file compiles to nothing then (the SimpleSAMLphp browser tests run in the default build).
+// (A `required-features` entry in Cargo.toml would do the same, but would make Cargo.toml
+// name a file the Docker build context does not carry.)
+#![cfg(feature = "dev-tools")]
+
 #[path = "support/e2e.rs"]
 mod e2e;
 #[path = "support/gateway.rs"]
@@ -463,6 +470,7 @@ fn run_driver(args_json: &str) -> Result<DriverRun, String> {
         if !timed_out && t.elapsed() > DRIVER_TIMEOUT {
             timed_out = true;
             // SAFETY: a plain syscall on our own unreaped child's PID.
+            #[allow(unsafe_code)]
             unsafe {
                 kill(child.id() as i32, SIGTERM);
             }

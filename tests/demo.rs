@@ -3,6 +3,12 @@
 //! groups, echo a WebSocket message through the gateway, and stop everything. Also the
 //! `gen-cert` command line (files, modes, refusal to overwrite).
 
+// The development tools are a cargo feature (`dev-tools`, on by default). A production build
+// (`--no-default-features`) has nothing here to test, so the file compiles to nothing then.
+// (A `required-features` entry in Cargo.toml would do the same, but would make Cargo.toml
+// name a file the Docker build context does not carry.)
+#![cfg(feature = "dev-tools")]
+
 #[path = "support/forms.rs"]
 mod forms;
 #[path = "support/gateway.rs"]

@@ -894,8 +894,10 @@ fn dockerfile_builds_in_one_stage_and_runs_non_root_with_only_the_linked_librari
     assert!(
         ins.iter().any(|i| i.stage == 1
             && i.keyword == "RUN"
-            && i.args.contains("cargo build --release --locked")),
-        "the builder runs cargo build --release --locked"
+            && i.args
+                .contains("cargo build --release --locked --no-default-features")),
+        "the builder runs cargo build --release --locked --no-default-features (no dev tools \
+         in a production image)"
     );
 
     // Runtime stage.

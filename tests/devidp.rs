@@ -6,6 +6,12 @@
 //! `saml.allow_idp_initiated`), passwords, Single
 //! Logout, and the `dev-idp` command line.
 
+// The development tools are a cargo feature (`dev-tools`, on by default). A production build
+// (`--no-default-features`) has nothing here to test, so the file compiles to nothing then.
+// (A `required-features` entry in Cargo.toml would do the same, but would make Cargo.toml
+// name a file the Docker build context does not carry.)
+#![cfg(feature = "dev-tools")]
+
 #[path = "support/forms.rs"]
 mod forms;
 #[path = "support/gateway.rs"]

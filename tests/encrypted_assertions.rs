@@ -513,7 +513,7 @@ async fn unauthenticated_failures_are_indistinguishable() {
         mangle(&mut e.data);
         mint::response_around(&env.idp, spec, &e.encrypted_assertion())
     };
-    let cases: Vec<(&str, Make)> = vec![
+    let cases: Vec<(&str, Make<'_>)> = vec![
         (
             "bad CBC padding",
             Box::new(|req| {

@@ -88,15 +88,9 @@ async fn setup_with(entity: &str, slo: IdpSlo, saml_toml: &str, extra_toml: &str
             1,
         );
     }
-    let pair = samlgate::certgen::self_signed(&samlgate::certgen::CertSpec {
-        common_name: "samlgate slo test".into(),
-        rsa_bits: 2048,
-        days: 5,
-        purpose: samlgate::certgen::Purpose::Saml,
-        san: vec![],
-    })
-    .unwrap();
-    let sp_cert_pem = pair.cert_pem().unwrap();
+    // The SP's signing pair: the test helper's self-signed RSA-2048 (certgen is a dev tool).
+    let sp = TestIdp::generate("samlgate slo test SP");
+    let sp_cert_pem = sp.cert_pem.clone();
     let up = start_upstream().await;
     let gw = start_gateway(
         &up.url(),
@@ -104,7 +98,7 @@ async fn setup_with(entity: &str, slo: IdpSlo, saml_toml: &str, extra_toml: &str
         Options {
             saml_toml: saml_toml.to_string(),
             extra_toml: extra_toml.to_string(),
-            sp_key: Some((pair.key_pem().unwrap(), sp_cert_pem.clone())),
+            sp_key: Some((sp.key_pem, sp_cert_pem.clone())),
             ..Options::default()
         },
     )

@@ -189,6 +189,7 @@ impl Gate {
     fn signal(&self, sig: i32) {
         // SAFETY: a plain syscall on our own child's PID, which is not reaped while `self`
         // holds it.
+        #[allow(unsafe_code)]
         let rc = unsafe { kill(self.child.0.id() as i32, sig) };
         assert_eq!(rc, 0, "kill({sig}) failed");
     }

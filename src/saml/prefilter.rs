@@ -413,7 +413,7 @@ impl Ns {
     }
 }
 
-fn classify(resolved: ResolveResult) -> Ns {
+fn classify(resolved: ResolveResult<'_>) -> Ns {
     match resolved {
         ResolveResult::Bound(ns) => Ns::from_uri(ns.into_inner()),
         ResolveResult::Unbound => Ns::None,
@@ -520,7 +520,7 @@ fn slot_max(parent: El, slot: usize) -> (u8, &'static str) {
 }
 
 /// Checked when a signature-skeleton element closes.
-fn check_required_children(frame: &Frame) -> Result<(), PrefilterError> {
+fn check_required_children(frame: &Frame<'_>) -> Result<(), PrefilterError> {
     let c = frame.counts;
     let missing = match frame.el {
         El::Signature if c[0] == 0 => "Signature has no SignedInfo",
@@ -1168,7 +1168,7 @@ impl<'i, 'p> Filter<'i, 'p> {
         reader: &NsReader<&'i [u8]>,
         start: &BytesStart<'i>,
     ) -> Result<(), PrefilterError> {
-        let keys: Vec<QName> = start
+        let keys: Vec<QName<'_>> = start
             .attributes()
             .with_checks(false)
             .flatten()
@@ -1176,7 +1176,7 @@ impl<'i, 'p> Filter<'i, 'p> {
             .filter(|k| k.prefix().is_some() && k.as_namespace_binding().is_none())
             .collect();
         for (i, a) in keys.iter().enumerate() {
-            let (a_ns, a_local): (ResolveResult, LocalName) = reader.resolve_attribute(*a);
+            let (a_ns, a_local): (ResolveResult<'_>, LocalName<'_>) = reader.resolve_attribute(*a);
             for b in &keys[i + 1..] {
                 let (b_ns, b_local) = reader.resolve_attribute(*b);
                 if a_ns == b_ns && a_local == b_local {

@@ -320,6 +320,7 @@ impl Drop for Nginx {
         let pgid = self.child.id() as i32;
         // SAFETY: a plain syscall. The group ID is our unreaped child's PID, so Linux cannot
         // have handed that number to anyone else.
+        #[allow(unsafe_code)]
         unsafe {
             kill(-pgid, SIGTERM);
         }
@@ -335,6 +336,7 @@ impl Drop for Nginx {
             self.name
         );
         // SAFETY: as above; the master is still unreaped.
+        #[allow(unsafe_code)]
         unsafe {
             kill(-pgid, SIGKILL);
         }

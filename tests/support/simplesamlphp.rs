@@ -314,6 +314,7 @@ impl ProcessGroup {
         };
         // SAFETY: a plain syscall. The group ID is our child's PID; Linux does not hand that
         // number out again while the child is unreaped or any member of its group lives.
+        #[allow(unsafe_code)]
         unsafe {
             kill(-(self.pid as i32), SIGKILL);
         }
