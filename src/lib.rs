@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
-//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header and idle timeouts, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
@@ -33,8 +34,8 @@
 //! | [`certgen`] | `samlgate gen-cert`: key pairs and self-signed certificates |
 //!
 //! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
-//! plain data with their own unit tests; the gateway's sockets live only in `server` and
-//! `proxy` (the development tools `devidp` and `demo` run their own small servers).
+//! plain data with their own unit tests; the gateway's sockets live only in `server`,
+//! `connection` and `proxy` (the development tools `devidp` and `demo` run their own small servers).
 
 pub mod admin;
 pub mod app;
@@ -42,6 +43,7 @@ pub mod authz;
 pub mod certgen;
 pub mod client_ip;
 pub mod config;
+pub mod connection;
 pub mod demo;
 pub mod devidp;
 pub mod forward_auth;

@@ -894,6 +894,21 @@ impl ConnSlot {
         ))
     }
 
+    /// Closes the idle upstream connection it keeps, if any, and drops its timer: the
+    /// downstream connection has parked (`crate::connection`), and an upstream socket with
+    /// its buffers would cost more than the parked client itself. Its next request connects
+    /// afresh. A slot in use is left alone.
+    pub fn release_idle(&self) {
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = match inner.state {
+            SlotState::Idle(_) => std::mem::take(&mut inner.state),
+            _ => SlotState::Empty,
+        };
+        let timer = inner.timer.take();
+        drop(inner);
+        drop((idle, timer));
+    }
+
     /// Whether it keeps an idle connection (tests).
     pub fn has_idle_connection(&self) -> bool {
         matches!(
