@@ -18,8 +18,9 @@
 //! The table is printed and written to `target/bench-idle-connections.txt`. The soft limit
 //! on open files is raised to the hard one; each process needs `IDLE_CONNS` plus a few
 //! hundred descriptors (samlgate more if it kept one upstream connection per client).
-//! Knobs: `IDLE_CONNS`, `IDLE_SETTLE_SECS`; `MALLOC_ARENA_MAX` and the like pass through to
-//! samlgate.
+//! Knobs: `IDLE_CONNS`, `IDLE_SETTLE_SECS`, `IDLE_WRAPPER` (a command samlgate is run under,
+//! e.g. `heaptrack -o /tmp/ht`; the RSS column is then the wrapper's); `MALLOC_ARENA_MAX`,
+//! `LD_PRELOAD` and the like pass through to samlgate.
 //!
 //! Without `--bench` (as under `cargo test --all-targets`) it does nothing: it needs nginx
 //! (`scripts/install-deps.sh bench`).

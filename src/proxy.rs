@@ -850,7 +850,8 @@ impl Inline {
 /// connection by the server, handed to [`crate::gateway::Gateway::handle`] with each
 /// request). Requests on that connection come one at a time, so they reuse one upstream
 /// connection that the task serving the downstream connection drives itself: no hand-over
-/// between tasks, no pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
+/// between tasks, no pool lock. Dropped, with the connection it keeps, when the downstream connection ends;
+/// the connection alone is closed when the downstream connection parks ([`ConnSlot::release_idle`]).
 #[derive(Clone, Default)]
 pub struct ConnSlot(Arc<Mutex<SlotInner>>);
 

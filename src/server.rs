@@ -145,8 +145,12 @@ pub async fn serve(
             let activity = ConnActivity::new();
             let result = match tls {
                 Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    // Boxed, as is the TLS connection below: rustls' state is large, and
+                    // inline it would make every connection's task that large, plain or not.
+                    let handshake = Box::pin(tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    ));
                     let tls_stream = tokio::select! {
                         r = handshake => match r {
                             Ok(Ok(s)) => s,
@@ -161,7 +165,7 @@ pub async fn serve(
                         },
                         _ = client.shutdown.changed() => return,
                     };
-                    connection::serve(tls_stream, &protocols, client, activity).await
+                    Box::pin(connection::serve(tls_stream, &protocols, client, activity)).await
                 }
                 None => connection::serve(stream, &protocols, client, activity).await,
             };
