@@ -47,6 +47,8 @@
 
 #[path = "../tests/support/gateway.rs"]
 mod gateway;
+#[path = "support/load.rs"]
+mod load;
 #[path = "../tests/support/mint.rs"]
 mod mint;
 #[path = "../tests/support/nginx.rs"]
@@ -54,7 +56,7 @@ mod nginx;
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -68,6 +70,7 @@ use gateway::{
     begin_login, client, post_acs, session_cookie, start_gateway, Options, TestGateway,
     HIGH_RATE_LIMITS,
 };
+use load::{env_num, http_get, read_response, start_tuned_proxy, start_upstream};
 use mint::{ResponseSpec, TestIdp};
 use nginx::{Nginx, NginxOptions};
 use tokio::runtime::Runtime;
@@ -90,15 +93,6 @@ struct Cfg {
     workers: Vec<usize>,
 }
 
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 impl Cfg {
     fn from_env() -> Cfg {
         Cfg {
@@ -118,101 +112,6 @@ impl Cfg {
                 .collect(),
         }
     }
-}
-
-// ---- nginx: tests/support/nginx.rs ----------------------------------------------------------
-
-/// The bench's nginx settings: one worker as samlgate's single-threaded run, no access log,
-/// enough connections for wrk plus the keep-alive pool.
-fn bench_nginx(name: &str, server: &str) -> Nginx {
-    let opts = NginxOptions {
-        worker_processes: 1,
-        worker_connections: 4096,
-        access_log: false,
-        error_log_level: "warn",
-    };
-    let body = format!("    keepalive_requests 1000000;\n    keepalive_timeout 75s;\n{server}");
-    Nginx::start_with(name, &body, &opts)
-}
-
-// ---- tiny blocking HTTP/1.1 client (sanity checks, stub_status, latency probe) --------------
-
-/// Reads one response (status line, headers, body by Content-Length or chunked); returns the
-/// status and the body.
-fn read_response(r: &mut impl BufRead) -> std::io::Result<(u16, Vec<u8>)> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("status line"))?;
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-            {
-                chunked = true;
-            }
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad("chunk size"))?;
-            if size == 0 {
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0; size + 2];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else if status >= 200 && status != 204 && status != 304 {
-        r.read_to_end(&mut body)?;
-    }
-    Ok((status, body))
-}
-
-/// One GET on a fresh connection.
-fn http_get(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send");
-    let (status, body) = read_response(&mut BufReader::new(s)).expect("response");
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The upstream's total request count from `stub_status`.
@@ -1264,36 +1163,17 @@ fn main() {
     });
     samlgate::observability::init("human", "warn");
 
-    let upstream = bench_nginx(
-        "upstream",
-        "server {\n\
-         \x20   listen 127.0.0.1:{port} backlog=4096;\n\
-         \x20   location = /nginx_status { stub_status; }\n\
-         \x20   location / { default_type text/plain; return 200 \"ok\\n\"; }\n\
-         }",
-    );
+    let upstream = start_upstream(4096);
     // `/` only proxies; `/id/` also does what samlgate does to a request's headers, with
     // the same sizes: identity headers for the bench user (40 groups), X-Forwarded-*, and the
     // session cookie removed.
     let groups: Vec<String> = (1..=groups())
         .map(|i| format!("cn=app-{i:02}-users,ou=groups,dc=example,dc=com"))
         .collect();
-    let proxy = bench_nginx(
-        "proxy",
+    let proxy = start_tuned_proxy(
+        upstream.port(),
         &format!(
-            "upstream backend {{\n\
-             \x20   server 127.0.0.1:{};\n\
-             \x20   keepalive 64;\n\
-             \x20   keepalive_requests 1000000;\n\
-             }}\n\
-             server {{\n\
-             \x20   listen 127.0.0.1:{{port}} backlog=4096;\n\
-             \x20   location / {{\n\
-             \x20       proxy_pass http://backend;\n\
-             \x20       proxy_http_version 1.1;\n\
-             \x20       proxy_set_header Connection \"\";\n\
-             \x20   }}\n\
-             \x20   location /id/ {{\n\
+            "\x20   location /id/ {{\n\
              \x20       proxy_pass http://backend/;\n\
              \x20       proxy_http_version 1.1;\n\
              \x20       proxy_set_header Connection \"\";\n\
@@ -1305,11 +1185,10 @@ fn main() {
              \x20       proxy_set_header X-Forwarded-Email \"alice@example.com\";\n\
              \x20       proxy_set_header X-Forwarded-Groups \"{}\";\n\
              \x20       proxy_set_header X-Forwarded-Preferred-Username \"Alice Example\";\n\
-             \x20   }}\n\
-             }}",
-            upstream.port(),
+             \x20   }}\n",
             groups.join(",")
         ),
+        4096,
     );
     let upstream_worker = upstream.worker_pid();
     let proxy_worker = proxy.worker_pid();

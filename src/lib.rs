@@ -10,7 +10,8 @@
 //! |---|---|
 //! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
-//! | [`server`] | TCP/TLS listeners, HTTP/1.1 + HTTP/2, header and idle timeouts, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
+//! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
@@ -39,13 +40,16 @@
 //! compiled for the crate's own unit tests, which mint key pairs with it.
 //!
 //! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
-//! plain data with their own unit tests; the gateway's sockets live only in `server` and
-//! `proxy` (the development tools `devidp` and `demo` run their own small servers).
+//! plain data with their own unit tests; the gateway's sockets live only in `server`,
+//! `connection` and `proxy` (the development tools `devidp` and `demo` run their own small servers).
 
 // Memory safety is the libraries' business (rustls, hyper, ring, the xmlsec bindings); the
-// gateway's own code has no reason for `unsafe`. Also set in Cargo.toml's [lints]; stated here
-// so it holds for anyone compiling the file on its own.
-#![forbid(unsafe_code)]
+// gateway's own code has no reason for `unsafe`, with one audited exception:
+// `connection::trim_heap` calls glibc's `malloc_trim` (no pointers, no state), which returns
+// the memory parked connections freed (docs/development.md, idle connections). `deny`, not
+// `forbid`, so that one function can say `allow` next to its SAFETY comment; a new `unsafe`
+// anywhere else fails the build.
+#![deny(unsafe_code)]
 // No `unwrap` in the product: input-derived values get a typed error, and a true invariant says
 // why in `expect("…")`. Set here rather than in Cargo.toml's [lints] so that the test
 // harnesses, where a panic is the failure report, are not held to it (clippy.toml exempts the
@@ -59,6 +63,7 @@ pub mod authz;
 pub mod certgen;
 pub mod client_ip;
 pub mod config;
+pub mod connection;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
 #[cfg(feature = "dev-tools")]

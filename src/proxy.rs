@@ -877,7 +877,8 @@ impl Inline {
 /// connection by the server, handed to [`crate::gateway::Gateway::handle`] with each
 /// request). Requests on that connection come one at a time, so they reuse one upstream
 /// connection that the task serving the downstream connection drives itself: no hand-over
-/// between tasks, no pool lock. Dropped, with the connection it keeps, when the downstream connection ends.
+/// between tasks, no pool lock. Dropped, with the connection it keeps, when the downstream connection ends;
+/// the connection alone is closed when the downstream connection parks ([`ConnSlot::release_idle`]).
 #[derive(Clone, Default)]
 pub struct ConnSlot(Arc<Mutex<SlotInner>>);
 
@@ -919,6 +920,21 @@ impl ConnSlot {
             },
             idle,
         ))
+    }
+
+    /// Closes the idle upstream connection it keeps, if any, and drops its timer: the
+    /// downstream connection has parked (`crate::connection`), and an upstream socket with
+    /// its buffers would cost more than the parked client itself. Its next request connects
+    /// afresh. A slot in use is left alone.
+    pub fn release_idle(&self) {
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = match inner.state {
+            SlotState::Idle(_) => std::mem::take(&mut inner.state),
+            _ => SlotState::Empty,
+        };
+        let timer = inner.timer.take();
+        drop(inner);
+        drop((idle, timer));
     }
 
     /// Whether it keeps an idle connection (tests).

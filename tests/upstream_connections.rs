@@ -437,3 +437,120 @@ async fn unauthenticated_and_gateway_requests_leave_the_upstream_alone() {
     }
     assert_eq!(log.opened.load(Ordering::SeqCst), 0);
 }
+
+/// Waits until the upstream has seen `n` of its connections closed.
+async fn upstream_closed(log: &Log, n: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while log.closed.load(Ordering::SeqCst) < n {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads one response (head, then a `content-length` body) from a raw client connection:
+/// (status line, body). `None` when the gateway closed the connection first.
+async fn read_raw_response(s: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await.unwrap() {
+            0 => return None,
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let length: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[end..].to_vec();
+    while body.len() < length {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head.lines().next().unwrap_or("").to_string(), body))
+}
+
+#[tokio::test]
+async fn an_idle_client_connection_gives_its_upstream_connection_back_and_serves_on() {
+    let (gw, log, cookie) = setup("").await;
+    let mut c = ClientConn::open(&gw, &cookie).await;
+    assert_eq!(c.get("/before").await.0, 200);
+    // Idle past `connection::PARK_AFTER`: the client connection parks and the upstream
+    // connection it kept is closed, so idle clients hold no upstream socket.
+    upstream_closed(&log, 1, "the idle client's upstream connection was kept").await;
+    // The client connection itself stays open and serves the next request, on a new
+    // upstream connection, which it keeps again while busy.
+    assert_eq!(c.get("/after").await.0, 200);
+    assert_eq!(c.get("/again").await.0, 200);
+    assert_ne!(log.conn_of("/after"), log.conn_of("/before"));
+    assert_eq!(log.conn_of("/again"), log.conn_of("/after"));
+    assert_eq!(log.opened.load(Ordering::SeqCst), 2);
+    // It parks again after that request, and serves again.
+    upstream_closed(
+        &log,
+        2,
+        "the upstream connection was kept after a second park",
+    )
+    .await;
+    assert_eq!(c.get("/third").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_request_arriving_while_the_connection_parks_is_served_whole() {
+    let (gw, log, cookie) = setup("").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let request = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nhost: gateway.test\r\ncookie: {cookie}\r\n\r\n")
+    };
+    s.write_all(request("/first").as_bytes()).await.unwrap();
+    let (status, _) = read_raw_response(&mut s).await.expect("answered");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Half of the next request head, then nothing until the connection has parked: those
+    // bytes, read by hyper but not parsed, must be carried over to the resumed connection.
+    let second = request("/second");
+    let (head, rest) = second.split_at(20);
+    s.write_all(head.as_bytes()).await.unwrap();
+    upstream_closed(&log, 1, "the connection did not park").await;
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let (status, body) = read_raw_response(&mut s)
+        .await
+        .expect("answered after the park");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body, b"ok 2", "served on a new upstream connection");
+    assert_eq!(log.conn_of("/second"), vec![2]);
+}
+
+#[tokio::test]
+async fn a_parked_connection_still_closes_at_the_idle_timeout() {
+    // Idle HTTP/1.1 connections close after `idle_timeout_secs` or, sooner, after
+    // `header_read_timeout_secs` (hyper's header timer runs between requests): parked or not.
+    for server in ["idle_timeout_secs = 4", "header_read_timeout_secs = 4"] {
+        let (gw, log, cookie) = setup(&format!("[server]\n{server}\n")).await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nhost: gateway.test\r\ncookie: {cookie}\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        assert!(read_raw_response(&mut s).await.is_some(), "{server}");
+        let answered = std::time::Instant::now();
+        upstream_closed(&log, 1, "the connection did not park").await;
+        // Parked, then closed by the gateway once idle that long, not before.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("closed at the idle timeout")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{server}: nothing sent before closing: {rest:?}");
+        assert!(
+            answered.elapsed() >= Duration::from_millis(3900),
+            "{server}: closed after {:?}, before the idle timeout",
+            answered.elapsed()
+        );
+    }
+}

@@ -345,15 +345,18 @@ pub async fn start_gateway_with_admin(
     )
 }
 
-async fn start(
-    listener: TcpListener,
+/// A gateway's directory: `samlgate.toml` for a gateway listening on `addr` (with the admin
+/// listener on `admin` if given) and the files it names (IdP metadata, cookie secret, keys).
+/// Returns the directory, the config's path and its text. [`start_gateway`] serves it
+/// in-process; a benchmark may run the `samlgate` binary on it instead.
+pub fn write_config(
+    addr: SocketAddr,
     upstream: &str,
     idp_metadata_xml: &str,
-    opts: Options,
-    admin: Option<TcpListener>,
-) -> TestGateway {
+    opts: &Options,
+    admin: Option<SocketAddr>,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
-    let addr = listener.local_addr().unwrap();
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let base = format!("{scheme}://127.0.0.1:{}", addr.port());
     let public_url = opts.public_url.clone().unwrap_or_else(|| base.clone());
@@ -383,8 +386,8 @@ async fn start(
         std::fs::write(dir.path().join("tls.key"), key).unwrap();
         tls = "[tls]\ncert_file = \"tls.crt\"\nkey_file = \"tls.key\"\n".into();
     }
-    let admin_toml = match &admin {
-        Some(l) => format!("[admin]\nlisten = \"{}\"\n", l.local_addr().unwrap()),
+    let admin_toml = match admin {
+        Some(a) => format!("[admin]\nlisten = \"{a}\"\n"),
         None => String::new(),
     };
     let toml = format!(
@@ -393,6 +396,21 @@ async fn start(
     );
     let path = dir.path().join("samlgate.toml");
     std::fs::write(&path, &toml).unwrap();
+    (dir, path, toml)
+}
+
+async fn start(
+    listener: TcpListener,
+    upstream: &str,
+    idp_metadata_xml: &str,
+    opts: Options,
+    admin: Option<TcpListener>,
+) -> TestGateway {
+    let addr = listener.local_addr().unwrap();
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://127.0.0.1:{}", addr.port());
+    let admin_addr = admin.as_ref().map(|l| l.local_addr().unwrap());
+    let (dir, path, toml) = write_config(addr, upstream, idp_metadata_xml, &opts, admin_addr);
     let app = samlgate::app::build(&path)
         .unwrap_or_else(|e| panic!("gateway config refused: {e}\n{toml}"));
     let gateway = app.gateway.clone();
