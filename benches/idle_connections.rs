@@ -54,6 +54,7 @@ const IDP_SSO: &str = "https://idp.bench.example/sso";
 const RECHECK_EVERY: usize = 100;
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
+#[allow(unsafe_code)] // setrlimit has no safe wrapper in std; see the SAFETY note
 fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
