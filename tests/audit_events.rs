@@ -14,6 +14,8 @@
 mod encrypt;
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/logout_messages.rs"]
 mod logout_messages;
 #[path = "support/mint.rs"]
@@ -21,11 +23,11 @@ mod mint;
 #[path = "support/signin.rs"]
 mod signin;
 
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use gateway::*;
+use log_capture::Captured;
 use logout_messages::{logout_request, logout_response, redirect_query, RESPONDER, SUCCESS};
 use mint::{ResponseSpec, TestIdp};
 use samael::service_provider::Error as SamaelError;
@@ -44,32 +46,6 @@ const IDP_SLO: &str = "https://idp.test/slo";
 const COOKIE_SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
 // ---- capture ----------------------------------------------------------------------------------
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-    fn text_from(&self, from: usize) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())[from..])
-            .into_owned()
-    }
-}
 
 static CAPTURED: LazyLock<Captured> = LazyLock::new(|| {
     let captured = Captured::default();

@@ -8,44 +8,24 @@
 
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/mint.rs"]
 mod mint;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::*;
+use log_capture::Captured;
 use mint::{ResponseSpec, TestIdp};
 
-/// Every formatted log line, shared with the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-
     /// The `login_failure` lines containing `needle`, waiting up to 5 s for one to appear.
     async fn failures_with(&self, needle: &str) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let found: Vec<String> = self
-                .text()
+                .text_from(0)
                 .lines()
                 .filter(|l| l.contains("event=\"login_failure\"") && l.contains(needle))
                 .map(str::to_string)
@@ -185,7 +165,7 @@ async fn each_in_response_to_failure_is_logged_with_its_own_reason() {
 
     for (kind, reason) in &expected {
         let lines = captured.failures_with(reason).await;
-        assert_eq!(lines.len(), 1, "{reason}\n{}", captured.text());
+        assert_eq!(lines.len(), 1, "{reason}\n{}", captured.text_from(0));
         assert!(lines[0].contains("samlgate::audit"), "{}", lines[0]);
         assert!(
             lines[0].contains(&format!("kind=\"{kind}\"")),
@@ -195,11 +175,14 @@ async fn each_in_response_to_failure_is_logged_with_its_own_reason() {
     }
     // One line per refusal, and none says "InResponseTo None".
     assert_eq!(
-        captured.text().matches("event=\"login_failure\"").count(),
+        captured
+            .text_from(0)
+            .matches("event=\"login_failure\"")
+            .count(),
         expected.len(),
         "{}",
-        captured.text()
+        captured.text_from(0)
     );
-    assert!(!captured.text().contains("InResponseTo None"));
+    assert!(!captured.text_from(0).contains("InResponseTo None"));
     assert_eq!(up.count(), 0, "nothing reached the upstream");
 }

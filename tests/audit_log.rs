@@ -9,45 +9,25 @@
 
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/mint.rs"]
 mod mint;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::*;
+use log_capture::Captured;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Every formatted log line, shared with the test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-
     /// The lines containing all of `needles`, waiting up to 5 s for the first to appear.
     async fn lines_with(&self, needles: &[&str]) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let found: Vec<String> = self
-                .text()
+                .text_from(0)
                 .lines()
                 .filter(|l| needles.iter().all(|n| l.contains(n)))
                 .map(str::to_string)
@@ -100,7 +80,7 @@ async fn requests_refused_by_the_http_parser_leave_an_audit_line() {
             "peer=127.0.0.1",
         ])
         .await;
-    assert_eq!(lines.len(), 1, "{}", captured.text());
+    assert_eq!(lines.len(), 1, "{}", captured.text_from(0));
 
     let huge = format!(
         "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
@@ -111,7 +91,7 @@ async fn requests_refused_by_the_http_parser_leave_an_audit_line() {
     let lines = captured
         .lines_with(&["event=\"bad_request\"", "request head too large"])
         .await;
-    assert_eq!(lines.len(), 1, "{}", captured.text());
+    assert_eq!(lines.len(), 1, "{}", captured.text_from(0));
 
     // A client that just connects and leaves is no bad request.
     drop(TcpStream::connect(gw.addr).await.unwrap());
@@ -120,10 +100,13 @@ async fn requests_refused_by_the_http_parser_leave_an_audit_line() {
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        captured.text().matches("event=\"bad_request\"").count(),
+        captured
+            .text_from(0)
+            .matches("event=\"bad_request\"")
+            .count(),
         2,
         "{}",
-        captured.text()
+        captured.text_from(0)
     );
 }
 

@@ -16,6 +16,8 @@ mod e2e;
 mod forms;
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/mint.rs"]
 mod mint;
 #[path = "support/signin.rs"]
@@ -25,7 +27,7 @@ mod simplesamlphp;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
@@ -33,6 +35,7 @@ use base64::Engine;
 use chrono::{Duration, Utc};
 use e2e::{GatewayListener, SspSetup};
 use gateway::*;
+use log_capture::Captured;
 use mint::TestIdp;
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
@@ -516,22 +519,6 @@ async fn without_an_idp_slo_endpoint_logout_stays_local() {
 /// Every formatted log line of this test binary (one process-wide subscriber), so a test can
 /// read the exact reason of the refusal it caused. Tests tell their lines apart by the client
 /// address each request claims through a trusted `X-Forwarded-For` ([`fresh_client`]).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn log() -> &'static Captured {
     static LOG: OnceLock<Captured> = OnceLock::new();
     LOG.get_or_init(|| {
@@ -551,8 +538,7 @@ fn log() -> &'static Captured {
 async fn refusal_reason(client: &str) -> String {
     let deadline = Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let text = String::from_utf8_lossy(&log().0.lock().unwrap_or_else(|p| p.into_inner()))
-            .into_owned();
+        let text = log().text_from(0);
         let found = text.lines().find_map(|l| {
             let rest = l.split_once("event=\"slo_refused\" reason=")?.1;
             let (reason, who) = rest.rsplit_once(" client=")?;
