@@ -691,9 +691,33 @@ fn read_file(base: &Path, path: &Path, key: &str) -> Result<Vec<u8>, ConfigError
     } else {
         base.join(path)
     };
-    std::fs::read(&full)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", full.display())))
+    let cannot =
+        |e: std::io::Error| ConfigError::new(key, format!("cannot read {}: {e}", full.display()));
+    // Bounded: a key, certificate, secret or metadata file is kilobytes; a path naming
+    // /dev/zero or a FIFO must give an error, not fill memory.
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(&full)
+        .map_err(cannot)?
+        .take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} is larger than {} MiB",
+                full.display(),
+                MAX_CONFIG_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
 }
+
+/// The largest file a configuration key may name (IdP metadata of big federations runs to a few
+/// MiB; keys, certificates and secrets are kilobytes).
+const MAX_CONFIG_FILE_BYTES: u64 = 64 << 20;
 
 fn resolve(base: &Path, path: PathBuf) -> PathBuf {
     if path.is_absolute() {
@@ -1512,6 +1536,20 @@ fn admin_settings(raw: &str, listen: SocketAddr) -> Result<AdminSettings, Config
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn files_named_by_keys_are_read_with_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small"), b"abc").unwrap();
+        assert_eq!(
+            read_file(dir.path(), Path::new("small"), "k").unwrap(),
+            b"abc"
+        );
+        // /dev/zero never ends: refused at the bound instead of filling memory.
+        let e = read_file(dir.path(), Path::new("/dev/zero"), "saml.sp_key_file").unwrap_err();
+        assert!(e.to_string().contains("larger than 64 MiB"), "{e}");
+        assert!(read_file(dir.path(), Path::new("missing"), "k").is_err());
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
