@@ -1228,16 +1228,7 @@ impl Gateway {
                 "the ACS accepts only POST (HTTP-POST binding)",
             ));
         }
-        let form_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
-        if !form_type {
+        if !is_form_urlencoded(req.headers()) {
             return Err(LoginError::Malformed(
                 "ACS body is not application/x-www-form-urlencoded",
             ));
@@ -1551,16 +1542,7 @@ impl Gateway {
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Result<Response<Body>, SloRefusal> {
-        let form_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
-        if !form_type {
+        if !is_form_urlencoded(req.headers()) {
             return Err("POST body is not application/x-www-form-urlencoded"
                 .to_string()
                 .into());
@@ -2025,8 +2007,42 @@ fn refuse_target(
     response
 }
 
+/// Whether a POST carries an HTML form (`application/x-www-form-urlencoded`, any parameters):
+/// the only body the ACS and the HTTP-POST binding of `/saml/slo` read.
+fn is_form_urlencoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_html_forms_are_read_as_saml_posts() {
+        for (content_type, form) in [
+            (Some("application/x-www-form-urlencoded"), true),
+            (
+                Some(" Application/X-WWW-Form-Urlencoded; charset=UTF-8"),
+                true,
+            ),
+            (Some("multipart/form-data; boundary=x"), false),
+            (Some("application/json"), false),
+            (Some("text/plain"), false),
+            (None, false),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(v) = content_type {
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
+            }
+            assert_eq!(super::is_form_urlencoded(&h), form, "{content_type:?}");
+        }
+    }
+
     use super::*;
 
     fn paths(acs: &str) -> Paths {
