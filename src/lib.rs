@@ -16,6 +16,7 @@
 //! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
+//! | [`state`] | `[state]`: the memory or Redis backend for sessions, pending sign-ins, replay caches; the local cache and its invalidation |
 //! | [`foreign_headers`] | other gateways' identity headers (`Remote-User`, `X-Auth-Request-*`, …): the default table and the compiled matcher |
 //! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
 //! | [`authz`] | `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
@@ -82,6 +83,7 @@ pub mod rules;
 pub mod saml;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod target;
 pub mod tls;
 pub mod tunnel;
