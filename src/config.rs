@@ -58,6 +58,8 @@ pub struct FileConfig {
     /// `[access]`: per-path rules ([`crate::rules`]).
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[state]`: where sessions and sign-in state live ([`crate::state`]).
+    pub state: crate::state::StateSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -373,6 +375,8 @@ pub struct Settings {
     /// Checked by [`AccessRules::compile`]; compiled again into the gateway's policy.
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[state]`, files read ([`crate::state::StateSection::validate`]).
+    pub state: crate::state::StateSettings,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
 }
@@ -539,6 +543,7 @@ const SECTIONS: &[&str] = &[
     "forward_auth",
     "access",
     "rate_limits",
+    "state",
 ];
 const LIST_KEYS: &[&str] = &[
     "allowed_groups",
@@ -1385,6 +1390,10 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     let access = file.access;
     file.rate_limits.validate()?;
     let rate_limits = file.rate_limits;
+    let state = file
+        .state
+        .validate(base)
+        .map_err(|e| ConfigError::new("state", e.to_string()))?;
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
@@ -1487,6 +1496,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         admin,
         access,
         rate_limits,
+        state,
         trusted_proxies,
     })
 }
@@ -1512,6 +1522,7 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     check("server", running.server == new.server);
     check("log", running.log == new.log);
     check("admin", running.admin == new.admin);
+    check("state", running.state == new.state);
     changed
 }
 

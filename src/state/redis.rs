@@ -29,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
@@ -112,6 +114,9 @@ pub struct Shared {
     pub latency: Histogram,
     /// Invalidation messages received (`samlgate_state_invalidations_total`).
     pub invalidations: Counter,
+    /// 1 while Redis answers and the invalidation channel is subscribed
+    /// (`samlgate_state_backend_up`).
+    pub up: Gauge,
 }
 
 /// Builds the Redis backend; the connection is made lazily (a gateway starts while Redis is
@@ -187,6 +192,7 @@ impl Shared {
             errors: Counter::default(),
             latency: Histogram::new(LATENCY_BUCKETS),
             invalidations: Counter::default(),
+            up: Gauge::default(),
         });
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| "the redis state backend needs a tokio runtime".to_string())?;
@@ -245,7 +251,33 @@ impl Shared {
         format!("{}{kind}:{digest_hex}", self.prefix)
     }
 
+    /// Adds the backend's series to the gateway's registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "samlgate_state_backend_errors",
+            "Redis commands that failed or timed out",
+            self.errors.clone(),
+        );
+        registry.register_with_unit(
+            "samlgate_state_backend_latency",
+            "Time of one Redis command (with its one retry after a dropped connection)",
+            Unit::Seconds,
+            self.latency.clone(),
+        );
+        registry.register(
+            "samlgate_state_invalidations",
+            "Session invalidation messages received from other replicas (and this one)",
+            self.invalidations.clone(),
+        );
+        registry.register(
+            "samlgate_state_backend_up",
+            "1 while Redis answers and this replica listens for revocations, else 0",
+            self.up.clone(),
+        );
+    }
+
     fn mark_down(&self) {
+        self.up.set(0);
         let mut d = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
         if d.is_none() {
             *d = Some(Instant::now());
@@ -254,6 +286,7 @@ impl Shared {
     }
 
     fn mark_up(&self) {
+        self.up.set(1);
         let mut d = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
         if d.take().is_some() {
             tracing::info!(target: "samlgate::audit", event = "state_backend_up", "redis reachable again");
