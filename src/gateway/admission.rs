@@ -15,6 +15,7 @@ use crate::ratelimit::Limit;
 use crate::rules::Decision;
 use crate::session::cookie::find_cookies;
 use crate::session::{Session, SessionKey};
+use crate::state::StateError;
 
 /// The request an admission judges: for a proxied request its own method, path and headers;
 /// for a forward-auth check the original method and path a trusted proxy described, with the
@@ -66,6 +67,8 @@ pub enum Refusal {
     TooManyFailures,
     /// Signed in as `user`, whom the rule's requirement does not admit (403).
     Forbidden { user: String },
+    /// The shared state backend could not say whether the cookie's session lives (503).
+    StateUnavailable,
 }
 
 impl Gateway {
@@ -96,7 +99,16 @@ impl Gateway {
             };
 
         // authenticate
-        let Some((key, session)) = self.authenticate(ask.headers).await else {
+        let found = match self.authenticate(ask.headers).await {
+            Ok(found) => found,
+            Err(e) => {
+                return Admission::Refuse {
+                    why: Refusal::StateUnavailable,
+                    answer: self.state_unavailable(&e, ask.headers, conn),
+                }
+            }
+        };
+        let Some((key, session)) = found else {
             // Guessing at cookies is limited per client, through either flow.
             if let Some(answer) =
                 policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
@@ -137,21 +149,41 @@ impl Gateway {
         Admission::Admitted { key, session }
     }
 
-    /// Finds a live session from the cookie; the HMAC is checked before any lookup.
+    /// Finds a live session from the cookie; the HMAC is checked before any lookup. `Err`
+    /// when the shared state backend cannot answer (past its grace period): not "no session".
     pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
-    ) -> Option<(SessionKey, Arc<Session>)> {
+    ) -> Result<Option<(SessionKey, Arc<Session>)>, StateError> {
         for value in find_cookies(headers, &self.settings.session.cookie_name) {
             let Some(id) = self.session_sealer.open(value) else {
                 continue;
             };
             let key = SessionKey::from_id(&id);
-            if let Some(s) = self.sessions.get(&key).await {
-                return Some((key, s));
+            if let Some(s) = self.sessions.lookup(&key).await? {
+                return Ok(Some((key, s)));
             }
         }
-        None
+        Ok(None)
+    }
+
+    /// 503 when the shared state backend cannot answer, with its audit line (throttled per
+    /// client like other refusals).
+    pub(super) fn state_unavailable(
+        &self,
+        e: &StateError,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        if self.logs().audit(conn.client, "state_unavailable", "backend") {
+            tracing::warn!(target: "samlgate::audit", event = "state_unavailable", reason = %e, client = %conn.client);
+        }
+        pages::simple(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_unavailable",
+            "The sign-in service is temporarily unavailable. Please try again in a moment.",
+            pages::accepts_html(headers),
+        )
     }
 
     /// 403 for a path a `deny` rule covers (whoever asks).

@@ -63,6 +63,7 @@ impl Gateway {
                 {
                     let return_path = safe_return_path(&original.uri).unwrap_or("/");
                     self.start_login(req.headers(), return_path, conn, policy)
+                        .await
                 } else {
                     self.unauthenticated(&original.uri)
                 };
@@ -70,7 +71,9 @@ impl Gateway {
             }
             Admission::Refuse { why, answer } => {
                 let result = match why {
-                    Refusal::TooManyFailures => ForwardAuthResult::Unauthenticated,
+                    Refusal::TooManyFailures | Refusal::StateUnavailable => {
+                        ForwardAuthResult::Unauthenticated
+                    }
                     Refusal::DenyRule | Refusal::AmbiguousPath => ForwardAuthResult::Denied,
                     Refusal::Forbidden { user: who } => {
                         *user = Some(who);

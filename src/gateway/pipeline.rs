@@ -26,6 +26,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded};
 use crate::session::{Session, SessionKey};
+use crate::state::Readiness;
 use crate::target;
 use crate::tunnel::TunnelSession;
 
@@ -111,10 +112,12 @@ impl Gateway {
         match which {
             Route::Healthz => plain(StatusCode::OK, "ok\n"),
             Route::Readyz => {
-                if self.ready.load(Ordering::SeqCst) {
-                    plain(StatusCode::OK, "ready\n")
-                } else {
+                if !self.ready.load(Ordering::SeqCst) {
                     plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if let Readiness::Down(_) = self.flows.readiness() {
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "state backend unreachable\n")
+                } else {
+                    plain(StatusCode::OK, "ready\n")
                 }
             }
             Route::Metadata => {
@@ -125,7 +128,7 @@ impl Gateway {
                 );
                 r
             }
-            Route::Login => self.explicit_login(&req, conn, policy),
+            Route::Login => self.explicit_login(&req, conn, policy).await,
             Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(req, conn, policy, user).await,
@@ -169,7 +172,7 @@ impl Gateway {
                 }
                 Some((key, session))
             }
-            Admission::Challenge => return self.challenge(&req, conn, policy),
+            Admission::Challenge => return self.challenge(&req, conn, policy).await,
             Admission::Refuse { why, answer } => {
                 if let Refusal::Forbidden { user: who } = why {
                     *user = Some(who);
