@@ -226,7 +226,12 @@ impl Gateway {
             .then(|| SystemTime::from(accepted.issue_instant));
         match self
             .flows
-            .first_use(ReplayKind::Assertion, &accepted.assertion_id, replay_ttl, issued)
+            .first_use(
+                ReplayKind::Assertion,
+                &accepted.assertion_id,
+                replay_ttl,
+                issued,
+            )
             .await
             .map_err(|e| LoginError::StateUnavailable(e.to_string()))?
         {

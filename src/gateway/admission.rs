@@ -175,7 +175,10 @@ impl Gateway {
         headers: &HeaderMap,
         conn: ConnInfo,
     ) -> Response<Body> {
-        if self.logs().audit(conn.client, "state_unavailable", "backend") {
+        if self
+            .logs()
+            .audit(conn.client, "state_unavailable", "backend")
+        {
             tracing::warn!(target: "samlgate::audit", event = "state_unavailable", reason = %e, client = %conn.client);
         }
         pages::simple(

@@ -115,7 +115,10 @@ impl Gateway {
                 if !self.ready.load(Ordering::SeqCst) {
                     plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
                 } else if let Readiness::Down(_) = self.flows.readiness() {
-                    plain(StatusCode::SERVICE_UNAVAILABLE, "state backend unreachable\n")
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "state backend unreachable\n",
+                    )
                 } else {
                     plain(StatusCode::OK, "ready\n")
                 }

@@ -191,7 +191,9 @@ impl Gateway {
         let return_path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if pages::is_browser_navigation(req.method(), req.headers()) {
             let return_path = safe_return_path(return_path).unwrap_or("/");
-            return self.start_login(req.headers(), return_path, conn, policy).await;
+            return self
+                .start_login(req.headers(), return_path, conn, policy)
+                .await;
         }
         self.unauthenticated(return_path)
     }

@@ -104,6 +104,11 @@ pub struct Shared {
     down_since: Mutex<Option<Instant>>,
     subscribed: AtomicBool,
     pub(super) cache: LocalCache,
+    /// The client for the invalidation subscription, until the watcher task takes it: the
+    /// task starts with the first use inside the runtime (`check-config` builds the gateway
+    /// with no runtime and never connects).
+    watcher: Mutex<Option<redis::Client>>,
+    watcher_started: AtomicBool,
     put_pending: Script,
     claim_pending: Script,
     first_use: Script,
@@ -185,6 +190,8 @@ impl Shared {
             down_since: Mutex::new(Some(Instant::now())),
             subscribed: AtomicBool::new(false),
             cache: LocalCache::new(limits.max_sessions, limits.idle_timeout),
+            watcher: Mutex::new(Some(client)),
+            watcher_started: AtomicBool::new(false),
             put_pending: Script::new(PUT_PENDING),
             claim_pending: Script::new(CLAIM_PENDING),
             first_use: Script::new(FIRST_USE),
@@ -194,14 +201,27 @@ impl Shared {
             invalidations: Counter::default(),
             up: Gauge::default(),
         });
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| "the redis state backend needs a tokio runtime".to_string())?;
-        handle.spawn(watch(
-            Arc::downgrade(&shared),
-            client,
-            shared.channel.clone(),
-        ));
+        shared.start_watcher();
         Ok(shared)
+    }
+
+    /// Starts the watcher task once, as soon as a tokio runtime is at hand.
+    pub fn start_watcher(self: &Arc<Self>) {
+        if self.watcher_started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(client) = client {
+            self.watcher_started.store(true, Ordering::Release);
+            handle.spawn(watch(Arc::downgrade(self), client, self.channel.clone()));
+        }
     }
 
     /// Runs one command with the timeout, recording latency and failures. A command that
@@ -412,6 +432,7 @@ fn millis(d: Duration) -> u64 {
 #[async_trait]
 impl FlowStore for RedisFlows {
     async fn put_pending(&self, relay_token: &str, login: &PendingLogin) -> Result<(), StateError> {
+        self.shared.start_watcher();
         let s = &self.shared;
         let key = s.key("p", &sha_hex(relay_token));
         let payload = serde_json::to_vec(&StoredPending {
@@ -437,6 +458,7 @@ impl FlowStore for RedisFlows {
         relay_token: &str,
         browser_ids: &[[u8; 32]],
     ) -> Result<Result<PendingLogin, ClaimError>, StateError> {
+        self.shared.start_watcher();
         let s = &self.shared;
         let key = s.key("p", &sha_hex(relay_token));
         let mut call = s.claim_pending.key(&key);
@@ -459,6 +481,7 @@ impl FlowStore for RedisFlows {
         ttl: Duration,
         issued: Option<SystemTime>,
     ) -> Result<FirstUse, StateError> {
+        self.shared.start_watcher();
         let s = &self.shared;
         let space = match kind {
             ReplayKind::Assertion => "ra",
@@ -518,6 +541,7 @@ impl FlowStore for RedisFlows {
     }
 
     fn readiness(&self) -> Readiness {
+        self.shared.start_watcher();
         self.shared.readiness()
     }
 

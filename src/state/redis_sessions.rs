@@ -382,6 +382,7 @@ impl SessionStore for RedisSessions {
     }
 
     async fn lookup(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StateError> {
+        self.shared.start_watcher();
         let s = &self.shared;
         if let Some(cached) = s.cache.cache.get(key) {
             s.cache_usable()?;
@@ -413,6 +414,7 @@ impl SessionStore for RedisSessions {
     }
 
     async fn try_insert(&self, key: SessionKey, session: Arc<Session>) -> Result<(), StateError> {
+        self.shared.start_watcher();
         let s = &self.shared;
         let redis_key = self.session_key(&key);
         let sealed = s.keys.seal(&redis_key, &encode_session(&session));
