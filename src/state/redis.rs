@@ -23,7 +23,7 @@
 //! because whether it was already used is no longer known.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -93,7 +93,11 @@ return 0
 
 /// What the backend's parts share: the connection, keys, health, counters.
 pub struct Shared {
-    pub(super) conn: ConnectionManager,
+    /// Made at the first command (redis-rs spawns its driver task then, which needs the
+    /// runtime that `check-config` does not start).
+    conn: OnceLock<ConnectionManager>,
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
     pub(super) keys: Keys,
     pub(super) prefix: String,
     pub(super) channel: String,
@@ -176,11 +180,10 @@ impl Shared {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(MAX_BACKOFF)
             .set_number_of_retries(2);
-        let conn = client
-            .get_connection_manager_lazy(config)
-            .map_err(|e| format!("state.redis_url: {e}"))?;
         let shared = Arc::new(Shared {
-            conn,
+            conn: OnceLock::new(),
+            client: client.clone(),
+            manager_config: config,
             keys: Keys::new(cookie_secret),
             prefix: r.key_prefix.clone(),
             channel: format!("{}revoke", r.key_prefix),
@@ -203,6 +206,15 @@ impl Shared {
         });
         shared.start_watcher();
         Ok(shared)
+    }
+
+    fn manager(&self) -> &ConnectionManager {
+        self.conn.get_or_init(|| {
+            self.client
+                .get_connection_manager_lazy(self.manager_config.clone())
+                // Fails only for a push-based config (automatic resubscription), not used here.
+                .expect("a lazy connection manager without push messages")
+        })
     }
 
     /// Starts the watcher task once, as soon as a tokio runtime is at hand.
@@ -238,11 +250,12 @@ impl Shared {
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         let started = Instant::now();
-        let mut result = tokio::time::timeout(self.timeout, send(self.conn.clone())).await;
+        let conn = self.manager();
+        let mut result = tokio::time::timeout(self.timeout, send(conn.clone())).await;
         if let Ok(Err(e)) = &result {
             if e.is_connection_dropped() || e.is_io_error() {
                 let left = self.timeout.saturating_sub(started.elapsed());
-                result = tokio::time::timeout(left, send(self.conn.clone())).await;
+                result = tokio::time::timeout(left, send(conn.clone())).await;
             }
         }
         self.latency.observe(started.elapsed().as_secs_f64());
