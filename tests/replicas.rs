@@ -213,7 +213,14 @@ impl Cluster {
         accept: &str,
     ) -> reqwest::Response {
         let acs = self.r[replica].url("/saml/acs");
-        post_saml_response(c, &acs, &form.saml_response, form.relay_state.as_deref(), accept).await
+        post_saml_response(
+            c,
+            &acs,
+            &form.saml_response,
+            form.relay_state.as_deref(),
+            accept,
+        )
+        .await
     }
 
     /// The status replica `i` answers an API request to `/reports` carrying `cookie`.
@@ -263,7 +270,10 @@ async fn expect_error(r: reqwest::Response, status: u16, kind: &str) {
     let got = r.status().as_u16();
     let body = r.text().await.unwrap_or_default();
     assert_eq!(got, status, "{body}");
-    assert!(body.contains(&format!("\"error\":\"{kind}\"")), "{kind}: {body}");
+    assert!(
+        body.contains(&format!("\"error\":\"{kind}\"")),
+        "{kind}: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +297,11 @@ async fn a_sign_in_spans_replicas_a_replay_is_refused_and_sign_out_reaches_every
     // And to B, where it completed: refused as well.
     let replay = cl.post_form(&c, 1, &form, JSON).await;
     expect_error(replay, 400, "no_pending_login").await;
-    assert_eq!(cl.up.count(), before, "no replayed request reached the upstream");
+    assert_eq!(
+        cl.up.count(),
+        before,
+        "no replayed request reached the upstream"
+    );
 
     // Sign-out on B; A and C (which served it from their caches) refuse the old cookie
     // within a second.
@@ -301,7 +315,11 @@ async fn a_sign_in_spans_replicas_a_replay_is_refused_and_sign_out_reaches_every
         .send()
         .await
         .expect("sign-out");
-    assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
     let on_a = cl.time_until_refused(0, &cookie, t0).await;
     let on_c = cl.time_until_refused(2, &cookie, t0).await;
     eprintln!("sign-out on B: refused on A after {on_a:?}, on C after {on_c:?}");
@@ -388,7 +406,11 @@ async fn a_restarted_replica_keeps_sessions_and_redis_down_then_up_is_survived()
     cl.r[0].stop();
     cl.r[0].spawn();
     cl.r[0].wait_readyz(200).await;
-    assert_eq!(cl.status_with(0, &cookie).await, 200, "restarted A serves it");
+    assert_eq!(
+        cl.status_with(0, &cookie).await,
+        200,
+        "restarted A serves it"
+    );
 
     // A sign-in is in flight (started on B, IdP answered) when Redis goes away.
     let c2 = login_client();
@@ -405,7 +427,11 @@ async fn a_restarted_replica_keeps_sessions_and_redis_down_then_up_is_survived()
         replica.wait_readyz(503).await;
     }
     // Within the grace, the session cached on C keeps working; A's cache has it too.
-    assert_eq!(cl.status_with(2, &cookie).await, 200, "cached on C, within the grace");
+    assert_eq!(
+        cl.status_with(2, &cookie).await,
+        200,
+        "cached on C, within the grace"
+    );
     // After the grace: 503, not a sign-in loop and not access.
     while down_at.elapsed() < GRACE + Duration::from_millis(500) {
         tokio::time::sleep(Duration::from_millis(100)).await;

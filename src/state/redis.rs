@@ -602,3 +602,58 @@ fn decode_claim(keys: &Keys, key: &str, reply: &[u8]) -> Result<PendingLogin, Cl
         _ => Err(ClaimError::Unknown),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_replies_are_read_strictly() {
+        let keys = Keys::new(&[3; 32]);
+        let key = "t:p:abc";
+        let payload = serde_json::to_vec(&StoredPending {
+            request_id: "_r1".into(),
+            return_path: "/x".into(),
+        })
+        .expect("json");
+        let browser = [0xabu8; 32];
+        let ok = [
+            b"O".as_slice(),
+            hex(&browser).as_bytes(),
+            &keys.seal(key, &payload),
+        ]
+        .concat();
+        let claimed = decode_claim(&keys, key, &ok).expect("claimed");
+        assert_eq!(
+            (claimed.request_id.as_str(), claimed.return_path.as_str()),
+            ("_r1", "/x")
+        );
+        assert_eq!(claimed.browser, browser);
+        // Sealed for another key, or under another secret: unknown, never a sign-in.
+        let moved = [
+            b"O".as_slice(),
+            hex(&browser).as_bytes(),
+            &keys.seal("t:p:other", &payload),
+        ]
+        .concat();
+        let other = Keys::new(&[4; 32]);
+        let cases: &[(&Keys, &[u8], ClaimError)] = &[
+            (&keys, &moved, ClaimError::Unknown),
+            (&other, &ok, ClaimError::Unknown),
+            (&keys, b"W", ClaimError::WrongBrowser),
+            (&keys, b"U", ClaimError::Unknown),
+            (&keys, b"E", ClaimError::Unknown),
+            (&keys, b"", ClaimError::Unknown),
+            (&keys, b"Oshort", ClaimError::Unknown),
+        ];
+        for (k, reply, want) in cases {
+            assert_eq!(decode_claim(k, key, reply).err(), Some(*want));
+        }
+        let mut bad_hex = ok.clone();
+        bad_hex[1] = b'z';
+        assert_eq!(
+            decode_claim(&keys, key, &bad_hex).err(),
+            Some(ClaimError::Unknown)
+        );
+    }
+}

@@ -446,3 +446,68 @@ impl SessionStore for RedisSessions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Identity, IdentityHeaderValues};
+
+    fn cached(ttl: Duration) -> Arc<Cached> {
+        let now = SystemTime::now();
+        Arc::new(Cached {
+            session: Arc::new(Session {
+                identity: Identity::default(),
+                headers: IdentityHeaderValues {
+                    user: http::HeaderValue::from_static("u"),
+                    email: None,
+                    groups: None,
+                    preferred_username: None,
+                },
+                created_at: now,
+                expires_at: now + ttl,
+            }),
+            touched: AtomicU64::new(0),
+        })
+    }
+
+    #[test]
+    fn invalidation_messages_drop_what_they_name_and_garbage_drops_everything() {
+        let cache = LocalCache::new(100, Duration::from_secs(60));
+        let keys: Vec<SessionKey> = (1..=3u8).map(|i| SessionKey::from_id(&[i; 32])).collect();
+        let fill = |c: &LocalCache| {
+            for k in &keys {
+                c.cache.insert(*k, cached(Duration::from_secs(60)));
+            }
+        };
+        fill(&cache);
+        let g0 = cache.generation.load(Ordering::Acquire);
+        let msg = format!("{} {}", hex(&keys[0].0), hex(&keys[2].0));
+        cache.invalidate_message(msg.as_bytes());
+        assert!(
+            cache.generation.load(Ordering::Acquire) > g0,
+            "a bump stops stale fills"
+        );
+        assert!(cache.cache.get(&keys[0]).is_none());
+        assert!(cache.cache.get(&keys[1]).is_some());
+        assert!(cache.cache.get(&keys[2]).is_none());
+        // A word that is not a session key: everything goes (we cannot tell what was meant).
+        fill(&cache);
+        cache.invalidate_message(format!("{} zz", hex(&keys[0].0)).as_bytes());
+        cache.cache.run_pending_tasks();
+        assert_eq!(cache.cache.entry_count(), 0);
+        // Empty words (double spaces) are ignored.
+        fill(&cache);
+        cache.invalidate_message(format!("  {}  ", hex(&keys[1].0)).as_bytes());
+        assert!(cache.cache.get(&keys[0]).is_some());
+        assert!(cache.cache.get(&keys[1]).is_none());
+    }
+
+    #[test]
+    fn session_keys_parse_only_from_64_hex_digits() {
+        let k = SessionKey::from_id(&[7; 32]);
+        assert_eq!(parse_key(hex(&k.0).as_bytes()), Some(k));
+        for bad in ["", "00", &"g".repeat(64), &"0".repeat(63), &"0".repeat(65)] {
+            assert_eq!(parse_key(bad.as_bytes()), None, "{bad}");
+        }
+    }
+}
