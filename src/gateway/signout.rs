@@ -29,6 +29,8 @@ impl Gateway {
             Err(e) => return self.state_unavailable(&e, req.headers(), conn),
         };
         let browser = pages::accepts_html(req.headers());
+        // Kept for a 503 after the body (and with it the request) is consumed.
+        let req_headers = &req.headers().clone();
         match *req.method() {
             Method::GET | Method::HEAD => match session {
                 Some((key, s)) => {
@@ -71,7 +73,10 @@ impl Gateway {
                     }
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
-                self.sessions.remove(&key).await;
+                if let Err(e) = self.sessions.try_remove(&key).await {
+                    // Not "signed out" while the session may live on other replicas.
+                    return self.state_unavailable(&e, req_headers, conn);
+                }
                 self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
                 match self.idp_logout(&s).await {

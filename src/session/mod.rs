@@ -113,6 +113,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Option<Arc<Session>>, crate::state::StateError> {
         Ok(self.get(key).await)
     }
+    /// [`SessionStore::remove`] that says when the session could not be ended everywhere (a
+    /// shared backend unreachable): the sign-out then answers 503 instead of "signed out".
+    async fn try_remove(&self, key: &SessionKey) -> Result<(), crate::state::StateError> {
+        self.remove(key).await;
+        Ok(())
+    }
     /// [`SessionStore::insert`] that says when the session could not be stored (the sign-in
     /// then fails with a 503 instead of handing out a cookie nothing backs).
     async fn try_insert(

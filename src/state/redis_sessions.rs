@@ -413,6 +413,10 @@ impl SessionStore for RedisSessions {
         Ok(Some(session))
     }
 
+    async fn try_remove(&self, key: &SessionKey) -> Result<(), StateError> {
+        self.delete(&[*key]).await.map(|_| ())
+    }
+
     async fn try_insert(&self, key: SessionKey, session: Arc<Session>) -> Result<(), StateError> {
         self.shared.start_watcher();
         let s = &self.shared;
