@@ -27,6 +27,8 @@ mod simplesamlphp;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::{expect_signed_in, login_at_idp, redirect_to_idp, start_simplesamlphp, USER_IS_UID};
@@ -417,6 +419,36 @@ async fn a_restarted_replica_keeps_sessions_and_redis_down_then_up_is_survived()
     let (loc, _) = redirect_to_idp(&c2, &cl.r[1].url("/y"), &cl.idp).await;
     let pending_form = login_at_idp(&c2, &cl.idp, &loc, &BOB, &cl.acs_url).await;
 
+    // Traffic on C with the session cookie, all through the outage: what it saw is checked
+    // at the end.
+    let stop_traffic = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (url, cookie, stop) = (
+            cl.r[2].url("/reports"),
+            cookie.clone(),
+            stop_traffic.clone(),
+        );
+        tokio::spawn(async move {
+            let c = bare_client();
+            let mut seen: Vec<u16> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c
+                    .get(&url)
+                    .header("accept", JSON)
+                    .header("cookie", &cookie)
+                    .send()
+                    .await;
+                let status = r.map_or(0, |r| r.status().as_u16());
+                if seen.last() != Some(&status) {
+                    seen.push(status);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
     cl.redis.stop();
     let down_at = Instant::now();
     // The ACS cannot rule out a replay: it refuses with a 503, and no session is made.
@@ -449,6 +481,19 @@ async fn a_restarted_replica_keeps_sessions_and_redis_down_then_up_is_survived()
     for i in 0..3 {
         assert_eq!(cl.status_with(i, &cookie).await, 401, "replica {i}");
     }
+    stop_traffic.store(true, Ordering::Relaxed);
+    let seen = traffic.await.expect("traffic");
+    eprintln!("statuses on C through the outage, in order: {seen:?}");
+    // Served while Redis was up and within the grace, then 503, then (Redis back, the session
+    // gone with its memory) 401: never a 200 after the first refusal, never anything else.
+    assert_eq!(seen.first(), Some(&200), "{seen:?}");
+    assert_eq!(seen.last(), Some(&401), "{seen:?}");
+    assert!(seen.contains(&503), "{seen:?}");
+    let first_refusal = seen.iter().position(|s| *s != 200).expect("a refusal");
+    assert!(
+        seen[first_refusal..].iter().all(|s| *s == 503 || *s == 401),
+        "nobody let in after the grace: {seen:?}"
+    );
     // Responses from before the restart complete nothing.
     let r = cl.post_form(&c2, 0, &pending_form, JSON).await;
     expect_error(r, 400, "no_pending_login").await;

@@ -384,16 +384,19 @@ impl SessionStore for RedisSessions {
     async fn lookup(&self, key: &SessionKey) -> Result<Option<Arc<Session>>, StateError> {
         self.shared.start_watcher();
         let s = &self.shared;
+        let generation = s.cache.generation.load(Ordering::Acquire);
         if let Some(cached) = s.cache.cache.get(key) {
             s.cache_usable()?;
             if cached.session.is_expired(SystemTime::now()) {
                 s.cache.invalidate(key);
                 return Ok(None);
             }
-            self.maybe_touch(*key, &cached);
-            return Ok(Some(cached.session.clone()));
+            // An invalidation or flush that raced with this read wins: ask Redis instead.
+            if s.cache.generation.load(Ordering::Acquire) == generation {
+                self.maybe_touch(*key, &cached);
+                return Ok(Some(cached.session.clone()));
+            }
         }
-        let generation = s.cache.generation.load(Ordering::Acquire);
         let Some(session) = self.fetch(key).await? else {
             return Ok(None);
         };
