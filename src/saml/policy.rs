@@ -809,8 +809,14 @@ mod tests {
         let mut lax = w.clone();
         lax.require_signed_assertion = false;
         type Refused = fn(&LoginError) -> bool;
+        type Case<'a> = (
+            &'a str,
+            fn(&mut EnvelopeFacts),
+            &'a Expectations<'a>,
+            Option<Refused>,
+        );
         #[rustfmt::skip]
-        let cases: [(&str, fn(&mut EnvelopeFacts), &Expectations<'_>, Option<Refused>); 9] = [
+        let cases: [Case<'_>; 9] = [
             ("IdP status", |f| {
                 f.status_code = Some("urn:oasis:names:tc:SAML:2.0:status:Responder".into());
                 f.status_message = Some("user locked".into());
