@@ -32,7 +32,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-pub use admission::Admission;
 pub use reload::Policy;
 pub use routes::{route, Paths, Route};
 
