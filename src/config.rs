@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::client_ip::TrustedProxies;
+use crate::password::{PasswordSettings, PasswordSigninSection};
 use crate::ratelimit::RateLimitSection;
 use crate::rules::{AccessRules, AccessSection};
 
@@ -58,6 +59,8 @@ pub struct FileConfig {
     /// `[access]`: per-path rules ([`crate::rules`]).
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[password_signin]`: LDAP and local accounts as a fallback ([`crate::password`]).
+    pub password_signin: PasswordSigninSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -373,6 +376,8 @@ pub struct Settings {
     /// Checked by [`AccessRules::compile`]; compiled again into the gateway's policy.
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[password_signin]`, validated with its files read; `None` when off.
+    pub password_signin: Option<PasswordSettings>,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
 }
@@ -1385,6 +1390,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     let access = file.access;
     file.rate_limits.validate()?;
     let rate_limits = file.rate_limits;
+    let password_signin = crate::password::settings::validate(&file.password_signin, base)
+        .map_err(|e| ConfigError::new(e.key(), e.to_string()))?;
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
@@ -1487,6 +1494,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         admin,
         access,
         rate_limits,
+        password_signin,
         trusted_proxies,
     })
 }

@@ -26,6 +26,7 @@
 //! | [`target`] | refusals from the request line and `Host` before dispatch: `CONNECT`, non-path targets, conflicting hosts, encoded gateway paths, dot segments |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
+//! | [`password`] | `[password_signin]`: LDAP and local accounts as an ordered fallback (form, HTTP Basic) |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
@@ -75,6 +76,7 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod observability;
 pub mod pages;
+pub mod password;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redirect;
