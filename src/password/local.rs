@@ -221,6 +221,88 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     hash_with(password, Params::default())
 }
 
+/// What `samlgate passwd` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswdOutcome {
+    Added,
+    Changed,
+}
+
+/// Why `samlgate passwd` changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswdError {
+    #[error("`{0}` cannot be a user name (empty, too long, or with `:`, `,`, spaces or control characters)")]
+    BadName(String),
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("a group name is empty or has `:`, `,` or control characters")]
+    BadGroup,
+    #[error("the users file as it is now does not parse, so it is left alone: {0}")]
+    Existing(UsersFileError),
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+}
+
+/// Adds `name` to the users file at `path` (created when missing, mode 0600) or changes its
+/// password; `groups = None` keeps an existing user's groups. The file is replaced
+/// atomically (a temp file in the same directory, renamed).
+pub fn passwd(
+    path: &Path,
+    name: &str,
+    password: &str,
+    groups: Option<&[String]>,
+) -> Result<PasswdOutcome, PasswdError> {
+    if !valid_user_name(name) {
+        return Err(PasswdError::BadName(name.to_string()));
+    }
+    if password.is_empty() {
+        return Err(PasswdError::EmptyPassword);
+    }
+    if groups.is_some_and(|g| {
+        g.iter()
+            .any(|g| g.is_empty() || g.chars().any(|c| c.is_control() || c == ':' || c == ','))
+    }) {
+        return Err(PasswdError::BadGroup);
+    }
+    let write_err = |error| PasswdError::Write {
+        path: path.display().to_string(),
+        error,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(write_err(e)),
+    };
+    let existing = LocalUsers::parse(&text).map_err(PasswdError::Existing)?;
+    let outcome = if existing.find(name).is_some() {
+        PasswdOutcome::Changed
+    } else {
+        PasswdOutcome::Added
+    };
+    let hash = hash_password(password).map_err(|e| PasswdError::Hash(e.to_string()))?;
+    let new_text = LocalUsers::upsert_text(&text, name, &hash, groups);
+    write_atomically(path, &new_text).map_err(write_err)?;
+    Ok(outcome)
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +369,33 @@ mod tests {
         check_hash(&hash).unwrap();
         assert!(verify_hash(&hash, "correct horse"));
         assert!(!verify_hash(&hash, "correct horsE"));
+    }
+
+    #[test]
+    fn passwd_adds_then_changes_and_keeps_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let groups = ["breakglass".to_string()];
+        assert_eq!(passwd(&path, "root2", "first", Some(&groups)).unwrap(), PasswdOutcome::Added);
+        assert_eq!(passwd(&path, "root2", "second", None).unwrap(), PasswdOutcome::Changed);
+        let users = LocalUsers::load(&path).unwrap();
+        assert_eq!(users.find("root2").unwrap().groups, groups);
+        assert!(users.verify("root2", "second").is_some());
+        assert!(users.verify("root2", "first").is_none());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for (name, pw, want) in [
+            ("a:b", "x", "cannot be a user name"),
+            ("ok", "", "the password is empty"),
+        ] {
+            let err = passwd(&path, name, pw, None).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        std::fs::write(&path, "broken line\n").unwrap();
+        let err = passwd(&path, "x", "y", None).unwrap_err().to_string();
+        assert!(err.contains("left alone"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "broken line\n");
     }
 
     #[test]
