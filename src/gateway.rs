@@ -48,6 +48,9 @@ use crate::session::{
 use crate::target::{self, TargetRefusal};
 use crate::tunnel::TunnelSession;
 
+mod password_signin;
+use password_signin::{BasicOutcome, PasswordGate};
+
 /// 200 for a forward-auth check, carrying the identity headers the proxy copies upstream.
 fn identity_response(policy: &Policy, session: &Session) -> Response<Body> {
     let ids = &policy.ids;
@@ -199,6 +202,8 @@ pub struct Policy {
     envoy_removals: EnvoyRemovals,
     /// Repeated refusals' log lines, summarised per client; kept across every reload.
     pub logs: Arc<LogThrottle>,
+    /// `[password_signin]` (form and HTTP Basic), when on.
+    pub password: Option<Arc<PasswordGate>>,
 }
 
 impl Policy {
@@ -223,6 +228,7 @@ impl Policy {
             headers: s.headers.clone(),
             forward_auth: s.forward_auth.clone(),
             logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
+            password: PasswordGate::build(s, previous)?,
         })
     }
 
@@ -271,6 +277,8 @@ pub enum Route {
     Logout,
     Slo,
     ForwardAuth,
+    /// The password sign-in form (`{prefix}/password`, `[password_signin]`).
+    Password,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
     UnknownGatewayPath,
     Protected,
@@ -288,6 +296,7 @@ impl Route {
             Route::Logout => RouteClass::Logout,
             Route::Slo => RouteClass::Slo,
             Route::ForwardAuth => RouteClass::ForwardAuth,
+            Route::Password => RouteClass::Login,
             Route::UnknownGatewayPath => RouteClass::GatewayOther,
             Route::Protected => RouteClass::Protected,
         }
@@ -305,6 +314,7 @@ pub fn route(path: &str, p: &Paths) -> Route {
         _ if path == p.logout => Route::Logout,
         _ if path == p.slo => Route::Slo,
         _ if is_under(path, &p.auth) => Route::ForwardAuth,
+        _ if password_signin::is_password_path(path, p) => Route::Password,
         _ if is_under(path, &p.prefix) => Route::UnknownGatewayPath,
         _ => Route::Protected,
     }
@@ -543,7 +553,11 @@ impl Gateway {
     /// Periodic upkeep (every minute from the server): forgets rate-limit entries whose budget
     /// has refilled, so the table only holds clients that are actually busy.
     pub fn housekeeping(&self) {
-        self.policy.load().limits.retain_recent();
+        let policy = self.policy.load();
+        policy.limits.retain_recent();
+        if let Some(gate) = &policy.password {
+            gate.signin.housekeeping();
+        }
     }
 
     pub fn session_count(&self) -> u64 {
@@ -650,6 +664,7 @@ impl Gateway {
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
+            Route::Password => self.password_page(req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -687,18 +702,29 @@ impl Gateway {
                 return ambiguous_path(reason, req.uri().path(), req.headers(), conn, &policy.logs)
             }
             Decision::Anonymous { .. } => None,
-            Decision::Authenticate { requirement, .. } => Some(requirement),
+            Decision::Authenticate { requirement, rule } => Some((requirement, rule)),
         };
 
         // authenticate and authorize (anonymous routes: neither, and no identity headers)
         let mut session_key = None;
+        let mut set_cookie = None;
         let session = match requirement {
             None => None,
-            Some(requirement) => {
-                let Some((key, session)) = self.authenticate(req.headers()).await else {
-                    return self.challenge(&req, conn, policy);
+            Some((requirement, rule)) => {
+                // HTTP Basic where the rule allows it ([password_signin]); the header is ours.
+                let basic = Self::take_basic(&mut req, policy, rule);
+                let (key, session) = match self.authenticate(req.headers()).await {
+                    Some((key, session)) => (Some(key), session),
+                    None => match self.basic_sign_in(basic, conn, policy, user).await {
+                        BasicOutcome::Signed { key, session, set_cookie: c } => {
+                            set_cookie = c;
+                            (key, session)
+                        }
+                        BasicOutcome::Refused(r) => return r,
+                        BasicOutcome::NotTried => return self.challenge(&req, conn, policy),
+                    },
                 };
-                session_key = Some(key);
+                session_key = key;
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
                     *user = Some(session.identity.user.clone());
@@ -775,6 +801,9 @@ impl Gateway {
                 // The application's own 4xx is no refusal of ours: its access line stays.
                 if resp.status().is_client_error() {
                     resp.extensions_mut().insert(UpstreamAnswer);
+                }
+                if let Some(v) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
                 }
                 resp
             }
@@ -1211,7 +1240,20 @@ impl Gateway {
                     ),
                     _ => self.login_url.clone(),
                 };
-                pages::login_failed(e.status(), headline, sentence, &retry, browser, e.kind())
+                let password = policy
+                    .password
+                    .as_ref()
+                    .filter(|g| g.form())
+                    .map(|_| password_signin::password_path(&self.paths));
+                pages::login_failed_with_password(
+                    e.status(),
+                    headline,
+                    sentence,
+                    &retry,
+                    browser,
+                    e.kind(),
+                    password.as_deref(),
+                )
             }
         }
     }
@@ -1344,6 +1386,7 @@ impl Gateway {
         tracing::info!(
             target: "samlgate::audit",
             event = "login_success",
+            method = "saml",
             user = %who,
             groups = identity.groups.len(),
             session = %key.log_tag(),

@@ -19,6 +19,7 @@
 //! | `cache` | verified credentials by keyed hash, bounded, short-lived |
 //! | `limits` | per-client and per-user GCRA budgets (governor), the lockout |
 //! | `basic` | reading `Authorization: Basic` |
+//! | `web` | the sign-in form page, its POST body, the answers to Basic clients |
 
 pub mod basic;
 pub mod cache;
@@ -27,6 +28,7 @@ pub mod ldap;
 pub mod limits;
 pub mod local;
 pub mod settings;
+pub mod web;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +52,21 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 pub struct Verified {
     pub method: Method,
     pub identity: Identity,
+}
+
+/// A sign-in that passed: who, and whether it came from the credential cache (no source
+/// was asked; the audit log records only fresh verifications of HTTP Basic credentials).
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub verified: Arc<Verified>,
+    pub cached: bool,
+}
+
+impl std::ops::Deref for SignIn {
+    type Target = Verified;
+    fn deref(&self) -> &Verified {
+        &self.verified
+    }
 }
 
 /// What one source said.
@@ -224,13 +241,16 @@ impl PasswordSignin {
         client: IpAddr,
         user: &str,
         password: &str,
-    ) -> Result<Arc<Verified>, SigninError> {
+    ) -> Result<SignIn, SigninError> {
         check_input(user, password).map_err(|why| SigninError::InvalidCredentials {
             reason: why.to_string(),
         })?;
         let key = self.cache.key_of(user, password);
-        if let Some(hit) = self.cache.get(&key) {
-            return Ok(hit);
+        if let Some(verified) = self.cache.get(&key) {
+            return Ok(SignIn {
+                verified,
+                cached: true,
+            });
         }
         self.limits
             .admit(client, user, Instant::now())
@@ -248,7 +268,10 @@ impl PasswordSignin {
             Ok((method, identity)) => {
                 let verified = Arc::new(Verified { method, identity });
                 self.cache.insert(key, verified.clone());
-                Ok(verified)
+                Ok(SignIn {
+                    verified,
+                    cached: false,
+                })
             }
             Err(e) => {
                 if matches!(e, SigninError::InvalidCredentials { .. }) {
