@@ -716,7 +716,11 @@ impl Gateway {
                 let (key, session) = match self.authenticate(req.headers()).await {
                     Some((key, session)) => (Some(key), session),
                     None => match self.basic_sign_in(basic, conn, policy, user).await {
-                        BasicOutcome::Signed { key, session, set_cookie: c } => {
+                        BasicOutcome::Signed {
+                            key,
+                            session,
+                            set_cookie: c,
+                        } => {
                             set_cookie = c;
                             (key, session)
                         }

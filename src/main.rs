@@ -333,7 +333,12 @@ fn demo(port_base: u16) -> ExitCode {
     })
 }
 
-fn passwd(file: &std::path::Path, user: &str, groups: Option<&[String]>, from_stdin: bool) -> ExitCode {
+fn passwd(
+    file: &std::path::Path,
+    user: &str,
+    groups: Option<&[String]>,
+    from_stdin: bool,
+) -> ExitCode {
     let password = match read_new_password(from_stdin) {
         Ok(p) => p,
         Err(e) => {
@@ -366,8 +371,9 @@ fn read_new_password(from_stdin: bool) -> Result<String, String> {
             .map_err(|e| format!("cannot read standard input: {e}"))?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
-    let first = rpassword::prompt_password("New password: ")
-        .map_err(|e| format!("cannot read the password from the terminal ({e}); use --password-stdin"))?;
+    let first = rpassword::prompt_password("New password: ").map_err(|e| {
+        format!("cannot read the password from the terminal ({e}); use --password-stdin")
+    })?;
     let again = rpassword::prompt_password("Repeat it: ")
         .map_err(|e| format!("cannot read the password from the terminal: {e}"))?;
     if first != again {

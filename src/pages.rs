@@ -133,7 +133,12 @@ pub fn login_failed_with_password(
 ) -> Response<Body> {
     if !browser {
         return match password_url {
-            Some(p) => json(status, kind, sentence, &[("login_url", retry_url), ("password_url", p)]),
+            Some(p) => json(
+                status,
+                kind,
+                sentence,
+                &[("login_url", retry_url), ("password_url", p)],
+            ),
             None => json(status, kind, sentence, &[("login_url", retry_url)]),
         };
     }

@@ -449,7 +449,10 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
     if raw.basic_auth && !matches!(action, Action::Authenticate { .. }) {
         return Err(ConfigError::new(
             key("basic_auth"),
-            format!("only applies to action = \"authenticate\", not {:?}", raw.action),
+            format!(
+                "only applies to action = \"authenticate\", not {:?}",
+                raw.action
+            ),
         ));
     }
     if !matches!(action, Action::Authenticate { .. }) {
@@ -798,7 +801,10 @@ mod tests {
             basic_auth: true,
             ..named(rule("authenticate", Some("/api/"), None), "api")
         };
-        let rules = compile(vec![api, named(rule("authenticate", Some("/app/"), None), "app")]);
+        let rules = compile(vec![
+            api,
+            named(rule("authenticate", Some("/app/"), None), "app"),
+        ]);
         for (path, want) in [("/api/x", true), ("/app/x", false), ("/other", false)] {
             assert_eq!(rules.allows_basic(get(&rules, path).rule()), want, "{path}");
         }

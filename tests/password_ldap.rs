@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use samlgate::password::ldap::{LdapAnswer, LdapSource};
 use samlgate::password::limits::Brake;
 use samlgate::password::local::{hash_password, LocalUsers};
-use samlgate::password::settings::{validate, GroupSource, LdapSection, LocalSection, PasswordSettings};
+use samlgate::password::settings::{
+    validate, GroupSource, LdapSection, LocalSection, PasswordSettings,
+};
 use samlgate::password::{Method, PasswordSignin, PasswordSigninSection, SigninError, Work};
 use slapd::Slapd;
 
@@ -42,7 +44,11 @@ fn search_section(url: &str) -> LdapSection {
 
 /// Validated settings with the files they name written into `dir`.
 fn settings(dir: &Path, section: PasswordSigninSection) -> PasswordSettings {
-    std::fs::write(dir.join("service.pw"), format!("{}\n", slapd::SERVICE_PASSWORD)).unwrap();
+    std::fs::write(
+        dir.join("service.pw"),
+        format!("{}\n", slapd::SERVICE_PASSWORD),
+    )
+    .unwrap();
     validate(&section, dir).unwrap().expect("enabled")
 }
 
@@ -59,7 +65,9 @@ fn ldap_source(dir: &Path, ldap: LdapSection) -> LdapSource {
     LdapSource::new(s.ldap.unwrap()).unwrap()
 }
 
-fn accepted(answer: Result<LdapAnswer, samlgate::password::ldap::LdapError>) -> samlgate::session::Identity {
+fn accepted(
+    answer: Result<LdapAnswer, samlgate::password::ldap::LdapError>,
+) -> samlgate::session::Identity {
     match answer {
         Ok(LdapAnswer::Accepted(identity)) => identity,
         other => panic!("expected Accepted, got {other:?}"),
@@ -80,14 +88,28 @@ async fn search_then_bind_accepts_refuses_and_maps_groups() {
     groups.sort();
     assert_eq!(groups, vec!["admins", "engineers"]);
     // The directory's spelling of the name is the identity, whatever case was typed.
-    assert_eq!(accepted(src.verify("ALICE", "alice-secret").await).user, "alice");
-    assert!(accepted(src.verify("carol", "carol-secret").await).groups.is_empty());
+    assert_eq!(
+        accepted(src.verify("ALICE", "alice-secret").await).user,
+        "alice"
+    );
+    assert!(accepted(src.verify("carol", "carol-secret").await)
+        .groups
+        .is_empty());
 
-    assert_eq!(src.verify("alice", "wrong").await.unwrap(), LdapAnswer::WrongPassword);
-    assert_eq!(src.verify("nobody", "alice-secret").await.unwrap(), LdapAnswer::UnknownUser);
+    assert_eq!(
+        src.verify("alice", "wrong").await.unwrap(),
+        LdapAnswer::WrongPassword
+    );
+    assert_eq!(
+        src.verify("nobody", "alice-secret").await.unwrap(),
+        LdapAnswer::UnknownUser
+    );
     // An empty password never reaches the directory as a bind.
     let before = src.password_binds();
-    assert_eq!(src.verify("alice", "").await.unwrap(), LdapAnswer::WrongPassword);
+    assert_eq!(
+        src.verify("alice", "").await.unwrap(),
+        LdapAnswer::WrongPassword
+    );
     assert_eq!(src.password_binds(), before);
 }
 
@@ -97,8 +119,14 @@ async fn this_slapd_accepts_unauthenticated_binds_and_samlgate_never_does() {
     // The directory itself says yes to a DN with an empty password (RFC 4513 5.1.2)...
     let (conn, mut ldap) = ldap3::LdapConnAsync::new(&slapd.url()).await.unwrap();
     tokio::spawn(conn.drive());
-    let raw = ldap.simple_bind("uid=alice,ou=people,dc=example,dc=test", "").await.unwrap();
-    assert_eq!(raw.rc, 0, "the test directory should allow unauthenticated binds");
+    let raw = ldap
+        .simple_bind("uid=alice,ou=people,dc=example,dc=test", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.rc, 0,
+        "the test directory should allow unauthenticated binds"
+    );
 
     // ...and samlgate refuses before asking, as invalid credentials, counting no bind.
     let dir = tempfile::tempdir().unwrap();
@@ -146,7 +174,10 @@ async fn filter_injection_finds_nobody() {
         ..search_section(&slapd.url())
     };
     let src = ldap_source(dir.path(), twins);
-    assert_eq!(src.verify("Twin", "twin-secret").await.unwrap(), LdapAnswer::Ambiguous);
+    assert_eq!(
+        src.verify("Twin", "twin-secret").await.unwrap(),
+        LdapAnswer::Ambiguous
+    );
 }
 
 #[tokio::test]
@@ -162,7 +193,10 @@ async fn direct_bind_escapes_the_dn() {
     let alice = accepted(src.verify("alice", "alice-secret").await);
     assert_eq!(alice.email.as_deref(), Some("alice@example.test"));
     assert!(alice.groups.contains(&"engineers".to_string()));
-    assert_eq!(src.verify("alice", "bad").await.unwrap(), LdapAnswer::WrongPassword);
+    assert_eq!(
+        src.verify("alice", "bad").await.unwrap(),
+        LdapAnswer::WrongPassword
+    );
     assert_eq!(accepted(src.verify("x*y", "star-secret").await).user, "x*y");
     // RDN tricks: each lands inside one escaped value, naming an entry that does not exist.
     // (` alice` is not among them: escaped as `\ alice` it still names alice's entry, since
@@ -194,7 +228,10 @@ async fn groups_from_a_group_search() {
     let mut groups = accepted(src.verify("alice", "alice-secret").await).groups;
     groups.sort();
     assert_eq!(groups, vec!["admins", "engineers"]);
-    assert_eq!(accepted(src.verify("bob", "bob-secret").await).groups, vec!["engineers"]);
+    assert_eq!(
+        accepted(src.verify("bob", "bob-secret").await).groups,
+        vec!["engineers"]
+    );
 }
 
 #[tokio::test]
@@ -202,26 +239,55 @@ async fn ldaps_and_starttls_verify_the_certificate() {
     let slapd = Slapd::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), slapd.ca_pem()).unwrap();
-    std::fs::write(dir.path().join("other-ca.pem"), slapd::tls::Ca::new().cert_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("other-ca.pem"),
+        slapd::tls::Ca::new().cert_pem(),
+    )
+    .unwrap();
 
     let ldaps = LdapSection {
         ca_file: Some("ca.pem".into()),
         ..search_section(&slapd.ldaps_url())
     };
-    assert_eq!(accepted(ldaps_source(&dir, ldaps.clone()).verify("bob", "bob-secret").await).user, "bob");
+    assert_eq!(
+        accepted(
+            ldaps_source(&dir, ldaps.clone())
+                .verify("bob", "bob-secret")
+                .await
+        )
+        .user,
+        "bob"
+    );
     let starttls = LdapSection {
         starttls: true,
         ca_file: Some("ca.pem".into()),
         ..search_section(&slapd.url())
     };
-    assert_eq!(accepted(ldaps_source(&dir, starttls.clone()).verify("bob", "bob-secret").await).user, "bob");
+    assert_eq!(
+        accepted(
+            ldaps_source(&dir, starttls.clone())
+                .verify("bob", "bob-secret")
+                .await
+        )
+        .user,
+        "bob"
+    );
 
     // Signed by another CA: no answer at all, and the error says why.
     for section in [ldaps, starttls] {
-        let wrong_ca = LdapSection { ca_file: Some("other-ca.pem".into()), ..section };
-        let err = ldaps_source(&dir, wrong_ca).verify("bob", "bob-secret").await.unwrap_err();
+        let wrong_ca = LdapSection {
+            ca_file: Some("other-ca.pem".into()),
+            ..section
+        };
+        let err = ldaps_source(&dir, wrong_ca)
+            .verify("bob", "bob-secret")
+            .await
+            .unwrap_err();
         let text = err.to_string().to_lowercase();
-        assert!(text.contains("certificate") || text.contains("issuer"), "{text}");
+        assert!(
+            text.contains("certificate") || text.contains("issuer"),
+            "{text}"
+        );
     }
 }
 
@@ -254,7 +320,10 @@ fn both_sources(dir: &Path, url: &str, local: LocalSection) -> PasswordSignin {
             enabled: true,
             methods: vec![Method::Ldap, Method::Local],
             ldap: search_section(url),
-            local: LocalSection { users_file: Some("users".into()), ..local },
+            local: LocalSection {
+                users_file: Some("users".into()),
+                ..local
+            },
             ..Default::default()
         },
     ))
@@ -266,26 +335,48 @@ async fn ldap_down_is_a_clear_error_and_local_still_works() {
     let mut slapd = Slapd::start();
     let dir = tempfile::tempdir().unwrap();
     let signin = both_sources(dir.path(), &slapd.url(), LocalSection::default());
-    let alice = signin.sign_in(client(), "alice", "alice-secret").await.unwrap();
+    let alice = signin
+        .sign_in(client(), "alice", "alice-secret")
+        .await
+        .unwrap();
     assert_eq!(alice.method, Method::Ldap);
 
     slapd.stop();
-    let glass = signin.sign_in(client(), "breakglass", "glass-secret").await.unwrap();
+    let glass = signin
+        .sign_in(client(), "breakglass", "glass-secret")
+        .await
+        .unwrap();
     assert_eq!(glass.method, Method::Local);
     assert_eq!(glass.identity.groups, vec!["breakglass"]);
     // bob is only in the directory: the answer says the directory is down, not "wrong".
-    let err = signin.sign_in(client(), "bob", "bob-secret").await.unwrap_err();
+    let err = signin
+        .sign_in(client(), "bob", "bob-secret")
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE);
     let reason = err.reason();
-    assert!(reason.starts_with("source_unavailable: ldap=unavailable ("), "{reason}");
+    assert!(
+        reason.starts_with("source_unavailable: ldap=unavailable ("),
+        "{reason}"
+    );
     assert!(reason.ends_with("local=unknown_user"), "{reason}");
     assert!(!reason.contains("bob-secret"));
 
     // Nothing listening at all (a port no one bound): the same clear error.
     let free = slapd::free_port();
-    let nowhere = ldap_source(dir.path(), search_section(&format!("ldap://127.0.0.1:{free}")));
-    let err = nowhere.verify("bob", "bob-secret").await.unwrap_err().to_string();
-    assert!(err.starts_with("cannot connect to ldap://127.0.0.1:"), "{err}");
+    let nowhere = ldap_source(
+        dir.path(),
+        search_section(&format!("ldap://127.0.0.1:{free}")),
+    );
+    let err = nowhere
+        .verify("bob", "bob-secret")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cannot connect to ldap://127.0.0.1:"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -295,19 +386,32 @@ async fn methods_can_be_restricted_to_users_or_groups() {
     let signin = both_sources(
         dir.path(),
         &slapd.url(),
-        LocalSection { allowed_users: vec!["breakglass".into()], ..Default::default() },
+        LocalSection {
+            allowed_users: vec!["breakglass".into()],
+            ..Default::default()
+        },
     );
     assert_eq!(
-        signin.sign_in(client(), "breakglass", "glass-secret").await.unwrap().method,
+        signin
+            .sign_in(client(), "breakglass", "glass-secret")
+            .await
+            .unwrap()
+            .method,
         Method::Local
     );
-    let err = signin.sign_in(client(), "ops", "ops-secret").await.unwrap_err();
+    let err = signin
+        .sign_in(client(), "ops", "ops-secret")
+        .await
+        .unwrap_err();
     assert_eq!(
         err.reason(),
         "invalid_credentials: ldap=unknown_user local=not_allowed (user is not in allowed_users)"
     );
     // Same answer for the client as any wrong password.
-    assert_eq!(err.user_message(), "The user name or password is not correct.");
+    assert_eq!(
+        err.user_message(),
+        "The user name or password is not correct."
+    );
 
     let dir = tempfile::tempdir().unwrap();
     users_file(dir.path());
@@ -316,14 +420,28 @@ async fn methods_can_be_restricted_to_users_or_groups() {
         PasswordSigninSection {
             enabled: true,
             methods: vec![Method::Ldap],
-            ldap: LdapSection { allowed_groups: vec!["admins".into()], ..search_section(&slapd.url()) },
+            ldap: LdapSection {
+                allowed_groups: vec!["admins".into()],
+                ..search_section(&slapd.url())
+            },
             ..Default::default()
         },
     ))
     .unwrap();
-    assert!(ldap_admins.sign_in(client(), "alice", "alice-secret").await.is_ok());
-    let err = ldap_admins.sign_in(client(), "bob", "bob-secret").await.unwrap_err();
-    assert!(err.reason().contains("not a member of any allowed group (admins)"), "{}", err.reason());
+    assert!(ldap_admins
+        .sign_in(client(), "alice", "alice-secret")
+        .await
+        .is_ok());
+    let err = ldap_admins
+        .sign_in(client(), "bob", "bob-secret")
+        .await
+        .unwrap_err();
+    assert!(
+        err.reason()
+            .contains("not a member of any allowed group (admins)"),
+        "{}",
+        err.reason()
+    );
 }
 
 #[tokio::test]
@@ -331,16 +449,28 @@ async fn the_cache_spares_the_directory_and_wrong_passwords_are_not_cached() {
     let slapd = Slapd::start();
     let dir = tempfile::tempdir().unwrap();
     let signin = both_sources(dir.path(), &slapd.url(), LocalSection::default());
-    signin.sign_in(client(), "alice", "alice-secret").await.unwrap();
+    signin
+        .sign_in(client(), "alice", "alice-secret")
+        .await
+        .unwrap();
     let after_first = signin.work();
     for _ in 0..20 {
-        signin.sign_in(client(), "alice", "alice-secret").await.unwrap();
+        signin
+            .sign_in(client(), "alice", "alice-secret")
+            .await
+            .unwrap();
     }
     assert_eq!(signin.work(), after_first, "cache hits reach no source");
     assert_eq!(signin.cached_credentials(), 1);
     // A different password is a miss, and its failure is not cached.
-    assert!(signin.sign_in(client(), "alice", "alice-secreT").await.is_err());
-    assert!(signin.sign_in(client(), "alice", "alice-secreT").await.is_err());
+    assert!(signin
+        .sign_in(client(), "alice", "alice-secreT")
+        .await
+        .is_err());
+    assert!(signin
+        .sign_in(client(), "alice", "alice-secreT")
+        .await
+        .is_err());
     assert_eq!(signin.work().ldap_binds, after_first.ldap_binds + 2);
 }
 
@@ -369,12 +499,18 @@ async fn repeated_failures_lock_a_name_known_or_not() {
         }
         let binds = signin.work().ldap_binds;
         // Locked: even the right password is not tried.
-        let err = signin.sign_in(client(), name, "bob-secret").await.unwrap_err();
+        let err = signin
+            .sign_in(client(), name, "bob-secret")
+            .await
+            .unwrap_err();
         assert_eq!(err, SigninError::Braked(Brake::LockedOut), "{name}");
         assert_eq!(signin.work().ldap_binds, binds);
     }
     // Another name is unaffected.
-    assert!(signin.sign_in(client(), "alice", "alice-secret").await.is_ok());
+    assert!(signin
+        .sign_in(client(), "alice", "alice-secret")
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -395,7 +531,10 @@ async fn per_client_budget_stops_a_spray() {
     .unwrap();
     let mut kinds = Vec::new();
     for i in 0..6 {
-        let err = signin.sign_in(client(), &format!("user{i}"), "guess").await.unwrap_err();
+        let err = signin
+            .sign_in(client(), &format!("user{i}"), "guess")
+            .await
+            .unwrap_err();
         kinds.push(err.kind());
     }
     assert_eq!(
@@ -427,7 +566,10 @@ async fn unknown_users_and_wrong_passwords_cost_the_same() {
             enabled: true,
             methods: vec![Method::Ldap, Method::Local],
             ldap: search_section(&slapd.url()),
-            local: LocalSection { users_file: Some("users".into()), ..Default::default() },
+            local: LocalSection {
+                users_file: Some("users".into()),
+                ..Default::default()
+            },
             cache_ttl_secs: 0,
             client_attempts_burst: 10_000,
             user_attempts_burst: 10_000,
@@ -441,12 +583,19 @@ async fn unknown_users_and_wrong_passwords_cost_the_same() {
     let mut samples: [(Vec<Duration>, Work, Option<SigninError>); 3] = Default::default();
     // (name, what it is): an LDAP user with a wrong password, a local user with a wrong
     // password, a name that exists nowhere.
-    let cases = [("bob", "ldap user"), ("ops", "local user"), ("nobody-here", "unknown")];
+    let cases = [
+        ("bob", "ldap user"),
+        ("ops", "local user"),
+        ("nobody-here", "unknown"),
+    ];
     for _ in 0..ROUNDS {
         for (i, (name, _)) in cases.iter().enumerate() {
             let before = signin.work();
             let start = Instant::now();
-            let err = signin.sign_in(client(), name, "not-the-password").await.unwrap_err();
+            let err = signin
+                .sign_in(client(), name, "not-the-password")
+                .await
+                .unwrap_err();
             samples[i].0.push(start.elapsed());
             let after = signin.work();
             samples[i].1 = Work {
@@ -459,11 +608,18 @@ async fn unknown_users_and_wrong_passwords_cost_the_same() {
     for (i, (name, what)) in cases.iter().enumerate() {
         let (times, work, err) = &samples[i];
         let err = err.as_ref().unwrap();
-        assert_eq!(err.user_message(), "The user name or password is not correct.", "{name}");
+        assert_eq!(
+            err.user_message(),
+            "The user name or password is not correct.",
+            "{name}"
+        );
         assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
         assert_eq!(
             *work,
-            Work { ldap_binds: 1, argon2_verifications: 1 },
+            Work {
+                ldap_binds: 1,
+                argon2_verifications: 1
+            },
             "{what} `{name}`: every failure costs one bind and one argon2 verification"
         );
         let mut sorted = times.clone();

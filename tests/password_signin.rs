@@ -49,7 +49,11 @@ fn passwd(path: &Path, user: &str, password: &str, groups: &str) {
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with(&format!("added `{user}`")), "{stdout}");
     assert!(!stdout.contains(password), "the password is never printed");
 }
@@ -71,7 +75,12 @@ async fn setup(extra: &str) -> Setup {
     let files = tempfile::tempdir().unwrap();
     let d = files.path();
     std::fs::write(d.join("service.pw"), slapd::SERVICE_PASSWORD).unwrap();
-    passwd(&d.join("users"), "breakglass", "glass-secret", "breakglass,admins");
+    passwd(
+        &d.join("users"),
+        "breakglass",
+        "glass-secret",
+        "breakglass,admins",
+    );
     let toml = format!(
         "[password_signin]\nenabled = true\nmethods = [\"ldap\", \"local\"]\n{extra}\n\
          [password_signin.ldap]\nurl = \"{url}\"\nbind_dn = \"{svc}\"\nbind_password_file = \"{pw}\"\n\
@@ -86,7 +95,13 @@ async fn setup(extra: &str) -> Setup {
         users = d.join("users").display(),
     );
     let (idp, up, gw) = signin::start_minted(&toml).await;
-    Setup { slapd, idp, up, gw, _files: files }
+    Setup {
+        slapd,
+        idp,
+        up,
+        gw,
+        _files: files,
+    }
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -108,9 +123,11 @@ async fn open_form(c: &reqwest::Client, s: &Setup, rd: &str) -> String {
     assert_eq!(r.status(), 200);
     let cookies = set_cookies(&r);
     assert!(
-        cookies.iter().any(|c| c.starts_with("samlgate_password_form=")
-            && c.contains("Path=/saml/password")
-            && c.contains("HttpOnly")),
+        cookies
+            .iter()
+            .any(|c| c.starts_with("samlgate_password_form=")
+                && c.contains("Path=/saml/password")
+                && c.contains("HttpOnly")),
         "{cookies:?}"
     );
     form_token(&r.text().await.unwrap())
@@ -139,30 +156,70 @@ async fn the_form_signs_in_with_ldap_like_saml_would() {
     let s = setup("").await;
     let c = client();
     let token = open_form(&c, &s, "/app/page").await;
-    let r = post_form(&c, &s, &[("user", "alice"), ("password", "alice-secret"), ("csrf", &token), ("rd", "/app/page")]).await;
+    let r = post_form(
+        &c,
+        &s,
+        &[
+            ("user", "alice"),
+            ("password", "alice-secret"),
+            ("csrf", &token),
+            ("rd", "/app/page"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/app/page");
     let cookie = session_cookie(&r).expect("the same session cookie as SAML");
-    assert!(set_cookies(&r).iter().any(|c| c.starts_with("samlgate_password_form=;")), "form cookie cleared");
+    assert!(
+        set_cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("samlgate_password_form=;")),
+        "form cookie cleared"
+    );
 
     let r = c.get(s.gw.url("/app/page")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let seen = s.up.last();
     assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("alice"));
-    assert_eq!(seen.one("x-forwarded-email").as_deref(), Some("alice@example.test"));
+    assert_eq!(
+        seen.one("x-forwarded-email").as_deref(),
+        Some("alice@example.test")
+    );
     let groups = seen.one("x-forwarded-groups").unwrap();
-    assert!(groups.contains("engineers") && groups.contains("admins"), "{groups}");
-    assert!(!seen.headers.iter().any(|(_, v)| v.contains(&cookie)), "the session cookie stays ours");
+    assert!(
+        groups.contains("engineers") && groups.contains("admins"),
+        "{groups}"
+    );
+    assert!(
+        !seen.headers.iter().any(|(_, v)| v.contains(&cookie)),
+        "the session cookie stays ours"
+    );
 
     let lines = audit_lines("login_success", "\"alice\"");
-    let line = lines.iter().find(|l| l["via"] == "form").expect("audit line");
+    let line = lines
+        .iter()
+        .find(|l| l["via"] == "form")
+        .expect("audit line");
     assert_eq!(line["method"], "ldap");
-    assert!(!CAPTURED.text_from(0).contains("alice-secret"), "passwords are never logged");
+    assert!(
+        !CAPTURED.text_from(0).contains("alice-secret"),
+        "passwords are never logged"
+    );
 
     // A gateway path as the return path lands on / instead (no sign-in loop).
     let c = client();
     let token = open_form(&c, &s, "/saml/login").await;
-    let r = post_form(&c, &s, &[("user", "bob"), ("password", "bob-secret"), ("csrf", &token), ("rd", "/saml/login")]).await;
+    let r = post_form(
+        &c,
+        &s,
+        &[
+            ("user", "bob"),
+            ("password", "bob-secret"),
+            ("csrf", &token),
+            ("rd", "/saml/login"),
+        ],
+    )
+    .await;
     assert_eq!(r.headers()["location"], "/");
     drop(s.slapd);
 }
@@ -173,25 +230,63 @@ async fn form_refusals_look_alike_and_reach_nothing() {
     let c = client();
     let token = open_form(&c, &s, "/app").await;
     let mut answers = Vec::new();
-    for (user, password) in [("alice", "wrong"), ("no-such-user", "wrong"), ("alice", ""), ("*", "alice-secret")] {
-        let r = post_form(&c, &s, &[("user", user), ("password", password), ("csrf", &token), ("rd", "/app")]).await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("no-such-user", "wrong"),
+        ("alice", ""),
+        ("*", "alice-secret"),
+    ] {
+        let r = post_form(
+            &c,
+            &s,
+            &[
+                ("user", user),
+                ("password", password),
+                ("csrf", &token),
+                ("rd", "/app"),
+            ],
+        )
+        .await;
         let status = r.status();
         assert!(session_cookie(&r).is_none());
         let page = r.text().await.unwrap();
-        assert!(page.contains("The user name or password is not correct."), "{user}: {page}");
+        assert!(
+            page.contains("The user name or password is not correct."),
+            "{user}: {page}"
+        );
         answers.push(status);
     }
     assert!(answers.iter().all(|s| *s == 401), "{answers:?}");
 
     // No form cookie (another browser, a cross-site post): refused before any check.
     let other = client();
-    let r = post_form(&other, &s, &[("user", "alice"), ("password", "alice-secret"), ("csrf", &token), ("rd", "/app")]).await;
+    let r = post_form(
+        &other,
+        &s,
+        &[
+            ("user", "alice"),
+            ("password", "alice-secret"),
+            ("csrf", &token),
+            ("rd", "/app"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert!(session_cookie(&r).is_none());
     // A token from another form (another nonce) does not fit this browser's cookie.
     let c2 = client();
     let _ = open_form(&c2, &s, "/app").await;
-    let r = post_form(&c2, &s, &[("user", "alice"), ("password", "alice-secret"), ("csrf", &token), ("rd", "/app")]).await;
+    let r = post_form(
+        &c2,
+        &s,
+        &[
+            ("user", "alice"),
+            ("password", "alice-secret"),
+            ("csrf", &token),
+            ("rd", "/app"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert_eq!(s.up.count(), 0, "nothing reached the upstream");
     let csrf = audit_lines("login_failure", "form token does not match");
@@ -204,35 +299,72 @@ async fn basic_works_on_api_paths_only_and_never_prompts() {
     let c = client();
     // An API client with Basic on /api/: in, stateless, and the header is not forwarded.
     for _ in 0..3 {
-        let r = c.get(s.gw.url("/api/items")).header("authorization", basic("bob", "bob-secret")).send().await.unwrap();
+        let r = c
+            .get(s.gw.url("/api/items"))
+            .header("authorization", basic("bob", "bob-secret"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
-        assert!(set_cookies(&r).is_empty(), "no session cookie for Basic by default");
+        assert!(
+            set_cookies(&r).is_empty(),
+            "no session cookie for Basic by default"
+        );
     }
     let seen = s.up.last();
     assert_eq!(seen.one("x-forwarded-user").as_deref(), Some("bob"));
     assert_eq!(seen.one("x-forwarded-groups").as_deref(), Some("engineers"));
-    assert!(seen.all("authorization").is_empty(), "the password never reaches the upstream");
+    assert!(
+        seen.all("authorization").is_empty(),
+        "the password never reaches the upstream"
+    );
     // Audited once: the two later requests were cache hits.
-    assert_eq!(audit_lines("login_success", "\"bob\"").iter().filter(|l| l["via"] == "basic").count(), 1);
+    assert_eq!(
+        audit_lines("login_success", "\"bob\"")
+            .iter()
+            .filter(|l| l["via"] == "basic")
+            .count(),
+        1
+    );
     let count = s.up.count();
 
     // The rule's own groups still apply: bob is not in admins.
-    let r = c.get(s.gw.url("/api/admin/x")).header("authorization", basic("bob", "bob-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/admin/x"))
+        .header("authorization", basic("bob", "bob-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = c.get(s.gw.url("/api/admin/x")).header("authorization", basic("alice", "alice-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/admin/x"))
+        .header("authorization", basic("alice", "alice-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let count = count + 1;
 
     // Wrong and unknown: the same 401 JSON, no Basic prompt.
     for (user, pw) in [("bob", "nope"), ("nobody", "nope")] {
-        let r = c.get(s.gw.url("/api/items")).header("authorization", basic(user, pw)).send().await.unwrap();
+        let r = c
+            .get(s.gw.url("/api/items"))
+            .header("authorization", basic(user, pw))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
         assert!(r.headers().get("www-authenticate").is_none());
         let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
         assert_eq!(body["error"], "invalid_credentials");
     }
     // Outside a basic_auth rule Basic is not a way in: the usual SAML answer.
-    let r = c.get(s.gw.url("/app")).header("authorization", basic("bob", "bob-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/app"))
+        .header("authorization", basic("bob", "bob-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "SAML realm=\"samlgate\"");
     // A browser without credentials on /api/ is sent to the IdP, never prompted.
@@ -240,9 +372,18 @@ async fn basic_works_on_api_paths_only_and_never_prompts() {
     assert_eq!(r.status(), 302);
     assert!(r.headers().get("www-authenticate").is_none());
     // Malformed Basic: 400.
-    let r = c.get(s.gw.url("/api/items")).header("authorization", "Basic %%%").send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/items"))
+        .header("authorization", "Basic %%%")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(s.up.count(), count, "no refused request reached the upstream");
+    assert_eq!(
+        s.up.count(),
+        count,
+        "no refused request reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -250,15 +391,26 @@ async fn basic_prompt_and_sessions_are_operator_choices() {
     let s = setup("basic_prompt = true\nbasic_session = true").await;
     let r = get_accepting(&client(), &s.gw.url("/api/items"), HTML).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"samlgate\", charset=\"UTF-8\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"samlgate\", charset=\"UTF-8\""
+    );
     let c = client();
-    let r = c.get(s.gw.url("/api/items")).header("authorization", basic("alice", "alice-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/items"))
+        .header("authorization", basic("alice", "alice-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(session_cookie(&r).is_some(), "basic_session gives a cookie");
     // The cookie alone now works, also where Basic is not allowed.
     let r = c.get(s.gw.url("/app")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(s.up.last().one("x-forwarded-user").as_deref(), Some("alice"));
+    assert_eq!(
+        s.up.last().one("x-forwarded-user").as_deref(),
+        Some("alice")
+    );
 }
 
 #[tokio::test]
@@ -266,19 +418,38 @@ async fn ldap_down_gives_503_and_breakglass_still_gets_in() {
     let mut s = setup("").await;
     s.slapd.stop();
     let c = client();
-    let r = c.get(s.gw.url("/api/admin/x")).header("authorization", basic("breakglass", "glass-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/admin/x"))
+        .header("authorization", basic("breakglass", "glass-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(s.up.last().one("x-forwarded-user").as_deref(), Some("breakglass"));
+    assert_eq!(
+        s.up.last().one("x-forwarded-user").as_deref(),
+        Some("breakglass")
+    );
     let line = audit_lines("login_success", "\"breakglass\"");
     assert_eq!(line.last().unwrap()["method"], "local");
 
-    let r = c.get(s.gw.url("/api/items")).header("authorization", basic("bob", "bob-secret")).send().await.unwrap();
+    let r = c
+        .get(s.gw.url("/api/items"))
+        .header("authorization", basic("bob", "bob-secret"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(body["error"], "source_unavailable");
     let failure = audit_lines("login_failure", "\"bob\"");
-    let reason = failure.last().unwrap()["reason"].as_str().unwrap().to_string();
-    assert!(reason.contains("ldap=unavailable (cannot connect to ldap://127.0.0.1:"), "{reason}");
+    let reason = failure.last().unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("ldap=unavailable (cannot connect to ldap://127.0.0.1:"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -297,5 +468,7 @@ async fn the_saml_error_page_links_the_password_form() {
     assert!(page.contains("href=\"/saml/password\""), "{page}");
     // And a SAML sign-in is audited as such.
     let (_c, _cookie) = signin::sign_in_as(&s.idp, &s.gw, "/app", |_| {}).await;
-    assert!(audit_lines("login_success", "\"saml\"").iter().any(|l| l["method"] == "saml"));
+    assert!(audit_lines("login_success", "\"saml\"")
+        .iter()
+        .any(|l| l["method"] == "saml"));
 }

@@ -101,7 +101,12 @@ impl Gateway {
     ) -> Response<Body> {
         let browser = pages::accepts_html(req.headers());
         let Some(gate) = policy.password.as_ref().filter(|g| g.form()) else {
-            return pages::simple(StatusCode::NOT_FOUND, "not_found", "There is nothing at this address.", browser);
+            return pages::simple(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is nothing at this address.",
+                browser,
+            );
         };
         match *req.method() {
             Method::GET | Method::HEAD => {
@@ -115,8 +120,14 @@ impl Gateway {
             }
             Method::POST => self.password_post(req, conn, policy, gate, user).await,
             _ => {
-                let mut r = pages::simple(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Use the sign-in form.", browser);
-                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+                let mut r = pages::simple(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "Use the sign-in form.",
+                    browser,
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
                 r
             }
         }
@@ -125,7 +136,9 @@ impl Gateway {
     /// A return path that is local and not the gateway's own (else `/`).
     fn local_landing(&self, rd: &str) -> String {
         match safe_return_path(rd) {
-            Some(p) if route(p.split('?').next().unwrap_or(p), &self.paths) == Route::Protected => p.to_string(),
+            Some(p) if route(p.split('?').next().unwrap_or(p), &self.paths) == Route::Protected => {
+                p.to_string()
+            }
             _ => "/".to_string(),
         }
     }
@@ -147,7 +160,9 @@ impl Gateway {
         let token = gate.form_field.tag(&nonce);
         let mut r = web::form_page(status, &path, &token, rd, user, error, &self.login_url);
         if fresh {
-            let cookie = self.password_form_cookie(&path).set(&gate.form_cookie.seal(&nonce));
+            let cookie = self
+                .password_form_cookie(&path)
+                .set(&gate.form_cookie.seal(&nonce));
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -163,26 +178,57 @@ impl Gateway {
         gate: &PasswordGate,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        let browser = pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
+        let browser =
+            pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         let refuse = |status, kind: &str, reason: &str, sentence: &str| {
             tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind, reason, client = %conn.client);
             pages::simple(status, kind, sentence, browser)
         };
         if !is_form_urlencoded(req.headers()) {
-            return refuse(StatusCode::BAD_REQUEST, "bad_request", "form body is not application/x-www-form-urlencoded", "The sign-in form could not be read. Open the form and try again.");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "form body is not application/x-www-form-urlencoded",
+                "The sign-in form could not be read. Open the form and try again.",
+            );
         }
         let nonce = find_cookies(req.headers(), FORM_COOKIE).find_map(|v| gate.form_cookie.open(v));
-        let body = match read_limited(req.into_body(), web::MAX_FORM_BYTES, self.body_read_timeout()).await {
+        let body = match read_limited(
+            req.into_body(),
+            web::MAX_FORM_BYTES,
+            self.body_read_timeout(),
+        )
+        .await
+        {
             Ok(b) => b,
-            Err(e) => return refuse(e.status(), e.kind(), &e.reason(), "The sign-in form could not be read. Open the form and try again."),
+            Err(e) => {
+                return refuse(
+                    e.status(),
+                    e.kind(),
+                    &e.reason(),
+                    "The sign-in form could not be read. Open the form and try again.",
+                )
+            }
         };
         let form = match web::parse_form(&body) {
             Ok(f) => f,
-            Err(why) => return refuse(StatusCode::BAD_REQUEST, "bad_request", why, "The sign-in form could not be read. Open the form and try again."),
+            Err(why) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    why,
+                    "The sign-in form could not be read. Open the form and try again.",
+                )
+            }
         };
         // Login CSRF: the token must be the tag of the nonce in this browser's cookie.
         let Some(nonce) = nonce.filter(|n| gate.form_field.verify_tag(n, &form.csrf)) else {
-            return refuse(StatusCode::FORBIDDEN, "csrf", "form token does not match its cookie", "The sign-in form has expired. Open it again and sign in.");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "form token does not match its cookie",
+                "The sign-in form has expired. Open it again and sign in.",
+            );
         };
         let rd = self.local_landing(&form.rd);
         let started = Instant::now();
@@ -229,10 +275,17 @@ impl Gateway {
         let id = random_id();
         let key = SessionKey::from_id(&id);
         self.sessions.insert(key, session).await;
-        Ok((key, self.session_cookie().set(&self.session_sealer.seal(&id))))
+        Ok((
+            key,
+            self.session_cookie().set(&self.session_sealer.seal(&id)),
+        ))
     }
 
-    fn password_session(&self, policy: &Policy, verified: &Verified) -> Result<Session, &'static str> {
+    fn password_session(
+        &self,
+        policy: &Policy,
+        verified: &Verified,
+    ) -> Result<Session, &'static str> {
         let headers = policy.ids.values(&verified.identity)?;
         let created_at = SystemTime::now();
         Ok(Session {
@@ -254,7 +307,10 @@ impl Gateway {
             return None;
         }
         let parsed = basic::parse(req.headers());
-        if matches!(parsed, BasicHeader::Credentials(_) | BasicHeader::Malformed(_)) {
+        if matches!(
+            parsed,
+            BasicHeader::Credentials(_) | BasicHeader::Malformed(_)
+        ) {
             req.headers_mut().remove(header::AUTHORIZATION);
         }
         Some(parsed)
@@ -275,18 +331,37 @@ impl Gateway {
         let prompt = gate.signin.section().basic_prompt;
         let creds = match basic {
             BasicHeader::Absent | BasicHeader::OtherScheme if prompt => {
-                return BasicOutcome::Refused(web::basic_refusal(StatusCode::UNAUTHORIZED, "unauthenticated", "Sign in first.", true, None));
+                return BasicOutcome::Refused(web::basic_refusal(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "Sign in first.",
+                    true,
+                    None,
+                ));
             }
             BasicHeader::Absent | BasicHeader::OtherScheme => return BasicOutcome::NotTried,
             BasicHeader::Malformed(why) => {
-                if policy.logs.audit(conn.client, "login_failure", "basic_malformed") {
+                if policy
+                    .logs
+                    .audit(conn.client, "login_failure", "basic_malformed")
+                {
                     tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "basic", kind = "bad_request", reason = why, client = %conn.client);
                 }
-                return BasicOutcome::Refused(web::basic_refusal(StatusCode::BAD_REQUEST, "bad_request", "The Authorization header could not be read.", false, None));
+                return BasicOutcome::Refused(web::basic_refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "The Authorization header could not be read.",
+                    false,
+                    None,
+                ));
             }
             BasicHeader::Credentials(c) => c,
         };
-        match gate.signin.sign_in(conn.client, &creds.user, &creds.password).await {
+        match gate
+            .signin
+            .sign_in(conn.client, &creds.user, &creds.password)
+            .await
+        {
             Ok(signed) => {
                 *user = Some(signed.identity.user.clone());
                 let outcome = if gate.signin.section().basic_session {
@@ -303,22 +378,40 @@ impl Gateway {
                         .map(|s| (None, Arc::new(s), None))
                 };
                 let Some((key, session, set_cookie)) = outcome else {
-                    return BasicOutcome::Refused(web::basic_refusal(StatusCode::BAD_REQUEST, "bad_user_id", "Your account's name cannot be passed to the application.", false, None));
+                    return BasicOutcome::Refused(web::basic_refusal(
+                        StatusCode::BAD_REQUEST,
+                        "bad_user_id",
+                        "Your account's name cannot be passed to the application.",
+                        false,
+                        None,
+                    ));
                 };
                 if !signed.cached {
                     audit_success(&signed, "basic", key, conn);
                 }
-                BasicOutcome::Signed { key, session, set_cookie }
+                BasicOutcome::Signed {
+                    key,
+                    session,
+                    set_cookie,
+                }
             }
             Err(e) => {
                 if policy.logs.audit(conn.client, "login_failure", e.kind()) {
                     tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "basic", kind = e.kind(), reason = %e.reason(), user = %crate::saml::error::clip(&creds.user), client = %conn.client);
                 }
                 let retry = match &e {
-                    password::SigninError::Braked(b) => Some(pages::retry_after_secs(b.retry_after(gate.signin.lockout()))),
+                    password::SigninError::Braked(b) => Some(pages::retry_after_secs(
+                        b.retry_after(gate.signin.lockout()),
+                    )),
                     _ => None,
                 };
-                BasicOutcome::Refused(web::basic_refusal(e.status(), e.kind(), e.user_message(), prompt, retry))
+                BasicOutcome::Refused(web::basic_refusal(
+                    e.status(),
+                    e.kind(),
+                    e.user_message(),
+                    prompt,
+                    retry,
+                ))
             }
         }
     }

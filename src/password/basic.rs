@@ -111,17 +111,32 @@ mod tests {
         };
         let cases: Vec<(Vec<String>, BasicHeader)> = vec![
             (vec![], BasicHeader::Absent),
-            (vec![format!("Basic {}", b64("alice:pw"))], creds("alice", "pw")),
-            (vec![format!("basic  {}", b64("alice:p:w"))], creds("alice", "p:w")),
+            (
+                vec![format!("Basic {}", b64("alice:pw"))],
+                creds("alice", "pw"),
+            ),
+            (
+                vec![format!("basic  {}", b64("alice:p:w"))],
+                creds("alice", "p:w"),
+            ),
             (vec![format!("Basic {}", b64("alice:"))], creds("alice", "")),
-            (vec![format!("Basic {}", b64("jürgen:pässword"))], creds("jürgen", "pässword")),
+            (
+                vec![format!("Basic {}", b64("jürgen:pässword"))],
+                creds("jürgen", "pässword"),
+            ),
             (vec!["Bearer abc".into()], BasicHeader::OtherScheme),
-            (vec!["Basic".into()], BasicHeader::Malformed("Basic without credentials")),
+            (
+                vec!["Basic".into()],
+                BasicHeader::Malformed("Basic without credentials"),
+            ),
             (
                 vec![format!("Basic {}", b64("alice:pw")), "Basic eA==".into()],
                 BasicHeader::Malformed("several Authorization headers"),
             ),
-            (vec!["Basic !!!".into()], BasicHeader::Malformed("Basic credentials are not base64")),
+            (
+                vec!["Basic !!!".into()],
+                BasicHeader::Malformed("Basic credentials are not base64"),
+            ),
             (
                 vec![format!("Basic {}", b64("alicepw"))],
                 BasicHeader::Malformed("Basic credentials without `:`"),

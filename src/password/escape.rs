@@ -136,11 +136,21 @@ mod tests {
     #[test]
     fn templates_take_escaped_values_only() {
         assert_eq!(
-            fill("(&(objectClass=person)(uid={user}))", "user", "*)(uid=*", Context::Filter),
+            fill(
+                "(&(objectClass=person)(uid={user}))",
+                "user",
+                "*)(uid=*",
+                Context::Filter
+            ),
             "(&(objectClass=person)(uid=\\2a\\29\\28uid=\\2a))"
         );
         assert_eq!(
-            fill("uid={user},ou=people,dc=example,dc=test", "user", "x,ou=admins", Context::Dn),
+            fill(
+                "uid={user},ou=people,dc=example,dc=test",
+                "user",
+                "x,ou=admins",
+                Context::Dn
+            ),
             "uid=x\\,ou\\=admins,ou=people,dc=example,dc=test"
         );
         assert_eq!(
@@ -152,8 +162,16 @@ mod tests {
     #[test]
     fn group_names_come_from_the_first_rdn() {
         for (dn, attr, want) in [
-            ("cn=engineers,ou=groups,dc=example,dc=test", "cn", Some("engineers")),
-            ("CN=Domain Admins,CN=Users,DC=corp,DC=test", "cn", Some("Domain Admins")),
+            (
+                "cn=engineers,ou=groups,dc=example,dc=test",
+                "cn",
+                Some("engineers"),
+            ),
+            (
+                "CN=Domain Admins,CN=Users,DC=corp,DC=test",
+                "cn",
+                Some("Domain Admins"),
+            ),
             ("cn=a\\,b,ou=g", "cn", Some("a,b")),
             ("cn=x\\2cy,ou=g", "cn", Some("x,y")),
             ("ou=engineers,dc=x", "cn", None),

@@ -46,7 +46,11 @@ pub enum LdapError {
     #[error("LDAP {op} failed: {why}")]
     Operation { op: &'static str, why: String },
     #[error("LDAP {op} answered result code {rc} ({text})")]
-    Code { op: &'static str, rc: u32, text: String },
+    Code {
+        op: &'static str,
+        rc: u32,
+        text: String,
+    },
     #[error("the LDAP service account's bind was refused (result code {0})")]
     ServiceBind(u32),
     #[error("the LDAP check took longer than {0:?}")]
@@ -95,7 +99,9 @@ impl LdapSource {
     async fn verify_unbounded(&self, user: &str, password: &str) -> Result<LdapAnswer, LdapError> {
         let mut ldap = self.connection().await?;
         let answer = match &self.settings.mode {
-            BindMode::SearchThenBind { .. } => self.search_then_bind(&mut ldap, user, password).await,
+            BindMode::SearchThenBind { .. } => {
+                self.search_then_bind(&mut ldap, user, password).await
+            }
             BindMode::Direct { user_dn_template } => {
                 let dn = escape::fill(user_dn_template, "user", user, Context::Dn);
                 self.direct_bind(&mut ldap, &dn, user, password).await
@@ -114,12 +120,19 @@ impl LdapSource {
         user: &str,
         password: &str,
     ) -> Result<LdapAnswer, LdapError> {
-        let BindMode::SearchThenBind { user_base, user_filter, .. } = &self.settings.mode else {
+        let BindMode::SearchThenBind {
+            user_base,
+            user_filter,
+            ..
+        } = &self.settings.mode
+        else {
             return Err(LdapError::Decode);
         };
         self.service_bind(ldap).await?;
         let filter = escape::fill(user_filter, "user", user, Context::Filter);
-        let entries = self.search(ldap, user_base, Scope::Subtree, &filter, 2).await?;
+        let entries = self
+            .search(ldap, user_base, Scope::Subtree, &filter, 2)
+            .await?;
         let entry = match entries.as_slice() {
             [one] => one.clone(),
             found => {
@@ -212,14 +225,22 @@ impl LdapSource {
 
     /// Binds as the service account; a refusal is a configuration fault, not the user's.
     async fn service_bind(&self, ldap: &mut Ldap) -> Result<(), LdapError> {
-        let BindMode::SearchThenBind { bind_dn, bind_password, .. } = &self.settings.mode else {
+        let BindMode::SearchThenBind {
+            bind_dn,
+            bind_password,
+            ..
+        } = &self.settings.mode
+        else {
             return Ok(());
         };
         let result = ldap
             .with_timeout(self.settings.timeout)
             .simple_bind(bind_dn, bind_password)
             .await
-            .map_err(|e| LdapError::Operation { op: "service bind", why: e.to_string() })?;
+            .map_err(|e| LdapError::Operation {
+                op: "service bind",
+                why: e.to_string(),
+            })?;
         match result.rc {
             RC_SUCCESS => Ok(()),
             rc => Err(LdapError::ServiceBind(rc)),
@@ -228,7 +249,12 @@ impl LdapSource {
 
     /// Binds with a client's password: `true` accepted, `false` invalid credentials. Never
     /// called with an empty password (an unauthenticated bind would "succeed").
-    async fn password_bind(&self, ldap: &mut Ldap, dn: &str, password: &str) -> Result<bool, LdapError> {
+    async fn password_bind(
+        &self,
+        ldap: &mut Ldap,
+        dn: &str,
+        password: &str,
+    ) -> Result<bool, LdapError> {
         if password.is_empty() {
             return Ok(false);
         }
@@ -237,11 +263,18 @@ impl LdapSource {
             .with_timeout(self.settings.timeout)
             .simple_bind(dn, password)
             .await
-            .map_err(|e| LdapError::Operation { op: "bind", why: e.to_string() })?;
+            .map_err(|e| LdapError::Operation {
+                op: "bind",
+                why: e.to_string(),
+            })?;
         match result.rc {
             RC_SUCCESS => Ok(true),
             RC_INVALID_CREDENTIALS => Ok(false),
-            rc => Err(LdapError::Code { op: "bind", rc, text: result.text }),
+            rc => Err(LdapError::Code {
+                op: "bind",
+                rc,
+                text: result.text,
+            }),
         }
     }
 
@@ -266,15 +299,25 @@ impl LdapSource {
             .with_timeout(self.settings.timeout)
             .search(base, scope, filter, attrs)
             .await
-            .map_err(|e| LdapError::Operation { op: "search", why: e.to_string() })?;
+            .map_err(|e| LdapError::Operation {
+                op: "search",
+                why: e.to_string(),
+            })?;
         let (entries, outcome) = (result.0, result.1);
         if outcome.rc != RC_SUCCESS && outcome.rc != RC_SIZE_LIMIT {
-            return Err(LdapError::Code { op: "search", rc: outcome.rc, text: outcome.text });
+            return Err(LdapError::Code {
+                op: "search",
+                rc: outcome.rc,
+                text: outcome.text,
+            });
         }
         // `SearchEntry::construct` panics on undecodable BER; a broken server must not take
         // the request task down with it.
         std::panic::catch_unwind(move || {
-            entries.into_iter().map(SearchEntry::construct).collect::<Vec<_>>()
+            entries
+                .into_iter()
+                .map(SearchEntry::construct)
+                .collect::<Vec<_>>()
         })
         .map_err(|_| LdapError::Decode)
     }
@@ -312,7 +355,10 @@ impl LdapSource {
         let url = self.settings.url.as_str();
         let (conn, ldap) = LdapConnAsync::with_settings(conn_settings, url)
             .await
-            .map_err(|e| LdapError::Connect { url: url.to_string(), why: e.to_string() })?;
+            .map_err(|e| LdapError::Connect {
+                url: url.to_string(),
+                why: e.to_string(),
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!(error = %e, "LDAP connection ended");
@@ -415,7 +461,9 @@ mod tests {
             url: url::Url::parse("ldap://127.0.0.1:389").unwrap(),
             starttls: false,
             ca_certs: Vec::new(),
-            mode: BindMode::Direct { user_dn_template: "uid={user},dc=x".into() },
+            mode: BindMode::Direct {
+                user_dn_template: "uid={user},dc=x".into(),
+            },
             section: LdapSection::default(),
             connect_timeout: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
@@ -452,6 +500,9 @@ mod tests {
         assert_eq!(bare.user, "bob");
         let mut evil = HashMap::new();
         evil.insert("uid".to_string(), vec!["a\r\nX-Injected: 1".to_string()]);
-        assert_eq!(identity_from_entry(&evil, "a", vec![], &settings()).user, "a");
+        assert_eq!(
+            identity_from_entry(&evil, "a", vec![], &settings()).user,
+            "a"
+        );
     }
 }

@@ -261,7 +261,10 @@ mod tests {
         assert!(matches!(limits.admit(b, "Alice", now), Err(Brake::User(_))));
         assert_eq!(limits.admit(a, "bob", now), Ok(()));
         // client a's budget (3) is spent.
-        assert!(matches!(limits.admit(a, "carol", now), Err(Brake::Client(_))));
+        assert!(matches!(
+            limits.admit(a, "carol", now),
+            Err(Brake::Client(_))
+        ));
         limits.failed("dave", now);
         limits.failed("DAVE", now);
         assert!(limits.locked("dave", now));

@@ -321,14 +321,24 @@ mod tests {
         );
         let users = LocalUsers::parse(&text).unwrap();
         assert_eq!(users.users.len(), 2);
-        assert_eq!(users.find("alice").unwrap().groups, vec!["engineers", "admins"]);
+        assert_eq!(
+            users.find("alice").unwrap().groups,
+            vec!["engineers", "admins"]
+        );
         assert!(users.find("breakglass").unwrap().groups.is_empty());
-        assert_eq!(users.verify("alice", "alice-pw").map(|u| u.name.as_str()), Some("alice"));
+        assert_eq!(
+            users.verify("alice", "alice-pw").map(|u| u.name.as_str()),
+            Some("alice")
+        );
         assert!(users.verify("alice", "wrong").is_none());
         assert!(users.verify("alice", "").is_none());
         assert!(users.verify("nobody", "alice-pw").is_none());
         // The dummy hash has the real users' parameters.
-        assert!(users.dummy_hash.contains("m=256,t=1,p=1"), "{}", users.dummy_hash);
+        assert!(
+            users.dummy_hash.contains("m=256,t=1,p=1"),
+            "{}",
+            users.dummy_hash
+        );
     }
 
     #[test]
@@ -339,9 +349,15 @@ mod tests {
             ("alice".to_string(), "line 1: expected"),
             (format!("\n:{good}:"), "line 2: the user name"),
             (format!("al ice:{good}:"), "line 1: the user name"),
-            ("alice:$2y$10$abcdefghijklmnopqrstuv:".to_string(), "line 1: the hash"),
+            (
+                "alice:$2y$10$abcdefghijklmnopqrstuv:".to_string(),
+                "line 1: the hash",
+            ),
             (format!("alice:{argon2i}:"), "argon2i"),
-            (format!("alice:{good}:\nalice:{good}:"), "line 2: `alice` appears twice"),
+            (
+                format!("alice:{good}:\nalice:{good}:"),
+                "line 2: `alice` appears twice",
+            ),
             (format!("alice:{good}:a\u{7}b"), "line 1: a group"),
         ] {
             let err = LocalUsers::parse(&text).unwrap_err().to_string();
@@ -354,11 +370,18 @@ mod tests {
         let text = "# users\nalice:OLD:engineers\nbob:B:\n";
         let changed = LocalUsers::upsert_text(text, "alice", "NEW", None);
         assert_eq!(changed, "# users\nalice:NEW:engineers\nbob:B:\n");
-        let regrouped =
-            LocalUsers::upsert_text(text, "bob", "B2", Some(&["ops".to_string(), "x".to_string()]));
+        let regrouped = LocalUsers::upsert_text(
+            text,
+            "bob",
+            "B2",
+            Some(&["ops".to_string(), "x".to_string()]),
+        );
         assert_eq!(regrouped, "# users\nalice:OLD:engineers\nbob:B2:ops,x\n");
         let added = LocalUsers::upsert_text(text, "carol", "C", Some(&["breakglass".to_string()]));
-        assert_eq!(added, "# users\nalice:OLD:engineers\nbob:B:\ncarol:C:breakglass\n");
+        assert_eq!(
+            added,
+            "# users\nalice:OLD:engineers\nbob:B:\ncarol:C:breakglass\n"
+        );
         assert_eq!(LocalUsers::upsert_text("", "d", "D", None), "d:D:\n");
     }
 
@@ -376,8 +399,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
         let groups = ["breakglass".to_string()];
-        assert_eq!(passwd(&path, "root2", "first", Some(&groups)).unwrap(), PasswdOutcome::Added);
-        assert_eq!(passwd(&path, "root2", "second", None).unwrap(), PasswdOutcome::Changed);
+        assert_eq!(
+            passwd(&path, "root2", "first", Some(&groups)).unwrap(),
+            PasswdOutcome::Added
+        );
+        assert_eq!(
+            passwd(&path, "root2", "second", None).unwrap(),
+            PasswdOutcome::Changed
+        );
         let users = LocalUsers::load(&path).unwrap();
         assert_eq!(users.find("root2").unwrap().groups, groups);
         assert!(users.verify("root2", "second").is_some());

@@ -366,19 +366,35 @@ mod tests {
     fn the_first_acceptance_wins_and_failures_are_told_apart() {
         use Method::{Ldap, Local};
         use SourceResult::*;
-        let cases: Vec<(Vec<(Method, SourceResult)>, Result<(Method, &str), &str>)> = vec![
+        type Case = (
+            Vec<(Method, SourceResult)>,
+            Result<(Method, &'static str), &'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (vec![(Ldap, Accepted(id("a")))], Ok((Ldap, "a"))),
-            (vec![(Ldap, Refused("unknown_user")), (Local, Accepted(id("b")))], Ok((Local, "b"))),
             (
-                vec![(Ldap, Unavailable("down".into())), (Local, Accepted(id("c")))],
+                vec![(Ldap, Refused("unknown_user")), (Local, Accepted(id("b")))],
+                Ok((Local, "b")),
+            ),
+            (
+                vec![
+                    (Ldap, Unavailable("down".into())),
+                    (Local, Accepted(id("c"))),
+                ],
                 Ok((Local, "c")),
             ),
             (
-                vec![(Ldap, Refused("wrong_password")), (Local, Refused("unknown_user"))],
+                vec![
+                    (Ldap, Refused("wrong_password")),
+                    (Local, Refused("unknown_user")),
+                ],
                 Err("invalid_credentials: ldap=wrong_password local=unknown_user"),
             ),
             (
-                vec![(Ldap, Unavailable("down".into())), (Local, Refused("unknown_user"))],
+                vec![
+                    (Ldap, Unavailable("down".into())),
+                    (Local, Refused("unknown_user")),
+                ],
                 Err("source_unavailable: ldap=unavailable (down) local=unknown_user"),
             ),
             (
@@ -406,8 +422,16 @@ mod tests {
             ("alice", "", Err("empty password")),
             ("", "pw", Err("unusable user name")),
             ("al\u{0}ice", "pw", Err("unusable user name")),
-            (&"u".repeat(MAX_USER_LEN + 1), "pw", Err("unusable user name")),
-            ("alice", &"p".repeat(MAX_PASSWORD_LEN + 1), Err("password too long")),
+            (
+                &"u".repeat(MAX_USER_LEN + 1),
+                "pw",
+                Err("unusable user name"),
+            ),
+            (
+                "alice",
+                &"p".repeat(MAX_PASSWORD_LEN + 1),
+                Err("password too long"),
+            ),
         ] {
             assert_eq!(check_input(user, password), want, "{user:?}");
         }
@@ -415,8 +439,12 @@ mod tests {
 
     #[test]
     fn every_failure_has_one_answer_for_the_client() {
-        let wrong = SigninError::InvalidCredentials { reason: "ldap=wrong_password".into() };
-        let unknown = SigninError::InvalidCredentials { reason: "ldap=unknown_user".into() };
+        let wrong = SigninError::InvalidCredentials {
+            reason: "ldap=wrong_password".into(),
+        };
+        let unknown = SigninError::InvalidCredentials {
+            reason: "ldap=unknown_user".into(),
+        };
         assert_eq!(wrong.user_message(), unknown.user_message());
         assert_eq!(wrong.status(), unknown.status());
         assert_eq!(wrong.kind(), unknown.kind());

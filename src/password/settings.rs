@@ -297,7 +297,9 @@ pub enum BindMode {
 impl std::fmt::Debug for BindMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BindMode::SearchThenBind { bind_dn, user_base, .. } => f
+            BindMode::SearchThenBind {
+                bind_dn, user_base, ..
+            } => f
                 .debug_struct("SearchThenBind")
                 .field("bind_dn", bind_dn)
                 .field("user_base", user_base)
@@ -389,16 +391,34 @@ fn check_methods(methods: &[Method]) -> Result<(), PasswordConfigError> {
 
 fn check_numbers(s: &PasswordSigninSection) -> Result<(), PasswordConfigError> {
     for (key, value) in [
-        ("password_signin.client_attempts_per_minute", u64::from(s.client_attempts_per_minute)),
-        ("password_signin.client_attempts_burst", u64::from(s.client_attempts_burst)),
-        ("password_signin.user_attempts_per_minute", u64::from(s.user_attempts_per_minute)),
-        ("password_signin.user_attempts_burst", u64::from(s.user_attempts_burst)),
-        ("password_signin.lockout_failures", u64::from(s.lockout_failures)),
+        (
+            "password_signin.client_attempts_per_minute",
+            u64::from(s.client_attempts_per_minute),
+        ),
+        (
+            "password_signin.client_attempts_burst",
+            u64::from(s.client_attempts_burst),
+        ),
+        (
+            "password_signin.user_attempts_per_minute",
+            u64::from(s.user_attempts_per_minute),
+        ),
+        (
+            "password_signin.user_attempts_burst",
+            u64::from(s.user_attempts_burst),
+        ),
+        (
+            "password_signin.lockout_failures",
+            u64::from(s.lockout_failures),
+        ),
         ("password_signin.lockout_window_secs", s.lockout_window_secs),
         ("password_signin.lockout_secs", s.lockout_secs),
         ("password_signin.max_tracked", s.max_tracked),
         ("password_signin.cache_max_entries", s.cache_max_entries),
-        ("password_signin.ldap.connect_timeout_secs", s.ldap.connect_timeout_secs),
+        (
+            "password_signin.ldap.connect_timeout_secs",
+            s.ldap.connect_timeout_secs,
+        ),
         ("password_signin.ldap.timeout_secs", s.ldap.timeout_secs),
         ("password_signin.ldap.pool_size", s.ldap.pool_size as u64),
     ] {
@@ -416,7 +436,8 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
         // ldap:// is not a "special" scheme for the URL parser: an IPv4 address stays a
         // domain string.
         url::Host::Domain(d) => {
-            d.eq_ignore_ascii_case("localhost") || d.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
         }
         url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
         url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
@@ -501,11 +522,12 @@ fn bind_mode(s: &LdapSection, base: &Path) -> Result<BindMode, PasswordConfigErr
                 .as_ref()
                 .ok_or(PasswordConfigError::BindPasswordMissing)?;
             let path = base.join(path);
-            let text = std::fs::read_to_string(&path).map_err(|error| PasswordConfigError::Read {
-                key: "password_signin.ldap.bind_password_file",
-                path: path.display().to_string(),
-                error,
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|error| PasswordConfigError::Read {
+                    key: "password_signin.ldap.bind_password_file",
+                    path: path.display().to_string(),
+                    error,
+                })?;
             let bind_password = text.trim_end_matches(['\r', '\n']).to_string();
             if bind_password.is_empty() {
                 return Err(PasswordConfigError::BindPasswordEmpty);
@@ -561,16 +583,28 @@ mod tests {
             ("ldap://localhost.evil.example:389", false, false),
             ("http://ldap.example.org", false, false),
         ] {
-            assert_eq!(check_transport(&url(u), starttls).is_ok(), ok, "{u} starttls={starttls}");
+            assert_eq!(
+                check_transport(&url(u), starttls).is_ok(),
+                ok,
+                "{u} starttls={starttls}"
+            );
         }
     }
 
     #[test]
     fn disabled_is_none_and_enabled_needs_methods() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(validate(&PasswordSigninSection::default(), dir.path()).unwrap().is_none());
-        let mut s = PasswordSigninSection { enabled: true, ..Default::default() };
-        assert!(matches!(validate(&s, dir.path()), Err(PasswordConfigError::NoMethods)));
+        assert!(validate(&PasswordSigninSection::default(), dir.path())
+            .unwrap()
+            .is_none());
+        let mut s = PasswordSigninSection {
+            enabled: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&s, dir.path()),
+            Err(PasswordConfigError::NoMethods)
+        ));
         s.methods = vec![Method::Local, Method::Local];
         assert!(matches!(
             validate(&s, dir.path()),
@@ -586,15 +620,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
-        let base = LdapSection { url: "ldap://127.0.0.1:3890".into(), ..Default::default() };
+        let base = LdapSection {
+            url: "ldap://127.0.0.1:3890".into(),
+            ..Default::default()
+        };
         let cases: Vec<(LdapSection, Option<&str>)> = vec![
             (base.clone(), Some("neither")),
             (
-                LdapSection { user_dn_template: "uid={user},dc=x".into(), ..base.clone() },
+                LdapSection {
+                    user_dn_template: "uid={user},dc=x".into(),
+                    ..base.clone()
+                },
                 None,
             ),
             (
-                LdapSection { user_dn_template: "uid=fixed,dc=x".into(), ..base.clone() },
+                LdapSection {
+                    user_dn_template: "uid=fixed,dc=x".into(),
+                    ..base.clone()
+                },
                 Some("{user}"),
             ),
             (

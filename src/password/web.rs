@@ -105,7 +105,8 @@ pub fn basic_refusal(
         );
     }
     if let Some(secs) = retry_after_secs {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
@@ -118,7 +119,12 @@ mod tests {
     fn forms_are_read_strictly() {
         let ok = parse_form(b"user=alice&password=p%26w%3D&csrf=t&rd=%2Fapp").unwrap();
         assert_eq!(
-            (ok.user.as_str(), ok.password.as_str(), ok.csrf.as_str(), ok.rd.as_str()),
+            (
+                ok.user.as_str(),
+                ok.password.as_str(),
+                ok.csrf.as_str(),
+                ok.rd.as_str()
+            ),
             ("alice", "p&w=", "t", "/app")
         );
         for (body, want) in [
@@ -126,7 +132,12 @@ mod tests {
             (b"user=a&user=b&csrf=t", "a form field appears twice"),
             (b"user=a&csrf=t&admin=1", "unexpected form field"),
         ] {
-            assert_eq!(parse_form(body), Err(want), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                parse_form(body),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         // An empty password is read as such; the sign-in refuses it.
         assert_eq!(parse_form(b"user=a&password=&csrf=t").unwrap().password, "");
@@ -151,14 +162,32 @@ mod tests {
 
     #[test]
     fn basic_refusals_prompt_only_when_asked() {
-        let quiet = basic_refusal(StatusCode::UNAUTHORIZED, "invalid_credentials", "x", false, None);
+        let quiet = basic_refusal(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "x",
+            false,
+            None,
+        );
         assert!(!quiet.headers().contains_key(header::WWW_AUTHENTICATE));
-        let prompt = basic_refusal(StatusCode::UNAUTHORIZED, "invalid_credentials", "x", true, None);
+        let prompt = basic_refusal(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "x",
+            true,
+            None,
+        );
         assert_eq!(
             prompt.headers()[header::WWW_AUTHENTICATE],
             "Basic realm=\"samlgate\", charset=\"UTF-8\""
         );
-        let limited = basic_refusal(StatusCode::TOO_MANY_REQUESTS, "locked_out", "x", true, Some(900));
+        let limited = basic_refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked_out",
+            "x",
+            true,
+            Some(900),
+        );
         assert!(!limited.headers().contains_key(header::WWW_AUTHENTICATE));
         assert_eq!(limited.headers()[header::RETRY_AFTER], "900");
     }

@@ -43,7 +43,8 @@ pub const SERVICE_PASSWORD: &str = "service-secret";
 const ROOT_DN: &str = "cn=admin,dc=example,dc=test";
 const ROOT_PASSWORD: &str = "root-secret";
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-const NOT_INSTALLED: &str = "install it with `scripts/install-deps.sh test` (Debian: slapd ldap-utils)";
+const NOT_INSTALLED: &str =
+    "install it with `scripts/install-deps.sh test` (Debian: slapd ldap-utils)";
 
 /// A running slapd, stopped on drop.
 pub struct Slapd {
@@ -99,7 +100,14 @@ impl Slapd {
         let urls = format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/");
         // `-d 0`: stay in the foreground (our child, stopped by PID) and log only errors.
         let child = Command::new(SLAPD_BIN)
-            .args(["-f", &d.join("slapd.conf").to_string_lossy(), "-h", &urls, "-d", "0"])
+            .args([
+                "-f",
+                &d.join("slapd.conf").to_string_lossy(),
+                "-h",
+                &urls,
+                "-d",
+                "0",
+            ])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
             .stderr(log_file)
@@ -132,14 +140,26 @@ impl Slapd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(format!("slapd not listening after {START_TIMEOUT:?}: {}", self.log_text()))
+        Err(format!(
+            "slapd not listening after {START_TIMEOUT:?}: {}",
+            self.log_text()
+        ))
     }
 
     fn load_directory(&self) -> Result<(), String> {
         let ldif = self.dir.path().join("data.ldif");
         fs::write(&ldif, DIRECTORY).map_err(|e| e.to_string())?;
         let out = Command::new(LDAPADD_BIN)
-            .args(["-x", "-H", &self.url(), "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-f"])
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                ROOT_DN,
+                "-w",
+                ROOT_PASSWORD,
+                "-f",
+            ])
             .arg(&ldif)
             .output()
             .map_err(|e| format!("ldapadd: {e} ({NOT_INSTALLED})"))?;
@@ -181,7 +201,10 @@ impl Slapd {
             return;
         }
         let pid = child.id() as i32;
-        for (signal, wait) in [(libc::SIGTERM, Duration::from_secs(5)), (libc::SIGKILL, Duration::MAX)] {
+        for (signal, wait) in [
+            (libc::SIGTERM, Duration::from_secs(5)),
+            (libc::SIGKILL, Duration::MAX),
+        ] {
             // SAFETY: a plain syscall on our own unreaped child's process group, so Linux
             // cannot have handed that number to anyone else.
             #[allow(unsafe_code)]
@@ -351,11 +374,14 @@ pub mod tls {
         b.set_version(2).unwrap();
         let mut serial = BigNum::new().unwrap();
         serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-        b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+            .unwrap();
         b.set_subject_name(&name).unwrap();
         b.set_pubkey(key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
         b
     }
 
@@ -365,16 +391,27 @@ pub mod tls {
             let mut b = builder("samlgate test LDAP CA", &key);
             let subject = {
                 let mut n = X509NameBuilder::new().unwrap();
-                n.append_entry_by_text("CN", "samlgate test LDAP CA").unwrap();
+                n.append_entry_by_text("CN", "samlgate test LDAP CA")
+                    .unwrap();
                 n.build()
             };
             b.set_issuer_name(&subject).unwrap();
             b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
                 .unwrap();
-            b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().unwrap())
-                .unwrap();
+            b.append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .key_cert_sign()
+                    .crl_sign()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
             b.sign(&key, MessageDigest::sha256()).unwrap();
-            Ca { key, cert: b.build() }
+            Ca {
+                key,
+                cert: b.build(),
+            }
         }
 
         pub fn cert_pem(&self) -> String {
