@@ -472,3 +472,90 @@ async fn the_saml_error_page_links_the_password_form() {
         .iter()
         .any(|l| l["method"] == "saml"));
 }
+
+/// `<target dir>/test-artifacts` (the test binary lives in `<target dir>/<profile>/deps/`).
+fn artifacts_dir() -> std::path::PathBuf {
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Headless Chromium (playwright-core, `tests/browser/password_form.mjs`) opens the form,
+/// types alice's LDAP password and presses "Sign in": it must land on the upstream page with
+/// her identity headers, hold the session cookie (HttpOnly), and Chromium must report no CSP
+/// violation. Needs `node`, Debian's `chromium` and `tests/browser/node_modules`
+/// (`npm ci --prefix tests/browser`); without them it fails, never skips.
+#[tokio::test]
+async fn a_real_browser_signs_in_with_the_form() {
+    let s = setup("").await;
+    let screenshot = artifacts_dir().join("browser-password-form.png");
+    let args = serde_json::json!({
+        "form_url": s.gw.url("/saml/password?rd=/app/welcome"),
+        "final_url": s.gw.url("/app/welcome"),
+        "username": "alice",
+        "password": "alice-secret",
+        "screenshot": screenshot,
+        "timeout_ms": 40000,
+    });
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(manifest.join("tests/browser/password_form.mjs"))
+            .arg(args.to_string())
+            .current_dir(&manifest)
+            .stdin(Stdio::null())
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| {
+        panic!("cannot run node ({e}): scripts/install-deps.sh test, then npm ci --prefix tests/browser")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the driver\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        result["ok"],
+        true,
+        "{result:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(result["form_title"], "Sign in with a password");
+    let text = result["text"].as_str().unwrap();
+    assert!(text.contains("upstream page"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-forwarded-user: alice"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("x-forwarded-email: alice@example.test"),
+        "{text}"
+    );
+    let cookies = result["cookies"].as_array().unwrap();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c["name"] == "samlgate_session" && c["httpOnly"] == true),
+        "{cookies:?}"
+    );
+    assert!(
+        result["csp_violations"].as_array().unwrap().is_empty(),
+        "{result:#}"
+    );
+    println!("screenshot: {}", screenshot.display());
+}
