@@ -180,8 +180,11 @@ impl Gateway {
     ) -> Response<Body> {
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
+        // Malformed posts are summarised per client (`log_throttle`): no flood fills a disk.
         let refuse = |status, kind: &str, reason: &str, sentence: &str| {
-            tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind, reason, client = %conn.client);
+            if policy.logs.audit(conn.client, "login_failure", kind) {
+                tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind, reason, client = %conn.client);
+            }
             pages::simple(status, kind, sentence, browser)
         };
         if !is_form_urlencoded(req.headers()) {
@@ -254,7 +257,11 @@ impl Gateway {
                 Err(why) => refuse(StatusCode::BAD_REQUEST, "bad_user_id", why, "Your account's name cannot be passed to the application. Ask your administrator."),
             },
             Err(e) => {
-                tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind = e.kind(), reason = %e.reason(), user = %crate::saml::error::clip(&form.user), client = %conn.client, elapsed_us = started.elapsed().as_micros() as u64);
+                // Each checked password is one line; refusals by the brakes are summarised.
+                let braked = matches!(e, password::SigninError::Braked(_));
+                if !braked || policy.logs.audit(conn.client, "login_failure", e.kind()) {
+                    tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind = e.kind(), reason = %e.reason(), user = %crate::saml::error::clip(&form.user), client = %conn.client, elapsed_us = started.elapsed().as_micros() as u64);
+                }
                 let mut r = self.show_password_form(gate, e.status(), &rd, &form.user, Some(e.user_message()), Some(nonce));
                 if let password::SigninError::Braked(b) = &e {
                     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(pages::retry_after_secs(b.retry_after(gate.signin.lockout()))));
