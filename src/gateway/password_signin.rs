@@ -5,9 +5,23 @@
 //! `Authorization` header is consumed, never forwarded). Audit lines carry `method`
 //! (`ldap` | `local`) and `via` (`form` | `basic`).
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::{is_form_urlencoded, read_limited};
+use super::{route, ConnInfo, Gateway, Paths, Policy, Route};
+use crate::config::Settings;
+use crate::pages;
 use crate::password::basic::{self, BasicHeader};
 use crate::password::{self, web, PasswordSettings, PasswordSignin, SignIn, Verified};
+use crate::proxy::{self, Body};
+use crate::redirect::safe_return_path;
+use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
+use crate::session::{random_id, Session, SessionKey};
 
 /// The form's CSRF cookie; sent only to the form's own path.
 const FORM_COOKIE: &str = "samlgate_password_form";
@@ -181,7 +195,7 @@ impl Gateway {
         let browser =
             pages::accepts_html(req.headers()) || !req.headers().contains_key(header::ACCEPT);
         // Malformed posts are summarised per client (`log_throttle`): no flood fills a disk.
-        let refuse = |status, kind: &str, reason: &str, sentence: &str| {
+        let refuse = |status, kind: &'static str, reason: &str, sentence: &str| {
             if policy.logs.audit(conn.client, "login_failure", kind) {
                 tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind, reason, client = %conn.client);
             }
@@ -303,38 +317,19 @@ impl Gateway {
         })
     }
 
-    /// Takes `Authorization: Basic` off a request on a path whose rule allows Basic (it is
-    /// ours, never the upstream's), returning what it said. Other schemes stay.
-    pub(super) fn take_basic(
-        req: &mut Request<Incoming>,
-        policy: &Policy,
-        rule: Option<&str>,
-    ) -> Option<BasicHeader> {
-        if policy.password.is_none() || !policy.rules.allows_basic(rule) {
-            return None;
-        }
-        let parsed = basic::parse(req.headers());
-        if matches!(
-            parsed,
-            BasicHeader::Credentials(_) | BasicHeader::Malformed(_)
-        ) {
-            req.headers_mut().remove(header::AUTHORIZATION);
-        }
-        Some(parsed)
-    }
-
-    /// HTTP Basic for a request without a session, on a path that allows it (`basic` from
-    /// [`Gateway::take_basic`]).
+    /// HTTP Basic for a request without a session, on a path whose rule allows it
+    /// (`basic_path`, from [`Gateway::admit`]).
     pub(super) async fn basic_sign_in(
         &self,
-        basic: Option<BasicHeader>,
+        basic_path: bool,
+        headers: &HeaderMap,
         conn: ConnInfo,
         policy: &Policy,
-        user: &mut Option<String>,
     ) -> BasicOutcome {
-        let (Some(basic), Some(gate)) = (basic, policy.password.as_ref()) else {
+        let Some(gate) = policy.password.as_ref().filter(|_| basic_path) else {
             return BasicOutcome::NotTried;
         };
+        let basic = basic::parse(headers);
         let prompt = gate.signin.section().basic_prompt;
         let creds = match basic {
             BasicHeader::Absent | BasicHeader::OtherScheme if prompt => {
@@ -370,7 +365,6 @@ impl Gateway {
             .await
         {
             Ok(signed) => {
-                *user = Some(signed.identity.user.clone());
                 let outcome = if gate.signin.section().basic_session {
                     match self.store_password_session(policy, &signed.verified).await {
                         Ok((key, cookie)) => {
@@ -421,6 +415,17 @@ impl Gateway {
                 ))
             }
         }
+    }
+}
+
+/// Removes `Authorization: Basic` (well-formed or not) from a request on a path whose rule
+/// allows Basic: those credentials were for samlgate. Other schemes stay.
+pub(super) fn strip_basic(headers: &mut HeaderMap) {
+    if matches!(
+        basic::parse(headers),
+        BasicHeader::Credentials(_) | BasicHeader::Malformed(_)
+    ) {
+        headers.remove(header::AUTHORIZATION);
     }
 }
 
