@@ -55,18 +55,9 @@ fn identity_response(policy: &Policy, session: &Session) -> Response<Body> {
     let h = r.headers_mut();
     let v = &session.headers;
     if let Some(list) = policy.envoy_removals.signed_in(v) {
-        h.insert(ENVOY_REMOVE.clone(), list.clone());
+        h.insert(ENVOY_REMOVE.clone(), list.into_owned());
     }
-    h.insert(ids.user.clone(), v.user.clone());
-    if let Some(e) = &v.email {
-        h.insert(ids.email.clone(), e.clone());
-    }
-    if let Some(g) = &v.groups {
-        h.insert(ids.groups.clone(), g.clone());
-    }
-    if let Some(p) = &v.preferred_username {
-        h.insert(ids.preferred_username.clone(), p.clone());
-    }
+    ids.insert_values(h, v);
     // Identity in a response: no cache may keep it for someone else.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -112,8 +103,9 @@ static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-
 /// foreign identity names and routing overrides ([`IdentityHeaders::removable_names`]).
 struct EnvoyRemovals {
     anonymous: Option<HeaderValue>,
-    /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display name.
-    signed_in: [Option<HeaderValue>; 8],
+    /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display
+    /// name, 3 role. A session with forwarded attributes has its list computed per answer.
+    signed_in: [Option<HeaderValue>; 16],
 }
 
 impl EnvoyRemovals {
@@ -130,7 +122,7 @@ impl EnvoyRemovals {
         };
         let signed_in = std::array::from_fn(|bits| {
             let mut carried = vec![&ids.user];
-            for (bit, name) in [&ids.email, &ids.groups, &ids.preferred_username]
+            for (bit, name) in [&ids.email, &ids.groups, &ids.preferred_username, &ids.role]
                 .into_iter()
                 .enumerate()
             {
@@ -146,11 +138,16 @@ impl EnvoyRemovals {
         }
     }
 
-    fn signed_in(&self, v: &IdentityHeaderValues) -> Option<&HeaderValue> {
+    fn signed_in(&self, v: &IdentityHeaderValues) -> Option<std::borrow::Cow<'_, HeaderValue>> {
         let bits = usize::from(v.email.is_some())
             | usize::from(v.groups.is_some()) << 1
-            | usize::from(v.preferred_username.is_some()) << 2;
-        self.signed_in[bits].as_ref()
+            | usize::from(v.preferred_username.is_some()) << 2
+            | usize::from(v.role.is_some()) << 3;
+        let list = self.signed_in[bits].as_ref()?;
+        if v.attributes.is_empty() {
+            return Some(std::borrow::Cow::Borrowed(list));
+        }
+        crate::identity::without_carried_attributes(list, v).map(std::borrow::Cow::Owned)
     }
 }
 
@@ -195,6 +192,9 @@ pub struct Policy {
     pub ids: IdentityHeaders,
     /// Attribute mapping, used at sign-in (existing sessions keep their values).
     pub headers: HeadersSection,
+    /// `[[roles]]` and `headers.encoding`/`attributes`, for rendering identity headers.
+    pub roles: crate::identity::Roles,
+    pub header_settings: crate::identity::HeaderSettings,
     pub forward_auth: ForwardAuthSection,
     envoy_removals: EnvoyRemovals,
     /// Repeated refusals' log lines, summarised per client; kept across every reload.
@@ -221,6 +221,8 @@ impl Policy {
             envoy_removals: EnvoyRemovals::new(&ids),
             ids,
             headers: s.headers.clone(),
+            roles: crate::identity::Roles::new(s.roles.clone(), s.authz.default_role.clone()),
+            header_settings: crate::identity::HeaderSettings::from_config(&s.headers),
             forward_auth: s.forward_auth.clone(),
             logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
         })
@@ -703,7 +705,11 @@ impl Gateway {
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
                     *user = Some(session.identity.user.clone());
                 }
-                if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
+                if let Err(denial) = requirement.authorize(
+                    &session.identity,
+                    session.headers.role_name.as_deref(),
+                    &policy.authz,
+                ) {
                     // Never throttled: it takes a valid session, so no anonymous flood can
                     // produce it, and each line is the record of who was refused where.
                     tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(req.uri().path()), client = %conn.client);
@@ -981,7 +987,11 @@ impl Gateway {
         *user = Some(session.identity.user.clone());
 
         // authorize
-        if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
+        if let Err(denial) = requirement.authorize(
+            &session.identity,
+            session.headers.role_name.as_deref(),
+            &policy.authz,
+        ) {
             // Never throttled (it takes a valid session; see `protected`).
             tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %session.identity.user, reason = %denial.reason(), path = %clip_path(original.path()), via = "forward_auth", client = %conn.client);
             self.metrics.forward_auth(ForwardAuthResult::Denied);
@@ -1315,7 +1325,7 @@ impl Gateway {
         }
 
         let h = &current.headers;
-        let identity = policy::identity(
+        let mut identity = policy::identity(
             &accepted,
             &AttributeMap {
                 user: &h.user_attribute,
@@ -1325,10 +1335,14 @@ impl Gateway {
                 preferred_username: &h.preferred_username_attribute,
             },
         )?;
-        let headers = current
-            .ids
-            .values(&identity)
-            .map_err(LoginError::BadUserId)?;
+        identity.attributes =
+            crate::identity::forwarded_attributes(&accepted.attributes, &current.header_settings);
+        let headers = crate::identity::render_identity_headers(
+            &identity,
+            &current.roles,
+            &current.header_settings,
+        )
+        .map_err(LoginError::IdentityHeader)?;
 
         let created_at = SystemTime::now();
         let mut expires_at = created_at + self.settings.session.max_lifetime;
