@@ -64,7 +64,9 @@ impl HeaderEncoding {
         let clash: &[char] = match self {
             // Encoded-words are made of these and joined by spaces.
             HeaderEncoding::Rfc2047 => &['=', '?', '+', '/', '_', ' ', '\t'],
-            HeaderEncoding::QuotedPrintable => &['=', ' ', '\t'],
+            // Spaces inside items are escaped (=20), so a space separator is exact; only '='
+            // starts an escape.
+            HeaderEncoding::QuotedPrintable => &['='],
             HeaderEncoding::Percent => &['%', '+'],
             HeaderEncoding::Refuse | HeaderEncoding::Raw => &[],
         };
@@ -74,10 +76,10 @@ impl HeaderEncoding {
         {
             return Some(match self {
                 HeaderEncoding::Rfc2047 => {
-                    "must not contain letters, digits, spaces or = ? + / _ under rfc2047 (they occur inside encoded-words)"
+                    "must not contain letters, digits, spaces or = ? + / _ under rfc2047 (they occur inside and between encoded-words); use \",\" or \";\", or headers.encoding = \"quoted-printable\" or \"percent\" for a space"
                 }
                 HeaderEncoding::QuotedPrintable => {
-                    "must not contain letters, digits, spaces or = under quoted-printable (they occur inside escapes)"
+                    "must not contain letters, digits or = under quoted-printable (they occur inside escapes)"
                 }
                 _ => "must not contain letters, digits, % or + under percent (they occur inside escapes)",
             });
@@ -382,11 +384,16 @@ mod tests {
     #[test]
     fn lists_split_exactly_before_decoding() {
         let groups = ["a,b", "Разработчики", "x y", "c"];
-        for e in [Percent, QuotedPrintable, Rfc2047] {
-            let joined: Vec<String> = groups.iter().map(|g| enc(g, e, ",")).collect();
-            let header = joined.join(",");
+        for (e, sep) in [
+            (Percent, ","),
+            (QuotedPrintable, ","),
+            (QuotedPrintable, " "),
+            (Rfc2047, ","),
+        ] {
+            let joined: Vec<String> = groups.iter().map(|g| enc(g, e, sep)).collect();
+            let header = joined.join(sep);
             let back: Vec<String> = header
-                .split(',')
+                .split(sep)
                 .map(|item| match e {
                     Percent => percent_encoding::percent_decode_str(item)
                         .decode_utf8()
@@ -410,6 +417,11 @@ mod tests {
         assert!(Rfc2047.separator_problem("=").is_some());
         assert!(QuotedPrintable.separator_problem("=").is_some());
         assert_eq!(QuotedPrintable.separator_problem(","), None);
+        assert_eq!(
+            QuotedPrintable.separator_problem(" "),
+            None,
+            "Grafana splits on spaces"
+        );
         assert!(Percent.separator_problem("%").is_some());
         assert!(Percent.separator_problem("x").is_some());
         assert_eq!(Percent.separator_problem(", "), None);
