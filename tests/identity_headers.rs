@@ -9,6 +9,8 @@
 
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/header_decoders.rs"]
+mod header_decoders;
 #[path = "support/log_capture.rs"]
 mod log_capture;
 #[path = "support/mint.rs"]
@@ -16,11 +18,11 @@ mod mint;
 #[path = "support/signin.rs"]
 mod signin;
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use gateway::*;
+use header_decoders::decode;
 use log_capture::Captured;
 use mint::{ResponseSpec, TestIdp};
 
@@ -102,54 +104,6 @@ fn zoe(spec: &mut ResponseSpec) {
             DEPARTMENT.iter().map(|s| s.to_string()).collect(),
         ),
     ];
-}
-
-/// Decodes each value with Python's standard library: `rfc2047` by `email.header`
-/// (`decode_header` + `make_header`), `qp` by `quopri` (RFC 2045).
-fn python_decode(scheme: &str, values: &[String]) -> Vec<String> {
-    let script = r#"
-import sys, json, quopri, email.header
-scheme = sys.argv[1]
-out = []
-for v in sys.argv[2:]:
-    if scheme == "rfc2047":
-        out.append(str(email.header.make_header(email.header.decode_header(v))))
-    else:
-        out.append(quopri.decodestring(v.encode("ascii")).decode("utf-8"))
-print(json.dumps(out))
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(scheme)
-        .args(values)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("python3 is needed as the reference decoder (apt-get install python3): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn decode(encoding: &str, values: &[String]) -> Vec<String> {
-    match encoding {
-        "rfc2047" => python_decode("rfc2047", values),
-        "quoted-printable" => python_decode("qp", values),
-        "percent" => values
-            .iter()
-            .map(|v| {
-                percent_encoding::percent_decode_str(v)
-                    .decode_utf8()
-                    .unwrap()
-                    .into_owned()
-            })
-            .collect(),
-        _ => values.to_vec(),
-    }
 }
 
 fn split(v: &str) -> Vec<String> {
