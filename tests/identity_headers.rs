@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use gateway::*;
 use header_decoders::decode;
 use log_capture::Captured;
-use mint::{ResponseSpec, TestIdp};
+use mint::ResponseSpec;
 
 const NAME: &str = "Zoë Łukasiewicz";
 const GROUPS: [&str; 3] = ["Разработчики", "staff", "R&D, Berlin"];

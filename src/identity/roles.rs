@@ -112,8 +112,9 @@ mod tests {
         ];
         let with_default = Roles::new(grafana.clone(), Some("Viewer".into()));
         let without = Roles::new(grafana, None);
-        let table: &[(&str, &[&str], Option<&str>, Option<&str>)] = &[
-            // user, groups, role with default, role without
+        /// user, groups, role with the default, role without it
+        type Row<'a> = (&'a str, &'a [&'a str], Option<&'a str>, Option<&'a str>);
+        let table: &[Row<'_>] = &[
             ("a", &["grafana-admins"], Some("Admin"), Some("Admin")),
             (
                 "a",
