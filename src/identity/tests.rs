@@ -306,3 +306,53 @@ fn settings_are_validated_with_the_key_named() {
         "access.rules[0].allowed_roles"
     );
 }
+
+#[test]
+fn the_toml_and_environment_spellings_parse() {
+    let text = r#"
+[headers]
+encoding = "quoted-printable"
+role = "X-WEBAUTH-ROLE"
+
+[headers.attributes]
+department = "X-Forwarded-Department"
+
+[authz]
+allowed_roles = ["Admin"]
+default_role = "Viewer"
+
+[[roles]]
+role = "Admin"
+groups = ["admins"]
+
+[[roles]]
+role = "Editor"
+users = ["zoe"]
+"#;
+    let f = crate::config::parse_with_env(text, &[]).unwrap();
+    assert_eq!(f.headers.encoding, HeaderEncoding::QuotedPrintable);
+    assert_eq!(f.headers.role, "X-WEBAUTH-ROLE");
+    assert_eq!(f.headers.attributes["department"], "X-Forwarded-Department");
+    assert_eq!(f.roles.len(), 2);
+    assert_eq!(f.roles[1].users, ["zoe"]);
+    assert_eq!(f.authz.default_role.as_deref(), Some("Viewer"));
+    assert!(check(&f.headers, &f.roles, &f.authz, &f.access).is_ok());
+
+    let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    let f =
+        crate::config::parse_with_env("", &env("SAMLGATE_HEADERS_ENCODING", "percent")).unwrap();
+    assert_eq!(f.headers.encoding, HeaderEncoding::Percent);
+    let f =
+        crate::config::parse_with_env("", &env("SAMLGATE_AUTHZ_ALLOWED_ROLES", "Admin, Editor"))
+            .unwrap();
+    assert_eq!(f.authz.allowed_roles, ["Admin", "Editor"]);
+    assert!(crate::config::parse_with_env("[headers]\nencoding = \"utf8\"\n", &[]).is_err());
+    assert!(
+        crate::config::parse_with_env("[[roles]]\nrole = \"A\"\ngroup = [\"x\"]\n", &[]).is_err()
+    );
+    // Defaults: RFC 2047, X-Forwarded-Role, nothing forwarded, no roles.
+    let f = crate::config::parse_with_env("", &[]).unwrap();
+    assert_eq!(f.headers.encoding, HeaderEncoding::Rfc2047);
+    assert_eq!(f.headers.role, "X-Forwarded-Role");
+    assert!(f.headers.attributes.is_empty() && f.roles.is_empty());
+}
