@@ -243,7 +243,12 @@ pub fn without_carried_attributes(
         .to_str()
         .ok()?
         .split(',')
-        .filter(|n| !v.attributes.iter().any(|(name, _)| name.as_str() == *n))
+        // The list holds normalized names (`-` for `_`).
+        .filter(|n| {
+            !v.attributes
+                .iter()
+                .any(|(name, _)| crate::proxy::normalize_header_name(name.as_str()) == *n)
+        })
         .collect();
     if kept.is_empty() {
         return None;

@@ -189,6 +189,17 @@ fn envoy_removal_list_drops_carried_attributes() {
         without_carried_attributes(&list, &v).unwrap(),
         "x-forwarded-role,remote-user"
     );
+    v.attributes = vec![(
+        HeaderName::from_static("x_forwarded_department"),
+        HeaderValue::from_static("x"),
+    )];
+    assert_eq!(
+        without_carried_attributes(&list, &v).unwrap(),
+        "x-forwarded-role,remote-user",
+        "an `_` spelling is the same header"
+    );
+    let only = HeaderValue::from_static("x-forwarded-department");
+    assert!(without_carried_attributes(&only, &v).is_none());
 }
 
 fn check(
