@@ -13,6 +13,7 @@
 //! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
 //! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
+//! | [`identity`] | the identity headers: `headers.encoding` (RFC 2047, quoted-printable, percent, refuse, raw), `[[roles]]`, forwarded attributes; `render_identity_headers` |
 //! | [`gateway`] | the [`gateway::Gateway`] and its flows, one file each: `pipeline` (**route → authenticate → authorize → rewrite → forward**, in one place), `admission` (the shared route → authenticate → authorize step), `signin`, `acs`, `signout`, `slo`, `forward_auth` (how forward-auth answers), `reload` (the swappable [`gateway::Policy`]) |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
@@ -73,6 +74,7 @@ pub mod devidp;
 pub mod foreign_headers;
 pub mod forward_auth;
 pub mod gateway;
+pub mod identity;
 pub mod log_throttle;
 pub mod metrics;
 pub mod observability;

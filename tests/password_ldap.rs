@@ -69,7 +69,7 @@ fn accepted(
     answer: Result<LdapAnswer, samlgate::password::ldap::LdapError>,
 ) -> samlgate::session::Identity {
     match answer {
-        Ok(LdapAnswer::Accepted(identity)) => identity,
+        Ok(LdapAnswer::Accepted(identity)) => *identity,
         other => panic!("expected Accepted, got {other:?}"),
     }
 }

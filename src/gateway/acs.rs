@@ -276,7 +276,7 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Result<([u8; 32], String), LoginError> {
         let h = &current.headers;
-        let identity = policy::identity(
+        let mut identity = policy::identity(
             accepted,
             &AttributeMap {
                 user: &h.user_attribute,
@@ -286,10 +286,14 @@ impl Gateway {
                 preferred_username: &h.preferred_username_attribute,
             },
         )?;
-        let headers = current
-            .ids
-            .values(&identity)
-            .map_err(LoginError::BadUserId)?;
+        identity.attributes =
+            crate::identity::forwarded_attributes(&accepted.attributes, &current.header_settings);
+        let headers = crate::identity::render_identity_headers(
+            &identity,
+            &current.roles,
+            &current.header_settings,
+        )
+        .map_err(LoginError::IdentityHeader)?;
         let created_at = SystemTime::now();
         let expires_at = session_expiry(
             created_at,

@@ -141,7 +141,11 @@ impl Gateway {
         };
 
         // authorize
-        if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
+        if let Err(denial) = requirement.authorize(
+            &session.identity,
+            session.headers.role_name.as_deref(),
+            &policy.authz,
+        ) {
             // Never throttled: it takes a valid session, so no anonymous flood can produce
             // it, and each line is the record of who was refused where.
             let user = &session.identity.user;

@@ -307,7 +307,13 @@ impl Gateway {
         policy: &Policy,
         verified: &Verified,
     ) -> Result<Session, &'static str> {
-        let headers = policy.ids.values(&verified.identity)?;
+        // The same rendering as a SAML sign-in: `[[roles]]`, `headers.encoding`.
+        let headers = crate::identity::render_identity_headers(
+            &verified.identity,
+            &policy.roles,
+            &policy.header_settings,
+        )
+        .map_err(|_| "the identity cannot be sent in the identity headers")?;
         let created_at = SystemTime::now();
         Ok(Session {
             identity: verified.identity.clone(),

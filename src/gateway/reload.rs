@@ -35,6 +35,9 @@ pub struct Policy {
     pub ids: IdentityHeaders,
     /// Attribute mapping, used at sign-in (existing sessions keep their values).
     pub headers: HeadersSection,
+    /// `[[roles]]` and `headers.encoding`/`attributes`, for rendering identity headers.
+    pub roles: crate::identity::Roles,
+    pub header_settings: crate::identity::HeaderSettings,
     pub forward_auth: ForwardAuthSection,
     pub(super) envoy_removals: EnvoyRemovals,
     /// Repeated refusals' log lines, summarised per client; kept across every reload.
@@ -63,6 +66,8 @@ impl Policy {
             envoy_removals: EnvoyRemovals::new(&ids),
             ids,
             headers: s.headers.clone(),
+            roles: crate::identity::Roles::new(s.roles.clone(), s.authz.default_role.clone()),
+            header_settings: crate::identity::HeaderSettings::from_config(&s.headers),
             forward_auth: s.forward_auth.clone(),
             logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
             password: PasswordGate::build(s, previous)?,

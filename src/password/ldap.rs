@@ -29,7 +29,7 @@ const MAX_GROUPS: usize = 256;
 /// What the directory said about a user name and password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LdapAnswer {
-    Accepted(Identity),
+    Accepted(Box<Identity>),
     /// No entry matched (search-then-bind). A dummy bind was still made.
     UnknownUser,
     /// More than one entry matched the filter: refused (the filter is too loose).
@@ -161,12 +161,12 @@ impl LdapSource {
             ),
             GroupSource::None => Vec::new(),
         };
-        Ok(LdapAnswer::Accepted(identity_from_entry(
+        Ok(LdapAnswer::Accepted(Box::new(identity_from_entry(
             &entry.attrs,
             user,
             groups,
             &self.settings,
-        )))
+        ))))
     }
 
     async fn direct_bind(
@@ -193,12 +193,12 @@ impl LdapSource {
             ),
             GroupSource::None => Vec::new(),
         };
-        Ok(LdapAnswer::Accepted(identity_from_entry(
+        Ok(LdapAnswer::Accepted(Box::new(identity_from_entry(
             &attrs,
             user,
             groups,
             &self.settings,
-        )))
+        ))))
     }
 
     async fn search_groups(
@@ -448,6 +448,7 @@ pub fn identity_from_entry(
         groups,
         name_id_format: None,
         session_index: None,
+        attributes: Vec::new(),
     }
 }
 

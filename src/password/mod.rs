@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 pub use settings::{Method, PasswordSettings, PasswordSigninSection};
 
-use crate::authz::{authorize_lists, Denial};
+use crate::authz::{authorize_lists, Denial, Lists};
 use crate::session::Identity;
 use cache::CredentialCache;
 use ldap::{LdapAnswer, LdapSource};
@@ -297,7 +297,15 @@ impl PasswordSignin {
             ),
         };
         match result {
-            SourceResult::Accepted(identity) => match authorize_lists(&identity, groups, users) {
+            SourceResult::Accepted(identity) => match authorize_lists(
+                &identity,
+                None,
+                &Lists {
+                    groups,
+                    users,
+                    roles: &[],
+                },
+            ) {
                 Ok(()) => SourceResult::Accepted(identity),
                 Err(denial) => SourceResult::NotAllowed(denial),
             },
@@ -310,7 +318,7 @@ impl PasswordSignin {
             return SourceResult::Unavailable("ldap not configured".into());
         };
         match ldap.verify(user, password).await {
-            Ok(LdapAnswer::Accepted(identity)) => SourceResult::Accepted(identity),
+            Ok(LdapAnswer::Accepted(identity)) => SourceResult::Accepted(*identity),
             Ok(LdapAnswer::UnknownUser) => SourceResult::Refused("unknown_user"),
             Ok(LdapAnswer::Ambiguous) => SourceResult::Refused("ambiguous_user"),
             Ok(LdapAnswer::WrongPassword) => SourceResult::Refused("wrong_password"),
