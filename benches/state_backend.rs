@@ -205,6 +205,9 @@ async fn memory_per_session(redis: &RedisServer, n: usize) -> (u64, f64) {
                         email: Some(http::HeaderValue::from_str(&user).expect("header")),
                         groups: Some(http::HeaderValue::from_str(&groups.join(",")).expect("h")),
                         preferred_username: None,
+                        role_name: None,
+                        role: None,
+                        attributes: Vec::new(),
                     },
                     identity: Identity {
                         email: Some(user.clone()),

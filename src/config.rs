@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::client_ip::TrustedProxies;
+use crate::password::{PasswordSettings, PasswordSigninSection};
 use crate::ratelimit::RateLimitSection;
 use crate::rules::{AccessRules, AccessSection};
 
@@ -60,6 +61,11 @@ pub struct FileConfig {
     pub rate_limits: RateLimitSection,
     /// `[state]`: where sessions and sign-in state live ([`crate::state`]).
     pub state: crate::state::StateSection,
+    /// `[password_signin]`: LDAP and local accounts as a fallback ([`crate::password`]).
+    pub password_signin: PasswordSigninSection,
+    /// `[[roles]]`: role names mapped from groups or users, first match wins
+    /// ([`crate::identity::roles`]).
+    pub roles: Vec<crate::identity::RoleRule>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -217,6 +223,17 @@ pub struct HeadersSection {
     pub strip_foreign_defaults: bool,
     /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests.
     pub strip_foreign_extra: Vec<String>,
+    /// How values reach the application: `"rfc2047"` (default), `"quoted-printable"`
+    /// (Grafana's `headers_encoded`), `"percent"`, `"refuse"` or `"raw"`
+    /// ([`crate::identity::encoding`]).
+    pub encoding: crate::identity::HeaderEncoding,
+    /// Header carrying the role `[[roles]]` maps (default `X-Forwarded-Role`); sent only when
+    /// `[[roles]]` or `authz.default_role` is set, always stripped from client requests.
+    pub role: String,
+    /// SAML attributes forwarded as headers: attribute Name (or FriendlyName) → header name,
+    /// e.g. `{ department = "X-Forwarded-Department" }` (default: none). Values are encoded
+    /// like the others; several values are joined like groups.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Default for HeadersSection {
@@ -234,6 +251,9 @@ impl Default for HeadersSection {
             groups_separator: ",".into(),
             strip_foreign_defaults: true,
             strip_foreign_extra: Vec::new(),
+            encoding: crate::identity::HeaderEncoding::default(),
+            role: "X-Forwarded-Role".into(),
+            attributes: BTreeMap::new(),
         }
     }
 }
@@ -243,6 +263,10 @@ impl Default for HeadersSection {
 pub struct AuthzSection {
     pub allowed_groups: Vec<String>,
     pub allowed_users: Vec<String>,
+    /// Roles (`[[roles]]`) admitted besides the users and groups above (default: none).
+    pub allowed_roles: Vec<String>,
+    /// The role of someone no `[[roles]]` entry matches (default: none, so no role).
+    pub default_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -377,8 +401,12 @@ pub struct Settings {
     pub rate_limits: RateLimitSection,
     /// `[state]`, files read ([`crate::state::StateSection::validate`]).
     pub state: crate::state::StateSettings,
+    /// `[password_signin]`, validated with its files read; `None` when off.
+    pub password_signin: Option<PasswordSettings>,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
+    /// `[[roles]]`, checked by [`crate::identity::validate`].
+    pub roles: Vec<crate::identity::RoleRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -548,6 +576,7 @@ const SECTIONS: &[&str] = &[
 const LIST_KEYS: &[&str] = &[
     "allowed_groups",
     "allowed_users",
+    "allowed_roles",
     "trusted_proxies",
     "strip_foreign_extra",
 ];
@@ -883,7 +912,7 @@ fn strip_foreign_extra(list: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
+pub(crate) fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
     let name = http::HeaderName::from_bytes(raw.as_bytes())
         .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))?;
     let normalized = crate::proxy::normalize_header_name(name.as_str());
@@ -1311,6 +1340,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
     strip_foreign_extra(&h.strip_foreign_extra)?;
+    crate::identity::validate(h, &file.roles, &file.authz, &file.access, header_name)?;
     let mut seen = BTreeMap::new();
     for (key, name) in [
         ("headers.user", &h.user),
@@ -1394,6 +1424,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         .state
         .validate(base)
         .map_err(|e| ConfigError::new("state", e.to_string()))?;
+    let password_signin = crate::password::settings::validate(&file.password_signin, base)
+        .map_err(|e| ConfigError::new(e.key(), e.to_string()))?;
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
@@ -1497,7 +1529,9 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         access,
         rate_limits,
         state,
+        password_signin,
         trusted_proxies,
+        roles: file.roles,
     })
 }
 

@@ -134,11 +134,16 @@ struct StoredSession {
     name_id: String,
     name_id_format: Option<String>,
     session_index: Option<String>,
+    attributes: Vec<(String, Vec<String>)>,
+    role_name: Option<String>,
     /// The identity header values, base64 (a header value may hold non-UTF-8 bytes).
     h_user: String,
     h_email: Option<String>,
     h_groups: Option<String>,
     h_preferred_username: Option<String>,
+    h_role: Option<String>,
+    /// Forwarded attributes: (header name, base64 value).
+    h_attributes: Vec<(String, String)>,
     created_ms: u64,
     expires_ms: u64,
 }
@@ -154,10 +159,19 @@ pub fn encode_session(s: &Session) -> Vec<u8> {
         name_id: s.identity.name_id.clone(),
         name_id_format: s.identity.name_id_format.clone(),
         session_index: s.identity.session_index.clone(),
+        attributes: s.identity.attributes.clone(),
+        role_name: s.headers.role_name.clone(),
         h_user: b64(&s.headers.user),
         h_email: s.headers.email.as_ref().map(b64),
         h_groups: s.headers.groups.as_ref().map(b64),
         h_preferred_username: s.headers.preferred_username.as_ref().map(b64),
+        h_role: s.headers.role.as_ref().map(b64),
+        h_attributes: s
+            .headers
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), b64(value)))
+            .collect(),
         created_ms: millis(s.created_at),
         expires_ms: millis(s.expires_at),
     };
@@ -172,12 +186,24 @@ pub fn decode_session(bytes: &[u8]) -> Result<Session, OpenError> {
         HeaderValue::from_bytes(&bytes).map_err(|_| OpenError::Decode)
     };
     let opt = |v: &Option<String>| v.as_deref().map(header).transpose();
+    let attributes = s
+        .h_attributes
+        .iter()
+        .map(|(name, value)| {
+            let name =
+                http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| OpenError::Decode)?;
+            Ok((name, header(value)?))
+        })
+        .collect::<Result<Vec<_>, OpenError>>()?;
     Ok(Session {
         headers: IdentityHeaderValues {
             user: header(&s.h_user)?,
             email: opt(&s.h_email)?,
             groups: opt(&s.h_groups)?,
             preferred_username: opt(&s.h_preferred_username)?,
+            role_name: s.role_name,
+            role: opt(&s.h_role)?,
+            attributes,
         },
         identity: Identity {
             user: s.user,
@@ -188,6 +214,7 @@ pub fn decode_session(bytes: &[u8]) -> Result<Session, OpenError> {
             name_id: s.name_id,
             name_id_format: s.name_id_format,
             session_index: s.session_index,
+            attributes: s.attributes,
         },
         created_at: UNIX_EPOCH + Duration::from_millis(s.created_ms),
         expires_at: UNIX_EPOCH + Duration::from_millis(s.expires_ms),
@@ -214,6 +241,7 @@ mod tests {
                 groups: vec!["admins".into(), "analysts".into()],
                 name_id: "n-1".into(),
                 session_index: Some("_s1".into()),
+                attributes: vec![("department".into(), vec!["finance".into()])],
                 ..Identity::default()
             },
             headers: IdentityHeaderValues {
@@ -221,6 +249,12 @@ mod tests {
                 email: None,
                 groups: Some(HeaderValue::from_bytes(b"admins,analysts\xe9").expect("obs-text")),
                 preferred_username: None,
+                role_name: Some("admin".into()),
+                role: Some(HeaderValue::from_static("admin")),
+                attributes: vec![(
+                    http::HeaderName::from_static("x-forwarded-department"),
+                    HeaderValue::from_static("finance"),
+                )],
             },
             created_at: now,
             expires_at: now + Duration::from_secs(3600),
@@ -236,6 +270,9 @@ mod tests {
         let back = decode_session(&plain).expect("decodes");
         assert_eq!(back.identity, s.identity);
         assert_eq!(back.headers.groups, s.headers.groups);
+        assert_eq!(back.headers.role, s.headers.role);
+        assert_eq!(back.headers.role_name, s.headers.role_name);
+        assert_eq!(back.headers.attributes, s.headers.attributes);
         assert_eq!(millis(back.expires_at), millis(s.expires_at));
         // Nothing readable: the user name is not in the stored bytes.
         let needle = b"alice";
