@@ -249,7 +249,11 @@ impl Gateway {
         };
         let rd = self.local_landing(&form.rd);
         let started = Instant::now();
-        match gate.signin.sign_in(conn.client, &form.user, &form.password).await {
+        match gate
+            .signin
+            .sign_in(conn.client, &form.user, &form.password)
+            .await
+        {
             Ok(signed) => match self.store_password_session(policy, &signed.verified).await {
                 Ok((key, cookie)) => {
                     audit_success(&signed, "form", Some(key), conn);
@@ -260,7 +264,11 @@ impl Gateway {
                     if let Ok(v) = HeaderValue::from_str(&rd) {
                         hm.insert(header::LOCATION, v);
                     }
-                    for c in [cookie, self.password_form_cookie(&password_path(&self.paths)).clear()] {
+                    for c in [
+                        cookie,
+                        self.password_form_cookie(&password_path(&self.paths))
+                            .clear(),
+                    ] {
                         if let Ok(v) = HeaderValue::from_str(&c) {
                             hm.append(header::SET_COOKIE, v);
                         }
@@ -268,7 +276,7 @@ impl Gateway {
                     hm.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                     r
                 }
-                Err(why) => refuse(StatusCode::BAD_REQUEST, "bad_user_id", why, "Your account's name cannot be passed to the application. Ask your administrator."),
+                Err(e) => refuse(e.status(), e.kind(), &e.reason(), e.user_message()),
             },
             Err(e) => {
                 // Each checked password is one line; refusals by the brakes are summarised.
@@ -276,9 +284,21 @@ impl Gateway {
                 if !braked || policy.logs.audit(conn.client, "login_failure", e.kind()) {
                     tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "form", kind = e.kind(), reason = %e.reason(), user = %crate::saml::error::clip(&form.user), client = %conn.client, elapsed_us = started.elapsed().as_micros() as u64);
                 }
-                let mut r = self.show_password_form(gate, e.status(), &rd, &form.user, Some(e.user_message()), Some(nonce));
+                let mut r = self.show_password_form(
+                    gate,
+                    e.status(),
+                    &rd,
+                    &form.user,
+                    Some(e.user_message()),
+                    Some(nonce),
+                );
                 if let password::SigninError::Braked(b) = &e {
-                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(pages::retry_after_secs(b.retry_after(gate.signin.lockout()))));
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(pages::retry_after_secs(
+                            b.retry_after(gate.signin.lockout()),
+                        )),
+                    );
                 }
                 r
             }
@@ -291,11 +311,19 @@ impl Gateway {
         &self,
         policy: &Policy,
         verified: &Verified,
-    ) -> Result<(SessionKey, String), &'static str> {
-        let session = Arc::new(self.password_session(policy, verified)?);
+    ) -> Result<(SessionKey, String), SessionRefusal> {
+        let session = Arc::new(
+            self.password_session(policy, verified)
+                .map_err(|_| SessionRefusal::IdentityHeaders)?,
+        );
         let id = random_id();
         let key = SessionKey::from_id(&id);
-        self.sessions.insert(key, session).await;
+        // Stored before it is announced, as at the ACS: a session the shared backend could not
+        // keep is a failed sign-in (503), never a cookie that nothing backs.
+        self.sessions
+            .try_insert(key, session)
+            .await
+            .map_err(|e| SessionRefusal::StateUnavailable(e.to_string()))?;
         Ok((
             key,
             self.session_cookie().set(&self.session_sealer.seal(&id)),
@@ -373,25 +401,31 @@ impl Gateway {
             Ok(signed) => {
                 let outcome = if gate.signin.section().basic_session {
                     match self.store_password_session(policy, &signed.verified).await {
-                        Ok((key, cookie)) => {
-                            let session = self.sessions.get(&key).await;
-                            session.map(|s| (Some(key), s, Some(cookie)))
-                        }
-                        Err(_) => None,
+                        Ok((key, cookie)) => match self.sessions.get(&key).await {
+                            Some(s) => Ok((Some(key), s, Some(cookie))),
+                            None => Err(SessionRefusal::StateUnavailable(
+                                "the session just stored cannot be read back".into(),
+                            )),
+                        },
+                        Err(e) => Err(e),
                     }
                 } else {
                     self.password_session(policy, &signed.verified)
-                        .ok()
                         .map(|s| (None, Arc::new(s), None))
+                        .map_err(|_| SessionRefusal::IdentityHeaders)
                 };
-                let Some((key, session, set_cookie)) = outcome else {
-                    return BasicOutcome::Refused(web::basic_refusal(
-                        StatusCode::BAD_REQUEST,
-                        "bad_user_id",
-                        "Your account's name cannot be passed to the application.",
-                        false,
-                        None,
-                    ));
+                let (key, session, set_cookie) = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(target: "samlgate::audit", event = "login_failure", method = "password", via = "basic", kind = e.kind(), reason = %e.reason(), client = %conn.client);
+                        return BasicOutcome::Refused(web::basic_refusal(
+                            e.status(),
+                            e.kind(),
+                            e.user_message(),
+                            false,
+                            None,
+                        ));
+                    }
                 };
                 if !signed.cached {
                     audit_success(&signed, "basic", key, conn);
@@ -474,5 +508,51 @@ mod tests {
         }
         assert_eq!(route("/saml/password", &p), Route::Password);
         assert_eq!(password_path(&p), "/saml/password");
+    }
+}
+
+/// Why a verified password sign-in still gets no session.
+#[derive(Debug)]
+enum SessionRefusal {
+    /// The identity cannot be sent in the identity headers (`headers.encoding = "refuse"`, or
+    /// a value no header can carry).
+    IdentityHeaders,
+    /// The state backend could not store the session (Redis unreachable).
+    StateUnavailable(String),
+}
+
+impl SessionRefusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            SessionRefusal::IdentityHeaders => StatusCode::BAD_REQUEST,
+            SessionRefusal::StateUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            SessionRefusal::IdentityHeaders => "bad_user_id",
+            SessionRefusal::StateUnavailable(_) => "state_unavailable",
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            SessionRefusal::IdentityHeaders => {
+                "the identity cannot be sent in the identity headers".into()
+            }
+            SessionRefusal::StateUnavailable(e) => format!("the session could not be stored: {e}"),
+        }
+    }
+
+    fn user_message(&self) -> &'static str {
+        match self {
+            SessionRefusal::IdentityHeaders => {
+                "Your account's name cannot be passed to the application. Ask your administrator."
+            }
+            SessionRefusal::StateUnavailable(_) => {
+                "Sign-in is unavailable for a moment. Please try again shortly."
+            }
+        }
     }
 }
