@@ -4,8 +4,20 @@
 //! serves an access rule's own lists (`[[access.rules]]` with `allowed_groups`/`allowed_users`),
 //! which replace `[authz]` for the paths the rule matches.
 
-use crate::config::AuthzSection;
+use serde::Deserialize;
+
 use crate::session::Identity;
+
+/// `[authz]`: who may enter once signed in, on every path no access rule gives lists of its own.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzSection {
+    /// Groups (values of `headers.groups_attribute`) admitted; a user in any one of them may
+    /// enter. Empty with `allowed_users` also empty: every signed-in user.
+    pub allowed_groups: Vec<String>,
+    /// User ids (the value behind `headers.user`) admitted whatever their groups.
+    pub allowed_users: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {

@@ -24,8 +24,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
 
-use crate::config::{HeadersSection, ProxySettings};
 use crate::foreign_headers::ForeignHeaders;
 use crate::session::{Identity, IdentityHeaderValues};
 use crate::tunnel::{self, SpliceEnd, TunnelPermit, TunnelSession};
@@ -37,6 +37,110 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// `[headers]`: the identity headers sent upstream, the SAML attributes they carry, and the
+/// client headers stripped. Validated by `config`; used here and at sign-in.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    /// Header carrying the user id (the `user_attribute` value, or the NameID).
+    pub user: String,
+    /// Header carrying the e-mail address (`email_attribute`).
+    pub email: String,
+    /// Header carrying the groups (`groups_attribute`), joined by `groups_separator`.
+    pub groups: String,
+    /// Header carrying the display name (`preferred_username_attribute`).
+    pub preferred_username: String,
+    /// Attribute holding the user id; empty: the NameID.
+    pub user_attribute: String,
+    /// Attribute holding the e-mail address.
+    pub email_attribute: String,
+    /// Attribute holding the display name shown on the gateway's own pages.
+    pub display_name_attribute: String,
+    /// Attribute holding the groups (multi-valued).
+    pub groups_attribute: String,
+    /// Attribute sent as `preferred_username`.
+    pub preferred_username_attribute: String,
+    /// Joins several groups in the groups header; non-empty and printable.
+    pub groups_separator: String,
+    /// Strip client copies of the identity headers other gateways use
+    /// ([`crate::foreign_headers::FOREIGN_IDENTITY_HEADERS`]); `false` strips only the extra list.
+    pub strip_foreign_defaults: bool,
+    /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests, at
+    /// most 256; none may strip a header HTTP or the gateway needs (`Cookie`, `Host`, ...).
+    pub strip_foreign_extra: Vec<String>,
+}
+
+impl Default for HeadersSection {
+    fn default() -> Self {
+        Self {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            groups: "X-Forwarded-Groups".into(),
+            preferred_username: "X-Forwarded-Preferred-Username".into(),
+            user_attribute: String::new(),
+            email_attribute: "mail".into(),
+            display_name_attribute: "displayName".into(),
+            groups_attribute: "groups".into(),
+            preferred_username_attribute: "displayName".into(),
+            groups_separator: ",".into(),
+            strip_foreign_defaults: true,
+            strip_foreign_extra: Vec::new(),
+        }
+    }
+}
+
+/// `[proxy]` as written by the operator: how the gateway talks to the upstream.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Seconds to wait for the upstream's response headers before answering 504 (1 to 86400).
+    pub upstream_timeout_secs: u64,
+    /// Seconds to wait for a TCP (and TLS) connection to the upstream (1 to 86400).
+    pub connect_timeout_secs: u64,
+    /// Send the client's `Host` upstream (true) or the upstream's own host (false).
+    pub pass_host_header: bool,
+    /// Extra CA bundle (PEM) trusted for https upstreams, besides the system roots.
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// Seconds an idle pooled upstream connection is kept (at most 86400).
+    pub pool_idle_timeout_secs: u64,
+    /// Seconds an upgraded (WebSocket) tunnel may move no byte either way before it is closed.
+    pub upgrade_idle_timeout_secs: u64,
+    /// Seconds between an open tunnel's checks that its session still exists: after sign-out,
+    /// Single Logout or expiry the tunnel closes within this.
+    pub upgrade_session_check_secs: u64,
+    /// Requests waiting at once for upstream response heads over the shared pool (HTTP/2
+    /// streams); beyond it 503 (1 to 1000000).
+    pub max_pooled_requests: usize,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            upstream_timeout_secs: 60,
+            connect_timeout_secs: 5,
+            pass_host_header: true,
+            upstream_ca_file: None,
+            pool_idle_timeout_secs: 90,
+            upgrade_idle_timeout_secs: 600,
+            upgrade_session_check_secs: 10,
+            max_pooled_requests: 4096,
+        }
+    }
+}
+
+/// `[proxy]` validated (by `config`): durations, and the CA bundle's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySettings {
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pass_host_header: bool,
+    pub upstream_ca_pem: Option<Vec<u8>>,
+    pub pool_idle_timeout: Duration,
+    pub upgrade_idle_timeout: Duration,
+    pub upgrade_session_check: Duration,
+    pub max_pooled_requests: usize,
 }
 
 /// `X-Forwarded_User` and `x-forwarded-user` are the same header to many apps (nginx, CGI,

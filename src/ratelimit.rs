@@ -22,29 +22,50 @@ use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-
 /// How often a full table may trigger an extra cleanup (beyond `retain_recent`'s own calls).
 const CLEANUP_THROTTLE: Duration = Duration::from_secs(1);
 /// How often [`RateLimits::spawn_cleanup`] drops idle keys.
 pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// A `[rate_limits]` value that would lock everyone out. `config::ConfigError` wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct RateLimitError {
+    /// The key as the operator wrote it (`access.rules[0].path_regex`).
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl RateLimitError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// `[rate_limits]` as written by the operator.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSection {
+    /// Whether the per-client limits apply at all (a client is an IPv4 address or an IPv6 /64).
     pub enabled: bool,
-    /// Sign-ins started (redirects to the IdP) per client per minute, and the burst allowed.
+    /// Sign-ins started (redirects to the IdP) per client per minute.
     pub sign_in_per_minute: u32,
+    /// Sign-ins a client may start at once before the per-minute rate applies.
     pub sign_in_burst: u32,
-    /// POSTs to the ACS per client per minute, and the burst allowed.
+    /// POSTs to the ACS (and Single Logout messages) per client per minute.
     pub acs_per_minute: u32,
+    /// ACS POSTs a client may send at once before the per-minute rate applies.
     pub acs_burst: u32,
-    /// Forward-auth checks (`/saml/auth`) without a valid session per client per minute, and
-    /// the burst allowed.
+    /// Forward-auth checks (`/saml/auth`) without a valid session per client per minute.
     pub auth_failures_per_minute: u32,
+    /// Failed forward-auth checks a client may make at once before the per-minute rate applies.
     pub auth_failures_burst: u32,
-    /// Clients tracked at once, over all three limits together.
+    /// Clients tracked at once, over all three limits together; beyond it, new clients are
+    /// refused until old entries expire.
     pub max_tracked_clients: usize,
 }
 
@@ -65,7 +86,7 @@ impl Default for RateLimitSection {
 
 impl RateLimitSection {
     /// Zeros are refused when enabled (a zero rate would lock everyone out).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), RateLimitError> {
         if !self.enabled {
             return Ok(());
         }
@@ -78,14 +99,14 @@ impl RateLimitSection {
             ("auth_failures_burst", self.auth_failures_burst),
         ] {
             if value == 0 {
-                return Err(ConfigError::new(
+                return Err(RateLimitError::new(
                     format!("rate_limits.{name}"),
                     "must be at least 1 (set rate_limits.enabled = false to turn limits off)",
                 ));
             }
         }
         if self.max_tracked_clients == 0 {
-            return Err(ConfigError::new(
+            return Err(RateLimitError::new(
                 "rate_limits.max_tracked_clients",
                 "must be at least 1",
             ));
@@ -196,14 +217,14 @@ impl<C: Clock> std::fmt::Debug for RateLimits<C> {
 
 impl RateLimits<DefaultClock> {
     /// Validates the section and builds the limits on the monotonic clock.
-    pub fn new(section: &RateLimitSection) -> Result<Self, ConfigError> {
+    pub fn new(section: &RateLimitSection) -> Result<Self, RateLimitError> {
         Self::with_clock(section, DefaultClock::default())
     }
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
     /// As [`RateLimits::new`], on the given clock.
-    pub fn with_clock(section: &RateLimitSection, clock: C) -> Result<Self, ConfigError> {
+    pub fn with_clock(section: &RateLimitSection, clock: C) -> Result<Self, RateLimitError> {
         section.validate()?;
         if !section.enabled {
             return Ok(RateLimits { inner: None });
@@ -211,7 +232,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         let keyed = |per_minute, burst, key: &str| {
             Keyed::new(per_minute, burst, clock.clone()).ok_or_else(|| {
                 // Unreachable after validate(); kept as an error rather than a panic.
-                ConfigError::new(format!("rate_limits.{key}"), "must be at least 1")
+                RateLimitError::new(format!("rate_limits.{key}"), "must be at least 1")
             })
         };
         let sign_in = keyed(
