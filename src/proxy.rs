@@ -64,8 +64,9 @@ pub struct HeadersSection {
     pub preferred_username_attribute: String,
     /// Joins several groups in the groups header; non-empty and printable.
     pub groups_separator: String,
-    /// Strip client copies of the identity headers other gateways use
-    /// ([`crate::foreign_headers::FOREIGN_IDENTITY_HEADERS`]); `false` strips only the extra list.
+    /// Strip client copies of the identity headers other gateways use (oauth2-proxy,
+    /// Pomerium, Authelia, … : the table `FOREIGN_IDENTITY_HEADERS` in
+    /// `src/foreign_headers.rs`); `false` strips only `strip_foreign_extra`.
     pub strip_foreign_defaults: bool,
     /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests, at
     /// most 256; none may strip a header HTTP or the gateway needs (`Cookie`, `Host`, ...).

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use http::{header, HeaderMap, Method};
 use percent_encoding::percent_decode;
 use regex::{Regex, RegexBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::authz::AuthzSection;
 use crate::session::Identity;
@@ -87,7 +87,7 @@ pub struct AccessSection {
 }
 
 /// One `[[access.rules]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSection {
     /// Shown in logs; unset: `rule N` (1-based). Unique, at most 100 characters.

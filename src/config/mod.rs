@@ -99,7 +99,8 @@ pub struct FileConfig {
     pub forward_auth: ForwardAuthSection,
     /// `[admin]`: the admin listener (`/metrics`, `/healthz`).
     pub admin: AdminSection,
-    /// `[access]`: per-path rules ([`crate::rules`]).
+    /// `[access]`: per-path rules that let paths through without sign-in, refuse them, or
+    /// give them their own lists (`src/rules.rs`).
     pub access: AccessSection,
     /// `[rate_limits]`: per-client budgets for sign-ins, ACS posts and failed forward-auth
     /// checks.

@@ -136,9 +136,22 @@ fn nested_tables<'a>(
     let Some(props) = properties(def) else {
         return;
     };
-    let mut about = description(prop);
+    // A section is explained where `FileConfig` names it; an array of tables by its own type.
+    let mut about = if heading.starts_with("`[[") {
+        description(def)
+    } else {
+        description(prop)
+    };
     if about.is_empty() {
         about = description(def);
+    }
+    // "`[tls]`: the main listener's …" under the heading `[tls]` says the name twice.
+    if let Some(rest) = about.strip_prefix(&format!("{heading}: ")) {
+        let mut chars = rest.chars();
+        about = chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect())
+            .unwrap_or_default();
     }
     out.push(Table {
         heading,

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use super::files::{read_file, resolve};
 use super::ConfigError;
 
+/// Default of `tls.min_version`.
+pub const DEFAULT_TLS_MIN_VERSION: &str = "1.2";
 /// Default of `tls.watch_interval_secs`.
 pub const DEFAULT_TLS_WATCH_INTERVAL_SECS: u64 = 10;
 /// Largest `tls.watch_interval_secs` (one day).
@@ -23,10 +25,12 @@ pub struct TlsSection {
     pub cert_file: Option<PathBuf>,
     /// PEM private key matching the leaf certificate.
     pub key_file: Option<PathBuf>,
-    /// Lowest TLS version offered: `"1.2"` (when unset) or `"1.3"`.
+    /// Lowest TLS version offered: `"1.2"` or `"1.3"`. Only with the two files.
+    #[schemars(extend("default" = DEFAULT_TLS_MIN_VERSION))]
     pub min_version: Option<String>,
-    /// Seconds between checks of the two files for a change (unset: 10; at most 86400);
-    /// 0 = reload on SIGHUP only.
+    /// Seconds between checks of the two files for a change (at most 86400); 0 = reload on
+    /// SIGHUP only. Only with the two files.
+    #[schemars(extend("default" = DEFAULT_TLS_WATCH_INTERVAL_SECS))]
     pub watch_interval_secs: Option<u64>,
 }
 
@@ -91,10 +95,10 @@ pub(super) fn validate(t: TlsSection, base: &Path) -> Result<Option<TlsFiles>, C
 }
 
 fn min_version(raw: Option<&str>) -> Result<TlsMinVersion, ConfigError> {
-    match raw.map(str::trim) {
-        None | Some("1.2") => Ok(TlsMinVersion::Tls12),
-        Some("1.3") => Ok(TlsMinVersion::Tls13),
-        Some(other) => Err(ConfigError::invalid(
+    match raw.map_or(DEFAULT_TLS_MIN_VERSION, str::trim) {
+        "1.2" => Ok(TlsMinVersion::Tls12),
+        "1.3" => Ok(TlsMinVersion::Tls13),
+        other => Err(ConfigError::invalid(
             "tls.min_version",
             format!("must be \"1.2\" or \"1.3\": {other:?}"),
         )),
