@@ -12,10 +12,9 @@ use crate::session::Identity;
 #[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzSection {
-    /// Groups (values of `headers.groups_attribute`) admitted; a user in any one of them may
-    /// enter. Empty with `allowed_users` also empty: every signed-in user.
+    /// Admit members of any of these groups (exact, case-sensitive match).
     pub allowed_groups: Vec<String>,
-    /// User ids (the value behind `headers.user`) admitted whatever their groups.
+    /// Admit these user ids (exact match against the user header's value).
     pub allowed_users: Vec<String>,
 }
 

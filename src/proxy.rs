@@ -44,32 +44,36 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadersSection {
-    /// Header carrying the user id (the `user_attribute` value, or the NameID).
+    /// Header carrying the user id.
     pub user: String,
-    /// Header carrying the e-mail address (`email_attribute`).
+    /// Header carrying the email.
     pub email: String,
-    /// Header carrying the groups (`groups_attribute`), joined by `groups_separator`.
+    /// Header carrying the groups.
     pub groups: String,
-    /// Header carrying the display name (`preferred_username_attribute`).
+    /// Header carrying the display or preferred name.
     pub preferred_username: String,
-    /// Attribute holding the user id; empty: the NameID.
+    /// Attribute holding the user id. Empty means the NameID. If set and the assertion lacks the
+    /// attribute, the sign-in fails (`missing_user_attribute`).
     pub user_attribute: String,
-    /// Attribute holding the e-mail address.
+    /// Attribute for the email header. Empty means none.
     pub email_attribute: String,
-    /// Attribute holding the display name shown on the gateway's own pages.
+    /// Fallback for the preferred-username header.
     pub display_name_attribute: String,
-    /// Attribute holding the groups (multi-valued).
+    /// Multi-valued attribute for the groups header and `authz.allowed_groups`.
     pub groups_attribute: String,
-    /// Attribute sent as `preferred_username`.
+    /// Attribute for the preferred-username header.
     pub preferred_username_attribute: String,
-    /// Joins several groups in the groups header; non-empty and printable.
+    /// Joins the groups. Must be non-empty, with no control characters.
     pub groups_separator: String,
-    /// Strip client copies of the identity headers other gateways use (oauth2-proxy,
-    /// Pomerium, Authelia, … : the table `FOREIGN_IDENTITY_HEADERS` in
-    /// `src/foreign_headers.rs`); `false` strips only `strip_foreign_extra`.
+    /// Strip client copies of other gateways' identity headers, the table under [Identity
+    /// headers](how-it-works.md#identity-headers). `false` strips only `strip_foreign_extra` (and
+    /// samlgate's own four). Applied on [reload](operations.md#reload).
     pub strip_foreign_defaults: bool,
-    /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests, at
-    /// most 256; none may strip a header HTTP or the gateway needs (`Cookie`, `Host`, ...).
+    /// More header names (`"X-Corp-User"`) or prefixes (`"X-Corp-*"`, a single `*` at the end) to
+    /// strip from client requests, compared ignoring case and `_`/`-`. At most 256. Refused: `*`
+    /// alone, a `*` elsewhere, or a name or prefix that covers a header HTTP or samlgate uses (the
+    /// list above: `Cookie`, `Content-*`, `X-Forwarded-*`, …). Applied on
+    /// [reload](operations.md#reload).
     pub strip_foreign_extra: Vec<String>,
 }
 
@@ -96,23 +100,37 @@ impl Default for HeadersSection {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxySection {
-    /// Seconds to wait for the upstream's response headers before answering 504 (1 to 86400).
+    /// Wait this long for the upstream's response headers, then answer 504. 1 to 86400. Once the
+    /// headers arrive, the body streams with no timeout.
     pub upstream_timeout_secs: u64,
-    /// Seconds to wait for a TCP (and TLS) connection to the upstream (1 to 86400).
+    /// TCP connect timeout to the upstream. 1 to 86400. Unreachable: 502.
     pub connect_timeout_secs: u64,
-    /// Send the client's `Host` upstream (true) or the upstream's own host (false).
+    /// Send the client's `Host` (true) or the upstream's `host:port` (false).
     pub pass_host_header: bool,
-    /// Extra CA bundle (PEM) trusted for https upstreams, besides the system roots.
+    /// Extra PEM CA bundle trusted for an `https` upstream, in addition to the system roots.
     pub upstream_ca_file: Option<std::path::PathBuf>,
-    /// Seconds an idle pooled upstream connection is kept (at most 86400).
+    /// Idle keep-alive connections to the upstream are closed after this. At most 86400.
     pub pool_idle_timeout_secs: u64,
-    /// Seconds an upgraded (WebSocket) tunnel may move no byte either way before it is closed.
+    /// An upgraded connection (WebSocket) is closed when no byte has moved in either direction for
+    /// this long. While open it keeps its client connection's place under `server.max_connections`.
+    /// 1 to 86400.
     pub upgrade_idle_timeout_secs: u64,
-    /// Seconds between an open tunnel's checks that its session still exists: after sign-out,
-    /// Single Logout or expiry the tunnel closes within this.
+    /// An upgraded connection opened with a session looks its session up this often and is closed
+    /// once the session has ended (sign-out, Single Logout, idle or absolute expiry; audit
+    /// `event="tunnel_closed"`). Each lookup counts as use of the session, so an open tunnel keeps
+    /// it from expiring idle when this is shorter than `session.idle_timeout_secs` (never past its
+    /// absolute lifetime). 1 to 86400.
     pub upgrade_session_check_secs: u64,
-    /// Requests waiting at once for upstream response heads over the shared pool (HTTP/2
-    /// streams); beyond it 503 (1 to 1000000).
+    /// Requests waiting at once for the upstream's response head over the shared connection pool,
+    /// which HTTP/2 clients' streams use, as do HTTP/1.1 requests while their connection's own
+    /// upstream connection is busy (an HTTP/1.1 client connection otherwise has an upstream
+    /// connection of its own while it is busy, bounded by `server.max_connections` and closed when
+    /// the client connection parks after 2 s idle, and upgraded connections hold their client
+    /// connection's place). Beyond it a request is not sent and gets 503 `upstream_busy` with
+    /// `Retry-After: 1`. A slot is held until the response head arrives (at most
+    /// `upstream_timeout_secs`), not while the body downloads, so a client that stops reading holds
+    /// none. Bounds the upstream connections a slow upstream can make HTTP/2 clients open. 1 to
+    /// 1000000.
     pub max_pooled_requests: usize,
 }
 
@@ -606,7 +624,31 @@ pub struct Upstream {
     pooled_limit: usize,
 }
 
-fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+/// Why the upstream client cannot be built; each names the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// `upstream` is not a URL hyper can send requests to.
+    #[error("upstream: {0}")]
+    Url(String),
+    /// `proxy.upstream_ca_file` holds something that is not a usable certificate.
+    #[error("proxy.upstream_ca_file: {0}")]
+    CaFile(String),
+    /// `proxy.upstream_ca_file` holds no certificate at all.
+    #[error("proxy.upstream_ca_file holds no PEM certificate")]
+    NoCaCertificate,
+    /// rustls refused its own safe defaults (a build problem, not a setting).
+    #[error("upstream TLS: {0}")]
+    Tls(String),
+}
+
+/// The gateway still reports start-up problems as text.
+impl From<UpstreamError> for String {
+    fn from(e: UpstreamError) -> String {
+        e.to_string()
+    }
+}
+
+fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -615,35 +657,36 @@ fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     if let Some(pem) = ca_pem {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("proxy.upstream_ca_file: {e}"))?;
+            let cert = cert.map_err(|e| UpstreamError::CaFile(e.to_string()))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("proxy.upstream_ca_file: {e}"))?;
+                .map_err(|e| UpstreamError::CaFile(e.to_string()))?;
             n += 1;
         }
         if n == 0 {
-            return Err("proxy.upstream_ca_file holds no PEM certificate".into());
+            return Err(UpstreamError::NoCaCertificate);
         }
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())
+        .map_err(|e| UpstreamError::Tls(e.to_string()))
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
 impl Upstream {
-    pub fn new(url: &url::Url, p: &ProxySettings) -> Result<Upstream, String> {
-        let uri: Uri = url.as_str().parse().map_err(|e| format!("upstream: {e}"))?;
-        let scheme = uri.scheme().cloned().ok_or("upstream: no scheme")?;
-        let authority = uri.authority().cloned().ok_or("upstream: no host")?;
+    pub fn new(url: &url::Url, p: &ProxySettings) -> Result<Upstream, UpstreamError> {
+        let bad = |e: &dyn std::fmt::Display| UpstreamError::Url(e.to_string());
+        let uri: Uri = url.as_str().parse().map_err(|e| bad(&e))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| bad(&"no scheme"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| bad(&"no host"))?;
         let base_path = url.path().trim_end_matches('/').to_string();
-        let own_host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let own_host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
         let origin = Uri::builder()
             .scheme(scheme.clone())
             .authority(authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| format!("upstream: {e}"))?;
+            .map_err(|e| bad(&e))?;
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -50,22 +50,29 @@ impl RateLimitError {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSection {
-    /// Whether the per-client limits apply at all (a client is an IPv4 address or an IPv6 /64).
+    /// `false` turns every limit off.
     pub enabled: bool,
-    /// Sign-ins started (redirects to the IdP) per client per minute.
+    /// Sign-ins started per client per minute: every redirect to the IdP, whether from a protected
+    /// page, `/saml/login` or a forward-auth check with `redirect_browsers`. At least 1.
     pub sign_in_per_minute: u32,
-    /// Sign-ins a client may start at once before the per-minute rate applies.
+    /// Sign-ins a client may start at once before the rate applies. At least 1.
     pub sign_in_burst: u32,
-    /// POSTs to the ACS (and Single Logout messages) per client per minute.
+    /// POSTs to `acs_path` and Single Logout messages to `/saml/slo` per client per minute,
+    /// successful or not, counted before the body or message is read. At least 1.
     pub acs_per_minute: u32,
-    /// ACS POSTs a client may send at once before the per-minute rate applies.
+    /// Burst for the ACS. At least 1.
     pub acs_burst: u32,
-    /// Forward-auth checks (`/saml/auth`) without a valid session per client per minute.
+    /// Failed forward-auth checks per client per minute: `/saml/auth` requests without a valid
+    /// session (answered 401, or the sign-in redirect with `redirect_browsers`). Nothing else
+    /// counts here: through the reverse proxy, a request without a session starts a sign-in
+    /// (limited by `sign_in_*`) or gets a 401 (not limited). At least 1.
     pub auth_failures_per_minute: u32,
-    /// Failed forward-auth checks a client may make at once before the per-minute rate applies.
+    /// Burst for failed authentications. At least 1.
     pub auth_failures_burst: u32,
-    /// Clients tracked at once, over all three limits together; beyond it, new clients are
-    /// refused until old entries expire.
+    /// Clients remembered at once, over the three limits together (a few dozen bytes each). When
+    /// full, clients whose budget has refilled are forgotten; if none has, **new** clients are
+    /// refused with 429 until room frees up, while clients already tracked keep working. At least
+    /// 1.
     pub max_tracked_clients: usize,
 }
 

@@ -79,8 +79,11 @@ impl RuleError {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSection {
-    /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through
-    /// without sign-in, unless the first rule matching them is a `deny` rule.
+    /// Let CORS preflights (`OPTIONS` with an `Origin`, an `Access-Control-Request-Method` naming
+    /// one method, and no body: no `Content-Length` other than 0, no `Transfer-Encoding`, and no
+    /// HTTP/2 DATA frames) through to the application without sign-in; browsers never send cookies
+    /// with them. A `deny` rule that matches the preflight first still refuses it, and an ambiguous
+    /// path (see below) still needs sign-in. Logged as rule `cors-preflight`.
     pub allow_cors_preflight: bool,
     /// The `[[access.rules]]` tables, at most 1000 (keys in the next table).
     pub rules: Vec<RuleSection>,
@@ -90,23 +93,32 @@ pub struct AccessSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSection {
-    /// Shown in logs; unset: `rule N` (1-based). Unique, at most 100 characters.
+    /// Shown in logs. 1 to 100 characters, unique; `cors-preflight` is reserved. Unset: `"rule N"`
+    /// (1-based).
     pub name: Option<String>,
-    /// Upper-case HTTP methods the rule applies to; empty: any method. `deny` and
-    /// `authenticate` rules ignore case and let `GET` cover `HEAD`.
+    /// Upper-case methods the rule applies to (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `OPTIONS`,
+    /// `PATCH`, `CONNECT`, `TRACE`, or a WebDAV method). Empty: any method. For `allow` rules the
+    /// method must match exactly (`GET` does not imply `HEAD`). For `deny` and `authenticate` rules
+    /// letter case is ignored and `GET` also covers `HEAD`, because applications commonly serve
+    /// those alike.
     pub methods: Vec<String>,
-    /// A canonical path prefix such as `/static/` (exactly one of `path_prefix` /
-    /// `path_regex`).
+    /// The path starts with this text. Write it decoded and canonical: starting with `/`, without
+    /// `%` escapes, `\`, `//`, `.`/`..` segments, `;` or control characters. `"/static/"` matches
+    /// `/static/app.js` but not `/static`; `"/static"` also matches `/statics`. Exactly one of
+    /// `path_prefix` and `path_regex`.
     pub path_prefix: Option<String>,
-    /// A regex (Rust `regex` syntax) that must match the whole path.
+    /// A [regex](https://docs.rs/regex/latest/regex/#syntax) that must match the **whole** path (it
+    /// is wrapped as `^(?:…)$`), e.g. `"/api/v[0-9]+/public/.*"`. At most 4096 characters and 1 MiB
+    /// compiled.
     pub path_regex: Option<String>,
-    /// `allow` (no sign-in), `authenticate` (sign-in and lists) or `deny` (403). Required.
+    /// `allow`: forward without sign-in and without identity headers. `authenticate`: sign-in
+    /// required. `deny`: 403 for everyone, signed in or not. Required.
     pub action: String,
-    /// Only with `authenticate`: groups admitted on the paths this rule matches, instead of
-    /// `[authz]`.
+    /// Only with `authenticate`: replaces `[authz]` for the paths this rule matches (same
+    /// semantics: listed user **or** member of a listed group). Both lists empty: `[authz]`
+    /// applies.
     pub allowed_groups: Vec<String>,
-    /// Only with `authenticate`: users admitted on the paths this rule matches, instead of
-    /// `[authz]`.
+    /// Only with `authenticate`, as above.
     pub allowed_users: Vec<String>,
 }
 

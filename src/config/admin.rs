@@ -11,8 +11,12 @@ use super::ConfigError;
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSection {
-    /// Address of the admin listener (`/metrics`, `/healthz`), e.g. `127.0.0.1:9090`; unset:
-    /// no admin listener. Must not share the main listener's port.
+    /// Address of the admin listener, e.g. `"127.0.0.1:9090"` (`"0.0.0.0:9090"` in a container
+    /// scraped by Prometheus). An IP, not a host name, and not the same port as `listen`. It serves
+    /// `GET`/`HEAD` `/metrics` and `/healthz` (other methods 405), and 404 for every other path.
+    /// Request headers must arrive within `server.header_read_timeout_secs`; at most 32 connections
+    /// are open at once. It keeps answering while the gateway drains on shutdown and closes after
+    /// it.
     pub listen: Option<String>,
 }
 

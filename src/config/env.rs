@@ -32,11 +32,7 @@ pub fn parse_with_env(text: &str, env: &[(String, String)]) -> Result<FileConfig
         if NOT_OVERRIDES.contains(&name.as_str()) {
             continue;
         }
-        let dotted = apply_env_override(&shape, &mut root, &key.to_ascii_lowercase(), value)
-            .map_err(|reason| ConfigError::Environment {
-                var: name.clone(),
-                reason,
-            })?;
+        let dotted = apply_env_override(&shape, &mut root, name, &key.to_ascii_lowercase(), value)?;
         applied.push(Applied {
             dotted,
             var: name.clone(),
@@ -102,14 +98,15 @@ fn set_dotted(root: &mut toml::Table, dotted: &str, value: toml::Value) {
     }
 }
 
-/// Applies one override (`key` is the variable's name without `SAMLGATE_`, lower case);
-/// returns the dotted key it set (`saml.clock_skew_secs`), or why it cannot apply.
+/// Applies the override `var` (`key` is its name without `SAMLGATE_`, lower case); returns
+/// the dotted key it set (`saml.clock_skew_secs`).
 fn apply_env_override(
     shape: &Shape,
     root: &mut toml::Table,
+    var: &str,
     key: &str,
     raw: &str,
-) -> Result<String, String> {
+) -> Result<String, ConfigError> {
     let split = shape.sections.iter().find_map(|s| {
         key.strip_prefix(s.as_str())
             .and_then(|r| r.strip_prefix('_'))
@@ -122,7 +119,10 @@ fn apply_env_override(
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let table = entry
                 .as_table_mut()
-                .ok_or_else(|| format!("`{section}` in the file is not a table"))?;
+                .ok_or_else(|| ConfigError::Environment {
+                    var: var.to_string(),
+                    reason: format!("`{section}` in the file is not a table"),
+                })?;
             (table, Some(section), field)
         }
         None => (root, None, key),

@@ -8,10 +8,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardAuthSection {
-    /// Whether the endpoint answers at all (404 when off).
+    /// Answer checks at `/saml/auth` and below it. `false`: 404, as for any unknown path under the
+    /// prefix. Without a forward-auth proxy, a client calling it learns only what its own cookie
+    /// may reach; turn it off if you do not use it.
     pub enabled: bool,
-    /// Answer a browser navigation without a session with the 302 to the IdP (what Traefik
-    /// users expect) instead of 401 (what nginx `auth_request` needs).
+    /// For a check without a valid session whose original request is a browser navigation (judged
+    /// from the original method and the check's `Accept`, `Sec-Fetch-Mode` and `X-Requested-With`),
+    /// answer the 302 to the IdP, with the login cookie, instead of 401. Traefik and Envoy pass
+    /// that answer to the browser. nginx's `auth_request` cannot: keep it off there and use
+    /// `error_page 401 = /saml/login`.
     pub redirect_browsers: bool,
 }
 

@@ -8,9 +8,10 @@ use super::ConfigError;
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
-    /// `human` (coloured on a terminal) or `json` (one object per line).
+    /// Log line format (stdout).
     pub format: String,
-    /// A tracing filter such as `info` or `samlgate=debug`; `RUST_LOG` wins when set.
+    /// A tracing filter: `info`, `warn`, `samlgate::audit=info,warn`, … `RUST_LOG`, when set,
+    /// replaces it.
     pub level: String,
 }
 

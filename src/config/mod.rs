@@ -69,15 +69,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
-    /// Address of the main listener (HTTP, or HTTPS with `[tls]`), e.g. `0.0.0.0:8443`.
+    /// Address to bind. An IP, not a host name (`0.0.0.0:8443`, `[::]:8443`).
     #[schemars(extend("default" = DEFAULT_LISTEN))]
     pub listen: Option<String>,
-    /// The URL browsers use to reach the gateway (scheme, host, port; no path). ACS URL and
-    /// entity ID derive from it, so it must be right behind TLS terminators and ingresses.
-    /// Required.
+    /// The URL browsers use to reach samlgate: `http://` or `https://` with a host, and no query or
+    /// fragment. The ACS URL (`public_url` + `saml.acs_path`) and the default SP entity ID derive
+    /// from it. The scheme decides the cookies' `Secure` flag, the login cookie's `SameSite` and
+    /// `X-Forwarded-Proto`. Serve samlgate at the root of its host: the endpoints and redirects
+    /// ignore any path here. Required.
     pub public_url: Option<String>,
-    /// The application behind the gateway, e.g. `http://127.0.0.1:6273` (a base path is
-    /// kept). Required.
+    /// The application: `http://` or `https://` with a host, and no query or fragment. A path
+    /// becomes a prefix: with `http://10.0.0.5:8080/app`, a request for `/x` is sent to `/app/x`.
+    /// Required.
     pub upstream: Option<String>,
     /// `[tls]`: the main listener's certificate; without it samlgate speaks plain HTTP.
     pub tls: TlsSection,

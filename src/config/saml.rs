@@ -15,76 +15,129 @@ use super::ConfigError;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamlSection {
-    /// The IdP's metadata XML (`EntityDescriptor`, or an `EntitiesDescriptor` with
-    /// `idp_entity_id`). Exactly one of this and `idp_metadata_url` is required.
+    /// The IdP's metadata XML (UTF-8): an `EntityDescriptor`, or an `EntitiesDescriptor` aggregate.
+    /// It must have an `IDPSSODescriptor` with an HTTP-Redirect `SingleSignOnService` and at least
+    /// one signing certificate: a `KeyDescriptor use="signing"`, or one with no `use`. Several
+    /// certificates are all accepted, which allows key rollover. The file is read once at start.
+    /// Required unless `idp_metadata_url` is set (exactly one of the two).
     pub idp_metadata_file: Option<PathBuf>,
-    /// Fetch the IdP metadata from this URL (https; http only for loopback) and refresh it.
+    /// Instead of `idp_metadata_file` (set exactly one): fetch the IdP metadata from this URL at
+    /// start and refresh it in the background (see [IdP metadata from a
+    /// URL](configuration.md#idp-metadata-from-a-url)). `https://`; `http://` only for a loopback
+    /// host.
     pub idp_metadata_url: Option<String>,
-    /// Last good copy of the fetched metadata (unset: `idp-metadata.cache.xml` next to the
-    /// config file); used when the URL cannot be fetched at start. Only with `idp_metadata_url`.
+    /// With `idp_metadata_url`: the last good copy, written atomically after every accepted fetch
+    /// and used when the URL cannot be fetched at start. Must be writable. Unset:
+    /// `idp-metadata.cache.xml` next to the config.
     pub idp_metadata_cache_file: Option<PathBuf>,
-    /// Longest time between metadata refreshes, at least 60 (cacheDuration / validUntil may
-    /// shorten it).
+    /// With `idp_metadata_url`: the longest time between refreshes (at least 60); a shorter
+    /// `cacheDuration` or an approaching `validUntil` in the metadata refreshes sooner. A failed
+    /// refresh is retried after 60 s.
     pub idp_metadata_refresh_secs: u64,
-    /// Pinned certificate (PEM or DER): fetched metadata must carry a valid enveloped
-    /// signature by it. Only with `idp_metadata_url`.
+    /// With `idp_metadata_url`: a pinned certificate (PEM or DER). The metadata must then carry
+    /// exactly one enveloped XML signature on its root element (referencing the root's `ID`) that
+    /// verifies with this certificate; anything else is refused.
     pub idp_metadata_signing_cert_file: Option<PathBuf>,
-    /// Seconds a metadata fetch may take (1 to 300).
+    /// With `idp_metadata_url`: connect + download limit per fetch (1–300). Documents over 1 MB are
+    /// refused.
     pub idp_metadata_timeout_secs: u64,
-    /// Which entity to use when the metadata file is an `EntitiesDescriptor` with several IdPs.
+    /// Which IdP to use when the metadata file holds several (required then).
     pub idp_entity_id: Option<String>,
-    /// The SP's entity ID (unset: `{public_url}{path_prefix}/metadata`).
+    /// Our entity ID: the IdP's Audience for us must equal it. Must not be empty. Unset:
+    /// `public_url` + `path_prefix` + `/metadata`.
     pub sp_entity_id: Option<String>,
-    /// Where the IdP posts responses (the ACS); may lie outside `path_prefix`.
+    /// Where the IdP POSTs. An absolute path with no `//` at the start, `?`, `#`, `\` or space; a
+    /// trailing `/` is removed. It may lie outside `path_prefix` (`"/saml-post"`).
     pub acs_path: String,
-    /// Prefix of the gateway's own endpoints (`/login`, `/logout`, `/metadata`, `/slo`,
-    /// `/auth`); not `/`.
+    /// Prefix of `login`, `metadata` and `logout`. Same rules as `acs_path`; must not be `/`. Every
+    /// other path under it returns 404.
     pub path_prefix: String,
-    /// The SP's private key (PEM, unencrypted): decrypts assertions and signs AuthnRequests
-    /// and logout messages.
+    /// SP private key: unencrypted PEM (PKCS#8 or PKCS#1), RSA of 2048 to 8192 bits, checked at
+    /// start. It decrypts `EncryptedAssertion` and `EncryptedID`: key transport rsa-oaep-mgf1p
+    /// (OAEP digest SHA-1, or SHA-256/384/512 named by a `DigestMethod`), content
+    /// aes128/192/256-cbc or aes128/192/256-gcm. Behind an unsigned Response the ciphertext is
+    /// unauthenticated until the decrypted assertion's signature verifies, and every failure before
+    /// that is reported as the one `decryption` error so that a modified CBC ciphertext answers no
+    /// padding or parsing questions; an IdP that signs the Response (enforce it with
+    /// `require_signed_response = true`) or encrypts with AES-GCM removes the concern. With
+    /// `sign_authn_requests = true` it also signs AuthnRequests.
     pub sp_key_file: Option<PathBuf>,
-    /// The SP's certificate (PEM), published in the SP metadata; needs `sp_key_file`, whose
-    /// key it must match.
+    /// SP certificate (PEM). Requires `sp_key_file` and must match it. Published in the SP metadata
+    /// for signing and for encryption, with the algorithms samlgate decrypts (AES-GCM first), so an
+    /// IdP may then encrypt assertions to it (AD FS does whenever it can).
     pub sp_cert_file: Option<PathBuf>,
-    /// `NameIDPolicy Format` requested in AuthnRequests (unset: none requested).
+    /// NameID format URI to request (`NameIDPolicy Format=…`) and advertise (`NameIDFormat`), e.g.
+    /// `urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress`. Unset: the IdP chooses.
     pub name_id_format: Option<String>,
-    /// Accept SHA-1 signatures and digests (legacy IdPs only).
+    /// Also accept rsa-sha1 signatures and sha1 digests. Otherwise only RSA/ECDSA with SHA-256,
+    /// SHA-384 or SHA-512 are accepted.
     pub allow_sha1: bool,
     /// Require a signature on the `Response` element.
     pub require_signed_response: bool,
-    /// Require a signature on the `Assertion` element.
+    /// Require a signature on the `Assertion` element. The metadata advertises
+    /// `WantAssertionsSigned` with this value. With `false`, the Response or the Assertion must
+    /// still be signed: an unsigned message is never accepted. An encrypted assertion is checked
+    /// after decryption: with `true` it must carry its own valid signature even when a signed
+    /// Response covers the ciphertext; with `false` that Response signature suffices. Encryption
+    /// alone never counts, as anyone can encrypt to the SP certificate.
     pub require_signed_assertion: bool,
-    /// Refuse plaintext assertions: only `EncryptedAssertion` is accepted (needs the SP key).
+    /// Refuse plaintext assertions (`encryption_required`): only an `EncryptedAssertion` is
+    /// accepted. Needs `sp_key_file` and `sp_cert_file`. This keeps assertions out of browsers and
+    /// logs in clear; signatures are checked either way.
     pub require_encryption: bool,
-    /// Accept `rsa-1_5` key transport in an `EncryptedKey` (Bleichenbacher-prone; off).
+    /// Also accept rsa-1_5 (PKCS#1 v1.5) key transport, which is open to Bleichenbacher-style
+    /// attacks. Only for an IdP that cannot do rsa-oaep-mgf1p.
     pub allow_rsa1_5: bool,
-    /// Tolerance for the IdP's clock in the time checks, at most 600.
+    /// Tolerance for NotBefore and NotOnOrAfter. At most 600.
     pub clock_skew_secs: u64,
-    /// Largest SAMLResponse accepted, in bytes after base64 decoding (4096 to 4194304).
+    /// Largest decoded SAMLResponse, 4096 to 4194304. The ACS POST body may be at most 2 × this +
+    /// 8192 bytes (413 `body_too_large`).
     pub max_response_bytes: usize,
-    /// How long a started sign-in may take at the IdP (password page, MFA) before it expires
-    /// (30 to 3600).
+    /// How long a started sign-in may take at the IdP (password, MFA), 30 to 3600. This is the
+    /// pending login's lifetime and the login cookie's `Max-Age`.
     pub login_timeout_secs: u64,
-    /// Concurrent signature verifications on the blocking pool (0 = number of CPUs).
+    /// Signature verifications running at once on the blocking pool; `0` means the number of CPUs.
+    /// A sign-in that waits more than 10 s for a slot gets 503 `busy`.
     pub max_concurrent_verifications: usize,
-    /// Sign AuthnRequests (HTTP-Redirect binding, rsa-sha256) with `sp_key_file`.
+    /// Sign AuthnRequests with `sp_key_file` (required then): HTTP-Redirect binding signature,
+    /// `SigAlg` rsa-sha256, `Signature` over the query octets `SAMLRequest=…&RelayState=…&SigAlg=…`
+    /// (SAML bindings §3.4.4.1). The SP metadata then says `AuthnRequestsSigned="true"`; give the
+    /// IdP `sp_cert_file` (it is in the metadata) to verify with. Needed by IdPs that refuse
+    /// unsigned requests (SimpleSAMLphp `validate.authnrequest`, Shibboleth, AD FS with signing
+    /// required).
     pub sign_authn_requests: bool,
-    /// `ForceAuthn="true"` on AuthnRequests: the IdP must re-authenticate the person.
+    /// Send `ForceAuthn="true"`: the IdP must authenticate the person afresh instead of reusing its
+    /// session.
     pub force_authn: bool,
-    /// `IsPassive="true"` on AuthnRequests: the IdP must not interact with the person (not
-    /// with `force_authn`).
+    /// Send `IsPassive="true"`: the IdP must not show any page; without an IdP session it answers
+    /// with an error status (`idp_status`). Cannot be combined with `force_authn`.
     pub is_passive: bool,
-    /// Requested (exact) and required `AuthnContextClassRef`, e.g. a multi-factor class.
+    /// Request this authentication context (`RequestedAuthnContext Comparison="exact"`), e.g.
+    /// `urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract` or your IdP's MFA class,
+    /// and require it: an assertion whose `AuthnStatement/AuthnContext/AuthnContextClassRef`
+    /// differs is refused (`authn_context`, 403).
     pub authn_context_class_ref: Option<String>,
-    /// Accept unsolicited (IdP-initiated) responses. Off: login CSRF exposure.
+    /// Accept unsolicited (IdP-initiated) responses: ones with no RelayState matching a pending
+    /// sign-in and no `InResponseTo` anywhere. They get every other check (signature, Audience,
+    /// Recipient, Destination, times, replay cache), and the assertion's IssueInstant must be at
+    /// most 90 s + `clock_skew_secs` old. A response with an `InResponseTo` but no matching pending
+    /// sign-in is still refused (`no_pending_login`). Off by default: anyone holding a valid
+    /// unsolicited response for a user can sign a victim's browser in as that user (login CSRF).
     pub allow_idp_initiated: bool,
-    /// Where an IdP-initiated sign-in lands without a usable RelayState (a local path).
+    /// Where an IdP-initiated sign-in lands. A RelayState that is a local path (same rules as
+    /// `?rd=`) is honoured instead; anything else (a URL, `//host`) lands here. Must itself be a
+    /// local path.
     pub idp_initiated_default_path: String,
-    /// Refuse IdP-initiated LogoutRequests (`GET /saml/slo`) without a valid Redirect-binding
-    /// signature by one of the IdP's signing certificates.
+    /// Refuse LogoutRequests at `/saml/slo` without a valid signature by one of the IdP's signing
+    /// certificates: the Redirect-binding query signature (rsa-sha256) on GET, an enveloped XML
+    /// signature on POST. A signature that is present must verify even when this is off. Turning it
+    /// off lets anyone who knows a user's NameID sign that user out everywhere.
     pub require_signed_logout_requests: bool,
-    /// Issuers accepted on logout messages besides the IdP's entity ID (for an IdP that
-    /// signs its logout messages under another name of itself).
+    /// More Issuer names accepted on logout messages from the IdP (LogoutRequest and
+    /// LogoutResponse, never on sign-in responses), besides its entity ID and the derived Entra ID
+    /// name (see [Single Logout issuers](configuration.md#single-logout-issuers)). Each must be a
+    /// non-empty URI without spaces, at most 1024 characters. Signatures are still checked against
+    /// the IdP metadata's certificates.
     pub extra_logout_issuers: Vec<String>,
 }
 

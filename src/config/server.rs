@@ -16,21 +16,48 @@ use super::{check_at_most_a_day, ConfigError};
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
-    /// Seconds a client has to send a request head (and to finish the TLS handshake); also
-    /// bounds an idle HTTP/1 keep-alive connection. 1 to 86400.
+    /// Time allowed for a client's request headers (HTTP/1.1), for the TLS handshake, and for a new
+    /// connection's first request to arrive (HTTP/1.1 or HTTP/2, counted after the handshake); a
+    /// connection that sends nothing, or only part of the HTTP/2 preface, is closed then. Also how
+    /// long a connection asked to close (idle, or shutdown) may take before it is dropped. A body
+    /// samlgate reads itself (ACS post, sign-out form) must arrive whole within 3 × this, else 408.
+    /// 1 to 86400.
     pub header_read_timeout_secs: u64,
-    /// Client connections open at once (at least 1); beyond it new ones are closed at once.
+    /// Open client connections; beyond this, new connections are closed at once. At least 1.
     pub max_connections: usize,
-    /// Seconds open connections get to finish on SIGTERM before the process exits.
+    /// On SIGTERM/SIGINT, how long in-flight requests may finish before the rest are cut. At most
+    /// 86400.
     pub shutdown_grace_secs: u64,
-    /// Seconds a client connection may sit with no request in flight before it is closed
-    /// (1 to 86400).
+    /// A client connection with no request in flight for this long after its last response is
+    /// closed: HTTP/2 gets GOAWAY. A request in flight, including its response body, is never cut.
+    /// Like nginx's `keepalive_timeout`. An idle HTTP/1.1 keep-alive connection is closed sooner,
+    /// after `header_read_timeout_secs` without the next request's head (hyper's header timer also
+    /// runs while the connection waits). After 2 s without a request an HTTP/1.1 connection is
+    /// *parked*: its buffers and its upstream connection are released and it waits for the client's
+    /// next byte with no buffer (these limits still apply), so idle keep-alive clients cost little
+    /// memory. 1 to 86400.
     pub idle_timeout_secs: u64,
-    /// Addresses / CIDRs whose `X-Forwarded-*` headers count (empty: trust nobody). Host bits
-    /// and `/0` are refused; reloadable.
+    /// Addresses (`10.0.0.7`, `::1`) and CIDRs (`10.0.0.0/8`, `fd00::/8`) of the proxies in front
+    /// of samlgate (load balancer, ingress). Only when the TCP peer is listed is `X-Forwarded-For`
+    /// read: samlgate walks it from the right (all header lines in order, comma-separated,
+    /// `1.2.3.4:5678` and `[::1]:80` forms accepted), skips listed addresses, and takes the first
+    /// unlisted one as the client address; if all are listed, the leftmost. A malformed or empty
+    /// entry, or more than 64 entries or 8 KiB, stops the walk at the last listed hop, so a forged
+    /// header can never pick an arbitrary address. Empty trusts nobody: the client is the TCP peer.
+    /// IPv4-mapped IPv6 addresses count as IPv4. A CIDR with host bits set (`10.0.0.1/8`) and `/0`
+    /// are refused. `[rate_limits]` counts per client address, and the logs show it. A listed
+    /// peer's `X-Forwarded-Method` / `X-Original-Method` and `X-Forwarded-Uri` / `X-Original-URI` /
+    /// `X-Original-URL` also say which request a forward-auth check is about (see
+    /// [Forward-auth](forward-auth.md#forward-auth)): list only proxies that set those headers
+    /// themselves. Applied on [reload](operations.md#reload).
     pub trusted_proxies: Vec<String>,
-    /// A plain-HTTP address whose every request is redirected (308) to `public_url` (needs
-    /// `[tls]` and an https `public_url`).
+    /// A second, plain-HTTP listener (`0.0.0.0:80`). It answers `/healthz` with 200 and every other
+    /// request with `308` to `public_url`'s scheme, host and port plus the request's path and
+    /// query. The request's `Host` header is never used, so the listener cannot redirect anywhere
+    /// else. It serves no other content and forwards nothing. One request per connection,
+    /// `header_read_timeout_secs` for the request headers, and its own cap of `max_connections`
+    /// open connections. Requires `[tls]` and an `https` `public_url`, and must differ from
+    /// `listen`.
     pub http_redirect_listen: Option<String>,
 }
 

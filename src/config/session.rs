@@ -13,24 +13,33 @@ use super::ConfigError;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionSection {
-    /// Session cookie name. Unset: `samlgate_session`, with `__Host-` in front where that
-    /// prefix holds (https, no `cookie_domain`, `cookie_path` `/`). Letters, digits, `_`, `-`.
+    /// Session cookie name: letters, digits, `_` or `-`, used as typed. A `__Host-` name needs an
+    /// https `public_url`, no `cookie_domain` and `cookie_path = "/"`; a `__Secure-` one an https
+    /// `public_url` ([Cookie names](how-it-works.md#cookie-names)). Unset:
+    /// `"__Host-samlgate_session"` over https without `cookie_domain` and with `cookie_path = "/"`,
+    /// else `"samlgate_session"`.
     pub cookie_name: Option<String>,
-    /// Login cookie name (the sign-in in progress). Unset: `samlgate_login`, with `__Host-` in
-    /// front over https without a cookie domain.
+    /// Login cookie name (the pending sign-in binding): same rules, and it must differ from
+    /// `cookie_name`. Unset: `"__Host-samlgate_login"` over https without `cookie_domain`, else
+    /// `"samlgate_login"`.
     pub login_cookie_name: Option<String>,
-    /// `Domain` attribute of the session cookie (unset: host-only).
+    /// `Domain` attribute for both cookies. Unset means host-only, which is the safest choice.
     pub cookie_domain: Option<String>,
-    /// `Path` attribute of the session cookie.
+    /// `Path` of the session cookie (an absolute path, same rules as `acs_path`). The login cookie
+    /// always uses `/`.
     pub cookie_path: String,
-    /// File holding at least 32 bytes of secret used to sign cookies (a trailing newline is
-    /// ignored). Required.
+    /// File with at least 32 bytes of secret; trailing whitespace and newlines are ignored. Its
+    /// contents are used as-is (`openssl rand -base64 48` gives 64 bytes). It keys the HMACs of
+    /// both cookies and of the sign-out CSRF token. Changing it invalidates every cookie. Required.
     pub cookie_secret_file: Option<PathBuf>,
-    /// Seconds a session lives without a request (60 up to `max_lifetime_secs`).
+    /// A session ends after this long without a request. At least 60 and at most
+    /// `max_lifetime_secs`.
     pub idle_timeout_secs: u64,
-    /// Seconds a session lives at most, however active (at most 30 days).
+    /// Absolute session lifetime, at most 30 days (2592000). The IdP's `SessionNotOnOrAfter`
+    /// shortens it.
     pub max_lifetime_secs: u64,
-    /// Sessions kept at once (at least 1); the least recently used go first.
+    /// Capacity of the in-memory session store, at least 1. When it is full, sessions are evicted
+    /// and their users sign in again.
     pub max_sessions: u64,
 }
 

@@ -20,16 +20,20 @@ pub const MAX_TLS_WATCH_INTERVAL_SECS: u64 = 86_400;
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
-    /// PEM certificate chain, leaf first. With `key_file`, samlgate serves HTTPS; without
-    /// both, plain HTTP.
+    /// PEM certificate chain, leaf first. Both keys or neither.
     pub cert_file: Option<PathBuf>,
-    /// PEM private key matching the leaf certificate.
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate's public key; a key that does
+    /// not match is refused. Re-read on SIGHUP and when either file changes (see [Certificate
+    /// rotation](configuration.md#certificate-rotation)). The listener offers ALPN `h2` and
+    /// `http/1.1`.
     pub key_file: Option<PathBuf>,
-    /// Lowest TLS version offered: `"1.2"` or `"1.3"`. Only with the two files.
+    /// Lowest TLS version accepted: `"1.2"` offers TLS 1.2 and 1.3, `"1.3"` refuses TLS 1.2 clients
+    /// during the handshake. Any other value is a config error. Needs `cert_file` and `key_file`.
     #[schemars(extend("default" = DEFAULT_TLS_MIN_VERSION))]
     pub min_version: Option<String>,
-    /// Seconds between checks of the two files for a change (at most 86400); 0 = reload on
-    /// SIGHUP only. Only with the two files.
+    /// How often (seconds) samlgate checks both files for a change: modification time, length and a
+    /// SHA-256 of the content. `0` turns the check off and leaves SIGHUP as the only trigger. At
+    /// most 86400. Needs `cert_file` and `key_file`.
     #[schemars(extend("default" = DEFAULT_TLS_WATCH_INTERVAL_SECS))]
     pub watch_interval_secs: Option<u64>,
 }
