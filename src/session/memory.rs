@@ -1,10 +1,12 @@
 //! The embedded session store: a moka cache with per-entry expiry, so each session ends at
 //! the earlier of its idle timeout (refreshed on every read) and its absolute end.
 //!
-//! A secondary index maps the IdP's NameID to the keys of that subject's sessions (with their
-//! SessionIndex) for Single Logout. It is pruned by the cache's eviction listener whenever an
-//! entry leaves the cache (removal, expiry, capacity eviction), so it never holds more than
-//! the cache does plus entries awaiting maintenance.
+//! Two secondary indexes find sessions without scanning: the IdP's NameID to the keys of that
+//! subject's sessions (with their SessionIndex) for Single Logout, and the signed-in user name
+//! (compared case-insensitively) to that user's sessions, for the admin API and
+//! deprovisioning. Both are pruned by the cache's eviction listener whenever an entry leaves
+//! the cache (removal, expiry, capacity eviction), so they never hold more than the cache does
+//! plus entries awaiting maintenance.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,27 +19,64 @@ use moka::Expiry;
 
 use super::{Session, SessionKey, SessionStore};
 
-/// NameID → (session key, SessionIndex) of each indexed session.
-type SubjectIndex = HashMap<String, Vec<(SessionKey, Option<String>)>>;
+/// The secondary indexes, edited together under one lock.
+#[derive(Default)]
+struct Indexes {
+    /// NameID → (session key, SessionIndex) of each indexed session.
+    by_subject: HashMap<String, Vec<(SessionKey, Option<String>)>>,
+    /// [`user_index_key`] of the signed-in user → that user's sessions (the value too, so
+    /// listing them is not a cache read that would extend their idle timeout).
+    by_user: HashMap<String, Vec<(SessionKey, Arc<Session>)>>,
+}
+
+impl Indexes {
+    fn add(&mut self, key: SessionKey, session: &Arc<Session>) {
+        let keys = self
+            .by_subject
+            .entry(session.identity.name_id.clone())
+            .or_default();
+        keys.retain(|(k, _)| *k != key);
+        keys.push((key, session.identity.session_index.clone()));
+        let keys = self
+            .by_user
+            .entry(user_index_key(&session.identity.user))
+            .or_default();
+        keys.retain(|(k, _)| *k != key);
+        keys.push((key, session.clone()));
+    }
+
+    fn remove(&mut self, key: &SessionKey, session: &Session) {
+        if let Some(keys) = self.by_subject.get_mut(&session.identity.name_id) {
+            keys.retain(|(k, _)| k != key);
+            if keys.is_empty() {
+                self.by_subject.remove(&session.identity.name_id);
+            }
+        }
+        let user = user_index_key(&session.identity.user);
+        if let Some(keys) = self.by_user.get_mut(&user) {
+            keys.retain(|(k, _)| k != key);
+            if keys.is_empty() {
+                self.by_user.remove(&user);
+            }
+        }
+    }
+}
+
+/// User names are looked up case-insensitively: IdPs and SCIM clients differ in the case
+/// they send (`Alice@Example.com` vs `alice@example.com`), and ending too few sessions on a
+/// deprovision is the failure that matters.
+pub fn user_index_key(user: &str) -> String {
+    user.to_lowercase()
+}
 
 pub struct MemoryStore {
     cache: Cache<SessionKey, Arc<Session>>,
-    by_subject: Arc<Mutex<SubjectIndex>>,
+    indexes: Arc<Mutex<Indexes>>,
 }
 
-fn lock(index: &Mutex<SubjectIndex>) -> std::sync::MutexGuard<'_, SubjectIndex> {
-    // A panic while holding the lock leaves a consistent map (every edit is one call).
+fn lock(index: &Mutex<Indexes>) -> std::sync::MutexGuard<'_, Indexes> {
+    // A panic while holding the lock leaves consistent maps (every edit is one call).
     index.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn unindex(index: &Mutex<SubjectIndex>, key: &SessionKey, name_id: &str) {
-    let mut map = lock(index);
-    if let Some(keys) = map.get_mut(name_id) {
-        keys.retain(|(k, _)| k != key);
-        if keys.is_empty() {
-            map.remove(name_id);
-        }
-    }
 }
 
 struct SessionExpiry {
@@ -82,8 +121,8 @@ impl Expiry<SessionKey, Arc<Session>> for SessionExpiry {
 
 impl MemoryStore {
     pub fn new(max_sessions: u64, idle: Duration) -> Self {
-        let by_subject: Arc<Mutex<SubjectIndex>> = Arc::default();
-        let index = by_subject.clone();
+        let indexes: Arc<Mutex<Indexes>> = Arc::default();
+        let index = indexes.clone();
         MemoryStore {
             cache: Cache::builder()
                 .max_capacity(max_sessions)
@@ -91,18 +130,40 @@ impl MemoryStore {
                 .eviction_listener(move |key: Arc<SessionKey>, v: Arc<Session>, cause| {
                     // A replaced value keeps its key (insert re-indexes it).
                     if cause != RemovalCause::Replaced {
-                        unindex(&index, &key, &v.identity.name_id);
+                        lock(&index).remove(&key, &v);
                     }
                 })
                 .build(),
-            by_subject,
+            indexes,
         }
     }
 
     /// Subjects currently indexed (for tests: the index shrinks as sessions go).
     pub fn indexed_subjects(&self) -> usize {
         self.cache.run_pending_tasks();
-        lock(&self.by_subject).len()
+        lock(&self.indexes).by_subject.len()
+    }
+
+    /// Users currently indexed (for tests, like [`MemoryStore::indexed_subjects`]).
+    pub fn indexed_users(&self) -> usize {
+        self.cache.run_pending_tasks();
+        lock(&self.indexes).by_user.len()
+    }
+
+    /// Ends the sessions behind `keys` that still pass `belongs` (the index may be stale);
+    /// returns how many live ones ended.
+    fn remove_keys(&self, keys: Vec<SessionKey>, belongs: impl Fn(&Session) -> bool) -> usize {
+        // The lock is not held here: the eviction listener takes it as entries go.
+        let now = SystemTime::now();
+        let mut ended = 0;
+        for key in keys {
+            if let Some(s) = self.cache.remove(&key) {
+                if belongs(&s) && !s.is_expired(now) {
+                    ended += 1;
+                }
+            }
+        }
+        ended
     }
 }
 
@@ -118,12 +179,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn insert(&self, key: SessionKey, session: Arc<Session>) {
-        {
-            let mut map = lock(&self.by_subject);
-            let keys = map.entry(session.identity.name_id.clone()).or_default();
-            keys.retain(|(k, _)| *k != key);
-            keys.push((key, session.identity.session_index.clone()));
-        }
+        lock(&self.indexes).add(key, &session);
         self.cache.insert(key, session);
     }
 
@@ -132,7 +188,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove_by_subject(&self, name_id: &str, session_index: Option<&str>) -> usize {
-        let keys: Vec<SessionKey> = lock(&self.by_subject)
+        let keys: Vec<SessionKey> = lock(&self.indexes)
+            .by_subject
             .get(name_id)
             .map(|keys| {
                 keys.iter()
@@ -141,19 +198,31 @@ impl SessionStore for MemoryStore {
                     .collect()
             })
             .unwrap_or_default();
-        // The lock is released: the eviction listener takes it as entries go.
+        self.remove_keys(keys, |s| s.identity.name_id == name_id)
+    }
+
+    async fn sessions_of_user(&self, user: &str) -> Vec<(SessionKey, Arc<Session>)> {
+        let entries = lock(&self.indexes)
+            .by_user
+            .get(&user_index_key(user))
+            .cloned()
+            .unwrap_or_default();
         let now = SystemTime::now();
-        let mut ended = 0;
-        for key in keys {
-            if let Some(s) = self.cache.remove(&key) {
-                if s.identity.name_id == name_id && !s.is_expired(now) {
-                    ended += 1;
-                }
-            }
-            // Stale entry (already gone from the cache): drop it from the index as well.
-            unindex(&self.by_subject, &key, name_id);
-        }
-        ended
+        // `contains_key` is not a read: an admin listing must not keep sessions alive.
+        entries
+            .into_iter()
+            .filter(|(k, s)| !s.is_expired(now) && self.cache.contains_key(k))
+            .collect()
+    }
+
+    async fn remove_by_user(&self, user: &str) -> usize {
+        let user = user_index_key(user);
+        let keys = lock(&self.indexes)
+            .by_user
+            .get(&user)
+            .map(|entries| entries.iter().map(|(k, _)| *k).collect())
+            .unwrap_or_default();
+        self.remove_keys(keys, |s| user_index_key(&s.identity.user) == user)
     }
 
     fn approximate_len(&self) -> u64 {
@@ -298,5 +367,56 @@ mod tests {
         assert_eq!(store.get(&key).await.unwrap().identity.groups.len(), 500);
         store.remove(&key).await;
         assert!(store.get(&key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_users_sessions_are_listed_and_ended_whatever_the_case() {
+        let store = MemoryStore::new(100, Duration::from_secs(3600));
+        let alice = [1u8, 2, 3];
+        for (n, user) in alice.iter().zip([
+            "alice@example.com",
+            "Alice@Example.COM",
+            "alice@example.com",
+        ]) {
+            store
+                .insert(SessionKey::from_id(&[*n; 32]), subject(user, None))
+                .await;
+        }
+        let bob = SessionKey::from_id(&[9; 32]);
+        store.insert(bob, subject("bob@example.com", None)).await;
+
+        let listed = store.sessions_of_user("ALICE@example.com").await;
+        let mut keys: Vec<SessionKey> = listed.iter().map(|(k, _)| *k).collect();
+        keys.sort_by_key(|k| k.0);
+        let mut want: Vec<SessionKey> = alice
+            .iter()
+            .map(|n| SessionKey::from_id(&[*n; 32]))
+            .collect();
+        want.sort_by_key(|k| k.0);
+        assert_eq!(keys, want);
+        assert_eq!(store.indexed_users(), 2);
+
+        // One of alice's sessions already ended on its own: it is neither listed nor counted.
+        store.remove(&SessionKey::from_id(&[1; 32])).await;
+        assert_eq!(store.sessions_of_user("alice@example.com").await.len(), 2);
+        assert_eq!(store.remove_by_user("alice@EXAMPLE.com").await, 2);
+        assert!(store.sessions_of_user("alice@example.com").await.is_empty());
+        assert_eq!(store.remove_by_user("alice@example.com").await, 0);
+        assert!(store.get(&bob).await.is_some(), "bob keeps his session");
+        assert_eq!(store.indexed_users(), 1, "alice's index entry is pruned");
+        assert_eq!(store.remove_by_user("nobody").await, 0);
+    }
+
+    #[tokio::test]
+    async fn listing_a_users_sessions_does_not_keep_them_alive() {
+        let store = MemoryStore::new(10, Duration::from_millis(150));
+        let key = SessionKey::from_id(&[4; 32]);
+        store.insert(key, subject("carol", None)).await;
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = store.sessions_of_user("carol").await;
+        }
+        assert!(store.get(&key).await.is_none(), "listing is not a read");
+        assert!(store.sessions_of_user("carol").await.is_empty());
     }
 }

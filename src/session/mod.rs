@@ -96,6 +96,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// SessionIndex equals `session_index` when one is given (SAML Single Logout). Returns how
     /// many live sessions were ended.
     async fn remove_by_subject(&self, name_id: &str, session_index: Option<&str>) -> usize;
+    /// The live sessions of the signed-in user `user` ([`Identity::user`], compared
+    /// case-insensitively), for the admin API. Listing does not extend their idle timeout.
+    async fn sessions_of_user(&self, user: &str) -> Vec<(SessionKey, Arc<Session>)>;
+    /// Ends every session of `user` (compared case-insensitively): the admin API's "sign this
+    /// user out everywhere" and SCIM deprovisioning. Returns how many live sessions ended.
+    async fn remove_by_user(&self, user: &str) -> usize;
     /// Approximate number of live sessions (for metrics and tests).
     fn approximate_len(&self) -> u64;
 }
