@@ -23,8 +23,8 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// `saml.idp_metadata_url` gave no usable metadata, and neither did the cache file.
-    #[error("{0}")]
-    Metadata(String),
+    #[error(transparent)]
+    Metadata(#[from] crate::saml::metadata_source::MetadataError),
     /// The TLS pair cannot be served.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -87,8 +87,7 @@ pub fn reload_config(path: &Path, gateway: &Gateway) {
 
 pub fn from_settings(mut settings: Settings) -> Result<App, AppError> {
     // `saml.idp_metadata_url`: fetch now (else the cache file), before anything needs it.
-    crate::saml::metadata_source::load_initial(&mut settings.saml)
-        .map_err(|e| AppError::Metadata(e.to_string()))?;
+    crate::saml::metadata_source::load_initial(&mut settings.saml)?;
     if let Some(tls) = &settings.tls {
         TlsReloader::new(tls)?;
     }
