@@ -128,7 +128,7 @@ pub enum MetadataError {
     /// At start: neither the URL nor the cache file gave usable metadata.
     #[error("saml.idp_metadata_url ({url}): cannot fetch the IdP metadata ({fetch}) and saml.idp_metadata_cache_file ({}) is not usable ({cache}); refusing to start", cache_file.display())]
     Unavailable {
-        url: url::Url,
+        url: String,
         fetch: Box<MetadataError>,
         cache_file: std::path::PathBuf,
         cache: Box<MetadataError>,
@@ -417,7 +417,7 @@ pub fn load_initial(saml: &mut SamlSettings) -> Result<(), MetadataError> {
                     Ok(())
                 }
                 Err(cache_err) => Err(MetadataError::Unavailable {
-                    url: md.url.clone(),
+                    url: md.url.to_string(),
                     fetch: Box::new(fetch_err),
                     cache_file: md.cache_file.clone(),
                     cache: Box::new(cache_err),
