@@ -13,6 +13,7 @@
 //! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
 //! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
+//! | [`identity`] | the identity headers: `headers.encoding` (RFC 2047, quoted-printable, percent, refuse, raw), `[[roles]]`, forwarded attributes; `render_identity_headers` |
 //! | [`gateway`] | the [`gateway::Gateway`] and its flows, one file each: `pipeline` (**route → authenticate → authorize → rewrite → forward**, in one place), `admission` (the shared route → authenticate → authorize step), `signin`, `acs`, `signout`, `slo`, `forward_auth` (how forward-auth answers), `reload` (the swappable [`gateway::Policy`]) |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
@@ -26,6 +27,7 @@
 //! | [`target`] | refusals from the request line and `Host` before dispatch: `CONNECT`, non-path targets, conflicting hosts, encoded gateway paths, dot segments |
 //! | [`proxy`] | `[headers]` and `[proxy]` (`HeadersSection`, `ProxySection`, `ProxySettings`, `UpstreamError`), the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
+//! | [`password`] | `[password_signin]`: LDAP and local accounts as an ordered fallback (form, HTTP Basic) |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
@@ -72,10 +74,12 @@ pub mod devidp;
 pub mod foreign_headers;
 pub mod forward_auth;
 pub mod gateway;
+pub mod identity;
 pub mod log_throttle;
 pub mod metrics;
 pub mod observability;
 pub mod pages;
+pub mod password;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redirect;

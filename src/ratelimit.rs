@@ -62,10 +62,10 @@ pub struct RateLimitSection {
     pub acs_per_minute: u32,
     /// Burst for the ACS. At least 1.
     pub acs_burst: u32,
-    /// Requests without a valid session per client per minute, on a path that needs one:
-    /// through the reverse proxy (answered 401, or the sign-in redirect, which `sign_in_*` also
-    /// limits) and through forward-auth checks at `/saml/auth` (401, or the sign-in redirect
-    /// with `redirect_browsers`) alike. At least 1.
+    /// Requests without a valid session per client per minute, on a path that needs one: through
+    /// the reverse proxy (answered 401, or the sign-in redirect, which `sign_in_*` also limits) and
+    /// through forward-auth checks at `/saml/auth` (401, or the sign-in redirect with
+    /// `redirect_browsers`) alike. At least 1.
     pub auth_failures_per_minute: u32,
     /// Burst for failed authentications. At least 1.
     pub auth_failures_burst: u32,

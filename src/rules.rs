@@ -115,11 +115,17 @@ pub struct RuleSection {
     /// required. `deny`: 403 for everyone, signed in or not. Required.
     pub action: String,
     /// Only with `authenticate`: replaces `[authz]` for the paths this rule matches (same
-    /// semantics: listed user **or** member of a listed group). Both lists empty: `[authz]`
-    /// applies.
+    /// semantics: listed user **or** member of a listed group **or** holder of a listed role). All
+    /// three lists empty: `[authz]` applies.
     pub allowed_groups: Vec<String>,
     /// Only with `authenticate`, as above.
     pub allowed_users: Vec<String>,
+    /// Only with `authenticate`, as above: roles from `[[roles]]` admitted on these paths.
+    pub allowed_roles: Vec<String>,
+    /// Only with `authenticate`: a request without a session may sign in here with `Authorization:
+    /// Basic` (API clients), checked by `[password_signin]`. See
+    /// [password-signin.md](password-signin.md#http-basic-for-api-clients).
+    pub basic_auth: bool,
 }
 
 /// What to do with one request.
@@ -156,25 +162,38 @@ impl<'a> Decision<'a> {
 pub enum Requirement<'a> {
     /// The global `[authz]` lists.
     Global,
-    /// The rule's own lists (never both empty).
+    /// The rule's own lists (never all empty).
     Only {
         groups: &'a [String],
         users: &'a [String],
+        roles: &'a [String],
     },
 }
 
 impl Requirement<'_> {
-    /// Checks `identity` against this requirement; `global` is `[authz]`.
+    /// Checks `identity` (with the `role` `[[roles]]` gave it at sign-in) against this
+    /// requirement; `global` is `[authz]`.
     pub fn authorize(
         &self,
         identity: &Identity,
+        role: Option<&str>,
         global: &AuthzSection,
     ) -> Result<(), crate::authz::Denial> {
         match self {
-            Requirement::Global => crate::authz::authorize(identity, global),
-            Requirement::Only { groups, users } => {
-                crate::authz::authorize_lists(identity, groups, users)
-            }
+            Requirement::Global => crate::authz::authorize(identity, role, global),
+            Requirement::Only {
+                groups,
+                users,
+                roles,
+            } => crate::authz::authorize_lists(
+                identity,
+                role,
+                &crate::authz::Lists {
+                    groups,
+                    users,
+                    roles,
+                },
+            ),
         }
     }
 }
@@ -195,6 +214,8 @@ struct Rule {
     methods: Vec<Method>,
     path: PathMatcher,
     action: Action,
+    /// HTTP Basic sign-in allowed on the paths this rule matches.
+    basic_auth: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +240,7 @@ enum Action {
     Authenticate {
         groups: Vec<String>,
         users: Vec<String>,
+        roles: Vec<String>,
     },
     Deny,
 }
@@ -249,6 +271,12 @@ impl AccessRules {
             rules,
             cors_preflight: section.allow_cors_preflight,
         })
+    }
+
+    /// Whether the rule named `rule` (from a [`Decision::Authenticate`]) allows HTTP Basic.
+    /// No rule (the default requirement): never.
+    pub fn allows_basic(&self, rule: Option<&str>) -> bool {
+        rule.is_some_and(|name| self.rules.iter().any(|r| r.basic_auth && r.name == name))
     }
 
     /// Number of rules.
@@ -341,18 +369,27 @@ impl AccessRules {
                         return Decision::Deny { rule: &rule.name };
                     }
                 }
-                Action::Authenticate { groups, users } => {
+                Action::Authenticate {
+                    groups,
+                    users,
+                    roles,
+                } => {
                     if path.any_view(|p| rule.path.matches(p)) {
                         if preflight {
                             return Decision::Anonymous {
                                 rule: CORS_PREFLIGHT_RULE,
                             };
                         }
-                        let requirement = if groups.is_empty() && users.is_empty() {
-                            Requirement::Global
-                        } else {
-                            Requirement::Only { groups, users }
-                        };
+                        let requirement =
+                            if groups.is_empty() && users.is_empty() && roles.is_empty() {
+                                Requirement::Global
+                            } else {
+                                Requirement::Only {
+                                    groups,
+                                    users,
+                                    roles,
+                                }
+                            };
                         return Decision::Authenticate {
                             rule: Some(&rule.name),
                             requirement,
@@ -456,9 +493,11 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
         "authenticate" => {
             check_names(&raw.allowed_groups, &key("allowed_groups"))?;
             check_names(&raw.allowed_users, &key("allowed_users"))?;
+            check_names(&raw.allowed_roles, &key("allowed_roles"))?;
             Action::Authenticate {
                 groups: raw.allowed_groups.clone(),
                 users: raw.allowed_users.clone(),
+                roles: raw.allowed_roles.clone(),
             }
         }
         "" => {
@@ -474,10 +513,20 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
             ))
         }
     };
+    if raw.basic_auth && !matches!(action, Action::Authenticate { .. }) {
+        return Err(RuleError::new(
+            key("basic_auth"),
+            format!(
+                "only applies to action = \"authenticate\", not {:?}",
+                raw.action
+            ),
+        ));
+    }
     if !matches!(action, Action::Authenticate { .. }) {
         for (field, list) in [
             ("allowed_groups", &raw.allowed_groups),
             ("allowed_users", &raw.allowed_users),
+            ("allowed_roles", &raw.allowed_roles),
         ] {
             if !list.is_empty() {
                 return Err(RuleError::new(
@@ -496,6 +545,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
         methods,
         path,
         action,
+        basic_auth: raw.basic_auth,
     })
 }
 
@@ -814,6 +864,31 @@ mod tests {
     }
 
     #[test]
+    fn basic_auth_is_a_property_of_authenticate_rules() {
+        let api = RuleSection {
+            basic_auth: true,
+            ..named(rule("authenticate", Some("/api/"), None), "api")
+        };
+        let rules = compile(vec![
+            api,
+            named(rule("authenticate", Some("/app/"), None), "app"),
+        ]);
+        for (path, want) in [("/api/x", true), ("/app/x", false), ("/other", false)] {
+            assert_eq!(rules.allows_basic(get(&rules, path).rule()), want, "{path}");
+        }
+        let on_allow = RuleSection {
+            basic_auth: true,
+            ..rule("allow", Some("/pub/"), None)
+        };
+        let err = AccessRules::compile(&AccessSection {
+            allow_cors_preflight: false,
+            rules: vec![on_allow],
+        })
+        .unwrap_err();
+        assert_eq!(err.key, "access.rules[0].basic_auth");
+    }
+
+    #[test]
     fn canonical_form_decodes_once_and_resolves_segments() {
         for (input, want) in [
             ("/", "/"),
@@ -1096,6 +1171,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_with_only_allowed_roles_is_its_own_requirement() {
+        let mut admin = named(rule("authenticate", Some("/admin/"), None), "admin");
+        admin.allowed_roles = vec!["Admin".into()];
+        let r = compile(vec![admin]);
+        match get(&r, "/admin/x") {
+            Decision::Authenticate {
+                rule: Some("admin"),
+                requirement:
+                    Requirement::Only {
+                        groups,
+                        users,
+                        roles,
+                    },
+            } => {
+                assert!(groups.is_empty() && users.is_empty());
+                assert_eq!(roles, ["Admin".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut bad = rule("allow", Some("/x/"), None);
+        bad.allowed_roles = vec!["Admin".into()];
+        assert_eq!(compile_err(vec![bad]).key, "access.rules[0].allowed_roles");
+        let mut empty = rule("authenticate", Some("/x/"), None);
+        empty.allowed_roles = vec![String::new()];
+        assert_eq!(
+            compile_err(vec![empty]).key,
+            "access.rules[0].allowed_roles"
+        );
+    }
+
+    #[test]
     fn authenticate_rules_carry_their_lists() {
         let mut ops = named(rule("authenticate", Some("/ops/"), None), "ops");
         ops.allowed_groups = vec!["sre".into()];
@@ -1107,7 +1213,7 @@ mod tests {
         match r.decide(&Method::GET, "/ops/x", &HeaderMap::new(), true) {
             Decision::Authenticate {
                 rule: Some("ops"),
-                requirement: Requirement::Only { groups, users },
+                requirement: Requirement::Only { groups, users, .. },
             } => {
                 assert_eq!(groups, ["sre".to_string()]);
                 assert_eq!(users, ["root@example.com".to_string()]);
@@ -1140,20 +1246,38 @@ mod tests {
         };
         let global = AuthzSection {
             allowed_groups: vec!["staff".into()],
-            allowed_users: vec![],
+            ..AuthzSection::default()
         };
         let groups = vec!["sre".to_string()];
         let only = Requirement::Only {
             groups: &groups,
             users: &[],
+            roles: &[],
         };
-        assert!(only.authorize(&who("a", &["sre"]), &global).is_ok());
-        assert!(only.authorize(&who("a", &["staff"]), &global).is_err());
+        assert!(only.authorize(&who("a", &["sre"]), None, &global).is_ok());
+        assert!(only
+            .authorize(&who("a", &["staff"]), None, &global)
+            .is_err());
         assert!(Requirement::Global
-            .authorize(&who("a", &["staff"]), &global)
+            .authorize(&who("a", &["staff"]), None, &global)
             .is_ok());
         assert!(Requirement::Global
-            .authorize(&who("a", &["sre"]), &global)
+            .authorize(&who("a", &["sre"]), None, &global)
+            .is_err());
+        let admins = vec!["Admin".to_string()];
+        let by_role = Requirement::Only {
+            groups: &[],
+            users: &[],
+            roles: &admins,
+        };
+        assert!(by_role
+            .authorize(&who("a", &[]), Some("Admin"), &global)
+            .is_ok());
+        assert!(by_role
+            .authorize(&who("a", &["staff"]), Some("Viewer"), &global)
+            .is_err());
+        assert!(by_role
+            .authorize(&who("a", &["staff"]), None, &global)
             .is_err());
     }
 

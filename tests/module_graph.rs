@@ -3,8 +3,8 @@
 //! and `proxy`, which own their section and error types and never import `config` back. This
 //! test reads every `crate::…` and `super::…` path in `src/**/*.rs` (comments skipped, `use`
 //! groups expanded), builds the graph between modules (a file is a module; everything under
-//! `src/config/` counts as `config`) and fails on any cycle through those six modules, naming
-//! the cycle.
+//! `src/config/` counts as `config`; `tests.rs` files are left out) and fails when `config`
+//! lies on a cycle or two of those six modules reach each other, naming the cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -127,7 +127,8 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(&src, f)).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
-        let Some(module) = module_of(&src, file) else {
+        // A `tests.rs` file is test code: it may parse a config to exercise its module.
+        let Some(module) = module_of(&src, file).filter(|m| !m.ends_with("::tests")) else {
             continue;
         };
         let text = code(&std::fs::read_to_string(file).expect("read source"));
@@ -186,10 +187,21 @@ fn config_and_the_modules_it_assembles_form_no_cycle() {
         );
     }
     let mut cycles = Vec::new();
-    for w in ACYCLIC {
-        for next in edges.get(*w).into_iter().flatten() {
-            if let Some(back) = path(&edges, next, w) {
-                cycles.push(format!("{w} -> {}", back.join(" -> ")));
+    // `config` lies on no cycle at all: nothing it imports leads back to it.
+    for next in edges.get("config").into_iter().flatten() {
+        if let Some(back) = path(&edges, next, "config") {
+            cycles.push(format!("config -> {}", back.join(" -> ")));
+        }
+    }
+    // No two of the six reach each other (directly or through other modules).
+    for (i, a) in ACYCLIC.iter().enumerate() {
+        for b in &ACYCLIC[i + 1..] {
+            if let (Some(there), Some(back)) = (path(&edges, a, b), path(&edges, b, a)) {
+                cycles.push(format!(
+                    "{} -> {}",
+                    there.join(" -> "),
+                    back[1..].join(" -> ")
+                ));
             }
         }
     }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::client_ip::TrustedProxyError;
+use crate::identity::IdentityConfigError;
 use crate::ratelimit::RateLimitError;
 use crate::rules::RuleError;
 
@@ -63,6 +64,13 @@ pub enum ConfigError {
     /// `[rate_limits]` would lock everyone out.
     #[error("config error at {0}")]
     RateLimits(#[from] RateLimitError),
+}
+
+/// `[headers]`, `[[roles]]` and `authz` role keys refused by [`crate::identity::validate`].
+impl From<IdentityConfigError> for ConfigError {
+    fn from(e: IdentityConfigError) -> Self {
+        ConfigError::invalid(e.key(), e.to_string())
+    }
 }
 
 impl ConfigError {

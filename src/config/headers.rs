@@ -98,7 +98,9 @@ fn strip_foreign_extra(list: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
+/// A valid header name that HTTP or the gateway does not already use (also checks
+/// `headers.role` and `headers.attributes` for [`crate::identity::validate`]).
+pub(crate) fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
     let name = http::HeaderName::from_bytes(raw.as_bytes())
         .map_err(|_| ConfigError::invalid(key, format!("not a valid HTTP header name: {raw:?}")))?;
     let normalized = normalize_header_name(name.as_str());

@@ -40,6 +40,8 @@ use url::Url;
 
 pub use crate::authz::AuthzSection;
 pub use crate::client_ip::TrustedProxies;
+pub use crate::identity::RoleRule;
+pub use crate::password::{PasswordSettings, PasswordSigninSection};
 pub use crate::proxy::{HeadersSection, ProxySection, ProxySettings};
 pub use crate::ratelimit::RateLimitSection;
 pub use crate::rules::{AccessRules, AccessSection};
@@ -58,6 +60,7 @@ pub use tls::{
 };
 
 use files::{parse_http_url, required, socket_addr};
+pub(crate) use headers::header_name;
 
 /// `listen` when unset.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -108,6 +111,11 @@ pub struct FileConfig {
     /// `[rate_limits]`: per-client budgets for sign-ins, ACS posts and failed forward-auth
     /// checks.
     pub rate_limits: RateLimitSection,
+    /// `[password_signin]`: LDAP and local accounts as a fallback (`src/password/`).
+    pub password_signin: PasswordSigninSection,
+    /// `[[roles]]`: role names mapped from groups or users, first match wins
+    /// (`src/identity/roles.rs`).
+    pub roles: Vec<RoleRule>,
 }
 
 /// Validated settings: every path read, every URL parsed, every bound checked, the access
@@ -131,8 +139,12 @@ pub struct Settings {
     /// `[access]`, compiled once here; the gateway's policy shares it.
     pub access: Arc<AccessRules>,
     pub rate_limits: RateLimitSection,
+    /// `[password_signin]`, validated with its files read; `None` when off.
+    pub password_signin: Option<PasswordSettings>,
     /// `server.trusted_proxies`, compiled.
     pub trusted_proxies: TrustedProxies,
+    /// `[[roles]]`, checked by [`crate::identity::validate`].
+    pub roles: Vec<RoleRule>,
 }
 
 /// Largest value of the duration keys in `[server]` and `[proxy]` (one day).
@@ -218,6 +230,13 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     let secure = site.public_url.scheme() == "https";
     let session = session::validate(file.session, secure, base)?;
     headers::validate(&file.headers)?;
+    crate::identity::validate(
+        &file.headers,
+        &file.roles,
+        &file.authz,
+        &file.access,
+        header_name,
+    )?;
     let proxy = proxy::validate(file.proxy, base)?;
     let main = server::Listener {
         listen: site.listen,
@@ -227,6 +246,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     let (server, trusted_proxies) = server::validate(file.server, main)?;
     let access = Arc::new(AccessRules::compile(&file.access)?);
     file.rate_limits.validate()?;
+    let password_signin = crate::password::settings::validate(&file.password_signin, base)
+        .map_err(|e| ConfigError::invalid(e.key(), e.to_string()))?;
     log::validate(&file.log)?;
     let admin = admin::validate(file.admin, site.listen)?;
     Ok(Settings {
@@ -245,7 +266,9 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         admin,
         access,
         rate_limits: file.rate_limits,
+        password_signin,
         trusted_proxies,
+        roles: file.roles,
     })
 }
 

@@ -19,7 +19,7 @@ pub struct SamlSection {
     /// It must have an `IDPSSODescriptor` with an HTTP-Redirect `SingleSignOnService` and at least
     /// one signing certificate: a `KeyDescriptor use="signing"`, or one with no `use`. Several
     /// certificates are all accepted, which allows key rollover. The file is read once at start.
-    /// Required unless `idp_metadata_url` is set (exactly one of the two).
+    /// Required.
     pub idp_metadata_file: Option<PathBuf>,
     /// Instead of `idp_metadata_file` (set exactly one): fetch the IdP metadata from this URL at
     /// start and refresh it in the background (see [IdP metadata from a

@@ -142,7 +142,21 @@ impl Gateway {
                     ),
                     _ => self.login_url.clone(),
                 };
-                pages::login_failed(e.status(), headline, sentence, &retry, browser, e.kind())
+                // While the IdP cannot be used, the password form is the way in.
+                let password = policy
+                    .password
+                    .as_ref()
+                    .filter(|g| g.form())
+                    .map(|_| super::password_signin::password_path(&self.paths));
+                pages::login_failed_with_password(
+                    e.status(),
+                    headline,
+                    sentence,
+                    &retry,
+                    browser,
+                    e.kind(),
+                    password.as_deref(),
+                )
             }
         }
     }
@@ -262,7 +276,7 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Result<([u8; 32], String), LoginError> {
         let h = &current.headers;
-        let identity = policy::identity(
+        let mut identity = policy::identity(
             accepted,
             &AttributeMap {
                 user: &h.user_attribute,
@@ -272,10 +286,14 @@ impl Gateway {
                 preferred_username: &h.preferred_username_attribute,
             },
         )?;
-        let headers = current
-            .ids
-            .values(&identity)
-            .map_err(LoginError::BadUserId)?;
+        identity.attributes =
+            crate::identity::forwarded_attributes(&accepted.attributes, &current.header_settings);
+        let headers = crate::identity::render_identity_headers(
+            &identity,
+            &current.roles,
+            &current.header_settings,
+        )
+        .map_err(LoginError::IdentityHeader)?;
         let created_at = SystemTime::now();
         let expires_at = session_expiry(
             created_at,
@@ -288,6 +306,7 @@ impl Gateway {
         tracing::info!(
             target: "samlgate::audit",
             event = "login_success",
+            method = "saml",
             user = %who,
             groups = identity.groups.len(),
             session = %key.log_tag(),

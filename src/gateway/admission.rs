@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::answers::{ambiguous_path, clip_path};
+use super::password_signin::BasicOutcome;
 use super::{ConnInfo, Gateway, Policy};
 use crate::pages;
 use crate::proxy::Body;
@@ -40,10 +41,15 @@ pub enum Via {
 pub enum Admission {
     /// An `allow` rule covers it: no session is looked up and no identity is sent.
     Anonymous,
-    /// A live session whose user the rule's requirement admits.
+    /// A live session whose user the rule's requirement admits. `key` is `None` for a
+    /// stateless HTTP Basic sign-in; `basic_path`: the rule allows Basic (the proxy removes
+    /// `Authorization: Basic` before forwarding); `set_cookie`: the session cookie of a Basic
+    /// sign-in with `basic_session`.
     Admitted {
-        key: SessionKey,
+        key: Option<SessionKey>,
         session: Arc<Session>,
+        basic_path: bool,
+        set_cookie: Option<String>,
     },
     /// No live session, and the client's auth-failure budget had room: the caller challenges
     /// (sign-in redirect or 401).
@@ -66,6 +72,8 @@ pub enum Refusal {
     TooManyFailures,
     /// Signed in as `user`, whom the rule's requirement does not admit (403).
     Forbidden { user: String },
+    /// HTTP Basic credentials refused (`[password_signin]`: 401, 429, 503 or 400).
+    Password,
 }
 
 impl Gateway {
@@ -92,25 +100,52 @@ impl Gateway {
                     }
                 }
                 Decision::Anonymous { .. } => return Admission::Anonymous,
-                Decision::Authenticate { requirement, .. } => requirement,
+                Decision::Authenticate { requirement, rule } => (requirement, rule),
             };
+        let (requirement, rule) = requirement;
+        // HTTP Basic ([password_signin]) only through the proxy, on rules that allow it.
+        let basic_path =
+            ask.via == Via::Proxy && policy.password.is_some() && policy.rules.allows_basic(rule);
 
-        // authenticate
-        let Some((key, session)) = self.authenticate(ask.headers).await else {
-            // Guessing at cookies is limited per client, through either flow.
-            if let Some(answer) =
-                policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
+        // authenticate: the session cookie, else HTTP Basic where allowed
+        let (key, session, set_cookie) = match self.authenticate(ask.headers).await {
+            Some((key, session)) => (Some(key), session, None),
+            None => match self
+                .basic_sign_in(basic_path, ask.headers, conn, policy)
+                .await
             {
-                return Admission::Refuse {
-                    why: Refusal::TooManyFailures,
-                    answer,
-                };
-            }
-            return Admission::Challenge;
+                BasicOutcome::Signed {
+                    key,
+                    session,
+                    set_cookie,
+                } => (key, session, set_cookie),
+                BasicOutcome::Refused(answer) => {
+                    return Admission::Refuse {
+                        why: Refusal::Password,
+                        answer,
+                    }
+                }
+                BasicOutcome::NotTried => {
+                    // Guessing at cookies is limited per client, through either flow.
+                    if let Some(answer) =
+                        policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
+                    {
+                        return Admission::Refuse {
+                            why: Refusal::TooManyFailures,
+                            answer,
+                        };
+                    }
+                    return Admission::Challenge;
+                }
+            },
         };
 
         // authorize
-        if let Err(denial) = requirement.authorize(&session.identity, &policy.authz) {
+        if let Err(denial) = requirement.authorize(
+            &session.identity,
+            session.headers.role_name.as_deref(),
+            &policy.authz,
+        ) {
             // Never throttled: it takes a valid session, so no anonymous flood can produce
             // it, and each line is the record of who was refused where.
             let user = &session.identity.user;
@@ -134,7 +169,12 @@ impl Gateway {
                 answer,
             };
         }
-        Admission::Admitted { key, session }
+        Admission::Admitted {
+            key,
+            session,
+            basic_path,
+            set_cookie,
+        }
     }
 
     /// Finds a live session from the cookie; the HMAC is checked before any lookup.

@@ -70,7 +70,10 @@ impl Gateway {
             }
             Admission::Refuse { why, answer } => {
                 let result = match why {
-                    Refusal::TooManyFailures => ForwardAuthResult::Unauthenticated,
+                    // (Basic is never tried for a forward-auth check.)
+                    Refusal::TooManyFailures | Refusal::Password => {
+                        ForwardAuthResult::Unauthenticated
+                    }
                     Refusal::DenyRule | Refusal::AmbiguousPath => ForwardAuthResult::Denied,
                     Refusal::Forbidden { user: who } => {
                         *user = Some(who);
@@ -183,18 +186,9 @@ pub(super) fn identity_response(policy: &Policy, session: &Session) -> Response<
     let h = r.headers_mut();
     let v = &session.headers;
     if let Some(list) = policy.envoy_removals.signed_in(v) {
-        h.insert(ENVOY_REMOVE.clone(), list.clone());
+        h.insert(ENVOY_REMOVE.clone(), list.into_owned());
     }
-    h.insert(ids.user.clone(), v.user.clone());
-    if let Some(e) = &v.email {
-        h.insert(ids.email.clone(), e.clone());
-    }
-    if let Some(g) = &v.groups {
-        h.insert(ids.groups.clone(), g.clone());
-    }
-    if let Some(p) = &v.preferred_username {
-        h.insert(ids.preferred_username.clone(), p.clone());
-    }
+    ids.insert_values(h, v);
     // Identity in a response: no cache may keep it for someone else.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -221,8 +215,9 @@ static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-
 /// foreign identity names and routing overrides ([`IdentityHeaders::removable_names`]).
 pub(super) struct EnvoyRemovals {
     anonymous: Option<HeaderValue>,
-    /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display name.
-    signed_in: [Option<HeaderValue>; 8],
+    /// Indexed by which optional values a session has: bit 0 email, 1 groups, 2 display
+    /// name, 3 role. A session with forwarded attributes has its list computed per answer.
+    signed_in: [Option<HeaderValue>; 16],
 }
 
 impl EnvoyRemovals {
@@ -239,7 +234,7 @@ impl EnvoyRemovals {
         };
         let signed_in = std::array::from_fn(|bits| {
             let mut carried = vec![&ids.user];
-            for (bit, name) in [&ids.email, &ids.groups, &ids.preferred_username]
+            for (bit, name) in [&ids.email, &ids.groups, &ids.preferred_username, &ids.role]
                 .into_iter()
                 .enumerate()
             {
@@ -255,10 +250,15 @@ impl EnvoyRemovals {
         }
     }
 
-    fn signed_in(&self, v: &IdentityHeaderValues) -> Option<&HeaderValue> {
+    fn signed_in(&self, v: &IdentityHeaderValues) -> Option<std::borrow::Cow<'_, HeaderValue>> {
         let bits = usize::from(v.email.is_some())
             | usize::from(v.groups.is_some()) << 1
-            | usize::from(v.preferred_username.is_some()) << 2;
-        self.signed_in[bits].as_ref()
+            | usize::from(v.preferred_username.is_some()) << 2
+            | usize::from(v.role.is_some()) << 3;
+        let list = self.signed_in[bits].as_ref()?;
+        if v.attributes.is_empty() {
+            return Some(std::borrow::Cow::Borrowed(list));
+        }
+        crate::identity::without_carried_attributes(list, v).map(std::borrow::Cow::Owned)
     }
 }

@@ -16,6 +16,7 @@ mod admission;
 mod answers;
 mod body;
 mod forward_auth;
+mod password_signin;
 mod pipeline;
 mod reload;
 mod routes;
@@ -205,7 +206,11 @@ impl Gateway {
     /// Periodic upkeep (every minute from the server): forgets rate-limit entries whose budget
     /// has refilled, so the table only holds clients that are actually busy.
     pub fn housekeeping(&self) {
-        self.policy.load().limits.retain_recent();
+        let policy = self.policy.load();
+        policy.limits.retain_recent();
+        if let Some(gate) = &policy.password {
+            gate.signin.housekeeping();
+        }
     }
 
     pub fn session_count(&self) -> u64 {

@@ -130,6 +130,7 @@ impl Gateway {
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
+            Route::Password => self.password_page(req, conn, policy, user).await,
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -160,13 +161,24 @@ impl Gateway {
             body_empty: req.body().is_end_stream(),
             via: Via::Proxy,
         };
+        let mut set_cookie = None;
         let session = match self.admit(&ask, conn, policy).await {
             Admission::Anonymous => None,
-            Admission::Admitted { key, session } => {
+            Admission::Admitted {
+                key,
+                session,
+                basic_path,
+                set_cookie: cookie,
+            } => {
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
                     *user = Some(session.identity.user.clone());
                 }
+                if basic_path {
+                    // Basic credentials on such a path are ours: never the upstream's.
+                    super::password_signin::strip_basic(req.headers_mut());
+                }
+                set_cookie = cookie;
                 Some((key, session))
             }
             Admission::Challenge => return self.challenge(&req, conn, policy),
@@ -179,7 +191,11 @@ impl Gateway {
         };
         let host = client_host(&req);
         let upgrade = self.rewrite(&mut req, conn, policy, session, host.clone());
-        self.forward(req, host, upgrade, upstream_slot).await
+        let mut resp = self.forward(req, host, upgrade, upstream_slot).await;
+        if let Some(v) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        resp
     }
 
     /// **rewrite**: the identity headers (none on an anonymous path) replace whatever the
@@ -191,11 +207,12 @@ impl Gateway {
         req: &mut Request<Incoming>,
         conn: ConnInfo,
         policy: &Policy,
-        session: Option<(SessionKey, Arc<Session>)>,
+        session: Option<(Option<SessionKey>, Arc<Session>)>,
         host: Option<HeaderValue>,
     ) -> bool {
         let upgrade = proxy::is_upgrade_request(req);
         let (key, session) = session.unzip();
+        let key = key.flatten();
         if let (true, Some(key), Some(session)) = (upgrade, key, &session) {
             // A tunnel lasts no longer than the session it was opened under.
             let store = self.sessions.clone();

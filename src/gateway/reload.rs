@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError};
 use http::{HeaderMap, Response};
 
 use super::forward_auth::EnvoyRemovals;
+use super::password_signin::PasswordGate;
 use super::{ConnInfo, Gateway};
 use crate::client_ip::TrustedProxies;
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
@@ -34,10 +35,15 @@ pub struct Policy {
     pub ids: IdentityHeaders,
     /// Attribute mapping, used at sign-in (existing sessions keep their values).
     pub headers: HeadersSection,
+    /// `[[roles]]` and `headers.encoding`/`attributes`, for rendering identity headers.
+    pub roles: crate::identity::Roles,
+    pub header_settings: crate::identity::HeaderSettings,
     pub forward_auth: ForwardAuthSection,
     pub(super) envoy_removals: EnvoyRemovals,
     /// Repeated refusals' log lines, summarised per client; kept across every reload.
     pub logs: Arc<LogThrottle>,
+    /// `[password_signin]` (form and HTTP Basic), when on.
+    pub password: Option<Arc<PasswordGate>>,
 }
 
 impl Policy {
@@ -60,8 +66,11 @@ impl Policy {
             envoy_removals: EnvoyRemovals::new(&ids),
             ids,
             headers: s.headers.clone(),
+            roles: crate::identity::Roles::new(s.roles.clone(), s.authz.default_role.clone()),
+            header_settings: crate::identity::HeaderSettings::from_config(&s.headers),
             forward_auth: s.forward_auth.clone(),
             logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
+            password: PasswordGate::build(s, previous)?,
         })
     }
 

@@ -74,6 +74,8 @@ pub enum LoginError {
     /// A NameID or user id with control characters or otherwise unusable.
     BadUserId(&'static str),
     MissingUserAttribute(String),
+    /// An identity value `headers.encoding` cannot send (`refuse` and a non-ASCII name).
+    IdentityHeader(crate::identity::HeaderEncodingError),
     DuplicateAttribute(String),
     SpNameQualifier(String),
     /// The AuthnStatement's class is not the one `saml.authn_context_class_ref` requires.
@@ -117,6 +119,7 @@ impl LoginError {
             NoNameId => "no_name_id",
             BadUserId(_) => "bad_user_id",
             MissingUserAttribute(_) => "missing_user_attribute",
+            IdentityHeader(_) => "identity_header",
             DuplicateAttribute(_) => "duplicate_attribute",
             SpNameQualifier(_) => "sp_name_qualifier",
             AuthnContext { .. } => "authn_context",
@@ -169,6 +172,7 @@ impl LoginError {
             NoNameId => "assertion has no NameID".into(),
             BadUserId(why) => format!("user id unusable: {why}"),
             MissingUserAttribute(a) => format!("assertion lacks the user attribute {}", clip(a)),
+            IdentityHeader(e) => e.reason(),
             DuplicateAttribute(a) => format!("attribute {} appears more than once", clip(a)),
             SpNameQualifier(q) => format!("NameID SPNameQualifier {} is not our entity ID", clip(q)),
             AuthnContext { required, got } => format!(
@@ -211,6 +215,7 @@ impl LoginError {
                 "A stronger sign-in is required",
                 "This application requires a stronger sign-in (for example multi-factor) than the one your identity provider reported. Please sign in again using it, or contact your administrator.",
             ),
+            IdentityHeader(e) => e.user_message(),
             Busy => (
                 "Too many sign-ins right now",
                 "The server is busy. Please wait a moment and try again.",
@@ -234,7 +239,8 @@ impl LoginError {
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             LoginError::IdpStatus { .. }
             | LoginError::WrongBrowser { .. }
-            | LoginError::AuthnContext { .. } => StatusCode::FORBIDDEN,
+            | LoginError::AuthnContext { .. }
+            | LoginError::IdentityHeader(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -485,6 +485,8 @@ pub fn identity(a: &AcceptedAssertion, map: &AttributeMap<'_>) -> Result<Identit
         name_id: a.name_id.clone(),
         name_id_format: a.name_id_format.clone(),
         session_index: a.session_index.clone(),
+        // Filled by the caller from `headers.attributes` (crate::identity::forwarded_attributes).
+        attributes: Vec::new(),
     })
 }
 
