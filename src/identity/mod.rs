@@ -381,15 +381,13 @@ fn validate_roles(
         if r.groups.is_empty() && r.users.is_empty() {
             return Err(IdentityConfigError::RoleMatchesNobody {
                 key: format!("roles[{i}]"),
-            }
-            .into());
+            });
         }
         for (field, list) in [("groups", &r.groups), ("users", &r.users)] {
             if list.iter().any(|n| n.is_empty()) {
                 return Err(IdentityConfigError::EmptyName {
                     key: format!("roles[{i}].{field}"),
-                }
-                .into());
+                });
             }
         }
     }
@@ -415,8 +413,7 @@ fn validate_roles(
             return Err(IdentityConfigError::UnknownRole {
                 key,
                 role: role.clone(),
-            }
-            .into());
+            });
         }
     }
     Ok(())
