@@ -4,16 +4,48 @@
 //! the optional plain-HTTP redirect listener.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{self, Settings};
+use crate::config::{self, ConfigError, Settings};
 use crate::gateway::Gateway;
 use crate::server;
-use crate::tls::{self, TlsReloader};
+use crate::tls::{self, TlsError, TlsReloader};
+
+/// Why the gateway cannot start: each variant says what failed, and with which key.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The file does not load or validate.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `saml.idp_metadata_url` gave no usable metadata, and neither did the cache file.
+    #[error(transparent)]
+    Metadata(#[from] crate::saml::metadata_source::MetadataError),
+    /// The TLS pair cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The settings validated, but the gateway refused them (IdP metadata, SP keys).
+    #[error("{0}")]
+    Gateway(String),
+    /// A listener's address cannot be bound; `key` is the setting that names it.
+    #[error("{key} {addr}: {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Binds `addr`, named by `key` in the error.
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { key, addr, source })
+}
 
 pub struct App {
     pub settings: Settings,
@@ -23,8 +55,8 @@ pub struct App {
 }
 
 /// Loads and validates everything that can be checked without binding a socket.
-pub fn build(config_path: &Path) -> Result<App, String> {
-    let settings = config::load(config_path).map_err(|e| e.to_string())?;
+pub fn build(config_path: &Path) -> Result<App, AppError> {
+    let settings = config::load(config_path)?;
     let mut app = from_settings(settings)?;
     app.config_path = Some(config_path.to_path_buf());
     Ok(app)
@@ -53,13 +85,13 @@ pub fn reload_config(path: &Path, gateway: &Gateway) {
     }
 }
 
-pub fn from_settings(mut settings: Settings) -> Result<App, String> {
+pub fn from_settings(mut settings: Settings) -> Result<App, AppError> {
     // `saml.idp_metadata_url`: fetch now (else the cache file), before anything needs it.
     crate::saml::metadata_source::load_initial(&mut settings.saml)?;
     if let Some(tls) = &settings.tls {
         TlsReloader::new(tls)?;
     }
-    let gateway = Gateway::new(settings.clone())?;
+    let gateway = Gateway::new(settings.clone()).map_err(AppError::Gateway)?;
     Ok(App {
         settings,
         gateway,
@@ -68,10 +100,8 @@ pub fn from_settings(mut settings: Settings) -> Result<App, String> {
 }
 
 /// Binds `listen` and serves until `shutdown` resolves.
-pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let listener = TcpListener::bind(app.settings.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", app.settings.listen))?;
+pub async fn serve(app: App, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let listener = bind("listen", app.settings.listen).await?;
     serve_on(app, listener, shutdown).await
 }
 
@@ -81,13 +111,9 @@ pub async fn serve_on(
     app: App,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), AppError> {
     let admin = match &app.settings.admin {
-        Some(a) => Some(
-            TcpListener::bind(a.listen)
-                .await
-                .map_err(|e| format!("admin.listen {}: {e}", a.listen))?,
-        ),
+        Some(a) => Some(bind("admin.listen", a.listen).await?),
         None => None,
     };
     serve_on_with_admin(app, listener, admin, shutdown).await
@@ -100,17 +126,13 @@ pub async fn serve_on_with_admin(
     listener: TcpListener,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), AppError> {
     let tls = match &app.settings.tls {
         Some(files) => Some(Arc::new(TlsReloader::new(files)?)),
         None => None,
     };
     let redirect_listener = match app.settings.server.http_redirect_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("server.http_redirect_listen {addr}: {e}"))?,
-        ),
+        Some(addr) => Some(bind("server.http_redirect_listen", addr).await?),
         None => None,
     };
     // Registered before serving: from here on SIGHUP reloads instead of ending the process.

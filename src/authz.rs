@@ -6,8 +6,25 @@
 //! `allowed_groups`/`allowed_users`/`allowed_roles`), which replace `[authz]` for the paths
 //! the rule matches.
 
-use crate::config::AuthzSection;
+use serde::Deserialize;
+
 use crate::session::Identity;
+
+/// `[authz]`: who may enter once signed in, on every path no access rule gives lists of its own.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzSection {
+    /// Admit members of any of these groups (exact, case-sensitive match).
+    pub allowed_groups: Vec<String>,
+    /// Admit these user ids (exact match against the user header's value).
+    pub allowed_users: Vec<String>,
+    /// Admit people whose role (`[[roles]]`, given at sign-in) is one of these. Each must be a role
+    /// `[[roles]]` or `default_role` defines.
+    pub allowed_roles: Vec<String>,
+    /// The role of someone no `[[roles]]` entry matches. Unset: no role (no role header, and no
+    /// `allowed_roles` admits them).
+    pub default_role: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {

@@ -10,8 +10,6 @@ use std::str::FromStr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::config::ConfigError;
-
 /// At most this many `X-Forwarded-For` entries are considered (from the right).
 pub const MAX_FORWARDED_ENTRIES: usize = 64;
 /// At most this many bytes of `X-Forwarded-For` entries are considered (from the right).
@@ -20,6 +18,26 @@ pub const MAX_FORWARDED_BYTES: usize = 8 * 1024;
 const MAX_ENTRY_LEN: usize = 64;
 const MAX_TRUSTED_ENTRIES: usize = 1000;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// An entry of `server.trusted_proxies` that is not a usable address or network.
+/// `config::ConfigError` wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct TrustedProxyError {
+    /// The key as the operator wrote it (`access.rules[0].path_regex`).
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl TrustedProxyError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
 
 /// The proxies whose `X-Forwarded-For` (and other forwarded headers) samlgate believes.
 /// Empty (the default) trusts nobody.
@@ -32,9 +50,9 @@ impl TrustedProxies {
     /// Parses addresses (`10.0.0.7`, `::1`) and CIDRs (`10.0.0.0/8`, `fd00::/8`). `key` names
     /// the config key in errors (`server.trusted_proxies[1]`). Host bits in a CIDR and `/0`
     /// (trust everyone) are refused; IPv4-mapped IPv6 entries are read as IPv4.
-    pub fn parse(list: &[String], key: &str) -> Result<TrustedProxies, ConfigError> {
+    pub fn parse(list: &[String], key: &str) -> Result<TrustedProxies, TrustedProxyError> {
         if list.len() > MAX_TRUSTED_ENTRIES {
-            return Err(ConfigError::new(
+            return Err(TrustedProxyError::new(
                 key,
                 format!("at most {MAX_TRUSTED_ENTRIES} entries"),
             ));
@@ -45,10 +63,13 @@ impl TrustedProxies {
             let text = raw.trim();
             let net = if text.contains('/') {
                 let net = IpNet::from_str(text).map_err(|_| {
-                    ConfigError::new(&entry_key, format!("not an IP address or CIDR: {raw:?}"))
+                    TrustedProxyError::new(
+                        &entry_key,
+                        format!("not an IP address or CIDR: {raw:?}"),
+                    )
                 })?;
                 if net.addr() != net.network() {
-                    return Err(ConfigError::new(
+                    return Err(TrustedProxyError::new(
                         &entry_key,
                         format!("{text} has host bits set; did you mean {}?", net.trunc()),
                     ));
@@ -56,13 +77,16 @@ impl TrustedProxies {
                 net
             } else {
                 let ip = IpAddr::from_str(text).map_err(|_| {
-                    ConfigError::new(&entry_key, format!("not an IP address or CIDR: {raw:?}"))
+                    TrustedProxyError::new(
+                        &entry_key,
+                        format!("not an IP address or CIDR: {raw:?}"),
+                    )
                 })?;
                 IpNet::from(ip)
             };
             let net = canonical_net(net);
             if net.prefix_len() == 0 {
-                return Err(ConfigError::new(
+                return Err(TrustedProxyError::new(
                     &entry_key,
                     format!(
                         "{text} would trust every address, so any client could forge X-Forwarded-For; list your proxies' addresses or networks"
@@ -243,7 +267,7 @@ mod tests {
             );
         }
         let e = TrustedProxies::parse(&["10.0.0.1/8".into()], "k").unwrap_err();
-        assert!(e.message.contains("10.0.0.0/8"), "{}", e.message);
+        assert!(e.reason.contains("10.0.0.0/8"), "{}", e.reason);
     }
 
     #[test]

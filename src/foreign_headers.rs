@@ -73,6 +73,17 @@ pub const FOREIGN_IDENTITY_HEADERS: &[(&str, &str)] = &[
     ("Oidc-Id-Token", "mod_auth_openidc"),
 ];
 
+/// Why an entry of `headers.strip_foreign_extra` is refused; each carries the entry as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForeignPatternError {
+    #[error("{0:?} would strip every header; name a header or a prefix like X-Corp-*")]
+    Everything(String),
+    #[error("{0:?}: `*` may only end a prefix, as in X-Corp-*")]
+    InnerStar(String),
+    #[error("{0:?} is not a header name, or a prefix followed by a single trailing *")]
+    NotAHeaderName(String),
+}
+
 /// One entry of the list: an exact name or a prefix, stored lower case with `-` for `_`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignPattern {
@@ -83,24 +94,19 @@ pub struct ForeignPattern {
 impl ForeignPattern {
     /// `X-Name` (exact) or `X-Prefix-*` (every name starting with `X-Prefix-`). The part before
     /// the `*` must be a header name; `*` alone, or anywhere but at the end, is refused.
-    pub fn parse(raw: &str) -> Result<ForeignPattern, String> {
+    pub fn parse(raw: &str) -> Result<ForeignPattern, ForeignPatternError> {
         let (stem, prefix) = match raw.strip_suffix('*') {
             Some(stem) => (stem, true),
             None => (raw, false),
         };
         if stem.is_empty() {
-            return Err(format!(
-                "{raw:?} would strip every header; name a header or a prefix like X-Corp-*"
-            ));
+            return Err(ForeignPatternError::Everything(raw.to_string()));
         }
         if stem.contains('*') {
-            return Err(format!(
-                "{raw:?}: `*` may only end a prefix, as in X-Corp-*"
-            ));
+            return Err(ForeignPatternError::InnerStar(raw.to_string()));
         }
-        HeaderName::from_bytes(stem.as_bytes()).map_err(|_| {
-            format!("{raw:?} is not a header name, or a prefix followed by a single trailing *")
-        })?;
+        HeaderName::from_bytes(stem.as_bytes())
+            .map_err(|_| ForeignPatternError::NotAHeaderName(raw.to_string()))?;
         let normalized = stem
             .bytes()
             .map(|b| {

@@ -8,7 +8,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | the TOML file, `SAMLGATE_*` overrides, validation into [`config::Settings`] |
+//! | [`config`] | the TOML file, `SAMLGATE_*` overrides, one validation function per section (`config/<section>.rs`) into [`config::Settings`] (access rules and trusted proxies compiled once), [`config::ConfigError`], and the generated reference (`config::reference`, `docs/configuration-reference.md`). It imports the modules that own a section (`rules`, `ratelimit`, `client_ip`, `authz`, `proxy`); they never import it back |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
 //! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
 //! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
@@ -20,13 +20,13 @@
 //! | [`state`] | `[state]`: the memory or Redis backend for sessions, pending sign-ins, replay caches; the local cache and its invalidation |
 //! | [`foreign_headers`] | other gateways' identity headers (`Remote-User`, `X-Auth-Request-*`, …): the default table and the compiled matcher |
 //! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
-//! | [`authz`] | `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
-//! | [`rules`] | `[access]`: per-path allow / authenticate / deny rules on canonical paths, CORS preflights |
-//! | [`client_ip`] | `server.trusted_proxies` and the client address (`X-Forwarded-For` from trusted peers) |
-//! | [`ratelimit`] | `[rate_limits]`: per-client GCRA limits (governor) for sign-in, ACS and auth failures |
+//! | [`authz`] | `[authz]` (`AuthzSection`): `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
+//! | [`rules`] | `[access]` (`AccessSection`, `RuleError`): per-path allow / authenticate / deny rules on canonical paths, CORS preflights |
+//! | [`client_ip`] | `server.trusted_proxies` (`TrustedProxyError`) and the client address (`X-Forwarded-For` from trusted peers) |
+//! | [`ratelimit`] | `[rate_limits]` (`RateLimitSection`, `RateLimitError`): per-client GCRA limits (governor) for sign-in, ACS and auth failures |
 //! | [`redirect`] | which return paths are local (no open redirect) |
 //! | [`target`] | refusals from the request line and `Host` before dispatch: `CONNECT`, non-path targets, conflicting hosts, encoded gateway paths, dot segments |
-//! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
+//! | [`proxy`] | `[headers]` and `[proxy]` (`HeadersSection`, `ProxySection`, `ProxySettings`, `UpstreamError`), the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
 //! | [`password`] | `[password_signin]`: LDAP and local accounts as an ordered fallback (form, HTTP Basic) |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |

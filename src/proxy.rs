@@ -24,8 +24,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
 
-use crate::config::{HeadersSection, ProxySettings};
 use crate::foreign_headers::ForeignHeaders;
 use crate::session::IdentityHeaderValues;
 use crate::tunnel::{self, SpliceEnd, TunnelPermit, TunnelSession};
@@ -37,6 +37,149 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// `[headers]`: the identity headers sent upstream, the SAML attributes they carry, and the
+/// client headers stripped. Validated by `config`; used here and at sign-in.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersSection {
+    /// Header carrying the user id.
+    pub user: String,
+    /// Header carrying the email.
+    pub email: String,
+    /// Header carrying the groups.
+    pub groups: String,
+    /// Header carrying the display or preferred name.
+    pub preferred_username: String,
+    /// Attribute holding the user id. Empty means the NameID. If set and the assertion lacks the
+    /// attribute, the sign-in fails (`missing_user_attribute`).
+    pub user_attribute: String,
+    /// Attribute for the email header. Empty means none.
+    pub email_attribute: String,
+    /// Fallback for the preferred-username header.
+    pub display_name_attribute: String,
+    /// Multi-valued attribute for the groups header and `authz.allowed_groups`.
+    pub groups_attribute: String,
+    /// Attribute for the preferred-username header.
+    pub preferred_username_attribute: String,
+    /// Joins the groups (and several values of a forwarded attribute). Must be non-empty, with no
+    /// control characters, and must not be able to occur inside an encoded value: no letters or
+    /// digits except under `raw`; under `rfc2047` also no spaces or `= ? + / _`; under
+    /// `quoted-printable` no `=`; under `percent` no `%` or `+`. The separator's characters inside
+    /// a value are escaped, so splitting on it before decoding is exact.
+    pub groups_separator: String,
+    /// Strip client copies of other gateways' identity headers, the table under [Identity
+    /// headers](how-it-works.md#identity-headers). `false` strips only `strip_foreign_extra` (and
+    /// samlgate's own four). Applied on [reload](operations.md#reload).
+    pub strip_foreign_defaults: bool,
+    /// More header names (`"X-Corp-User"`) or prefixes (`"X-Corp-*"`, a single `*` at the end) to
+    /// strip from client requests, compared ignoring case and `_`/`-`. At most 256. Refused: `*`
+    /// alone, a `*` elsewhere, or a name or prefix that covers a header HTTP or samlgate uses (the
+    /// list above: `Cookie`, `Content-*`, `X-Forwarded-*`, …). Applied on
+    /// [reload](operations.md#reload).
+    pub strip_foreign_extra: Vec<String>,
+    /// How values that are not plain ASCII reach the application: see [Identity
+    /// headers](identity-headers.md#encodings). Applies at the next sign-in.
+    pub encoding: crate::identity::HeaderEncoding,
+    /// Header carrying the role `[[roles]]` maps. Sent only when `[[roles]]` or
+    /// `authz.default_role` is set; stripped from client requests always. Same rules as the four
+    /// names above.
+    pub role: String,
+    /// More SAML attributes forwarded as headers, e.g. `{ department = "X-Forwarded-Department" }`.
+    /// At most 32. The header names follow the rules above, must differ from every identity header
+    /// and from the routing headers samlgate strips (`X-Original-URL`, …), and are stripped from
+    /// client requests. Values are encoded by `encoding`; several values are joined with
+    /// `groups_separator`. See [Identity headers](identity-headers.md#forwarded-attributes).
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for HeadersSection {
+    fn default() -> Self {
+        Self {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            groups: "X-Forwarded-Groups".into(),
+            preferred_username: "X-Forwarded-Preferred-Username".into(),
+            user_attribute: String::new(),
+            email_attribute: "mail".into(),
+            display_name_attribute: "displayName".into(),
+            groups_attribute: "groups".into(),
+            preferred_username_attribute: "displayName".into(),
+            groups_separator: ",".into(),
+            strip_foreign_defaults: true,
+            strip_foreign_extra: Vec::new(),
+            encoding: crate::identity::HeaderEncoding::default(),
+            role: "X-Forwarded-Role".into(),
+            attributes: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// `[proxy]` as written by the operator: how the gateway talks to the upstream.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Wait this long for the upstream's response headers, then answer 504. 1 to 86400. Once the
+    /// headers arrive, the body streams with no timeout.
+    pub upstream_timeout_secs: u64,
+    /// TCP connect timeout to the upstream. 1 to 86400. Unreachable: 502.
+    pub connect_timeout_secs: u64,
+    /// Send the client's `Host` (true) or the upstream's `host:port` (false).
+    pub pass_host_header: bool,
+    /// Extra PEM CA bundle trusted for an `https` upstream, in addition to the system roots.
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// Idle keep-alive connections to the upstream are closed after this. At most 86400.
+    pub pool_idle_timeout_secs: u64,
+    /// An upgraded connection (WebSocket) is closed when no byte has moved in either direction for
+    /// this long. While open it keeps its client connection's place under `server.max_connections`.
+    /// 1 to 86400.
+    pub upgrade_idle_timeout_secs: u64,
+    /// An upgraded connection opened with a session looks its session up this often and is closed
+    /// once the session has ended (sign-out, Single Logout, idle or absolute expiry; audit
+    /// `event="tunnel_closed"`). Each lookup counts as use of the session, so an open tunnel keeps
+    /// it from expiring idle when this is shorter than `session.idle_timeout_secs` (never past its
+    /// absolute lifetime). 1 to 86400.
+    pub upgrade_session_check_secs: u64,
+    /// Requests waiting at once for the upstream's response head over the shared connection pool,
+    /// which HTTP/2 clients' streams use, as do HTTP/1.1 requests while their connection's own
+    /// upstream connection is busy (an HTTP/1.1 client connection otherwise has an upstream
+    /// connection of its own while it is busy, bounded by `server.max_connections` and closed when
+    /// the client connection parks after 2 s idle, and upgraded connections hold their client
+    /// connection's place). Beyond it a request is not sent and gets 503 `upstream_busy` with
+    /// `Retry-After: 1`. A slot is held until the response head arrives (at most
+    /// `upstream_timeout_secs`), not while the body downloads, so a client that stops reading holds
+    /// none. Bounds the upstream connections a slow upstream can make HTTP/2 clients open. 1 to
+    /// 1000000.
+    pub max_pooled_requests: usize,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        Self {
+            upstream_timeout_secs: 60,
+            connect_timeout_secs: 5,
+            pass_host_header: true,
+            upstream_ca_file: None,
+            pool_idle_timeout_secs: 90,
+            upgrade_idle_timeout_secs: 600,
+            upgrade_session_check_secs: 10,
+            max_pooled_requests: 4096,
+        }
+    }
+}
+
+/// `[proxy]` validated (by `config`): durations, and the CA bundle's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxySettings {
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub pass_host_header: bool,
+    pub upstream_ca_pem: Option<Vec<u8>>,
+    pub pool_idle_timeout: Duration,
+    pub upgrade_idle_timeout: Duration,
+    pub upgrade_session_check: Duration,
+    pub max_pooled_requests: usize,
 }
 
 /// `X-Forwarded_User` and `x-forwarded-user` are the same header to many apps (nginx, CGI,
@@ -497,7 +640,31 @@ pub struct Upstream {
     pooled_limit: usize,
 }
 
-fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+/// Why the upstream client cannot be built; each names the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// `upstream` is not a URL hyper can send requests to.
+    #[error("upstream: {0}")]
+    Url(String),
+    /// `proxy.upstream_ca_file` holds something that is not a usable certificate.
+    #[error("proxy.upstream_ca_file: {0}")]
+    CaFile(String),
+    /// `proxy.upstream_ca_file` holds no certificate at all.
+    #[error("proxy.upstream_ca_file holds no PEM certificate")]
+    NoCaCertificate,
+    /// rustls refused its own safe defaults (a build problem, not a setting).
+    #[error("upstream TLS: {0}")]
+    Tls(String),
+}
+
+/// The gateway still reports start-up problems as text.
+impl From<UpstreamError> for String {
+    fn from(e: UpstreamError) -> String {
+        e.to_string()
+    }
+}
+
+fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -506,35 +673,36 @@ fn client_tls(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     if let Some(pem) = ca_pem {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("proxy.upstream_ca_file: {e}"))?;
+            let cert = cert.map_err(|e| UpstreamError::CaFile(e.to_string()))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("proxy.upstream_ca_file: {e}"))?;
+                .map_err(|e| UpstreamError::CaFile(e.to_string()))?;
             n += 1;
         }
         if n == 0 {
-            return Err("proxy.upstream_ca_file holds no PEM certificate".into());
+            return Err(UpstreamError::NoCaCertificate);
         }
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())
+        .map_err(|e| UpstreamError::Tls(e.to_string()))
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
 impl Upstream {
-    pub fn new(url: &url::Url, p: &ProxySettings) -> Result<Upstream, String> {
-        let uri: Uri = url.as_str().parse().map_err(|e| format!("upstream: {e}"))?;
-        let scheme = uri.scheme().cloned().ok_or("upstream: no scheme")?;
-        let authority = uri.authority().cloned().ok_or("upstream: no host")?;
+    pub fn new(url: &url::Url, p: &ProxySettings) -> Result<Upstream, UpstreamError> {
+        let bad = |e: &dyn std::fmt::Display| UpstreamError::Url(e.to_string());
+        let uri: Uri = url.as_str().parse().map_err(|e| bad(&e))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| bad(&"no scheme"))?;
+        let authority = uri.authority().cloned().ok_or_else(|| bad(&"no host"))?;
         let base_path = url.path().trim_end_matches('/').to_string();
-        let own_host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        let own_host = HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e))?;
         let origin = Uri::builder()
             .scheme(scheme.clone())
             .authority(authority.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| format!("upstream: {e}"))?;
+            .map_err(|e| bad(&e))?;
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);

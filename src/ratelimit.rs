@@ -22,29 +22,57 @@ use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-
 /// How often a full table may trigger an extra cleanup (beyond `retain_recent`'s own calls).
 const CLEANUP_THROTTLE: Duration = Duration::from_secs(1);
 /// How often [`RateLimits::spawn_cleanup`] drops idle keys.
 pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// A `[rate_limits]` value that would lock everyone out. `config::ConfigError` wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct RateLimitError {
+    /// The key as the operator wrote it (`access.rules[0].path_regex`).
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl RateLimitError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 /// `[rate_limits]` as written by the operator.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitSection {
+    /// `false` turns every limit off.
     pub enabled: bool,
-    /// Sign-ins started (redirects to the IdP) per client per minute, and the burst allowed.
+    /// Sign-ins started per client per minute: every redirect to the IdP, whether from a protected
+    /// page, `/saml/login` or a forward-auth check with `redirect_browsers`. At least 1.
     pub sign_in_per_minute: u32,
+    /// Sign-ins a client may start at once before the rate applies. At least 1.
     pub sign_in_burst: u32,
-    /// POSTs to the ACS per client per minute, and the burst allowed.
+    /// POSTs to `acs_path` and Single Logout messages to `/saml/slo` per client per minute,
+    /// successful or not, counted before the body or message is read. At least 1.
     pub acs_per_minute: u32,
+    /// Burst for the ACS. At least 1.
     pub acs_burst: u32,
-    /// Requests without a valid session on a path that needs one (proxied, or a forward-auth
-    /// check at `/saml/auth`) per client per minute, and the burst allowed.
+    /// Requests without a valid session per client per minute, on a path that needs one: through
+    /// the reverse proxy (answered 401, or the sign-in redirect, which `sign_in_*` also limits) and
+    /// through forward-auth checks at `/saml/auth` (401, or the sign-in redirect with
+    /// `redirect_browsers`) alike. At least 1.
     pub auth_failures_per_minute: u32,
+    /// Burst for failed authentications. At least 1.
     pub auth_failures_burst: u32,
-    /// Clients tracked at once, over all three limits together.
+    /// Clients remembered at once, over the three limits together (a few dozen bytes each). When
+    /// full, clients whose budget has refilled are forgotten; if none has, **new** clients are
+    /// refused with 429 until room frees up, while clients already tracked keep working. At least
+    /// 1.
     pub max_tracked_clients: usize,
 }
 
@@ -65,7 +93,7 @@ impl Default for RateLimitSection {
 
 impl RateLimitSection {
     /// Zeros are refused when enabled (a zero rate would lock everyone out).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), RateLimitError> {
         if !self.enabled {
             return Ok(());
         }
@@ -78,14 +106,14 @@ impl RateLimitSection {
             ("auth_failures_burst", self.auth_failures_burst),
         ] {
             if value == 0 {
-                return Err(ConfigError::new(
+                return Err(RateLimitError::new(
                     format!("rate_limits.{name}"),
                     "must be at least 1 (set rate_limits.enabled = false to turn limits off)",
                 ));
             }
         }
         if self.max_tracked_clients == 0 {
-            return Err(ConfigError::new(
+            return Err(RateLimitError::new(
                 "rate_limits.max_tracked_clients",
                 "must be at least 1",
             ));
@@ -196,14 +224,14 @@ impl<C: Clock> std::fmt::Debug for RateLimits<C> {
 
 impl RateLimits<DefaultClock> {
     /// Validates the section and builds the limits on the monotonic clock.
-    pub fn new(section: &RateLimitSection) -> Result<Self, ConfigError> {
+    pub fn new(section: &RateLimitSection) -> Result<Self, RateLimitError> {
         Self::with_clock(section, DefaultClock::default())
     }
 }
 
 impl<C: Clock + Clone> RateLimits<C> {
     /// As [`RateLimits::new`], on the given clock.
-    pub fn with_clock(section: &RateLimitSection, clock: C) -> Result<Self, ConfigError> {
+    pub fn with_clock(section: &RateLimitSection, clock: C) -> Result<Self, RateLimitError> {
         section.validate()?;
         if !section.enabled {
             return Ok(RateLimits { inner: None });
@@ -211,7 +239,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         let keyed = |per_minute, burst, key: &str| {
             Keyed::new(per_minute, burst, clock.clone()).ok_or_else(|| {
                 // Unreachable after validate(); kept as an error rather than a panic.
-                ConfigError::new(format!("rate_limits.{key}"), "must be at least 1")
+                RateLimitError::new(format!("rate_limits.{key}"), "must be at least 1")
             })
         };
         let sign_in = keyed(

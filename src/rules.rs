@@ -18,9 +18,9 @@ use std::borrow::Cow;
 use http::{header, HeaderMap, Method};
 use percent_encoding::percent_decode;
 use regex::{Regex, RegexBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{AuthzSection, ConfigError};
+use crate::authz::AuthzSection;
 use crate::session::Identity;
 
 /// The rule name reported for a CORS preflight let through by `allow_cors_preflight`.
@@ -54,37 +54,77 @@ const KNOWN_METHODS: &[&str] = &[
     "MKCALENDAR",
 ];
 
-/// `[access]` as written by the operator.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+/// A rule `[access]` cannot compile: the key (with the rule's 0-based index) and why.
+/// `config::ConfigError` wraps it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct RuleError {
+    /// The key as the operator wrote it (`access.rules[0].path_regex`).
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl RuleError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `[access]`: per-path rules, checked in order; the first match decides. A request no rule
+/// matches needs sign-in and the `[authz]` lists.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessSection {
-    /// Let CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`) through
-    /// without sign-in, unless the first rule matching them is a `deny` rule.
+    /// Let CORS preflights (`OPTIONS` with an `Origin`, an `Access-Control-Request-Method` naming
+    /// one method, and no body: no `Content-Length` other than 0, no `Transfer-Encoding`, and no
+    /// HTTP/2 DATA frames) through to the application without sign-in; browsers never send cookies
+    /// with them. A `deny` rule that matches the preflight first still refuses it, and an ambiguous
+    /// path (see below) still needs sign-in. Logged as rule `cors-preflight`.
     pub allow_cors_preflight: bool,
+    /// The `[[access.rules]]` tables, at most 1000 (keys in the next table).
     pub rules: Vec<RuleSection>,
 }
 
 /// One `[[access.rules]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSection {
-    /// Shown in logs; default `rule N` (1-based).
+    /// Shown in logs. 1 to 100 characters, unique; `cors-preflight` is reserved. Unset: `"rule N"`
+    /// (1-based).
     pub name: Option<String>,
-    /// Empty: any method.
+    /// Upper-case methods the rule applies to (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `OPTIONS`,
+    /// `PATCH`, `CONNECT`, `TRACE`, or a WebDAV method). Empty: any method. For `allow` rules the
+    /// method must match exactly (`GET` does not imply `HEAD`). For `deny` and `authenticate` rules
+    /// letter case is ignored and `GET` also covers `HEAD`, because applications commonly serve
+    /// those alike.
     pub methods: Vec<String>,
-    /// A canonical path prefix (exactly one of `path_prefix` / `path_regex`).
+    /// The path starts with this text. Write it decoded and canonical: starting with `/`, without
+    /// `%` escapes, `\`, `//`, `.`/`..` segments, `;` or control characters. `"/static/"` matches
+    /// `/static/app.js` but not `/static`; `"/static"` also matches `/statics`. Exactly one of
+    /// `path_prefix` and `path_regex`.
     pub path_prefix: Option<String>,
-    /// A regex that must match the whole path.
+    /// A [regex](https://docs.rs/regex/latest/regex/#syntax) that must match the **whole** path (it
+    /// is wrapped as `^(?:…)$`), e.g. `"/api/v[0-9]+/public/.*"`. At most 4096 characters and 1 MiB
+    /// compiled.
     pub path_regex: Option<String>,
-    /// `allow` | `authenticate` | `deny`.
+    /// `allow`: forward without sign-in and without identity headers. `authenticate`: sign-in
+    /// required. `deny`: 403 for everyone, signed in or not. Required.
     pub action: String,
-    /// Only with `authenticate`: replace `[authz]` for the paths this rule matches.
+    /// Only with `authenticate`: replaces `[authz]` for the paths this rule matches (same
+    /// semantics: listed user **or** member of a listed group **or** holder of a listed role). All
+    /// three lists empty: `[authz]` applies.
     pub allowed_groups: Vec<String>,
+    /// Only with `authenticate`, as above.
     pub allowed_users: Vec<String>,
-    /// Roles (`[[roles]]`) admitted besides those users and groups.
+    /// Only with `authenticate`, as above: roles from `[[roles]]` admitted on these paths.
     pub allowed_roles: Vec<String>,
-    /// Only with `authenticate`: API clients may sign in here with HTTP Basic
-    /// (`[password_signin]`), e.g. for `/api/`. Default `false`.
+    /// Only with `authenticate`: a request without a session may sign in here with `Authorization:
+    /// Basic` (API clients), checked by `[password_signin]`. See
+    /// [password-signin.md](password-signin.md#http-basic-for-api-clients).
     pub basic_auth: bool,
 }
 
@@ -208,9 +248,9 @@ enum Action {
 impl AccessRules {
     /// Validates and compiles `[access]`. Errors name the key (`access.rules[0].path_regex`;
     /// indices are 0-based like the TOML parser's own messages).
-    pub fn compile(section: &AccessSection) -> Result<AccessRules, ConfigError> {
+    pub fn compile(section: &AccessSection) -> Result<AccessRules, RuleError> {
         if section.rules.len() > MAX_RULES {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 "access.rules",
                 format!("at most {MAX_RULES} rules"),
             ));
@@ -219,7 +259,7 @@ impl AccessRules {
         for (i, raw) in section.rules.iter().enumerate() {
             let rule = compile_rule(i, raw)?;
             if rules.iter().any(|r| r.name == rule.name) {
-                return Err(ConfigError::new(
+                return Err(RuleError::new(
                     format!("access.rules[{i}].name"),
                     format!("{:?} is already the name of another rule", rule.name),
                 ));
@@ -391,19 +431,19 @@ fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
             .is_some_and(|v| Method::from_bytes(v.as_bytes()).is_ok())
 }
 
-fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
+fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
     let key = |field: &str| format!("access.rules[{i}].{field}");
     let name = match &raw.name {
         None => format!("rule {}", i + 1),
         Some(n) => {
             if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) {
-                return Err(ConfigError::new(
+                return Err(RuleError::new(
                     key("name"),
                     format!("must be 1 to {MAX_NAME_LEN} characters without control characters"),
                 ));
             }
             if n == CORS_PREFLIGHT_RULE {
-                return Err(ConfigError::new(
+                return Err(RuleError::new(
                     key("name"),
                     format!("{CORS_PREFLIGHT_RULE:?} is reserved for allow_cors_preflight"),
                 ));
@@ -415,7 +455,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
     let mut methods = Vec::with_capacity(raw.methods.len());
     for m in &raw.methods {
         if !KNOWN_METHODS.contains(&m.as_str()) {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 key("methods"),
                 format!(
                     "unknown method {m:?}; methods are upper case, one of {}",
@@ -424,7 +464,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
             ));
         }
         let method = Method::from_bytes(m.as_bytes())
-            .map_err(|_| ConfigError::new(key("methods"), format!("invalid method {m:?}")))?;
+            .map_err(|_| RuleError::new(key("methods"), format!("invalid method {m:?}")))?;
         if !methods.contains(&method) {
             methods.push(method);
         }
@@ -432,13 +472,13 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
 
     let path = match (&raw.path_prefix, &raw.path_regex) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 key("path_regex"),
                 "cannot be combined with path_prefix: set exactly one of them",
             ))
         }
         (None, None) => {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 format!("access.rules[{i}]"),
                 "needs path_prefix or path_regex",
             ))
@@ -461,20 +501,20 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
             }
         }
         "" => {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 key("action"),
                 "is required: \"allow\", \"authenticate\" or \"deny\"",
             ))
         }
         other => {
-            return Err(ConfigError::new(
+            return Err(RuleError::new(
                 key("action"),
                 format!("must be \"allow\", \"authenticate\" or \"deny\", not {other:?}"),
             ))
         }
     };
     if raw.basic_auth && !matches!(action, Action::Authenticate { .. }) {
-        return Err(ConfigError::new(
+        return Err(RuleError::new(
             key("basic_auth"),
             format!(
                 "only applies to action = \"authenticate\", not {:?}",
@@ -489,7 +529,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
             ("allowed_roles", &raw.allowed_roles),
         ] {
             if !list.is_empty() {
-                return Err(ConfigError::new(
+                return Err(RuleError::new(
                     key(field),
                     format!(
                         "only applies to action = \"authenticate\", not {:?}",
@@ -509,16 +549,16 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
     })
 }
 
-fn check_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
+fn check_prefix(prefix: &str, key: &str) -> Result<String, RuleError> {
     if !prefix.starts_with('/') {
-        return Err(ConfigError::new(
+        return Err(RuleError::new(
             key,
             format!("must start with '/': {prefix:?}"),
         ));
     }
     let canonical = canonicalize(prefix);
     if canonical.ambiguity.is_some() || canonical.canonical != prefix || prefix.contains('%') {
-        return Err(ConfigError::new(
+        return Err(RuleError::new(
             key,
             format!(
                 "must be a canonical path, as matched after decoding: no '%' escapes, '\\\\', '//', '.' or '..' segments, ';' or control characters: {prefix:?}"
@@ -528,9 +568,9 @@ fn check_prefix(prefix: &str, key: &str) -> Result<String, ConfigError> {
     Ok(prefix.to_string())
 }
 
-fn compile_regex(src: &str, key: &str) -> Result<Regex, ConfigError> {
+fn compile_regex(src: &str, key: &str) -> Result<Regex, RuleError> {
     if src.is_empty() || src.len() > MAX_REGEX_LEN {
-        return Err(ConfigError::new(
+        return Err(RuleError::new(
             key,
             format!("must be 1 to {MAX_REGEX_LEN} characters"),
         ));
@@ -539,7 +579,7 @@ fn compile_regex(src: &str, key: &str) -> Result<Regex, ConfigError> {
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| {
-            ConfigError::new(
+            RuleError::new(
                 key,
                 format!(
                     "not a valid regex (or too large): {}",
@@ -549,9 +589,9 @@ fn compile_regex(src: &str, key: &str) -> Result<Regex, ConfigError> {
         })
 }
 
-fn check_names(list: &[String], key: &str) -> Result<(), ConfigError> {
+fn check_names(list: &[String], key: &str) -> Result<(), RuleError> {
     if list.iter().any(|s| s.is_empty()) {
-        return Err(ConfigError::new(key, "must not contain an empty name"));
+        return Err(RuleError::new(key, "must not contain an empty name"));
     }
     Ok(())
 }
@@ -1309,7 +1349,7 @@ mod tests {
         assert!(r.is_empty());
     }
 
-    fn compile_err(rules: Vec<RuleSection>) -> ConfigError {
+    fn compile_err(rules: Vec<RuleSection>) -> RuleError {
         AccessRules::compile(&AccessSection {
             allow_cors_preflight: false,
             rules,
@@ -1326,14 +1366,14 @@ mod tests {
         assert_eq!(e.key, "access.rules[1].path_regex");
         let e = compile_err(vec![rule("allow", None, None)]);
         assert_eq!(e.key, "access.rules[0]");
-        assert!(e.message.contains("path_prefix or path_regex"));
+        assert!(e.reason.contains("path_prefix or path_regex"));
 
         let e = compile_err(vec![rule("permit", Some("/a"), None)]);
         assert_eq!(e.key, "access.rules[0].action");
-        assert!(e.message.contains("permit"));
+        assert!(e.reason.contains("permit"));
         let e = compile_err(vec![rule("", Some("/a"), None)]);
         assert_eq!(e.key, "access.rules[0].action");
-        assert!(e.message.contains("required"));
+        assert!(e.reason.contains("required"));
 
         let mut g = rule("allow", Some("/a"), None);
         g.allowed_groups = vec!["x".into()];
@@ -1352,7 +1392,7 @@ mod tests {
         for bad in ["(", "a{99999}{99999}", ""] {
             let e = compile_err(vec![rule("deny", None, Some(bad))]);
             assert_eq!(e.key, "access.rules[0].path_regex", "{bad}");
-            assert!(!e.message.contains('\n'));
+            assert!(!e.reason.contains('\n'));
         }
         let long = "(a|b)".repeat(1000);
         assert_eq!(
@@ -1362,7 +1402,7 @@ mod tests {
         // Short to write, too large compiled (Unicode \w 2000 times).
         let e = compile_err(vec![rule("deny", None, Some("\\w{2000}"))]);
         assert_eq!(e.key, "access.rules[0].path_regex");
-        assert!(e.message.contains("size limit"), "{}", e.message);
+        assert!(e.reason.contains("size limit"), "{}", e.reason);
 
         for bad in [
             "static/",
@@ -1383,7 +1423,7 @@ mod tests {
         m.methods = vec!["get".into()];
         let e = compile_err(vec![m]);
         assert_eq!(e.key, "access.rules[0].methods");
-        assert!(e.message.contains("\"get\""));
+        assert!(e.reason.contains("\"get\""));
         let mut m = rule("allow", Some("/a"), None);
         m.methods = vec!["GETT".into()];
         assert_eq!(compile_err(vec![m]).key, "access.rules[0].methods");

@@ -82,9 +82,30 @@ pub struct CertSummary {
     pub sha256: String,
 }
 
+/// Why a certificate pair cannot be served; each names the config key and file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// `key` (`tls.cert_file` or `tls.key_file`) names a file that cannot be read or parsed.
+    #[error("{key} {}: {reason}", path.display())]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// Both files parse, but the key is not the certificate's.
+    #[error("tls.key_file {} does not belong to the certificate in tls.cert_file {} (their public keys differ)", key_file.display(), cert_file.display())]
+    KeyMismatch {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// rustls refused the protocol versions (`tls.min_version`).
+    #[error("tls: {0}")]
+    Versions(String),
+}
+
 impl TlsReloader {
     /// Reads the pair and builds the acceptor; an error names the file and the reason.
-    pub fn new(files: &TlsFiles) -> Result<TlsReloader, String> {
+    pub fn new(files: &TlsFiles) -> Result<TlsReloader, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let (key, stamp) = read_pair(&files.cert_file, &files.key_file, &provider)?;
         let current = Arc::new(CurrentCert(RwLock::new(Arc::new(key))));
@@ -94,7 +115,7 @@ impl TlsReloader {
         };
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .map_err(|e| format!("tls: {e}"))?
+            .map_err(|e| TlsError::Versions(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -122,7 +143,7 @@ impl TlsReloader {
     /// chain, serves it to new connections. `Ok(false)`: the same certificate as before.
     /// On an error the current certificate stays. Logs the outcome either way; `why` says
     /// what triggered it (`SIGHUP`, `file change`).
-    pub fn reload(&self, why: &str) -> Result<bool, String> {
+    pub fn reload(&self, why: &str) -> Result<bool, TlsError> {
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let (key, stamp) = match read_pair(&self.cert_file, &self.key_file, &self.provider) {
             Ok(pair) => pair,
@@ -206,7 +227,7 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn read(path: &Path) -> Result<FileStamp, String> {
+    fn read(path: &Path) -> std::io::Result<FileStamp> {
         Ok(FileStamp::of(path, &read_bounded(path)?))
     }
 
@@ -223,14 +244,15 @@ impl FileStamp {
     }
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!("larger than {MAX_PEM_BYTES} bytes"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PEM_BYTES} bytes"),
+        ));
     }
     Ok(bytes)
 }
@@ -241,10 +263,17 @@ fn read_pair(
     cert_file: &Path,
     key_file: &Path,
     provider: &CryptoProvider,
-) -> Result<(CertifiedKey, FilesStamp), String> {
-    let cert_err =
-        |e: &dyn std::fmt::Display| format!("tls.cert_file {}: {e}", cert_file.display());
-    let key_err = |e: &dyn std::fmt::Display| format!("tls.key_file {}: {e}", key_file.display());
+) -> Result<(CertifiedKey, FilesStamp), TlsError> {
+    let cert_err = |e: &dyn std::fmt::Display| TlsError::File {
+        key: "tls.cert_file",
+        path: cert_file.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let key_err = |e: &dyn std::fmt::Display| TlsError::File {
+        key: "tls.key_file",
+        path: key_file.to_path_buf(),
+        reason: e.to_string(),
+    };
     let cert_bytes = read_bounded(cert_file).map_err(|e| cert_err(&e))?;
     let key_bytes = read_bounded(key_file).map_err(|e| key_err(&e))?;
     let stamp = FilesStamp {
@@ -269,11 +298,10 @@ fn read_pair(
     let certified = CertifiedKey::new(chain, signing_key);
     // Every ring key reports its public key, so an unknown answer is refused too.
     certified.keys_match().map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "tls.key_file {} does not belong to the certificate in tls.cert_file {} (their public keys differ)",
-            key_file.display(),
-            cert_file.display()
-        ),
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+        },
         other => cert_err(&format_args!("unusable leaf certificate: {other}")),
     })?;
     Ok((certified, stamp))
@@ -360,23 +388,23 @@ mod tests {
 
         // A's certificate with B's key: refused, A stays.
         std::fs::write(dir.path().join("tls.key"), &b.1).unwrap();
-        let err = r.reload("test").unwrap_err();
+        let err = r.reload("test").unwrap_err().to_string();
         assert!(err.contains("does not belong to the certificate"), "{err}");
         assert!(err.contains("tls.key"), "{err}");
         assert_eq!(r.current_summary(), first);
 
         // Garbage certificate, empty key, missing file: refused with the file named.
         std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
-        let err = r.reload("test").unwrap_err();
+        let err = r.reload("test").unwrap_err().to_string();
         assert!(
             err.starts_with("tls.cert_file") && err.contains("no PEM certificate"),
             "{err}"
         );
         write(dir.path(), &(a.0.clone(), String::new()));
-        let err = r.reload("test").unwrap_err();
+        let err = r.reload("test").unwrap_err().to_string();
         assert!(err.starts_with("tls.key_file"), "{err}");
         std::fs::remove_file(dir.path().join("tls.crt")).unwrap();
-        let err = r.reload("test").unwrap_err();
+        let err = r.reload("test").unwrap_err().to_string();
         assert!(err.starts_with("tls.cert_file"), "{err}");
         assert_eq!(r.current_summary(), first);
 
@@ -390,7 +418,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (pair("a.test"), pair("b.test"));
         write(dir.path(), &(a.0, b.1));
-        let err = TlsReloader::new(&files(dir.path())).unwrap_err();
+        let err = TlsReloader::new(&files(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not belong"), "{err}");
     }
 

@@ -1266,7 +1266,8 @@ fn metadata_without_signing_certificate_refuses_to_start() {
     std::fs::write(&path, toml).unwrap();
     let err = samlgate::app::build(&path)
         .err()
-        .expect("a gateway that could verify nothing must not start");
+        .expect("a gateway that could verify nothing must not start")
+        .to_string();
     assert!(err.contains("signing certificate"), "{err}");
 
     // The same file with the certificate present starts (so the refusal is about the cert).

@@ -132,7 +132,7 @@ fn option_config_is_validated() {
         let file = samlgate::config::parse_with_env(&toml, &[]).unwrap();
         samlgate::config::validate(file, dir.path())
             .err()
-            .map(|e| e.key)
+            .map(|e| e.key().to_string())
     };
     assert_eq!(refused(""), None);
     assert_eq!(

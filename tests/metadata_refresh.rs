@@ -127,7 +127,7 @@ fn build(dir: &Path) -> Result<samlgate::app::App, String> {
     let md = settings.saml.idp_metadata_url.as_mut().unwrap();
     md.refresh = Duration::from_secs(1);
     md.retry = Duration::from_secs(1);
-    samlgate::app::from_settings(settings)
+    samlgate::app::from_settings(settings).map_err(|e| e.to_string())
 }
 
 async fn start(

@@ -1398,6 +1398,6 @@ fn extra_logout_issuers_are_validated() {
     );
     for bad in ["", "https://idp.test/ x", "https://idp.test/\n"] {
         let e = load(&["https://ok.test/", bad]).unwrap_err();
-        assert_eq!(e.key, "saml.extra_logout_issuers", "{bad:?}");
+        assert_eq!(e.key(), "saml.extra_logout_issuers", "{bad:?}");
     }
 }

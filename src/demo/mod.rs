@@ -284,7 +284,7 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
         slo_url: None,
     });
     let sp_entity_id = settings.saml.sp_entity_id.clone();
-    let gateway = crate::app::from_settings(settings)?;
+    let gateway = crate::app::from_settings(settings).map_err(|e| e.to_string())?;
 
     let mut stops = Vec::new();
     let mut tasks = Vec::new();

@@ -24,7 +24,7 @@ use crate::saml::verify::Verifier;
 /// authorization, identity header names and attribute mapping, trusted proxies, rate limits,
 /// forward-auth. Swapped whole, so each request sees one consistent version.
 pub struct Policy {
-    pub rules: AccessRules,
+    pub rules: Arc<AccessRules>,
     pub authz: AuthzSection,
     pub trusted: TrustedProxies,
     /// Per-client limits; kept across a reload unless `[rate_limits]` changed.
@@ -54,10 +54,10 @@ impl Policy {
             ids.also_strip(&p.ids);
         }
         Ok(Policy {
-            rules: AccessRules::compile(&s.access).map_err(|e| e.to_string())?,
+            // Compiled once by config::validate; shared, not compiled again.
+            rules: s.access.clone(),
             authz: s.authz.clone(),
-            trusted: TrustedProxies::parse(&s.trusted_proxies, "server.trusted_proxies")
-                .map_err(|e| e.to_string())?,
+            trusted: s.trusted_proxies.clone(),
             limits: match previous {
                 Some(p) if p.limits_section == s.rate_limits => p.limits.clone(),
                 _ => Arc::new(RateLimits::new(&s.rate_limits).map_err(|e| e.to_string())?),

@@ -17,7 +17,8 @@ use std::collections::BTreeSet;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::config::{AuthzSection, ConfigError, HeadersSection};
+use crate::authz::AuthzSection;
+use crate::proxy::HeadersSection;
 use crate::rules::AccessSection;
 use crate::saml::policy::Attribute;
 use crate::session::{Identity, IdentityHeaderValues};
@@ -300,22 +301,16 @@ impl IdentityConfigError {
     }
 }
 
-impl From<IdentityConfigError> for ConfigError {
-    fn from(e: IdentityConfigError) -> Self {
-        ConfigError::new(e.key(), e.to_string())
-    }
-}
-
 /// Validates `headers.encoding` with the separator, `headers.role`, `headers.attributes`,
 /// `[[roles]]`, `authz.default_role` and every `allowed_roles`. Header names are checked by
 /// `header_name` (the config module's rules for identity header names).
-pub fn validate(
+pub fn validate<E: From<IdentityConfigError>>(
     h: &HeadersSection,
     roles: &[RoleRule],
     authz: &AuthzSection,
     access: &AccessSection,
-    header_name: impl Fn(&str, &str) -> Result<(), ConfigError>,
-) -> Result<(), ConfigError> {
+    header_name: impl Fn(&str, &str) -> Result<(), E>,
+) -> Result<(), E> {
     if let Some(problem) = h.encoding.separator_problem(&h.groups_separator) {
         return Err(IdentityConfigError::Separator { problem }.into());
     }
@@ -365,14 +360,14 @@ pub fn validate(
         }
         seen.push((norm, key));
     }
-    validate_roles(roles, authz, access)
+    Ok(validate_roles(roles, authz, access)?)
 }
 
 fn validate_roles(
     roles: &[RoleRule],
     authz: &AuthzSection,
     access: &AccessSection,
-) -> Result<(), ConfigError> {
+) -> Result<(), IdentityConfigError> {
     let role_name = |key: String, name: &str| match roles::role_name_problem(name) {
         Some(problem) => Err(IdentityConfigError::RoleName {
             key,
@@ -386,15 +381,13 @@ fn validate_roles(
         if r.groups.is_empty() && r.users.is_empty() {
             return Err(IdentityConfigError::RoleMatchesNobody {
                 key: format!("roles[{i}]"),
-            }
-            .into());
+            });
         }
         for (field, list) in [("groups", &r.groups), ("users", &r.users)] {
             if list.iter().any(|n| n.is_empty()) {
                 return Err(IdentityConfigError::EmptyName {
                     key: format!("roles[{i}].{field}"),
-                }
-                .into());
+                });
             }
         }
     }
@@ -420,8 +413,7 @@ fn validate_roles(
             return Err(IdentityConfigError::UnknownRole {
                 key,
                 role: role.clone(),
-            }
-            .into());
+            });
         }
     }
     Ok(())

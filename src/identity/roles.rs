@@ -14,12 +14,11 @@ use crate::session::Identity;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoleRule {
-    /// The role name sent in `headers.role` and matched by `allowed_roles` (required;
-    /// letters, digits and `-_.:@/`, at most 64 characters).
+    /// The role name: letters, digits and `- _ . : @ /`, at most 64 characters. Required.
     pub role: String,
-    /// Members of any of these groups get the role (default: none).
+    /// Members of any of these groups get the role (exact, case-sensitive).
     pub groups: Vec<String>,
-    /// These user ids get the role (default: none). An entry needs `groups` or `users`.
+    /// These user ids get the role. An entry needs `groups` or `users`.
     pub users: Vec<String>,
 }
 

@@ -207,7 +207,7 @@ fn check(
     roles: &[RoleRule],
     authz: &AuthzSection,
     access: &AccessSection,
-) -> Result<(), ConfigError> {
+) -> Result<(), crate::config::ConfigError> {
     validate(h, roles, authz, access, crate::config::header_name)
 }
 
@@ -225,7 +225,10 @@ fn settings_are_validated_with_the_key_named() {
 
     let key =
         |h: &HeadersSection, roles: &[RoleRule], authz: &AuthzSection, access: &AccessSection| {
-            check(h, roles, authz, access).unwrap_err().key
+            check(h, roles, authz, access)
+                .unwrap_err()
+                .key()
+                .to_string()
         };
     let mut sep = h.clone();
     sep.groups_separator = " ".into();
@@ -290,8 +293,8 @@ fn settings_are_validated_with_the_key_named() {
         ..AuthzSection::default()
     };
     let e = check(&h, &roles, &unknown, &access).unwrap_err();
-    assert_eq!(e.key, "authz.allowed_roles");
-    assert!(e.message.contains("\"Admn\""), "{e}");
+    assert_eq!(e.key(), "authz.allowed_roles");
+    assert!(e.reason().contains("\"Admn\""), "{e}");
     let by_default = AuthzSection {
         allowed_roles: vec!["Viewer".into()],
         default_role: Some("Viewer".into()),

@@ -58,17 +58,20 @@ pub struct PasswordSigninSection {
     pub cache_ttl_secs: u64,
     /// Most credentials cached at once. Default 10 000.
     pub cache_max_entries: u64,
-    /// Password checks per client address per minute (cache hits are free), and the burst.
-    /// Defaults 30 and 10.
+    /// Password checks per client address per minute (cache hits are free).
     pub client_attempts_per_minute: u32,
+    /// Password checks a client address may make at once before the per-minute rate applies.
     pub client_attempts_burst: u32,
-    /// Password checks per user name per minute, and the burst. Defaults 10 and 5.
+    /// Password checks per user name per minute.
     pub user_attempts_per_minute: u32,
+    /// Password checks for one user name at once before the per-minute rate applies.
     pub user_attempts_burst: u32,
     /// Failed checks for one user name within `lockout_window_secs` that lock it out for
-    /// `lockout_secs` (known and unknown names alike). Defaults 10, 900 and 900.
+    /// `lockout_secs` (known and unknown names alike).
     pub lockout_failures: u32,
+    /// The window in which `lockout_failures` failed checks lock a user name out.
     pub lockout_window_secs: u64,
+    /// How long a locked-out user name stays locked.
     pub lockout_secs: u64,
     /// User names and clients tracked by the limits and the lockout. Default 100 000.
     pub max_tracked: u64,

@@ -175,41 +175,59 @@ impl std::fmt::Debug for DecryptionKey {
     }
 }
 
+/// Why the SP key (`saml.sp_key_file`) or its certificate (`saml.sp_cert_file`) is refused.
+/// The sentences follow the key name in config errors ("saml.sp_key_file: is …").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpKeyError {
+    #[error("is an encrypted (passphrase-protected) key; samlgate needs it unencrypted (`openssl pkey -in sp.key -out sp-plain.key`)")]
+    Encrypted,
+    #[error("is not a PEM private key (PKCS#8 or PKCS#1)")]
+    NotPemKey,
+    #[error("is not an RSA key: XML Encryption key transport (rsa-oaep-mgf1p) needs RSA")]
+    NotRsa,
+    #[error("is a {0}-bit RSA key; 2048 to 8192 bits are accepted")]
+    Size(u32),
+    #[error("is not a PEM certificate")]
+    NotPemCertificate,
+    #[error("has an unreadable public key")]
+    UnreadablePublicKey,
+    #[error(
+        "does not match saml.sp_key_file (the IdP would encrypt to a key samlgate does not hold)"
+    )]
+    CertificateMismatch,
+}
+
 impl DecryptionKey {
     /// An unencrypted PEM private key (PKCS#8 or PKCS#1), RSA of 2048 to 8192 bits.
-    pub fn from_pem(pem: &[u8]) -> Result<DecryptionKey, String> {
+    pub fn from_pem(pem: &[u8]) -> Result<DecryptionKey, SpKeyError> {
         if pem.windows(9).any(|w| w == b"ENCRYPTED") {
-            return Err("is an encrypted (passphrase-protected) key; samlgate needs it unencrypted (`openssl pkey -in sp.key -out sp-plain.key`)".into());
+            return Err(SpKeyError::Encrypted);
         }
         // The callback refuses any passphrase prompt (OpenSSL's default would read the tty).
         let key = PKey::private_key_from_pem_callback(pem, |_| Ok(0))
-            .map_err(|_| "is not a PEM private key (PKCS#8 or PKCS#1)".to_string())?;
+            .map_err(|_| SpKeyError::NotPemKey)?;
         if key.rsa().is_err() {
-            return Err(
-                "is not an RSA key: XML Encryption key transport (rsa-oaep-mgf1p) needs RSA".into(),
-            );
+            return Err(SpKeyError::NotRsa);
         }
         let bits = key.bits();
         if !(2048..=8192).contains(&bits) {
-            return Err(format!(
-                "is a {bits}-bit RSA key; 2048 to 8192 bits are accepted"
-            ));
+            return Err(SpKeyError::Size(bits));
         }
         let size = key.size();
         Ok(DecryptionKey { key, size })
     }
 
     /// Whether the PEM certificate carries this key's public half.
-    pub fn matches_certificate(&self, cert_pem: &[u8]) -> Result<(), String> {
-        let cert = openssl::x509::X509::from_pem(cert_pem)
-            .map_err(|_| "is not a PEM certificate".to_string())?;
+    pub fn matches_certificate(&self, cert_pem: &[u8]) -> Result<(), SpKeyError> {
+        let cert =
+            openssl::x509::X509::from_pem(cert_pem).map_err(|_| SpKeyError::NotPemCertificate)?;
         let public = cert
             .public_key()
-            .map_err(|_| "has an unreadable public key".to_string())?;
+            .map_err(|_| SpKeyError::UnreadablePublicKey)?;
         if self.key.public_eq(&public) {
             Ok(())
         } else {
-            Err("does not match saml.sp_key_file (the IdP would encrypt to a key samlgate does not hold)".into())
+            Err(SpKeyError::CertificateMismatch)
         }
     }
 
@@ -1448,15 +1466,16 @@ mod tests {
         )
         .unwrap();
         let err = DecryptionKey::from_pem(&ec.private_key_to_pem_pkcs8().unwrap()).unwrap_err();
-        assert!(err.contains("RSA"), "{err}");
+        assert_eq!(err, SpKeyError::NotRsa);
         let small = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
         let err = DecryptionKey::from_pem(&small.private_key_to_pem_pkcs8().unwrap()).unwrap_err();
-        assert!(err.contains("1024"), "{err}");
+        assert_eq!(err, SpKeyError::Size(1024));
+        assert!(err.to_string().contains("1024-bit"), "{err}");
         let encrypted = small
             .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
             .unwrap();
         let err = DecryptionKey::from_pem(&encrypted).unwrap_err();
-        assert!(err.contains("encrypted"), "{err}");
+        assert_eq!(err, SpKeyError::Encrypted);
         let key = sp_key();
         assert_eq!(key.size(), 256);
         assert!(format!("{key:?}").contains("2048"));

@@ -97,6 +97,56 @@ pub fn parse_xs_duration(s: &str) -> Option<Duration> {
     (secs.is_finite() && secs < 1e12).then(|| Duration::from_secs_f64(secs))
 }
 
+/// Why fetched (or cached) IdP metadata is not used. Most checks on the document explain
+/// themselves in a sentence (`Document`); the others carry what the log line needs.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// The document fails a check (XML, attributes, the pinned signature, the IdP's entry).
+    #[error("{0}")]
+    Document(String),
+    /// Larger than `max_bytes`.
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not UTF-8 text.
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    /// `validUntil` has passed.
+    #[error("expired (validUntil {0})")]
+    Expired(DateTime<Utc>),
+    /// The request failed (connect, TLS, reading the body).
+    #[error("{0}")]
+    Fetch(String),
+    /// The server answered with another status than 2xx (redirects are not followed).
+    #[error("HTTP status {0}")]
+    Status(http::StatusCode),
+    /// No answer within `saml.idp_metadata_timeout_secs`.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The cache file cannot be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// At start: neither the URL nor the cache file gave usable metadata.
+    #[error("saml.idp_metadata_url ({url}): cannot fetch the IdP metadata ({fetch}) and saml.idp_metadata_cache_file ({}) is not usable ({cache}); refusing to start", cache_file.display())]
+    Unavailable {
+        url: String,
+        fetch: Box<MetadataError>,
+        cache_file: std::path::PathBuf,
+        cache: Box<MetadataError>,
+    },
+}
+
+impl From<String> for MetadataError {
+    fn from(reason: String) -> Self {
+        MetadataError::Document(reason)
+    }
+}
+
+impl From<&str> for MetadataError {
+    fn from(reason: &str) -> Self {
+        MetadataError::Document(reason.to_string())
+    }
+}
+
 /// `validUntil` and `cacheDuration` of the document's root element.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CacheHints {
@@ -104,7 +154,7 @@ pub struct CacheHints {
     pub cache_duration: Option<Duration>,
 }
 
-pub fn cache_hints(xml: &str) -> Result<CacheHints, String> {
+pub fn cache_hints(xml: &str) -> Result<CacheHints, MetadataError> {
     let mut reader = quick_xml::Reader::from_str(xml);
     loop {
         match reader.read_event() {
@@ -134,7 +184,7 @@ pub fn cache_hints(xml: &str) -> Result<CacheHints, String> {
             }
             Ok(Event::Eof) => return Err("no root element".into()),
             Ok(_) => {}
-            Err(e) => return Err(format!("not XML: {e}")),
+            Err(e) => return Err(format!("not XML: {e}").into()),
         }
     }
 }
@@ -156,7 +206,7 @@ pub fn next_refresh(ceiling: Duration, hints: &CacheHints, now: DateTime<Utc>) -
 /// Checks that the document carries exactly one `ds:Signature`, a child of the root element
 /// whose single Reference points at the root's `ID`, and that libxmlsec1 verifies it with
 /// the pinned certificate.
-pub fn verify_pinned_signature(xml: &str, cert_der: &[u8]) -> Result<(), String> {
+pub fn verify_pinned_signature(xml: &str, cert_der: &[u8]) -> Result<(), MetadataError> {
     const DS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
     let mut reader = quick_xml::NsReader::from_str(xml);
     let mut depth = 0usize;
@@ -217,7 +267,11 @@ pub fn verify_pinned_signature(xml: &str, cert_der: &[u8]) -> Result<(), String>
         &CertificateDer::from(cert_der.to_vec()),
         Some("ID"),
     )
-    .map_err(|e| format!("the metadata signature does not verify with the pinned certificate: {e}"))
+    .map_err(|e| {
+        MetadataError::Document(format!(
+            "the metadata signature does not verify with the pinned certificate: {e}"
+        ))
+    })
 }
 
 /// Every check a fetched (or cached) document must pass before it is used.
@@ -225,18 +279,18 @@ pub fn check_document(
     bytes: &[u8],
     md: &MetadataUrlSettings,
     wanted_entity: Option<&str>,
-) -> Result<(String, IdpInfo, CacheHints), String> {
+) -> Result<(String, IdpInfo, CacheHints), MetadataError> {
     if bytes.len() > md.max_bytes {
-        return Err(format!("larger than {} bytes", md.max_bytes));
+        return Err(MetadataError::TooLarge(md.max_bytes));
     }
-    let xml = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let xml = std::str::from_utf8(bytes).map_err(|_| MetadataError::NotUtf8)?;
     if let Some(der) = &md.signing_cert_der {
         verify_pinned_signature(xml, der)?;
     }
     let hints = cache_hints(xml)?;
     if let Some(until) = hints.valid_until {
         if until <= Utc::now() {
-            return Err(format!("expired (validUntil {until})"));
+            return Err(MetadataError::Expired(until));
         }
     }
     let info = parse_idp_metadata(xml, wanted_entity).map_err(|e| e.to_string())?;
@@ -244,7 +298,7 @@ pub fn check_document(
 }
 
 /// GETs the metadata, following no redirects, within the timeout and the size limit.
-pub async fn fetch(md: &MetadataUrlSettings) -> Result<Vec<u8>, String> {
+pub async fn fetch(md: &MetadataUrlSettings) -> Result<Vec<u8>, MetadataError> {
     let tls = client_tls()?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -264,49 +318,52 @@ pub async fn fetch(md: &MetadataUrlSettings) -> Result<Vec<u8>, String> {
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
     let work = async {
-        let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| MetadataError::Fetch(format!("{e:?}")))?;
         if !resp.status().is_success() {
-            return Err(format!("HTTP status {}", resp.status()));
+            return Err(MetadataError::Status(resp.status()));
         }
         let body = Limited::new(resp.into_body(), md.max_bytes)
             .collect()
             .await
-            .map_err(|e| format!("reading the body: {e}"))?;
+            .map_err(|e| MetadataError::Fetch(format!("reading the body: {e}")))?;
         Ok(body.to_bytes().to_vec())
     };
     tokio::time::timeout(md.timeout, work)
         .await
-        .map_err(|_| format!("timed out after {:?}", md.timeout))?
+        .map_err(|_| MetadataError::Timeout(md.timeout))?
 }
 
-fn client_tls() -> Result<rustls::ClientConfig, String> {
+fn client_tls() -> Result<rustls::ClientConfig, MetadataError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())
+        .map_err(|e| MetadataError::Fetch(e.to_string()))
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Writes the cache file atomically (temporary file in the same directory, then rename).
-pub fn write_cache(path: &Path, xml: &str) -> Result<(), String> {
+pub fn write_cache(path: &Path, xml: &str) -> Result<(), MetadataError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    std::io::Write::write_all(&mut tmp, xml.as_bytes()).map_err(|e| e.to_string())?;
-    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
-    tmp.persist(path).map_err(|e| e.to_string())?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, xml.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
 async fn fetch_and_check(
     md: &MetadataUrlSettings,
     wanted_entity: Option<String>,
-) -> Result<(String, IdpInfo, CacheHints), String> {
+) -> Result<(String, IdpInfo, CacheHints), MetadataError> {
     let bytes = fetch(md).await?;
     let md2 = md.clone();
     tokio::task::spawn_blocking(move || check_document(&bytes, &md2, wanted_entity.as_deref()))
@@ -317,7 +374,7 @@ async fn fetch_and_check(
 /// At start, with `saml.idp_metadata_url`: fetch (and cache) the metadata, else read the
 /// cache file; fills `saml.idp_metadata_xml`. Safe to call inside or outside a runtime
 /// (the fetch runs on a thread of its own).
-pub fn load_initial(saml: &mut SamlSettings) -> Result<(), String> {
+pub fn load_initial(saml: &mut SamlSettings) -> Result<(), MetadataError> {
     let Some(md) = saml.idp_metadata_url.clone() else {
         return Ok(());
     };
@@ -348,7 +405,7 @@ pub fn load_initial(saml: &mut SamlSettings) -> Result<(), String> {
         }
         Err(fetch_err) => {
             let cached = std::fs::read(&md.cache_file)
-                .map_err(|e| e.to_string())
+                .map_err(MetadataError::from)
                 .and_then(|b| check_document(&b, &md, wanted.as_deref()));
             match cached {
                 Ok((xml, _, _)) => {
@@ -359,11 +416,12 @@ pub fn load_initial(saml: &mut SamlSettings) -> Result<(), String> {
                     }
                     Ok(())
                 }
-                Err(cache_err) => Err(format!(
-                    "saml.idp_metadata_url ({}): cannot fetch the IdP metadata ({fetch_err}) and saml.idp_metadata_cache_file ({}) is not usable ({cache_err}); refusing to start",
-                    md.url,
-                    md.cache_file.display()
-                )),
+                Err(cache_err) => Err(MetadataError::Unavailable {
+                    url: md.url.to_string(),
+                    fetch: Box::new(fetch_err),
+                    cache_file: md.cache_file.clone(),
+                    cache: Box::new(cache_err),
+                }),
             }
         }
     }
@@ -454,9 +512,13 @@ mod tests {
 
     #[test]
     fn unsigned_or_misplaced_signatures_are_refused_before_xmlsec() {
-        let e = verify_pinned_signature("<a ID=\"x\"><b/></a>", b"").unwrap_err();
+        let e = verify_pinned_signature("<a ID=\"x\"><b/></a>", b"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not signed"), "{e}");
-        let e = verify_pinned_signature("<a><b/></a>", b"").unwrap_err();
+        let e = verify_pinned_signature("<a><b/></a>", b"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no ID"), "{e}");
         let ds = "http://www.w3.org/2000/09/xmldsig#";
         let nested = format!(
@@ -464,12 +526,14 @@ mod tests {
         );
         assert!(verify_pinned_signature(&nested, b"")
             .unwrap_err()
+            .to_string()
             .contains("exactly one"));
         let other_ref = format!(
             "<a ID=\"x\"><ds:Signature xmlns:ds=\"{ds}\"><ds:SignedInfo><ds:Reference URI=\"#y\"/></ds:SignedInfo></ds:Signature><b ID=\"y\"/></a>"
         );
         assert!(verify_pinned_signature(&other_ref, b"")
             .unwrap_err()
+            .to_string()
             .contains("does not reference"));
     }
 
