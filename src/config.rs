@@ -58,6 +58,10 @@ pub struct FileConfig {
     /// `[access]`: per-path rules ([`crate::rules`]).
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[scim]`: the SCIM 2.0 endpoint ([`crate::scim::settings`]).
+    pub scim: crate::scim::settings::ScimSection,
+    /// `[admin_api]`: the admin API's tokens ([`crate::admin::AdminApiSection`]).
+    pub admin_api: crate::admin::AdminApiSection,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -375,6 +379,10 @@ pub struct Settings {
     pub rate_limits: RateLimitSection,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
+    /// `[scim]`, when enabled.
+    pub scim: Option<crate::scim::settings::ScimSettings>,
+    /// The admin API's tokens (empty: the API is off).
+    pub admin_api_tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -685,7 +693,7 @@ fn required<T>(value: Option<T>, key: &str, what: &str) -> Result<T, ConfigError
     value.ok_or_else(|| ConfigError::new(key, format!("is required: {what}")))
 }
 
-fn read_file(base: &Path, path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn read_file(base: &Path, path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
     let full = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -719,7 +727,7 @@ fn read_file(base: &Path, path: &Path, key: &str) -> Result<Vec<u8>, ConfigError
 /// MiB; keys, certificates and secrets are kilobytes).
 const MAX_CONFIG_FILE_BYTES: u64 = 64 << 20;
 
-fn resolve(base: &Path, path: PathBuf) -> PathBuf {
+pub(crate) fn resolve(base: &Path, path: PathBuf) -> PathBuf {
     if path.is_absolute() {
         path
     } else {
@@ -1488,6 +1496,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         access,
         rate_limits,
         trusted_proxies,
+        scim: crate::scim::settings::validate(&file.scim, base)?,
+        admin_api_tokens: crate::admin::validate_api(&file.admin_api, base)?,
     })
 }
 
@@ -1512,6 +1522,11 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     check("server", running.server == new.server);
     check("log", running.log == new.log);
     check("admin", running.admin == new.admin);
+    check("scim", running.scim == new.scim);
+    check(
+        "admin_api",
+        running.admin_api_tokens == new.admin_api_tokens,
+    );
     changed
 }
 

@@ -18,8 +18,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use tokio::sync::Semaphore;
 
+use crate::admin::AdminApi;
 use crate::client_ip::{self, TrustedProxies};
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
+use crate::deprovision::Deprovisioner;
 use crate::forward_auth;
 use crate::log_throttle::{Kind as LogKind, LogThrottle, UpstreamAnswer};
 use crate::metrics::{ForwardAuthResult, LiveCounts, Metrics, RouteClass, UpstreamErrorKind};
@@ -39,6 +41,7 @@ use crate::saml::policy::{self, AttributeMap};
 use crate::saml::prefilter::{prefilter_root, Root};
 use crate::saml::replay::ReplayCache;
 use crate::saml::verify::{acs_form, AcsForm, Verifier};
+use crate::scim::Scim;
 use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
 use crate::session::memory::MemoryStore;
 use crate::session::pending::{browser_hash, browser_ids, ClaimError, PendingLogin, PendingLogins};
@@ -258,6 +261,8 @@ pub struct Paths {
     pub auth: String,
     /// Single Logout (HTTP-Redirect binding): LogoutRequests and LogoutResponses from the IdP.
     pub slo: String,
+    /// The SCIM endpoint's base path, when `[scim]` is enabled.
+    pub scim: Option<String>,
 }
 
 /// Which phase handles a request.
@@ -271,6 +276,8 @@ pub enum Route {
     Logout,
     Slo,
     ForwardAuth,
+    /// The SCIM endpoint (`scim.path` and below): bearer-token protected, never forwarded.
+    Scim,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
     UnknownGatewayPath,
     Protected,
@@ -288,7 +295,7 @@ impl Route {
             Route::Logout => RouteClass::Logout,
             Route::Slo => RouteClass::Slo,
             Route::ForwardAuth => RouteClass::ForwardAuth,
-            Route::UnknownGatewayPath => RouteClass::GatewayOther,
+            Route::UnknownGatewayPath | Route::Scim => RouteClass::GatewayOther,
             Route::Protected => RouteClass::Protected,
         }
     }
@@ -300,6 +307,7 @@ pub fn route(path: &str, p: &Paths) -> Route {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         _ if path == p.acs => Route::Acs,
+        _ if p.scim.as_deref().is_some_and(|s| is_under(path, s)) => Route::Scim,
         _ if path == p.login => Route::Login,
         _ if path == p.metadata => Route::Metadata,
         _ if path == p.logout => Route::Logout,
@@ -337,6 +345,11 @@ pub struct Gateway {
     /// The IdP metadata file's content the current verifier was built from (file mode; a
     /// reload applies a changed file).
     applied_idp_metadata: Mutex<String>,
+    /// The SCIM service, when `[scim]` is enabled.
+    scim: Option<Arc<Scim>>,
+    /// Ends all sessions (and tunnels) of a user: SCIM and the admin API.
+    deprovision: Arc<Deprovisioner>,
+    admin_api: Option<Arc<AdminApi>>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
@@ -404,6 +417,7 @@ impl Gateway {
             slo: format!("{prefix}/slo"),
             auth: format!("{prefix}/auth"),
             prefix,
+            scim: settings.scim.as_ref().map(|s| s.path.clone()),
         };
         let login_url = paths.login.clone();
         let secret = &settings.session.cookie_secret;
@@ -424,11 +438,23 @@ impl Gateway {
             Some(&slo_url),
         ));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
+        let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(
+            settings.session.max_sessions,
+            settings.session.idle_timeout,
+        ));
+        let deprovision = Arc::new(Deprovisioner::new(sessions.clone()));
+        let scim = crate::scim::open_for(&settings, &deprovision)?;
+        let admin_api = (!settings.admin_api_tokens.is_empty()).then(|| {
+            Arc::new(AdminApi::new(
+                &settings.admin_api_tokens,
+                deprovision.clone(),
+            ))
+        });
         let gateway = Arc::new(Gateway {
-            sessions: Arc::new(MemoryStore::new(
-                settings.session.max_sessions,
-                settings.session.idle_timeout,
-            )),
+            sessions,
+            scim,
+            deprovision,
+            admin_api,
             // About 200,000 sign-ins in flight with ordinary return paths (a few hundred
             // bytes each); fewer, not more memory, if a flood brings long ones.
             pending: PendingLogins::new(s.login_timeout, 64 * 1024 * 1024),
@@ -462,6 +488,11 @@ impl Gateway {
     /// The gateway's metrics (rendered by the admin listener).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// The admin API (on the admin listener), when `[admin_api]` has tokens.
+    pub fn admin_api(&self) -> Option<Arc<AdminApi>> {
+        self.admin_api.clone()
     }
 
     pub fn idp_entity_id(&self) -> String {
@@ -650,6 +681,10 @@ impl Gateway {
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
+            Route::Scim => match &self.scim {
+                Some(scim) => scim.handle(req, conn.client).await,
+                None => plain(StatusCode::NOT_FOUND, "not found\n"),
+            },
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -698,6 +733,10 @@ impl Gateway {
                 let Some((key, session)) = self.authenticate(req.headers()).await else {
                     return self.challenge(&req, conn, policy);
                 };
+                let session = match self.scim_view(session, policy, req.headers(), conn).await {
+                    Ok(s) => s,
+                    Err(refused) => return refused,
+                };
                 session_key = Some(key);
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
@@ -722,7 +761,8 @@ impl Gateway {
         // rewrite
         let upgrade = proxy::is_upgrade_request(&req);
         if let (true, Some(key)) = (upgrade, session_key) {
-            // A tunnel lasts no longer than the session it was opened under.
+            // A tunnel lasts no longer than the session it was opened under; ending a user's
+            // sessions (SCIM, admin API) makes every tunnel ask at once.
             let store = self.sessions.clone();
             req.extensions_mut().insert(TunnelSession {
                 alive: Arc::new(move || {
@@ -730,6 +770,7 @@ impl Gateway {
                     Box::pin(async move { store.get(&key).await.is_some() })
                 }),
                 every: self.settings.proxy.upgrade_session_check,
+                recheck: Some(self.deprovision.tunnel_recheck()),
                 user: session
                     .as_ref()
                     .map(|s| s.identity.user.clone())
@@ -812,6 +853,40 @@ impl Gateway {
             "https"
         } else {
             "http"
+        }
+    }
+
+    /// SCIM's say on a live session: a user SCIM no longer admits loses every session here
+    /// (403 "account disabled"), and `scim.groups_source` may give the request other groups
+    /// (identity and header values recomputed from the current SCIM data).
+    async fn scim_view(
+        &self,
+        session: Arc<Session>,
+        policy: &Policy,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Result<Arc<Session>, Response<Body>> {
+        let Some(scim) = &self.scim else {
+            return Ok(session);
+        };
+        match scim.view(&session, &policy.ids) {
+            Ok(view) => Ok(view),
+            Err(admission) => {
+                let user = session.identity.user.clone();
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = admission.reason(), client = %conn.client);
+                self.deprovision
+                    .end_user(&user, crate::deprovision::EndReason::NotAdmitted)
+                    .await;
+                let (headline, sentence) = crate::scim::DISABLED_PAGE;
+                Err(pages::login_failed(
+                    StatusCode::FORBIDDEN,
+                    headline,
+                    sentence,
+                    &self.login_url,
+                    pages::accepts_html(headers),
+                    "account_disabled",
+                ))
+            }
         }
     }
 
@@ -977,6 +1052,10 @@ impl Gateway {
                 return self.start_login(req.headers(), return_path, conn, policy);
             }
             return self.unauthenticated(&original.uri);
+        };
+        let session = match self.scim_view(session, policy, req.headers(), conn).await {
+            Ok(s) => s,
+            Err(refused) => return refused,
         };
         *user = Some(session.identity.user.clone());
 
@@ -1325,6 +1404,10 @@ impl Gateway {
                 preferred_username: &h.preferred_username_attribute,
             },
         )?;
+        // SCIM: a disabled, deleted (or, if required, unprovisioned) user gets no session.
+        if let Some(scim) = &self.scim {
+            scim.check_sign_in(&identity.user)?;
+        }
         let headers = current
             .ids
             .values(&identity)
@@ -2054,7 +2137,19 @@ mod tests {
             logout: "/saml/logout".into(),
             slo: "/saml/slo".into(),
             auth: "/saml/auth".into(),
+            scim: None,
         }
+    }
+
+    #[test]
+    fn scim_routes_only_when_enabled() {
+        let mut p = paths("/saml/acs");
+        assert_eq!(route("/scim/v2/Users", &p), Route::Protected);
+        p.scim = Some("/scim/v2".into());
+        assert_eq!(route("/scim/v2", &p), Route::Scim);
+        assert_eq!(route("/scim/v2/Users/x", &p), Route::Scim);
+        assert_eq!(route("/scim/v2x", &p), Route::Protected);
+        assert_eq!(route("/scim", &p), Route::Protected);
     }
 
     #[test]

@@ -30,7 +30,9 @@
 //! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
 //! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
-//! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port |
+//! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port, and the admin API (`/admin/users/{user}/sessions`) |
+//! | [`scim`] | the SCIM 2.0 service provider (`[scim]`): Users and Groups the IdP provisions, stored durably; who may sign in, which groups they carry |
+//! | [`deprovision`] | ending every session (and tunnel) of one user: SCIM deprovisioning and the admin API |
 //! | `devidp` | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
 //! | `demo` | `samlgate demo`: dev IdP + demo app + gateway on loopback |
 //! | `certgen` | `samlgate gen-cert`: key pairs and self-signed certificates |
@@ -66,6 +68,7 @@ pub mod config;
 pub mod connection;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod deprovision;
 #[cfg(feature = "dev-tools")]
 pub mod devidp;
 pub mod foreign_headers;
@@ -80,6 +83,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod rules;
 pub mod saml;
+pub mod scim;
 pub mod server;
 pub mod session;
 pub mod target;

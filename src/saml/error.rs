@@ -82,6 +82,12 @@ pub enum LoginError {
         got: Vec<String>,
     },
     Replay(String),
+    /// The assertion is good, but SCIM says this user may not sign in (disabled, deleted, or
+    /// never provisioned under `scim.require_provisioned`); `why` is the audit reason.
+    AccountDisabled {
+        user: String,
+        why: &'static str,
+    },
     /// samael rejected it for a reason we do not classify more finely.
     Invalid(String),
     /// Too many verifications queued; try again.
@@ -121,6 +127,7 @@ impl LoginError {
             SpNameQualifier(_) => "sp_name_qualifier",
             AuthnContext { .. } => "authn_context",
             Replay(_) => "replay",
+            AccountDisabled { .. } => "account_disabled",
             Invalid(_) => "invalid",
             Busy => "busy",
             Internal(_) => "internal",
@@ -177,6 +184,7 @@ impl LoginError {
                 clip(required)
             ),
             Replay(id) => format!("assertion {} was already used", clip(id)),
+            AccountDisabled { user, why } => format!("user {} refused: {why}", clip(user)),
             Invalid(d) => format!("response rejected: {}", clip(d)),
             Busy => "too many sign-ins being verified; request shed".into(),
             Internal(d) => format!("internal error: {}", clip(d)),
@@ -211,6 +219,10 @@ impl LoginError {
                 "A stronger sign-in is required",
                 "This application requires a stronger sign-in (for example multi-factor) than the one your identity provider reported. Please sign in again using it, or contact your administrator.",
             ),
+            AccountDisabled { .. } => (
+                "Your account is disabled",
+                "Your organisation has turned off your access to this application. If you think this is a mistake, contact your administrator.",
+            ),
             Busy => (
                 "Too many sign-ins right now",
                 "The server is busy. Please wait a moment and try again.",
@@ -234,7 +246,8 @@ impl LoginError {
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             LoginError::IdpStatus { .. }
             | LoginError::WrongBrowser { .. }
-            | LoginError::AuthnContext { .. } => StatusCode::FORBIDDEN,
+            | LoginError::AuthnContext { .. }
+            | LoginError::AccountDisabled { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
