@@ -325,6 +325,12 @@ pub fn is_core_schema(urn: &str) -> bool {
         || urn.eq_ignore_ascii_case(super::resources::GROUP_SCHEMA)
 }
 
+/// The extension schemas this server publishes (a path equal to one names the extension
+/// object itself).
+pub fn is_known_extension(urn: &str) -> bool {
+    urn.eq_ignore_ascii_case(super::resources::ENTERPRISE_SCHEMA)
+}
+
 /// Parses a `filter` query parameter.
 pub fn parse_filter(input: &str) -> Result<Filter, FilterError> {
     let mut p = Parser {

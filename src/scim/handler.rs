@@ -155,18 +155,28 @@ impl Scim {
         let (parts, body) = req.into_parts();
         let rest = parts.uri.path()[self.settings.path.len()..].to_string();
         let query = parse_query(parts.uri.query().unwrap_or(""))?;
+        let segments: Vec<&str> = if rest.is_empty() || rest == "/" {
+            Vec::new()
+        } else {
+            rest.trim_start_matches('/').split('/').collect()
+        };
+        let discovery = matches!(
+            segments.first(),
+            Some(&("ServiceProviderConfig" | "ResourceTypes" | "Schemas"))
+        );
+        if discovery && parts.method != Method::GET {
+            return Err(ScimError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                format!("{} is not supported here", parts.method),
+            ));
+        }
         let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
         let doc = if has_body {
             check_content_type(&parts.headers)?;
             Some(self.read_json(body).await?)
         } else {
             None
-        };
-        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-        let segments: Vec<&str> = if rest.is_empty() || rest == "/" {
-            Vec::new()
-        } else {
-            segments
         };
         let m = &parts.method;
         match (m, segments.as_slice()) {
@@ -191,6 +201,11 @@ impl Scim {
             (&Method::GET, ["Schemas", id]) => {
                 find_by_id(discovery::schemas(&self.base_url), id, "schema")
             }
+            // A search over every resource type at once (RFC 7644 §3.4.3).
+            (&Method::POST, [".search"]) => {
+                let (params, projection) = ListParams::from_search(doc.as_ref())?;
+                self.list(&[Kind::User, Kind::Group], &params, &projection)
+            }
             (_, [endpoint, tail @ ..]) => {
                 let kind = match *endpoint {
                     "Users" => Kind::User,
@@ -200,7 +215,13 @@ impl Scim {
                 let projection =
                     Projection::parse(query.get("attributes"), query.get("excludedAttributes"));
                 match (m, tail) {
-                    (&Method::GET, []) => self.list(kind, &query, &projection),
+                    (&Method::GET, []) => {
+                        self.list(&[kind], &ListParams::from_query(&query)?, &projection)
+                    }
+                    (&Method::POST, [".search"]) => {
+                        let (params, projection) = ListParams::from_search(doc.as_ref())?;
+                        self.list(&[kind], &params, &projection)
+                    }
                     (&Method::POST, []) => {
                         self.create(kind, doc.unwrap_or(Value::Null), &projection)
                             .await
@@ -287,62 +308,40 @@ impl Scim {
             .map_err(|e| ScimError::bad("invalidSyntax", format!("the body is not JSON: {e}")))
     }
 
+    /// Lists the resources of `kinds` matching the filter, one page of them.
     fn list(
         &self,
-        kind: Kind,
-        query: &Query,
+        kinds: &[Kind],
+        params: &ListParams,
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
-        let f = match query.get("filter") {
+        let f = match &params.filter {
             Some(f) => Some(
                 parse_filter(f)
                     .map_err(|e| ScimError::bad("invalidFilter", format!("filter: {e}")))?,
             ),
             None => None,
         };
-        let start = match query.get("startIndex") {
-            Some(s) => s
-                .parse::<i64>()
-                .map_err(|_| ScimError::bad("invalidValue", "startIndex must be an integer"))?
-                .max(1) as usize,
-            None => 1,
-        };
+        let start = params.start_index.unwrap_or(1).max(1) as usize;
         let max = self.settings.max_page_size;
-        let count = match query.get("count") {
-            Some(s) => s
-                .parse::<i64>()
-                .map_err(|_| ScimError::bad("invalidValue", "count must be an integer"))?
-                .clamp(0, max as i64) as usize,
-            None => max,
-        };
+        let count = params
+            .count
+            .map_or(max, |c| c.clamp(0, max as i64) as usize);
         let (total, page) = self.directory.read(|s| {
-            let mut hits: Vec<&Value> = s
-                .of(kind)
-                .values()
-                .filter(|v| f.as_ref().is_none_or(|f| filter::matches(f, v)))
+            let mut hits: Vec<(Kind, &Value)> = kinds
+                .iter()
+                .flat_map(|k| s.of(*k).values().map(move |v| (*k, v)))
+                .filter(|(_, v)| f.as_ref().is_none_or(|f| filter::matches(f, v)))
                 .collect();
-            // A stable order, so pages neither skip nor repeat between calls.
-            hits.sort_by(|a, b| {
-                let key = |v: &Value| {
-                    (
-                        v.pointer("/meta/created")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                        v.get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    )
-                };
-                key(a).cmp(&key(b))
-            });
+            // A stable order, so pages neither skip nor repeat between calls; borrowed keys,
+            // so sorting copies nothing.
+            hits.sort_by(|a, b| sort_key(a.1).cmp(&sort_key(b.1)));
             let total = hits.len();
             let page: Vec<Value> = hits
                 .into_iter()
                 .skip(start - 1)
                 .take(count)
-                .map(|v| resources::render(v, &self.base_url, kind, projection))
+                .map(|(k, v)| resources::render(v, &self.base_url, k, projection))
                 .collect();
             (total, page)
         });
@@ -420,6 +419,10 @@ impl Scim {
             ));
         }
         let id = new_id();
+        let mut m = m;
+        if kind == Kind::User {
+            m.entry("active").or_insert(Value::Bool(true));
+        }
         let stored = resources::finish(kind, m, &id, None, &now());
         let mut batch = vec![put(kind, &id, &stored)?];
         if kind == Kind::User {
@@ -595,6 +598,16 @@ fn put(kind: Kind, id: &str, v: &Value) -> Result<Write, ScimError> {
     ))
 }
 
+/// Listing order: creation time, then id.
+fn sort_key(v: &Value) -> (&str, &str) {
+    (
+        v.pointer("/meta/created")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        v.get("id").and_then(Value::as_str).unwrap_or(""),
+    )
+}
+
 fn find_by_id(items: Vec<Value>, id: &str, what: &str) -> Result<Answer, ScimError> {
     items
         .into_iter()
@@ -624,6 +637,80 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ScimError> {
             Some("invalidSyntax"),
             "the body must be application/scim+json or application/json",
         ))
+    }
+}
+
+/// A list request's parameters, from the query (`GET`) or a SearchRequest body (`POST
+/// /.search`).
+struct ListParams {
+    filter: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+}
+
+const SEARCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+impl ListParams {
+    fn from_query(q: &Query) -> Result<ListParams, ScimError> {
+        let int = |name: &str| -> Result<Option<i64>, ScimError> {
+            q.get(name)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        ScimError::bad("invalidValue", format!("{name} must be an integer"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(ListParams {
+            filter: q.get("filter").map(str::to_string),
+            start_index: int("startIndex")?,
+            count: int("count")?,
+        })
+    }
+
+    fn from_search(doc: Option<&Value>) -> Result<(ListParams, Projection), ScimError> {
+        let doc = doc.filter(|d| d.is_object()).ok_or_else(|| {
+            ScimError::bad("invalidSyntax", "the body must be a SearchRequest object")
+        })?;
+        let named = filter::get_ci(doc, "schemas")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(SEARCH_SCHEMA)));
+        if !named {
+            return Err(ScimError::bad(
+                "invalidSyntax",
+                format!("schemas must list {SEARCH_SCHEMA}"),
+            ));
+        }
+        let int = |name: &str| -> Result<Option<i64>, ScimError> {
+            match filter::get_ci(doc, name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                    ScimError::bad("invalidValue", format!("{name} must be an integer"))
+                }),
+            }
+        };
+        let list = |name: &str| -> Option<String> {
+            filter::get_ci(doc, name)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+        };
+        let params = ListParams {
+            filter: filter::get_ci(doc, "filter")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            start_index: int("startIndex")?,
+            count: int("count")?,
+        };
+        let projection = Projection::parse(
+            list("attributes").as_deref(),
+            list("excludedAttributes").as_deref(),
+        );
+        Ok((params, projection))
     }
 }
 

@@ -94,6 +94,13 @@ fn apply_one(obj: &mut Map<String, Value>, op: &Value) -> Result<(), PatchError>
         }
     };
     let value = filter::get_ci(op, "value");
+    // A path that is a whole extension schema (`urn:…:enterprise:2.0:User`) names the
+    // extension object itself, not an attribute `User` of a schema `urn:…:2.0`.
+    if let Some(Value::String(p)) = filter::get_ci(op, "path") {
+        if is_extension_urn(p) && filter::is_known_extension(p) {
+            return whole_extension(obj, p, kind, value);
+        }
+    }
     let path = match filter::get_ci(op, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) if p.trim().is_empty() => None,
@@ -134,6 +141,34 @@ fn apply_one(obj: &mut Map<String, Value>, op: &Value) -> Result<(), PatchError>
             }
             Ok(())
         }
+    }
+}
+
+/// `add` / `replace` / `remove` of a whole extension object.
+fn whole_extension(
+    obj: &mut Map<String, Value>,
+    urn: &str,
+    kind: Op,
+    value: Option<&Value>,
+) -> Result<(), PatchError> {
+    match (kind, value) {
+        (Op::Remove, _) => {
+            if let Some(k) = key_ci(obj, urn) {
+                obj.remove(&k);
+            }
+            Ok(())
+        }
+        (op, Some(v @ Value::Object(_))) => {
+            let ext = child_object(obj, urn);
+            if op == Op::Replace {
+                ext.clear();
+            }
+            merge(ext, v);
+            Ok(())
+        }
+        _ => Err(PatchError::InvalidValue(
+            "an extension's value must be an object".into(),
+        )),
     }
 }
 
@@ -302,6 +337,9 @@ fn remove(
                 if let Some(k) = key_ci(m, sub) {
                     m.remove(&k);
                 }
+                if m.is_empty() {
+                    base.remove(&key);
+                }
             }
             Some(Value::Array(items)) => {
                 for item in items.iter_mut() {
@@ -393,7 +431,16 @@ mod tests {
                 "remove sub",
                 &user,
                 json!([{"op": "remove", "path": "name.givenName"}]),
-                json!({"name": {}}),
+                json!({"name": null}),
+            ),
+            (
+                "whole extension",
+                &user,
+                json!([{"op": "add",
+                    "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+                    "value": {"department": "Ops"}}]),
+                json!({"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":
+                    {"department": "Ops"}}),
             ),
             (
                 "add member",
