@@ -6,12 +6,15 @@
 
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/log_capture.rs"]
+mod log_capture;
 #[path = "support/mint.rs"]
 mod mint;
 #[path = "support/scim.rs"]
 mod scim;
 
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use gateway::{
     get_accepting, start_gateway, start_gateway_with_admin, start_upstream, Options, TestGateway,
@@ -27,6 +30,35 @@ const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
+/// Every log line of this test binary (JSON), to find the audit line a test caused.
+static CAPTURED: LazyLock<log_capture::Captured> = LazyLock::new(|| {
+    let captured = log_capture::Captured::default();
+    let writer = captured.clone();
+    samlgate::observability::init_with_writer("json", "info", false, move || writer.clone());
+    captured
+});
+
+/// Waits (up to 10 s) for the audit line of `event` for which `matches` holds; tests run in
+/// parallel, so each picks its lines by its own user names.
+async fn audit(event: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = CAPTURED.text_from(0);
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["target"] == "samlgate::audit" && l["event"] == event && matches(l));
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {event} line matches:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 struct Setup {
     idp: TestIdp,
     up: Upstream,
@@ -35,6 +67,7 @@ struct Setup {
 }
 
 async fn start(dir: &ScimDir, scim_keys: &str, extra: &str) -> Setup {
+    LazyLock::force(&CAPTURED);
     let idp = TestIdp::generate("https://idp.test/metadata");
     let up = start_upstream().await;
     let opts = Options {
@@ -175,6 +208,20 @@ async fn okta_sequence_pushes_groups_and_deactivation_ends_the_session() {
     let (r, _) = try_sign_in(&s.idp, &s.gw, name, &["staff"]).await;
     let status = r.status().as_u16();
     refused_as_disabled(status, &r.text().await.unwrap());
+    let ended = audit("sessions_ended", |l| l["user"] == name).await;
+    assert_eq!(
+        (&ended["reason"], &ended["sessions"]),
+        (&json!("scim_disabled"), &json!(1))
+    );
+    let refused = audit("login_failure", |l| {
+        l["reason"].as_str().is_some_and(|r| r.contains(name))
+    })
+    .await;
+    assert_eq!(refused["kind"], "account_disabled");
+    assert_eq!(
+        refused["reason"],
+        format!("user {name} refused: account disabled by SCIM (active=false)")
+    );
 
     // Reactivated: may sign in again.
     let (status, _) = s
@@ -390,6 +437,8 @@ async fn deprovisioning_closes_an_open_websocket_tunnel() {
     })
     .await;
     assert!(ended.is_ok(), "the tunnel was closed by the deprovisioning");
+    let closed = audit("tunnel_closed", |l| l["user"] == "wendy").await;
+    assert_eq!(closed["reason"], "the session ended");
 }
 
 #[tokio::test]
@@ -574,6 +623,7 @@ async fn without_scim_the_path_is_the_upstreams() {
 
 #[tokio::test]
 async fn admin_api_lists_and_ends_a_users_sessions() {
+    LazyLock::force(&CAPTURED);
     let dir = ScimDir::new();
     let idp = TestIdp::generate("https://idp.test/metadata");
     let up = start_upstream().await;
@@ -624,6 +674,11 @@ async fn admin_api_lists_and_ends_a_users_sessions() {
         serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap()["ended"],
         2
     );
+    let ended = audit("sessions_ended", |l| l["user"] == "mallory").await;
+    assert_eq!(
+        (&ended["reason"], &ended["sessions"]),
+        (&json!("admin"), &json!(2))
+    );
     for c in [&c1, &c2] {
         let r = get_accepting(c, &gw.url("/app"), "application/json").await;
         assert_eq!(r.status(), 401);
@@ -634,5 +689,54 @@ async fn admin_api_lists_and_ends_a_users_sessions() {
         http.get(api("/metrics")).send().await.unwrap().status(),
         200,
         "metrics stay open"
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_checks_answer_with_scim_groups_and_refuse_disabled_users() {
+    let dir = ScimDir::new();
+    let s = start(
+        &dir,
+        "groups_source = \"scim\"",
+        "[forward_auth]\nenabled = true\n",
+    )
+    .await;
+    let (_, u) = s
+        .scim
+        .post("/Users", json!({"schemas": [USER], "userName": "fay"}))
+        .await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    s.scim
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "fa-ops", "members": [{"value": uid}]}),
+        )
+        .await;
+    let (c, _) = sign_in(&s.idp, &s.gw, "fay", &["from-assertion"]).await;
+    let check = || async {
+        let r = c
+            .get(s.gw.url("/saml/auth"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        let groups = r
+            .headers()
+            .get("x-forwarded-groups")
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), groups)
+    };
+    assert_eq!(
+        check().await,
+        (200, Some("fa-ops".into())),
+        "SCIM's groups, not the assertion's"
+    );
+    let off = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(s.scim.patch(&format!("/Users/{uid}"), off).await.0, 200);
+    assert_eq!(check().await.0, 401, "the session is gone");
+    assert_eq!(
+        s.up.count(),
+        0,
+        "forward-auth checks never reach the upstream"
     );
 }
