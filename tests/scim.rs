@@ -535,6 +535,22 @@ async fn the_scim_rate_limit_answers_429() {
     }
     assert_eq!(statuses[..3], [200, 200, 200], "the burst passes");
     assert!(statuses[3..].contains(&429), "then the limit: {statuses:?}");
+
+    // Requests without a valid token have a budget of their own (20, then 5/s): a flood of
+    // them is refused with 429 and does not use up the IdP's.
+    let dir = ScimDir::new();
+    let s = start(&dir, "", "").await;
+    let anonymous = Scim {
+        token: "not-the-token-0123456789abcdefghijklmn".into(),
+        ..Scim::new(&s.gw)
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(anonymous.get("/Users").await.0);
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert!(statuses[20..].contains(&429), "{statuses:?}");
+    assert_eq!(s.scim.get("/Users").await.0, 200, "the IdP is still served");
 }
 
 #[tokio::test]

@@ -133,7 +133,16 @@ impl Scim {
                 r
             }
             Err(e) => {
-                tracing::warn!(target: "samlgate::audit", event = "scim_refused", method = %method, path = %crate::saml::error::clip(&path), status = e.status.as_u16(), scim_type = e.scim_type.unwrap_or("-"), reason = %e.detail, client = %client);
+                // A flood's 429s are logged once a second, with how many were not.
+                let suppressed = if e.status == StatusCode::TOO_MANY_REQUESTS {
+                    match self.flood_log.admit() {
+                        Some(n) => n,
+                        None => return error_response(&e),
+                    }
+                } else {
+                    0
+                };
+                tracing::warn!(target: "samlgate::audit", event = "scim_refused", suppressed, method = %method, path = %crate::saml::error::clip(&path), status = e.status.as_u16(), scim_type = e.scim_type.unwrap_or("-"), reason = %e.detail, client = %client);
                 error_response(&e)
             }
         }
@@ -144,6 +153,18 @@ impl Scim {
         B: http_body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        // Requests without a valid token have their own small budget: they can neither
+        // guess tokens quickly nor use up the IdP's.
+        if let Err(e) = self.authenticate(req.headers()) {
+            if self.failures.check().is_err() {
+                return Err(ScimError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    "too many SCIM requests without a valid token",
+                ));
+            }
+            return Err(e);
+        }
         if self.limiter.check().is_err() {
             return Err(ScimError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -151,7 +172,6 @@ impl Scim {
                 "SCIM rate limit exceeded",
             ));
         }
-        self.authenticate(req.headers())?;
         let (parts, body) = req.into_parts();
         let rest = parts.uri.path()[self.settings.path.len()..].to_string();
         let query = parse_query(parts.uri.query().unwrap_or(""))?;

@@ -39,6 +39,9 @@ pub struct Scim {
     /// SHA-256 of each accepted token: compared in constant time, and equal lengths always.
     token_digests: Vec<[u8; 32]>,
     limiter: DefaultDirectRateLimiter,
+    /// Requests without a valid token: [`FAILURES_PER_SECOND`], [`FAILURES_BURST`].
+    failures: DefaultDirectRateLimiter,
+    flood_log: FloodLog,
     deprovision: Arc<Deprovisioner>,
     /// `public_url` + `scim.path`, for `meta.location` and `Location`.
     base_url: String,
@@ -195,6 +198,11 @@ impl Scim {
             base_url: format!("{}{}", public_url.trim_end_matches('/'), settings.path),
             token_digests,
             limiter: RateLimiter::direct(quota),
+            failures: RateLimiter::direct(
+                Quota::per_second(NonZeroU32::new(FAILURES_PER_SECOND).unwrap_or(one))
+                    .allow_burst(NonZeroU32::new(FAILURES_BURST).unwrap_or(one)),
+            ),
+            flood_log: FloodLog::default(),
             directory,
             deprovision,
             settings,
@@ -221,14 +229,34 @@ impl Scim {
         )
     }
 
-    /// Whether `path` is the SCIM endpoint or below it.
-    pub fn owns(&self, path: &str) -> bool {
-        path.strip_prefix(self.settings.path.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    }
-
     pub fn deprovisioner(&self) -> &Arc<Deprovisioner> {
         &self.deprovision
+    }
+}
+
+/// Sustained rate and burst of SCIM requests without a valid token (all clients together).
+pub const FAILURES_PER_SECOND: u32 = 5;
+pub const FAILURES_BURST: u32 = 20;
+
+/// Lets one 429 line a second through; counts the others.
+#[derive(Default)]
+struct FloodLog {
+    second: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl FloodLog {
+    /// `Some(suppressed since the last line)` when this one may be logged.
+    fn admit(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Relaxed) == now {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
     }
 }
 
