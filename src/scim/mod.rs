@@ -312,6 +312,7 @@ mod tests {
             merge_groups(GroupsSource::Scim, &a, v(&["x"])),
             Some(v(&["x"]))
         );
+        // Unknown to SCIM (no groups there): none at all, not the assertion's.
         assert_eq!(merge_groups(GroupsSource::Scim, &a, v(&[])), Some(v(&[])));
         assert_eq!(merge_groups(GroupsSource::Scim, &a, a.clone()), None);
         assert_eq!(
