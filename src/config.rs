@@ -58,6 +58,9 @@ pub struct FileConfig {
     /// `[access]`: per-path rules ([`crate::rules`]).
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[[roles]]`: role names mapped from groups or users, first match wins
+    /// ([`crate::identity::roles`]).
+    pub roles: Vec<crate::identity::RoleRule>,
     /// `[scim]`: the SCIM 2.0 endpoint ([`crate::scim::settings`]).
     pub scim: crate::scim::settings::ScimSection,
     /// `[admin_api]`: the admin API's tokens ([`crate::admin::AdminApiSection`]).
@@ -219,6 +222,17 @@ pub struct HeadersSection {
     pub strip_foreign_defaults: bool,
     /// More names (`X-Corp-User`) or prefixes (`X-Corp-*`) stripped from client requests.
     pub strip_foreign_extra: Vec<String>,
+    /// How values reach the application: `"rfc2047"` (default), `"quoted-printable"`
+    /// (Grafana's `headers_encoded`), `"percent"`, `"refuse"` or `"raw"`
+    /// ([`crate::identity::encoding`]).
+    pub encoding: crate::identity::HeaderEncoding,
+    /// Header carrying the role `[[roles]]` maps (default `X-Forwarded-Role`); sent only when
+    /// `[[roles]]` or `authz.default_role` is set, always stripped from client requests.
+    pub role: String,
+    /// SAML attributes forwarded as headers: attribute Name (or FriendlyName) → header name,
+    /// e.g. `{ department = "X-Forwarded-Department" }` (default: none). Values are encoded
+    /// like the others; several values are joined like groups.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Default for HeadersSection {
@@ -236,6 +250,9 @@ impl Default for HeadersSection {
             groups_separator: ",".into(),
             strip_foreign_defaults: true,
             strip_foreign_extra: Vec::new(),
+            encoding: crate::identity::HeaderEncoding::default(),
+            role: "X-Forwarded-Role".into(),
+            attributes: BTreeMap::new(),
         }
     }
 }
@@ -245,6 +262,10 @@ impl Default for HeadersSection {
 pub struct AuthzSection {
     pub allowed_groups: Vec<String>,
     pub allowed_users: Vec<String>,
+    /// Roles (`[[roles]]`) admitted besides the users and groups above (default: none).
+    pub allowed_roles: Vec<String>,
+    /// The role of someone no `[[roles]]` entry matches (default: none, so no role).
+    pub default_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -379,6 +400,8 @@ pub struct Settings {
     pub rate_limits: RateLimitSection,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
+    /// `[[roles]]`, checked by [`crate::identity::validate`].
+    pub roles: Vec<crate::identity::RoleRule>,
     /// `[scim]`, when enabled.
     pub scim: Option<crate::scim::settings::ScimSettings>,
     /// The admin API's tokens (empty: the API is off).
@@ -551,6 +574,7 @@ const SECTIONS: &[&str] = &[
 const LIST_KEYS: &[&str] = &[
     "allowed_groups",
     "allowed_users",
+    "allowed_roles",
     "trusted_proxies",
     "strip_foreign_extra",
 ];
@@ -886,7 +910,7 @@ fn strip_foreign_extra(list: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
+pub(crate) fn header_name(raw: &str, key: &str) -> Result<(), ConfigError> {
     let name = http::HeaderName::from_bytes(raw.as_bytes())
         .map_err(|_| ConfigError::new(key, format!("not a valid HTTP header name: {raw:?}")))?;
     let normalized = crate::proxy::normalize_header_name(name.as_str());
@@ -1314,6 +1338,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         ));
     }
     strip_foreign_extra(&h.strip_foreign_extra)?;
+    crate::identity::validate(h, &file.roles, &file.authz, &file.access, header_name)?;
     let mut seen = BTreeMap::new();
     for (key, name) in [
         ("headers.user", &h.user),
@@ -1496,6 +1521,7 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         access,
         rate_limits,
         trusted_proxies,
+        roles: file.roles,
         scim: crate::scim::settings::validate(&file.scim, base)?,
         admin_api_tokens: crate::admin::validate_api(&file.admin_api, base)?,
     })

@@ -13,7 +13,8 @@
 //! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
 //! | [`connection`] | one client connection: HTTP/1.1 or HTTP/2, header and idle timeouts, parking idle HTTP/1.1 connections without buffers |
 //! | [`tls`] | the rustls server config (`tls.min_version`, ALPN) and live certificate reload (SIGHUP, file watch) |
-//! | [`gateway`] | the pipeline **route → authenticate → authorize → rewrite → forward** and the gateway's endpoints |
+//! | [`identity`] | the identity headers: `headers.encoding` (RFC 2047, quoted-printable, percent, refuse, raw), `[[roles]]`, forwarded attributes; `render_identity_headers` |
+//! | [`gateway`] | the [`gateway::Gateway`] and its flows, one file each: `pipeline` (**route → authenticate → authorize → rewrite → forward**, in one place), `admission` (the shared route → authenticate → authorize step), `signin`, `acs`, `signout`, `slo`, `forward_auth` (how forward-auth answers), `reload` (the swappable [`gateway::Policy`]) |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
 //! | [`foreign_headers`] | other gateways' identity headers (`Remote-User`, `X-Auth-Request-*`, …): the default table and the compiled matcher |
@@ -41,9 +42,10 @@
 //! (on by default; production images build with `--no-default-features`). `certgen` is also
 //! compiled for the crate's own unit tests, which mint key pairs with it.
 //!
-//! Pure decisions (policy, authorization, redirects, header rewrite, routing) are functions on
-//! plain data with their own unit tests; the gateway's sockets live only in `server`,
-//! `connection` and `proxy` (the development tools `devidp` and `demo` run their own small servers).
+//! Pure decisions (policy, authorization, redirects, header rewrite, routing, the ACS's
+//! solicited/unsolicited decision) are functions on plain data with their own unit tests; the
+//! gateway's sockets live only in `server`, `connection` and `proxy` (the development tools
+//! `devidp` and `demo` run their own small servers).
 
 // Memory safety is the libraries' business (rustls, hyper, ring, the xmlsec bindings); the
 // gateway's own code has no reason for `unsafe`, with one audited exception:
@@ -74,6 +76,7 @@ pub mod devidp;
 pub mod foreign_headers;
 pub mod forward_auth;
 pub mod gateway;
+pub mod identity;
 pub mod log_throttle;
 pub mod metrics;
 pub mod observability;

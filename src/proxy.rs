@@ -27,7 +27,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::{HeadersSection, ProxySettings};
 use crate::foreign_headers::ForeignHeaders;
-use crate::session::{Identity, IdentityHeaderValues};
+use crate::session::IdentityHeaderValues;
 use crate::tunnel::{self, SpliceEnd, TunnelPermit, TunnelSession};
 
 /// Every response body the gateway produces: its own pages or the upstream's stream.
@@ -60,13 +60,15 @@ pub struct IdentityHeaders {
     pub email: HeaderName,
     pub groups: HeaderName,
     pub preferred_username: HeaderName,
-    /// Normalized names stripped from client requests: the four above, plus any retired by a
-    /// reload ([`IdentityHeaders::also_strip`]).
+    /// `headers.role`: stripped always, sent only when `[[roles]]` gave a role.
+    pub role: HeaderName,
+    /// Normalized names stripped from client requests: the five above, the forwarded
+    /// attributes' (`headers.attributes`), plus any retired by a reload
+    /// ([`IdentityHeaders::also_strip`]).
     normalized: Vec<String>,
     /// Other gateways' identity headers (`headers.strip_foreign_*`), stripped from client
     /// requests like our own.
     foreign: ForeignHeaders,
-    separator: String,
 }
 
 impl IdentityHeaders {
@@ -80,20 +82,50 @@ impl IdentityHeaders {
         let email = name(&h.email, "x-forwarded-email");
         let groups = name(&h.groups, "x-forwarded-groups");
         let preferred_username = name(&h.preferred_username, "x-forwarded-preferred-username");
-        let normalized = vec![
+        let role = name(&h.role, "x-forwarded-role");
+        let mut normalized = vec![
             normalize_header_name(user.as_str()),
             normalize_header_name(email.as_str()),
             normalize_header_name(groups.as_str()),
             normalize_header_name(preferred_username.as_str()),
+            normalize_header_name(role.as_str()),
         ];
+        for header in h.attributes.values() {
+            let n = normalize_header_name(header);
+            if !normalized.contains(&n) {
+                normalized.push(n);
+            }
+        }
         IdentityHeaders {
             user,
             email,
             groups,
             preferred_username,
+            role,
             normalized,
             foreign: ForeignHeaders::compile(h.strip_foreign_defaults, &h.strip_foreign_extra),
-            separator: h.groups_separator.clone(),
+        }
+    }
+
+    /// Adds a session's identity headers (after the client's copies were stripped): the
+    /// values of its sign-in under the current names; forwarded attributes under the names
+    /// of its sign-in.
+    pub fn insert_values(&self, headers: &mut HeaderMap, v: &IdentityHeaderValues) {
+        headers.insert(self.user.clone(), v.user.clone());
+        if let Some(e) = &v.email {
+            headers.insert(self.email.clone(), e.clone());
+        }
+        if let Some(g) = &v.groups {
+            headers.insert(self.groups.clone(), g.clone());
+        }
+        if let Some(p) = &v.preferred_username {
+            headers.insert(self.preferred_username.clone(), p.clone());
+        }
+        if let Some(r) = &v.role {
+            headers.insert(self.role.clone(), r.clone());
+        }
+        for (name, value) in &v.attributes {
+            headers.insert(name.clone(), value.clone());
         }
     }
 
@@ -107,8 +139,8 @@ impl IdentityHeaders {
         }
     }
 
-    /// Every name stripped from client requests (lower case, `-` form): the configured four
-    /// and any a reload retired.
+    /// Every name stripped from client requests (lower case, `-` form): the configured
+    /// identity, role and attribute headers, and any a reload retired.
     pub fn stripped_names(&self) -> impl Iterator<Item = &str> {
         self.normalized.iter().map(String::as_str)
     }
@@ -141,33 +173,6 @@ impl IdentityHeaders {
             .map(|p| p.normalized())
             .filter(|n| !self.normalized.iter().any(|ours| ours == n))
             .chain(ROUTING_OVERRIDE_HEADERS)
-    }
-
-    /// Header values for a signed-in identity, computed once at sign-in. Values that are not
-    /// valid header text (control characters) are left out; the user id must be valid.
-    pub fn values(&self, id: &Identity) -> Result<IdentityHeaderValues, &'static str> {
-        let clean = |s: &str| -> Option<HeaderValue> {
-            if s.is_empty() || s.chars().any(char::is_control) {
-                return None;
-            }
-            HeaderValue::from_str(s).ok()
-        };
-        let user = clean(&id.user).ok_or("user id is not valid header text")?;
-        let groups = if id.groups.is_empty() {
-            None
-        } else {
-            clean(&id.groups.join(&self.separator))
-        };
-        Ok(IdentityHeaderValues {
-            user,
-            email: id.email.as_deref().and_then(clean),
-            groups,
-            preferred_username: id
-                .preferred_username
-                .as_deref()
-                .or(id.display_name.as_deref())
-                .and_then(clean),
-        })
     }
 }
 
@@ -421,16 +426,7 @@ pub fn rewrite_request_headers(
     });
     strip_gateway_cookies(headers, gateway_cookies);
     if let Some(v) = identity {
-        headers.insert(ids.user.clone(), v.user.clone());
-        if let Some(e) = &v.email {
-            headers.insert(ids.email.clone(), e.clone());
-        }
-        if let Some(g) = &v.groups {
-            headers.insert(ids.groups.clone(), g.clone());
-        }
-        if let Some(p) = &v.preferred_username {
-            headers.insert(ids.preferred_username.clone(), p.clone());
-        }
+        ids.insert_values(headers, v);
     }
     // The client's own forwarding headers are not trusted: we are the edge.
     headers.remove(header::FORWARDED);
@@ -1094,9 +1090,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Identity;
 
     fn ids() -> IdentityHeaders {
         IdentityHeaders::from_config(&HeadersSection::default())
+    }
+
+    /// The values a sign-in with default `[headers]` and no roles computes.
+    fn render(id: &Identity) -> IdentityHeaderValues {
+        let settings = crate::identity::HeaderSettings::from_config(&HeadersSection::default());
+        crate::identity::render_identity_headers(id, &Default::default(), &settings).unwrap()
     }
 
     fn fwd() -> Forwarded {
@@ -1204,7 +1207,7 @@ mod tests {
             groups: vec!["analysts".into(), "admins".into()],
             ..Identity::default()
         };
-        let values = ids().values(&id).unwrap();
+        let values = render(&id);
         let mut h = map(&[
             ("x-forwarded-user", "mallory"),
             ("x-forwarded-for", "1.1.1.1"),
@@ -1245,7 +1248,7 @@ mod tests {
             user: "alice".into(),
             ..Identity::default()
         };
-        let values = ids.values(&id).unwrap();
+        let values = render(&id);
         let mut h = map(&[
             ("X-WEBAUTH-USER", "admin"),
             ("x_webauth_role", "Admin"),
@@ -1313,14 +1316,17 @@ mod tests {
             groups: vec!["a\tb".into()],
             ..Identity::default()
         };
-        let v = ids().values(&id).unwrap();
+        let v = render(&id);
         assert!(v.email.is_none());
         assert!(v.groups.is_none());
         let bad = Identity {
             user: "al\nice".into(),
             ..Identity::default()
         };
-        assert!(ids().values(&bad).is_err());
+        let settings = crate::identity::HeaderSettings::from_config(&HeadersSection::default());
+        assert!(
+            crate::identity::render_identity_headers(&bad, &Default::default(), &settings).is_err()
+        );
     }
 
     #[test]

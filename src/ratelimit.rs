@@ -40,8 +40,8 @@ pub struct RateLimitSection {
     /// POSTs to the ACS per client per minute, and the burst allowed.
     pub acs_per_minute: u32,
     pub acs_burst: u32,
-    /// Forward-auth checks (`/saml/auth`) without a valid session per client per minute, and
-    /// the burst allowed.
+    /// Requests without a valid session on a path that needs one (proxied, or a forward-auth
+    /// check at `/saml/auth`) per client per minute, and the burst allowed.
     pub auth_failures_per_minute: u32,
     pub auth_failures_burst: u32,
     /// Clients tracked at once, over all three limits together.

@@ -81,6 +81,8 @@ pub struct RuleSection {
     /// Only with `authenticate`: replace `[authz]` for the paths this rule matches.
     pub allowed_groups: Vec<String>,
     pub allowed_users: Vec<String>,
+    /// Roles (`[[roles]]`) admitted besides those users and groups.
+    pub allowed_roles: Vec<String>,
 }
 
 /// What to do with one request.
@@ -117,25 +119,38 @@ impl<'a> Decision<'a> {
 pub enum Requirement<'a> {
     /// The global `[authz]` lists.
     Global,
-    /// The rule's own lists (never both empty).
+    /// The rule's own lists (never all empty).
     Only {
         groups: &'a [String],
         users: &'a [String],
+        roles: &'a [String],
     },
 }
 
 impl Requirement<'_> {
-    /// Checks `identity` against this requirement; `global` is `[authz]`.
+    /// Checks `identity` (with the `role` `[[roles]]` gave it at sign-in) against this
+    /// requirement; `global` is `[authz]`.
     pub fn authorize(
         &self,
         identity: &Identity,
+        role: Option<&str>,
         global: &AuthzSection,
     ) -> Result<(), crate::authz::Denial> {
         match self {
-            Requirement::Global => crate::authz::authorize(identity, global),
-            Requirement::Only { groups, users } => {
-                crate::authz::authorize_lists(identity, groups, users)
-            }
+            Requirement::Global => crate::authz::authorize(identity, role, global),
+            Requirement::Only {
+                groups,
+                users,
+                roles,
+            } => crate::authz::authorize_lists(
+                identity,
+                role,
+                &crate::authz::Lists {
+                    groups,
+                    users,
+                    roles,
+                },
+            ),
         }
     }
 }
@@ -180,6 +195,7 @@ enum Action {
     Authenticate {
         groups: Vec<String>,
         users: Vec<String>,
+        roles: Vec<String>,
     },
     Deny,
 }
@@ -302,18 +318,27 @@ impl AccessRules {
                         return Decision::Deny { rule: &rule.name };
                     }
                 }
-                Action::Authenticate { groups, users } => {
+                Action::Authenticate {
+                    groups,
+                    users,
+                    roles,
+                } => {
                     if path.any_view(|p| rule.path.matches(p)) {
                         if preflight {
                             return Decision::Anonymous {
                                 rule: CORS_PREFLIGHT_RULE,
                             };
                         }
-                        let requirement = if groups.is_empty() && users.is_empty() {
-                            Requirement::Global
-                        } else {
-                            Requirement::Only { groups, users }
-                        };
+                        let requirement =
+                            if groups.is_empty() && users.is_empty() && roles.is_empty() {
+                                Requirement::Global
+                            } else {
+                                Requirement::Only {
+                                    groups,
+                                    users,
+                                    roles,
+                                }
+                            };
                         return Decision::Authenticate {
                             rule: Some(&rule.name),
                             requirement,
@@ -417,9 +442,11 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
         "authenticate" => {
             check_names(&raw.allowed_groups, &key("allowed_groups"))?;
             check_names(&raw.allowed_users, &key("allowed_users"))?;
+            check_names(&raw.allowed_roles, &key("allowed_roles"))?;
             Action::Authenticate {
                 groups: raw.allowed_groups.clone(),
                 users: raw.allowed_users.clone(),
+                roles: raw.allowed_roles.clone(),
             }
         }
         "" => {
@@ -439,6 +466,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
         for (field, list) in [
             ("allowed_groups", &raw.allowed_groups),
             ("allowed_users", &raw.allowed_users),
+            ("allowed_roles", &raw.allowed_roles),
         ] {
             if !list.is_empty() {
                 return Err(ConfigError::new(
@@ -1057,6 +1085,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_with_only_allowed_roles_is_its_own_requirement() {
+        let mut admin = named(rule("authenticate", Some("/admin/"), None), "admin");
+        admin.allowed_roles = vec!["Admin".into()];
+        let r = compile(vec![admin]);
+        match get(&r, "/admin/x") {
+            Decision::Authenticate {
+                rule: Some("admin"),
+                requirement:
+                    Requirement::Only {
+                        groups,
+                        users,
+                        roles,
+                    },
+            } => {
+                assert!(groups.is_empty() && users.is_empty());
+                assert_eq!(roles, ["Admin".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut bad = rule("allow", Some("/x/"), None);
+        bad.allowed_roles = vec!["Admin".into()];
+        assert_eq!(compile_err(vec![bad]).key, "access.rules[0].allowed_roles");
+        let mut empty = rule("authenticate", Some("/x/"), None);
+        empty.allowed_roles = vec![String::new()];
+        assert_eq!(
+            compile_err(vec![empty]).key,
+            "access.rules[0].allowed_roles"
+        );
+    }
+
+    #[test]
     fn authenticate_rules_carry_their_lists() {
         let mut ops = named(rule("authenticate", Some("/ops/"), None), "ops");
         ops.allowed_groups = vec!["sre".into()];
@@ -1068,7 +1127,7 @@ mod tests {
         match r.decide(&Method::GET, "/ops/x", &HeaderMap::new(), true) {
             Decision::Authenticate {
                 rule: Some("ops"),
-                requirement: Requirement::Only { groups, users },
+                requirement: Requirement::Only { groups, users, .. },
             } => {
                 assert_eq!(groups, ["sre".to_string()]);
                 assert_eq!(users, ["root@example.com".to_string()]);
@@ -1101,20 +1160,38 @@ mod tests {
         };
         let global = AuthzSection {
             allowed_groups: vec!["staff".into()],
-            allowed_users: vec![],
+            ..AuthzSection::default()
         };
         let groups = vec!["sre".to_string()];
         let only = Requirement::Only {
             groups: &groups,
             users: &[],
+            roles: &[],
         };
-        assert!(only.authorize(&who("a", &["sre"]), &global).is_ok());
-        assert!(only.authorize(&who("a", &["staff"]), &global).is_err());
+        assert!(only.authorize(&who("a", &["sre"]), None, &global).is_ok());
+        assert!(only
+            .authorize(&who("a", &["staff"]), None, &global)
+            .is_err());
         assert!(Requirement::Global
-            .authorize(&who("a", &["staff"]), &global)
+            .authorize(&who("a", &["staff"]), None, &global)
             .is_ok());
         assert!(Requirement::Global
-            .authorize(&who("a", &["sre"]), &global)
+            .authorize(&who("a", &["sre"]), None, &global)
+            .is_err());
+        let admins = vec!["Admin".to_string()];
+        let by_role = Requirement::Only {
+            groups: &[],
+            users: &[],
+            roles: &admins,
+        };
+        assert!(by_role
+            .authorize(&who("a", &[]), Some("Admin"), &global)
+            .is_ok());
+        assert!(by_role
+            .authorize(&who("a", &["staff"]), Some("Viewer"), &global)
+            .is_err());
+        assert!(by_role
+            .authorize(&who("a", &["staff"]), None, &global)
             .is_err());
     }
 

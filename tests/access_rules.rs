@@ -213,9 +213,10 @@ async fn x_forwarded_for_counts_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn rotating_ipv6_slash_64s_share_one_budget_once_the_table_fills() {
-    // A table of 8 clients, one sign-in start each: four /64s fill half of it, after which
-    // every new /64 of one /48 spends from a single shared budget.
-    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 1\nsign_in_per_minute = 1\nmax_tracked_clients = 8\n";
+    // A table of 16 entries; a navigation without a session takes two (its client's
+    // auth-failure and sign-in budgets): four /64s fill half of it, after which every new /64
+    // of one /48 spends from a single shared budget.
+    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 1\nsign_in_per_minute = 1\nmax_tracked_clients = 16\n";
     let (_idp, _up, gw) = setup(limits).await;
     let c = client();
     let nav = |who: String| {
@@ -244,9 +245,11 @@ async fn rotating_ipv6_slash_64s_share_one_budget_once_the_table_fills() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_per_client() {
-    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 2\nsign_in_per_minute = 1\nacs_burst = 1\nacs_per_minute = 1\nauth_failures_burst = 1\nauth_failures_per_minute = 1\n";
+    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nsign_in_burst = 2\nsign_in_per_minute = 1\nacs_burst = 1\nacs_per_minute = 1\nauth_failures_burst = 3\nauth_failures_per_minute = 1\n";
     let (_idp, _up, gw) = setup(limits).await;
     let c = client();
+    // Each navigation without a session also spends an auth failure (three allowed): the
+    // sign-in limit is the one the third meets.
     let nav = |who: &'static str| {
         c.get(gw.url("/app"))
             .header("accept", HTML)
@@ -287,7 +290,9 @@ async fn rate_limits_answer_429_per_client() {
             .header("x-forwarded-for", who)
             .send()
     };
-    assert_eq!(check("198.51.100.4").await.unwrap().status(), 401);
+    for _ in 0..3 {
+        assert_eq!(check("198.51.100.4").await.unwrap().status(), 401);
+    }
     assert_eq!(check("198.51.100.4").await.unwrap().status(), 429);
     assert_eq!(check("198.51.100.5").await.unwrap().status(), 401);
 
@@ -297,7 +302,92 @@ async fn rate_limits_answer_429_per_client() {
         "samlgate_rate_limited_total{limit=\"sign_in\"} 1",
         "samlgate_rate_limited_total{limit=\"acs\"} 1",
         "samlgate_rate_limited_total{limit=\"auth_failure\"} 1",
-        "samlgate_forward_auth_total{result=\"unauthenticated\"} 3",
+        "samlgate_forward_auth_total{result=\"unauthenticated\"} 5",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+}
+
+/// The proxy and forward-auth admit requests through one step, so a request without a valid
+/// session spends the client's `auth_failures` budget whichever way it comes: guessing at
+/// cookies through the proxy is limited like guessing through `/saml/auth` (before the shared
+/// admission, only forward-auth counted).
+#[tokio::test]
+async fn auth_failures_count_through_the_proxy_and_forward_auth_alike() {
+    let limits = "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limits]\nauth_failures_burst = 2\nauth_failures_per_minute = 1\n";
+    let (_idp, up, gw) = setup(limits).await;
+    let c = client();
+    let via_proxy = |who: &'static str| {
+        c.get(gw.url("/api/items"))
+            .header("accept", "application/json")
+            // A forged session cookie: its seal does not open.
+            .header("cookie", "samlgate_session=forged")
+            .header("x-forwarded-for", who)
+            .send()
+    };
+    let via_check = |who: &'static str| {
+        c.get(gw.url("/saml/auth"))
+            .header("x-forwarded-uri", "/api/items")
+            .header("x-forwarded-for", who)
+            .send()
+    };
+    let error = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        (
+            status,
+            body["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let unauthenticated = (401, "unauthenticated".to_string());
+    let limited = (429, "rate_limited".to_string());
+
+    // Proxy first, then forward-auth: one budget of two.
+    assert_eq!(
+        error(via_proxy("198.51.100.20").await.unwrap()).await,
+        unauthenticated
+    );
+    assert_eq!(
+        error(via_check("198.51.100.20").await.unwrap()).await,
+        unauthenticated
+    );
+    assert_eq!(
+        error(via_proxy("198.51.100.20").await.unwrap()).await,
+        limited
+    );
+    assert_eq!(
+        error(via_check("198.51.100.20").await.unwrap()).await,
+        limited
+    );
+    // Forward-auth first, then the proxy.
+    assert_eq!(
+        error(via_check("198.51.100.21").await.unwrap()).await,
+        unauthenticated
+    );
+    assert_eq!(
+        error(via_check("198.51.100.21").await.unwrap()).await,
+        unauthenticated
+    );
+    assert_eq!(
+        error(via_proxy("198.51.100.21").await.unwrap()).await,
+        limited
+    );
+    // Another client has its own budget.
+    assert_eq!(
+        error(via_proxy("198.51.100.22").await.unwrap()).await,
+        unauthenticated
+    );
+
+    // Nothing reached the application, and each 429 was counted under its limit.
+    assert_eq!(
+        up.count(),
+        0,
+        "no unauthenticated request reached the upstream"
+    );
+    let metrics = gw.gateway.metrics().render().unwrap();
+    for series in [
+        "samlgate_rate_limited_total{limit=\"auth_failure\"} 3",
+        "samlgate_forward_auth_total{result=\"unauthenticated\"} 4",
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }

@@ -633,6 +633,7 @@ fn grafana_ini_trusts_exactly_the_headers_samlgate_sets_and_only_from_loopback()
         ("Email", "headers.email"),
         ("Name", "headers.preferred_username"),
         ("Groups", "headers.groups"),
+        ("Role", "headers.role"),
     ];
     for (field, key) in expected {
         assert_eq!(mapped.get(field).copied(), toml_str(&t, key), "{field}");
@@ -640,6 +641,18 @@ fn grafana_ini_trusts_exactly_the_headers_samlgate_sets_and_only_from_loopback()
     // Any other trusted header could be forged by a client: samlgate strips only its own.
     assert_eq!(mapped.len(), expected.len(), "{mapped:?}");
     assert_eq!(toml_str(&t, "headers.groups_separator"), Some(","));
+    // Grafana decodes quoted-printable exactly when headers_encoded is on.
+    assert_eq!(proxy["headers_encoded"], "true");
+    assert_eq!(toml_str(&t, "headers.encoding"), Some("quoted-printable"));
+    // Grafana's org roles, most privileged first, and a role for everyone else.
+    let roles: Vec<&str> = t["roles"]
+        .as_array()
+        .expect("[[roles]]")
+        .iter()
+        .map(|r| r["role"].as_str().expect("role"))
+        .collect();
+    assert_eq!(roles, ["Admin", "Editor"]);
+    assert_eq!(toml_str(&t, "authz.default_role"), Some("Viewer"));
 
     let server = &ini["server"];
     assert_eq!(server["http_addr"], "127.0.0.1");

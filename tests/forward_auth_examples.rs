@@ -15,11 +15,12 @@ use std::path::Path;
 use samlgate::foreign_headers::FOREIGN_IDENTITY_HEADERS;
 use samlgate::proxy::ROUTING_OVERRIDE_HEADERS;
 
-const OURS: [&str; 4] = [
+const OURS: [&str; 5] = [
     "X-Forwarded-User",
     "X-Forwarded-Email",
     "X-Forwarded-Groups",
     "X-Forwarded-Preferred-Username",
+    "X-Forwarded-Role",
 ];
 
 /// Headers the proxy must leave alone: the app needs them, or the proxy sets them itself, or
@@ -48,7 +49,7 @@ fn read(rel: &str) -> String {
 }
 
 /// A header name for each thing samlgate strips: every exact name, a member of every prefix
-/// family, the routing overrides, samlgate's four.
+/// family, the routing overrides, samlgate's own (the four identity headers and the default role header).
 fn stripped_samples() -> Vec<String> {
     let mut out: Vec<String> = FOREIGN_IDENTITY_HEADERS
         .iter()

@@ -112,11 +112,12 @@ const EXAMPLE_DIR: &str = "deploy/examples/nginx-forward-auth";
 /// The header snippet the example includes in `location /`.
 const SNIPPET: &str = "samlgate-client-headers.conf";
 
-const IDENTITY_HEADERS: [&str; 4] = [
+const IDENTITY_HEADERS: [&str; 5] = [
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
+    "x-forwarded-role",
 ];
 
 /// The nginx `http {}` body: the example's locations between `upstream`s for the test's

@@ -74,6 +74,8 @@ pub enum LoginError {
     /// A NameID or user id with control characters or otherwise unusable.
     BadUserId(&'static str),
     MissingUserAttribute(String),
+    /// An identity value `headers.encoding` cannot send (`refuse` and a non-ASCII name).
+    IdentityHeader(crate::identity::HeaderEncodingError),
     DuplicateAttribute(String),
     SpNameQualifier(String),
     /// The AuthnStatement's class is not the one `saml.authn_context_class_ref` requires.
@@ -123,6 +125,7 @@ impl LoginError {
             NoNameId => "no_name_id",
             BadUserId(_) => "bad_user_id",
             MissingUserAttribute(_) => "missing_user_attribute",
+            IdentityHeader(_) => "identity_header",
             DuplicateAttribute(_) => "duplicate_attribute",
             SpNameQualifier(_) => "sp_name_qualifier",
             AuthnContext { .. } => "authn_context",
@@ -176,6 +179,7 @@ impl LoginError {
             NoNameId => "assertion has no NameID".into(),
             BadUserId(why) => format!("user id unusable: {why}"),
             MissingUserAttribute(a) => format!("assertion lacks the user attribute {}", clip(a)),
+            IdentityHeader(e) => e.reason(),
             DuplicateAttribute(a) => format!("attribute {} appears more than once", clip(a)),
             SpNameQualifier(q) => format!("NameID SPNameQualifier {} is not our entity ID", clip(q)),
             AuthnContext { required, got } => format!(
@@ -223,6 +227,7 @@ impl LoginError {
                 "Your account is disabled",
                 "Your organisation has turned off your access to this application. If you think this is a mistake, contact your administrator.",
             ),
+            IdentityHeader(e) => e.user_message(),
             Busy => (
                 "Too many sign-ins right now",
                 "The server is busy. Please wait a moment and try again.",
@@ -247,7 +252,8 @@ impl LoginError {
             LoginError::IdpStatus { .. }
             | LoginError::WrongBrowser { .. }
             | LoginError::AuthnContext { .. }
-            | LoginError::AccountDisabled { .. } => StatusCode::FORBIDDEN,
+            | LoginError::AccountDisabled { .. }
+            | LoginError::IdentityHeader(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -507,6 +507,26 @@ impl RedirectMessage {
     }
 }
 
+/// Checks a Redirect-binding signature against the IdP's signing certificates: a present
+/// signature must verify; an absent one is accepted only when `required` is off.
+pub fn check_redirect_signature(
+    m: &RedirectMessage,
+    certs: &[X509],
+    required: bool,
+) -> Result<(), String> {
+    if m.signed {
+        if m.signature_valid(certs) {
+            Ok(())
+        } else {
+            Err("signature does not verify with the IdP's signing certificates".into())
+        }
+    } else if required {
+        Err("message is not signed".into())
+    } else {
+        Ok(())
+    }
+}
+
 // ---- HTTP-POST binding ----------------------------------------------------------------------
 
 /// Largest base64 `SAMLRequest` / `SAMLResponse` form field: a signed message with its
@@ -932,6 +952,49 @@ mod tests {
         assert!(parse_redirect_query("SAMLRequest=a&SAMLRequest=b").is_err());
         assert!(parse_redirect_query("RelayState=a").is_err());
         assert!(parse_redirect_query("SAMLRequest=a&Signature=b").is_err());
+    }
+
+    #[test]
+    fn redirect_signatures_are_required_or_verified() {
+        let pair = key_pair();
+        let key =
+            super::super::decrypt::DecryptionKey::from_pem(pair.key_pem().unwrap().as_bytes())
+                .unwrap();
+        let cert = X509::from_pem(pair.cert_pem().unwrap().as_bytes()).unwrap();
+        let xml = request(Utc::now());
+        let query = |key| {
+            let url = super::super::authn::redirect_message_url(
+                "https://app/saml/slo",
+                "SAMLRequest",
+                &xml,
+                Some("r"),
+                key,
+            )
+            .unwrap();
+            url::Url::parse(&url).unwrap().query().unwrap().to_string()
+        };
+        let signed = parse_redirect_query(&query(Some(&key))).unwrap();
+        let tampered =
+            parse_redirect_query(&query(Some(&key)).replace("RelayState=r", "RelayState=x"))
+                .unwrap();
+        let unsigned = parse_redirect_query(&query(None)).unwrap();
+        let certs = std::slice::from_ref(&cert);
+        for (m, certs, required, ok) in [
+            (&signed, certs, true, true),
+            (&signed, certs, false, true),
+            (&signed, &[][..], false, false),
+            (&tampered, certs, false, false),
+            (&unsigned, certs, false, true),
+            (&unsigned, certs, true, false),
+        ] {
+            assert_eq!(
+                check_redirect_signature(m, certs, required).is_ok(),
+                ok,
+                "signed={} required={required} certs={}",
+                m.signed,
+                certs.len()
+            );
+        }
     }
 
     fn key_pair() -> crate::certgen::KeyPair {

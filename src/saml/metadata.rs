@@ -27,6 +27,41 @@ pub struct IdpInfo {
     pub signing_cert_count: usize,
 }
 
+impl IdpInfo {
+    /// The signing certificates of this metadata, parsed for openssl (a Redirect-binding
+    /// logout signature is checked against these; a certificate openssl cannot read is
+    /// left out, so it verifies nothing).
+    pub fn signing_x509(&self) -> Vec<openssl::x509::X509> {
+        samael::service_provider::ServiceProvider {
+            idp_metadata: self.descriptor.clone(),
+            ..Default::default()
+        }
+        .idp_signing_certs()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| openssl::x509::X509::from_der(c.der_data()).ok())
+        .collect()
+    }
+}
+
+/// The SP metadata served at `{prefix}/metadata`, from the `[saml]` settings and the absolute
+/// Single Logout URL.
+pub fn sp_metadata_for(s: &crate::config::SamlSettings, slo_url: &str) -> String {
+    sp_metadata_xml_with_slo(
+        &SpMetadata {
+            entity_id: &s.sp_entity_id,
+            acs_url: &s.acs_url,
+            name_id_format: s.name_id_format.as_deref(),
+            cert_pem: s.sp_cert_pem.as_deref(),
+            want_assertions_signed: s.require_signed_assertion,
+            authn_requests_signed: s.sign_authn_requests,
+        },
+        Some(slo_url),
+    )
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MetadataError {
     #[error("IdP metadata is not a SAML EntityDescriptor or EntitiesDescriptor: {0}")]

@@ -485,6 +485,8 @@ pub fn identity(a: &AcceptedAssertion, map: &AttributeMap<'_>) -> Result<Identit
         name_id: a.name_id.clone(),
         name_id_format: a.name_id_format.clone(),
         session_index: a.session_index.clone(),
+        // Filled by the caller from `headers.attributes` (crate::identity::forwarded_attributes).
+        attributes: Vec::new(),
     })
 }
 
@@ -799,51 +801,59 @@ mod tests {
         assert!(check_assertion(&assertion(&A::default(), t0), &f, &want(t0)).is_ok());
     }
 
+    /// Each envelope check refuses with its own variant (matched as a variant, not by text).
     #[test]
     fn envelope_checks() {
         let w = want(Utc::now());
-        assert!(check_envelope(&facts(), &w).is_ok());
-        let mut f = facts();
-        f.status_code = Some("urn:oasis:names:tc:SAML:2.0:status:Responder".into());
-        f.status_message = Some("user locked".into());
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "idp_status");
-        let mut f = facts();
-        f.destination = Some("https://evil/acs".into());
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "destination");
-        let mut f = facts();
-        f.destination = None;
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "destination");
-        f.response_signed = false;
-        assert!(
-            check_envelope(&f, &w).is_ok(),
-            "unsigned envelope may omit Destination"
-        );
-        let mut f = facts();
-        f.in_response_to = Some("_someone_elses".into());
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "in_response_to");
-        let mut f = facts();
-        f.assertion_signed = false;
-        assert_eq!(
-            check_envelope(&f, &w).unwrap_err().kind(),
-            "assertion_not_signed"
-        );
-        let mut f = facts();
-        f.response_signed = false;
+        assert_eq!(check_envelope(&facts(), &w), Ok(()));
         let mut strict = w.clone();
         strict.require_signed_response = true;
-        assert_eq!(
-            check_envelope(&f, &strict).unwrap_err().kind(),
-            "response_not_signed"
-        );
-        let mut f = facts();
-        f.response_signed = false;
-        f.assertion_signed = false;
         let mut lax = w.clone();
         lax.require_signed_assertion = false;
-        assert_eq!(check_envelope(&f, &lax).unwrap_err().kind(), "signature");
-        let mut f = facts();
-        f.issuer = Some("https://evil-idp".into());
-        assert_eq!(check_envelope(&f, &w).unwrap_err().kind(), "issuer");
+        type Refused = fn(&LoginError) -> bool;
+        type Case<'a> = (
+            &'a str,
+            fn(&mut EnvelopeFacts),
+            &'a Expectations<'a>,
+            Option<Refused>,
+        );
+        #[rustfmt::skip]
+        let cases: [Case<'_>; 9] = [
+            ("IdP status", |f| {
+                f.status_code = Some("urn:oasis:names:tc:SAML:2.0:status:Responder".into());
+                f.status_message = Some("user locked".into());
+            }, &w, Some(|e| matches!(e, LoginError::IdpStatus { code, message, .. }
+                if code.ends_with(":Responder") && message.as_deref() == Some("user locked")))),
+            ("another Destination", |f| f.destination = Some("https://evil/acs".into()), &w,
+                Some(|e| matches!(e, LoginError::Destination { got: Some(d) } if d == "https://evil/acs"))),
+            ("signed, no Destination", |f| f.destination = None, &w,
+                Some(|e| matches!(e, LoginError::Destination { got: None }))),
+            ("unsigned envelope may omit Destination", |f| {
+                f.destination = None;
+                f.response_signed = false;
+            }, &w, None),
+            ("another request", |f| f.in_response_to = Some("_someone_elses".into()), &w,
+                Some(|e| matches!(e, LoginError::InResponseTo(_)))),
+            ("assertion unsigned", |f| f.assertion_signed = false, &w,
+                Some(|e| matches!(e, LoginError::AssertionNotSigned))),
+            ("response unsigned, required", |f| f.response_signed = false, &strict,
+                Some(|e| matches!(e, LoginError::ResponseNotSigned))),
+            ("nothing signed", |f| {
+                f.response_signed = false;
+                f.assertion_signed = false;
+            }, &lax, Some(|e| matches!(e, LoginError::Signature(_)))),
+            ("another Issuer", |f| f.issuer = Some("https://evil-idp".into()), &w,
+                Some(|e| matches!(e, LoginError::Issuer { got: Some(i) } if i == "https://evil-idp"))),
+        ];
+        for (name, change, want, refused) in cases {
+            let mut f = facts();
+            change(&mut f);
+            match (check_envelope(&f, want), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(is)) => assert!(is(&e), "{name}: {e:?}"),
+                (got, _) => panic!("{name}: {got:?}"),
+            }
+        }
     }
 
     /// Every way a response can fail to answer the pending request, one variant each.

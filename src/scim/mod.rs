@@ -27,8 +27,7 @@ use std::sync::Arc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::deprovision::Deprovisioner;
-use crate::proxy::IdentityHeaders;
-use crate::session::Session;
+use crate::session::{Identity, IdentityHeaderValues, Session};
 use settings::{GroupsSource, ScimSettings};
 use store::{Backend, Directory, RedbBackend, Standing, StoreError};
 
@@ -71,6 +70,15 @@ impl Admission {
             }
         }
     }
+}
+
+/// Why [`Scim::view`] refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewRefusal {
+    /// SCIM does not admit the user (their sessions end).
+    Account(Admission),
+    /// The groups SCIM gives cannot be rendered under `headers.encoding` (the reason).
+    Headers(String),
 }
 
 /// Pure: the admission for a standing under `require_provisioned`.
@@ -143,15 +151,16 @@ impl Scim {
     }
 
     /// On each authenticated request: the session as SCIM sees it now (its groups per
-    /// `scim.groups_source`, header values recomputed when they changed), or the refusal.
-    pub fn view(
+    /// `scim.groups_source`, header values re-rendered by `render` when they changed), or the
+    /// refusal.
+    pub fn view<E: std::fmt::Display>(
         &self,
         session: &Arc<Session>,
-        ids: &IdentityHeaders,
-    ) -> Result<Arc<Session>, Admission> {
+        render: impl FnOnce(&Identity) -> Result<IdentityHeaderValues, E>,
+    ) -> Result<Arc<Session>, ViewRefusal> {
         match self.admission(&session.identity.user) {
             Admission::Admit => {}
-            refused => return Err(refused),
+            refused => return Err(ViewRefusal::Account(refused)),
         }
         let Some(groups) = self.effective_groups(&session.identity.user, &session.identity.groups)
         else {
@@ -159,11 +168,10 @@ impl Scim {
         };
         let mut changed = (**session).clone();
         changed.identity.groups = groups;
-        // The user id was valid at sign-in and is unchanged, so only groups can fail, and
-        // `values` leaves an unusable group list out rather than failing.
-        if let Ok(headers) = ids.values(&changed.identity) {
-            changed.headers = headers;
-        }
+        // Roles follow groups, so everything is rendered again; a value the encoding refuses
+        // refuses the request (as it would have refused the sign-in).
+        changed.headers =
+            render(&changed.identity).map_err(|e| ViewRefusal::Headers(e.to_string()))?;
         Ok(Arc::new(changed))
     }
 

@@ -52,15 +52,25 @@ pub struct Identity {
     pub name_id: String,
     pub name_id_format: Option<String>,
     pub session_index: Option<String>,
+    /// The SAML attributes `headers.attributes` forwards: (configured attribute name,
+    /// values), kept so the headers can be rendered again from the identity.
+    pub attributes: Vec<(String, Vec<String>)>,
 }
 
-/// Header values computed once at sign-in so the hot path only clones them.
+/// Header values computed at sign-in ([`crate::identity::render_identity_headers`], again
+/// when the identity changes) so the hot path only clones them. Already encoded by
+/// `headers.encoding`.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaderValues {
     pub user: HeaderValue,
     pub email: Option<HeaderValue>,
     pub groups: Option<HeaderValue>,
     pub preferred_username: Option<HeaderValue>,
+    /// The role `[[roles]]` mapped (what `allowed_roles` checks), and its header value.
+    pub role_name: Option<String>,
+    pub role: Option<HeaderValue>,
+    /// Forwarded attributes (`headers.attributes`) under the header names of the sign-in.
+    pub attributes: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug, Clone)]

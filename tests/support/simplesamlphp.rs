@@ -86,8 +86,18 @@ pub const CAROL: TestUser = TestUser {
     groups: &[],
 };
 
+/// A name and groups beyond ASCII: Latin-2 letters and Cyrillic (identity header encodings).
+pub const ZOE: TestUser = TestUser {
+    username: "zoe",
+    password: "zoepass",
+    uid: "zoe",
+    mail: "zoe@example.com",
+    display_name: "Zoë Łukasiewicz",
+    groups: &["Разработчики", "staff"],
+};
+
 pub fn default_users() -> Vec<TestUser> {
-    vec![ALICE, BOB, CAROL]
+    vec![ALICE, BOB, CAROL, ZOE]
 }
 
 // ---------------------------------------------------------------------------------------------
