@@ -1,6 +1,6 @@
 //! What SCIM adds per request, and what its list filter costs, on a directory of 10,000 users
 //! and 500 groups of 20 members: `Scim::view` (the admission check plus, with `groups_source`
-//! `both`, the merged groups and recomputed header values) against `assertion` (admission
+//! `both`, the merged groups and the identity headers rendered again) against `assertion` (admission
 //! only), and `GET /Users?filter=userName eq "…"` through `Scim::handle` (the lookup Okta and
 //! Entra ID make before every create).
 
@@ -14,7 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use samlgate::config::HeadersSection;
 use samlgate::deprovision::Deprovisioner;
-use samlgate::proxy::IdentityHeaders;
+use samlgate::identity::{render_identity_headers, HeaderSettings, Roles};
 use samlgate::scim::resources::Kind;
 use samlgate::scim::settings::{GroupsSource, ScimSettings};
 use samlgate::scim::store::{MemoryBackend, Write};
@@ -72,13 +72,14 @@ fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
 }
 
 fn session(user: &str) -> Arc<Session> {
-    let ids = IdentityHeaders::from_config(&HeadersSection::default());
+    let cfg = HeaderSettings::from_config(&HeadersSection::default());
     let identity = Identity {
         user: user.into(),
         groups: vec!["staff".into(), "analysts".into()],
         ..Identity::default()
     };
-    let headers = ids.values(&identity).expect("values");
+    let headers =
+        render_identity_headers(&identity, &Roles::new(Vec::new(), None), &cfg).expect("values");
     let now = SystemTime::now();
     Arc::new(Session {
         identity,
@@ -93,7 +94,8 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("rt");
-    let ids = IdentityHeaders::from_config(&HeadersSection::default());
+    let cfg = HeaderSettings::from_config(&HeadersSection::default());
+    let roles = Roles::new(Vec::new(), None);
     let s = session("user4321@example.com");
     let mut group = c.benchmark_group("scim");
     for (name, source) in [
@@ -102,7 +104,10 @@ fn bench(c: &mut Criterion) {
     ] {
         let scim = scim(&rt, source);
         group.bench_function(name, |b| {
-            b.iter(|| black_box(scim.view(black_box(&s), &ids)))
+            b.iter(|| {
+                let render = |id: &Identity| render_identity_headers(id, &roles, &cfg);
+                black_box(scim.view(black_box(&s), render))
+            })
         });
     }
     let scim = scim(&rt, GroupsSource::Assertion);
