@@ -756,3 +756,47 @@ async fn forward_auth_checks_answer_with_scim_groups_and_refuse_disabled_users()
         "forward-auth checks never reach the upstream"
     );
 }
+
+#[tokio::test]
+async fn scim_groups_decide_roles_and_access_on_the_next_request() {
+    let dir = ScimDir::new();
+    let extra = "[authz]\nallowed_roles = [\"Admin\"]\n\n[[roles]]\nrole = \"Admin\"\ngroups = [\"scim-admins\"]\n";
+    let s = start(&dir, "groups_source = \"scim\"", extra).await;
+    let (_, u) = s
+        .scim
+        .post("/Users", json!({"schemas": [USER], "userName": "rosa"}))
+        .await;
+    let uid = u["id"].as_str().unwrap().to_string();
+    let (_, g) = s
+        .scim
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "scim-admins", "members": []}),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    // The assertion's group would match the role; with groups_source = scim it does not count.
+    let (c, _) = sign_in(&s.idp, &s.gw, "rosa", &["scim-admins"]).await;
+    assert_eq!(
+        app_groups(&s, &c).await,
+        Err(403),
+        "not in the SCIM group: no role, no access"
+    );
+
+    let add = json!({"schemas": [PATCH], "Operations": [{"op": "add", "path": "members", "value": [{"value": uid}]}]});
+    assert_eq!(s.scim.patch(&format!("/Groups/{gid}"), add).await.0, 200);
+    assert_eq!(app_groups(&s, &c).await, Ok(Some("scim-admins".into())));
+    assert_eq!(
+        s.up.last().one("x-forwarded-role").as_deref(),
+        Some("Admin"),
+        "the role follows the SCIM group"
+    );
+
+    let remove = json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]});
+    assert_eq!(s.scim.patch(&format!("/Groups/{gid}"), remove).await.0, 200);
+    assert_eq!(
+        app_groups(&s, &c).await,
+        Err(403),
+        "membership removed: access ends on the next request"
+    );
+}
