@@ -112,12 +112,13 @@ impl Gateway {
         };
 
         // SCIM: whether the user is still admitted, and the groups they carry now
-        let user = session.identity.user.clone();
-        let session = match self.scim_view(session, policy, ask.headers, conn).await {
+        let session = match self.scim_view(&session, policy, ask.headers, conn).await {
             Ok(s) => s,
             Err(answer) => {
                 return Admission::Refuse {
-                    why: Refusal::Forbidden { user },
+                    why: Refusal::Forbidden {
+                        user: session.identity.user.clone(),
+                    },
                     answer,
                 }
             }
@@ -160,19 +161,19 @@ impl Gateway {
     /// request other groups, with the identity headers (and role) rendered again.
     async fn scim_view(
         &self,
-        session: Arc<Session>,
+        session: &Arc<Session>,
         policy: &Policy,
         headers: &HeaderMap,
         conn: ConnInfo,
     ) -> Result<Arc<Session>, Response<Body>> {
         let Some(scim) = &self.scim else {
-            return Ok(session);
+            return Ok(session.clone());
         };
         let render = |id: &crate::session::Identity| {
             crate::identity::render_identity_headers(id, &policy.roles, &policy.header_settings)
         };
         let user = &session.identity.user;
-        match scim.view(&session, render) {
+        match scim.view(session, render) {
             Ok(view) => Ok(view),
             Err(ViewRefusal::Account(admission)) => {
                 tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = admission.reason(), client = %conn.client);
