@@ -472,6 +472,16 @@ fn element_matches(resource: &Value, p: &AttrPath, inner: &Filter) -> bool {
 pub fn compare(v: &Value, op: CompareOp, lit: &Value, exact: bool) -> bool {
     use std::cmp::Ordering;
     let ord: Option<Ordering> = match (v, lit) {
+        // Equality, the IdPs' lookup (`userName eq "…"`), without allocating per resource.
+        (Value::String(a), Value::String(b))
+            if op == CompareOp::Eq && (exact || (a.is_ascii() && b.is_ascii())) =>
+        {
+            return if exact {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            };
+        }
         (Value::String(a), Value::String(b)) => {
             let (a, b) = if exact {
                 (a.clone(), b.clone())
