@@ -8,7 +8,10 @@ build_pkgs=(pkg-config libxml2-dev libxmlsec1-dev libssl-dev libclang-dev openss
 # chromium: the real-browser test (tests/browser_login.rs drives it with playwright-core).
 # nginx-light: the forward-auth tests (tests/forward_auth_nginx.rs) and the load benchmark run
 # /usr/sbin/nginx themselves from temp dirs; the system service is not used (see below).
-test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 chromium nginx-light)
+# slapd ldap-utils: the password sign-in tests (tests/support/slapd.rs) run /usr/sbin/slapd
+# themselves from temp dirs with a generated config; the system service is not used.
+# redis-server: the shared state tests (tests/support/redis.rs) run their own, no persistence.
+test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 chromium nginx-light slapd ldap-utils redis-server)
 # Node.js for that test's driver script: Debian's only when no `node` is on PATH (a newer one,
 # e.g. NodeSource's, is left alone). playwright-core 1.64 wants node >= 20; Debian 12's is 18.
 if ! command -v node >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::client_ip::TrustedProxies;
+use crate::password::{PasswordSettings, PasswordSigninSection};
 use crate::ratelimit::RateLimitSection;
 use crate::rules::{AccessRules, AccessSection};
 
@@ -58,6 +59,10 @@ pub struct FileConfig {
     /// `[access]`: per-path rules ([`crate::rules`]).
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[state]`: where sessions and sign-in state live ([`crate::state`]).
+    pub state: crate::state::StateSection,
+    /// `[password_signin]`: LDAP and local accounts as a fallback ([`crate::password`]).
+    pub password_signin: PasswordSigninSection,
     /// `[[roles]]`: role names mapped from groups or users, first match wins
     /// ([`crate::identity::roles`]).
     pub roles: Vec<crate::identity::RoleRule>,
@@ -398,6 +403,10 @@ pub struct Settings {
     /// Checked by [`AccessRules::compile`]; compiled again into the gateway's policy.
     pub access: AccessSection,
     pub rate_limits: RateLimitSection,
+    /// `[state]`, files read ([`crate::state::StateSection::validate`]).
+    pub state: crate::state::StateSettings,
+    /// `[password_signin]`, validated with its files read; `None` when off.
+    pub password_signin: Option<PasswordSettings>,
     /// `server.trusted_proxies`, checked by [`TrustedProxies::parse`].
     pub trusted_proxies: Vec<String>,
     /// `[[roles]]`, checked by [`crate::identity::validate`].
@@ -570,6 +579,7 @@ const SECTIONS: &[&str] = &[
     "forward_auth",
     "access",
     "rate_limits",
+    "state",
 ];
 const LIST_KEYS: &[&str] = &[
     "allowed_groups",
@@ -1418,6 +1428,12 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
     let access = file.access;
     file.rate_limits.validate()?;
     let rate_limits = file.rate_limits;
+    let state = file
+        .state
+        .validate(base)
+        .map_err(|e| ConfigError::new("state", e.to_string()))?;
+    let password_signin = crate::password::settings::validate(&file.password_signin, base)
+        .map_err(|e| ConfigError::new(e.key(), e.to_string()))?;
     if srv.header_read_timeout_secs == 0 {
         return Err(ConfigError::new(
             "server.header_read_timeout_secs",
@@ -1520,6 +1536,8 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         admin,
         access,
         rate_limits,
+        state,
+        password_signin,
         trusted_proxies,
         roles: file.roles,
         scim: crate::scim::settings::validate(&file.scim, base)?,
@@ -1548,6 +1566,7 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     check("server", running.server == new.server);
     check("log", running.log == new.log);
     check("admin", running.admin == new.admin);
+    check("state", running.state == new.state);
     check("scim", running.scim == new.scim);
     check(
         "admin_api",

@@ -17,6 +17,7 @@
 //! | [`gateway`] | the [`gateway::Gateway`] and its flows, one file each: `pipeline` (**route → authenticate → authorize → rewrite → forward**, in one place), `admission` (the shared route → authenticate → authorize step), `signin`, `acs`, `signout`, `slo`, `forward_auth` (how forward-auth answers), `reload` (the swappable [`gateway::Policy`]) |
 //! | [`saml`] | AuthnRequests, the pre-filter, signature verification (samael), policy checks, replay cache, metadata |
 //! | [`session`] | session ids and sealed cookies, the store trait and its moka backend, pending sign-ins |
+//! | [`state`] | `[state]`: the memory or Redis backend for sessions, pending sign-ins, replay caches; the local cache and its invalidation |
 //! | [`foreign_headers`] | other gateways' identity headers (`Remote-User`, `X-Auth-Request-*`, …): the default table and the compiled matcher |
 //! | [`forward_auth`] | `/saml/auth` checks: which original request a trusted proxy describes |
 //! | [`authz`] | `allowed_users` / `allowed_groups` (global, or an access rule's own lists) |
@@ -27,6 +28,7 @@
 //! | [`target`] | refusals from the request line and `Host` before dispatch: `CONNECT`, non-path targets, conflicting hosts, encoded gateway paths, dot segments |
 //! | [`proxy`] | the upstream client, header rewrite, streaming, WebSocket/`Upgrade` passthrough |
 //! | [`tunnel`] | upgraded (WebSocket) tunnels: the connection slot they hold, the splice with its idle limit |
+//! | [`password`] | `[password_signin]`: LDAP and local accounts as an ordered fallback (form, HTTP Basic) |
 //! | [`pages`] | the HTML pages and JSON errors people and API clients see |
 //! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
@@ -81,6 +83,7 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod observability;
 pub mod pages;
+pub mod password;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redirect;
@@ -89,6 +92,7 @@ pub mod saml;
 pub mod scim;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod target;
 pub mod tls;
 pub mod tunnel;

@@ -1,4 +1,4 @@
-//! The `samlgate` command: `run`, `check-config`, `metadata`, and the development tools
+//! The `samlgate` command: `run`, `check-config`, `metadata`, `passwd`, and the development tools
 //! `dev-idp`, `demo` and `gen-cert` (only with the `dev-tools` cargo feature, on by default; a
 //! `--no-default-features` build has no such subcommands).
 
@@ -42,6 +42,22 @@ enum Command {
     Metadata {
         #[arg(long, short, env = "SAMLGATE_CONFIG")]
         config: PathBuf,
+    },
+    /// Add a user to the local users file (`[password_signin.local] users_file`) or change
+    /// their password. The password is read without echo (twice) from the terminal, or as
+    /// one line from standard input with --password-stdin.
+    Passwd {
+        /// The users file (created, mode 0600, when missing).
+        #[arg(long, short)]
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// The user's groups, comma-separated (default: keep an existing user's groups).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
+        /// Read the password from standard input (one line) instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
     },
     #[cfg(feature = "dev-tools")]
     /// Run a SAML 2.0 IdP for development and tests. DEVELOPMENT ONLY: it signs an
@@ -113,6 +129,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Passwd {
+            file,
+            user,
+            groups,
+            password_stdin,
+        } => passwd(&file, &user, groups.as_deref(), password_stdin),
         Command::CheckConfig { config } => match samlgate::app::build(&config) {
             Ok(app) => {
                 println!(
@@ -309,6 +331,55 @@ fn demo(port_base: u16) -> ExitCode {
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn passwd(
+    file: &std::path::Path,
+    user: &str,
+    groups: Option<&[String]>,
+    from_stdin: bool,
+) -> ExitCode {
+    let password = match read_new_password(from_stdin) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("passwd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match samlgate::password::local::passwd(file, user, &password, groups) {
+        Ok(outcome) => {
+            let what = match outcome {
+                samlgate::password::local::PasswdOutcome::Added => "added",
+                samlgate::password::local::PasswdOutcome::Changed => "changed the password of",
+            };
+            println!("{what} `{user}` in {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("passwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The new password: one line of standard input, or typed twice on the terminal without echo.
+fn read_new_password(from_stdin: bool) -> Result<String, String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password("New password: ").map_err(|e| {
+        format!("cannot read the password from the terminal ({e}); use --password-stdin")
+    })?;
+    let again = rpassword::prompt_password("Repeat it: ")
+        .map_err(|e| format!("cannot read the password from the terminal: {e}"))?;
+    if first != again {
+        return Err("the two passwords differ; nothing changed".into());
+    }
+    Ok(first)
 }
 
 #[cfg(feature = "dev-tools")]

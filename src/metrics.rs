@@ -306,7 +306,15 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_state_backend(None)
+    }
+
+    /// [`Metrics::new`] plus the shared state backend's series when it is Redis.
+    pub fn with_state_backend(redis: Option<&crate::state::redis::Shared>) -> Metrics {
         let mut registry = Registry::default();
+        if let Some(r) = redis {
+            r.register_metrics(&mut registry);
+        }
 
         let http_requests = Family::<Labels<2>, Counter>::default();
         registry.register(

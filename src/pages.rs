@@ -117,14 +117,42 @@ pub fn login_failed(
     browser: bool,
     kind: &str,
 ) -> Response<Body> {
+    login_failed_with_password(status, headline, sentence, retry_url, browser, kind, None)
+}
+
+/// [`login_failed`] with a link to the password sign-in form (`[password_signin]`) when
+/// `password_url` is set, so people still get in while the IdP cannot be used.
+pub fn login_failed_with_password(
+    status: StatusCode,
+    headline: &str,
+    sentence: &str,
+    retry_url: &str,
+    browser: bool,
+    kind: &str,
+    password_url: Option<&str>,
+) -> Response<Body> {
     if !browser {
-        return json(status, kind, sentence, &[("login_url", retry_url)]);
+        return match password_url {
+            Some(p) => json(
+                status,
+                kind,
+                sentence,
+                &[("login_url", retry_url), ("password_url", p)],
+            ),
+            None => json(status, kind, sentence, &[("login_url", retry_url)]),
+        };
     }
+    let password = password_url.map_or(String::new(), |p| {
+        format!(
+            "<p class=\"small\"><a href=\"{}\">Sign in with a user name and password instead</a></p>",
+            html_escape(p)
+        )
+    });
     page(
         status,
         headline,
         &format!(
-            "<p>{}</p><p><a class=\"button\" href=\"{}\">Sign in again</a></p>",
+            "<p>{}</p><p><a class=\"button\" href=\"{}\">Sign in again</a></p>{password}",
             html_escape(sentence),
             html_escape(retry_url)
         ),

@@ -83,6 +83,9 @@ pub struct RuleSection {
     pub allowed_users: Vec<String>,
     /// Roles (`[[roles]]`) admitted besides those users and groups.
     pub allowed_roles: Vec<String>,
+    /// Only with `authenticate`: API clients may sign in here with HTTP Basic
+    /// (`[password_signin]`), e.g. for `/api/`. Default `false`.
+    pub basic_auth: bool,
 }
 
 /// What to do with one request.
@@ -171,6 +174,8 @@ struct Rule {
     methods: Vec<Method>,
     path: PathMatcher,
     action: Action,
+    /// HTTP Basic sign-in allowed on the paths this rule matches.
+    basic_auth: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +231,12 @@ impl AccessRules {
             rules,
             cors_preflight: section.allow_cors_preflight,
         })
+    }
+
+    /// Whether the rule named `rule` (from a [`Decision::Authenticate`]) allows HTTP Basic.
+    /// No rule (the default requirement): never.
+    pub fn allows_basic(&self, rule: Option<&str>) -> bool {
+        rule.is_some_and(|name| self.rules.iter().any(|r| r.basic_auth && r.name == name))
     }
 
     /// Number of rules.
@@ -462,6 +473,15 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
             ))
         }
     };
+    if raw.basic_auth && !matches!(action, Action::Authenticate { .. }) {
+        return Err(ConfigError::new(
+            key("basic_auth"),
+            format!(
+                "only applies to action = \"authenticate\", not {:?}",
+                raw.action
+            ),
+        ));
+    }
     if !matches!(action, Action::Authenticate { .. }) {
         for (field, list) in [
             ("allowed_groups", &raw.allowed_groups),
@@ -485,6 +505,7 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, ConfigError> {
         methods,
         path,
         action,
+        basic_auth: raw.basic_auth,
     })
 }
 
@@ -800,6 +821,31 @@ mod tests {
 
     fn canon(p: &str) -> String {
         canonicalize(p).canonical.into_owned()
+    }
+
+    #[test]
+    fn basic_auth_is_a_property_of_authenticate_rules() {
+        let api = RuleSection {
+            basic_auth: true,
+            ..named(rule("authenticate", Some("/api/"), None), "api")
+        };
+        let rules = compile(vec![
+            api,
+            named(rule("authenticate", Some("/app/"), None), "app"),
+        ]);
+        for (path, want) in [("/api/x", true), ("/app/x", false), ("/other", false)] {
+            assert_eq!(rules.allows_basic(get(&rules, path).rule()), want, "{path}");
+        }
+        let on_allow = RuleSection {
+            basic_auth: true,
+            ..rule("allow", Some("/pub/"), None)
+        };
+        let err = AccessRules::compile(&AccessSection {
+            allow_cors_preflight: false,
+            rules: vec![on_allow],
+        })
+        .unwrap_err();
+        assert_eq!(err.key, "access.rules[0].basic_auth");
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! ended too), and Chromium must have reported no CSP violation on any page
 //! (`browser-*-signed-out.png` is the final page's screenshot).
 //!
-//! Two runs per IdP:
+//! Two runs per IdP (and a third with SimpleSAMLphp, `browser-login-replicas*.png`: two samlgate
+//! replicas sharing Redis, `[state] backend = "redis"`, behind nginx balancing round robin, so
+//! the sign-in start, the ACS post and the pages land on different replicas):
 //! - plain http, gateway and IdP both on `127.0.0.1` (different ports: same site);
 //! - https on the gateway (self-signed, `--ignore-certificate-errors`) at `https://app.test:P`
 //!   and the IdP at `http://idp.test:Q` (Chromium's `--host-rules=MAP *.test 127.0.0.1`), so the
@@ -51,6 +53,10 @@
 mod e2e;
 #[path = "support/gateway.rs"]
 mod gateway;
+#[path = "support/nginx.rs"]
+mod nginx;
+#[path = "support/redis.rs"]
+mod redis_server;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
@@ -134,6 +140,9 @@ impl Idp {
 /// Field order = drop order: the gateway stops before the IdP does.
 struct Setup {
     gw: TestGateway,
+    /// With [`Transport::HttpReplicas`]: the second replica, the round-robin nginx in front of
+    /// both and the Redis they share.
+    replicas: Option<Replicas>,
     /// The gateway's `public_url`, e.g. `https://app.test:PORT`.
     public_url: String,
     up: Upstream,
@@ -207,6 +216,7 @@ impl Setup {
         );
         Setup {
             gw,
+            replicas: None,
             public_url,
             up,
             idp,
@@ -215,6 +225,89 @@ impl Setup {
             idp_origin,
         }
     }
+
+    /// SimpleSAMLphp and two samlgate replicas sharing one Redis (`[state] backend =
+    /// "redis"`), behind nginx balancing round robin, one request at a time: the browser's
+    /// sign-in start, ACS post and pages alternate between the replicas. The public URL is
+    /// nginx's.
+    async fn start_replicas(slo: SloBinding) -> Setup {
+        let t = Instant::now();
+        let redis = redis_server::RedisServer::start();
+        let (l1, l2) = (GatewayListener::bind().await, GatewayListener::bind().await);
+        let front = nginx::Nginx::start(
+            "replicas",
+            &format!(
+                "upstream samlgate {{ server 127.0.0.1:{}; server 127.0.0.1:{}; }}\n\
+                 server {{\n\
+                 \x20   listen 127.0.0.1:{{port}};\n\
+                 \x20   location / {{ proxy_pass http://samlgate; proxy_set_header Host $http_host; }}\n\
+                 }}",
+                l1.port(),
+                l2.port()
+            ),
+        );
+        let public_url = front.url();
+        let (l1, l2) = (
+            l1.with_public_url(public_url.clone()),
+            l2.with_public_url(public_url.clone()),
+        );
+        let (sp_key, sp_cert) = simplesamlphp::generate_key_pair("samlgate browser test SP")
+            .unwrap_or_else(|e| panic!("SP key pair: {e}"));
+        let mut entry = l1.sp_entry();
+        entry.slo_url = Some(format!("{public_url}/saml/slo"));
+        entry.certificate_pem = Some(sp_cert.clone());
+        entry.sign_logout = true;
+        entry.slo_post_only = slo == SloBinding::PostOnly;
+        let (idp, idp_origin, metadata_xml) = start_simplesamlphp(&entry, "127.0.0.1", slo).await;
+        let up = start_upstream().await;
+        let opts = Options {
+            extra_toml: format!(
+                "{USER_IS_UID}[state]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+                redis.url()
+            ),
+            sp_key: Some((sp_key, sp_cert)),
+            ..Options::default()
+        };
+        let gw = l1
+            .serve(&entry, &up.url(), &metadata_xml, opts.clone())
+            .await;
+        let second = l2.serve(&entry, &up.url(), &metadata_xml, opts).await;
+        eprintln!(
+            "setup: simplesamlphp at {idp_origin} + 2 replicas behind {public_url} ready in {:?}",
+            t.elapsed()
+        );
+        Setup {
+            gw,
+            replicas: Some(Replicas {
+                second,
+                front,
+                _redis: redis,
+            }),
+            public_url,
+            up,
+            idp: Idp::SimpleSamlPhp(idp),
+            kind: IdpKind::SimpleSamlPhp,
+            slo,
+            idp_origin,
+        }
+    }
+}
+
+/// Field order = drop order: the replica stops before nginx and Redis.
+struct Replicas {
+    second: TestGateway,
+    front: nginx::Nginx,
+    _redis: redis_server::RedisServer,
+}
+
+/// Requests a gateway answered, by route, from its metrics.
+fn answered(gw: &TestGateway, route: &str) -> u64 {
+    let text = gw.gateway.metrics().render().expect("metrics");
+    let prefix = format!("samlgate_http_requests_total{{route=\"{route}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// SimpleSAMLphp trusting the gateway; re-hosted on `idp_host` unless that is `127.0.0.1`;
@@ -523,6 +616,9 @@ enum Transport {
     Http,
     /// Gateway at `https://app.test:P` (self-signed), IdP at `http://idp.test:Q`.
     HttpsCrossSite,
+    /// Two gateway replicas sharing Redis behind a round-robin nginx, all on `127.0.0.1`
+    /// ([`Setup::start_replicas`]).
+    HttpReplicas,
 }
 
 /// samlgate's default cookie names: `__Host-` over https (no cookie domain is configured).
@@ -547,6 +643,7 @@ async fn sign_in_and_out(kind: IdpKind, transport: Transport, slo: SloBinding, a
     let s = match transport {
         Transport::Http => Setup::start(kind, "127.0.0.1", "127.0.0.1", false, slo).await,
         Transport::HttpsCrossSite => Setup::start(kind, "app.test", "idp.test", true, slo).await,
+        Transport::HttpReplicas => Setup::start_replicas(slo).await,
     };
     let path = "/reports?q=1";
     let name = artifact;
@@ -747,6 +844,25 @@ async fn sign_in_and_out(kind: IdpKind, transport: Transport, slo: SloBinding, a
         assert_cross_site(&s, name, login, post);
     }
     check_sign_out(&s, name, r, &signed_out_prefix);
+    if let Some(rep) = &s.replicas {
+        // Round robin spread the browser's requests over both replicas, and the one ACS post
+        // (on either) completed a sign-in whose pending state the other may have stored.
+        let routes = ["protected", "acs", "logout", "slo"];
+        let first: u64 = routes.iter().map(|r| answered(&s.gw, r)).sum();
+        let second: u64 = routes.iter().map(|r| answered(&rep.second, r)).sum();
+        let nginx_log =
+            std::fs::read_to_string(rep.front.dir().join("access.log")).unwrap_or_default();
+        eprintln!("[{name}] replica 1 answered {first}, replica 2 {second}\n{nginx_log}");
+        assert!(
+            first > 0 && second > 0,
+            "[{name}] both replicas served the browser"
+        );
+        assert_eq!(
+            answered(&s.gw, "acs") + answered(&rep.second, "acs"),
+            1,
+            "[{name}] one ACS post"
+        );
+    }
 }
 
 /// Where the browser comes to rest after "Sign out": the dev IdP ends the sign-out on its own
@@ -1011,6 +1127,19 @@ fn cookie<'a>(r: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_and_out_through_two_replicas_behind_round_robin_nginx() {
+    let t = Instant::now();
+    sign_in_and_out(
+        IdpKind::SimpleSamlPhp,
+        Transport::HttpReplicas,
+        SloBinding::Redirect,
+        "login-replicas",
+    )
+    .await;
+    eprintln!("browser replicas: {:?}", t.elapsed());
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_signs_in_and_out_over_http() {

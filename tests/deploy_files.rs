@@ -261,6 +261,7 @@ fn checked_config(config_text: &str, what: &str) -> (tempfile::TempDir, PathBuf)
     .expect("write");
     std::fs::write(dir.path().join("tls.crt"), &f.cert_pem).expect("write");
     std::fs::write(dir.path().join("tls.key"), &f.key_pem).expect("write");
+    std::fs::write(dir.path().join("redis.password"), "placeholder-password\n").expect("write");
     let config = dir.path().join("samlgate.toml");
     std::fs::write(&config, config_text).expect("write");
     let out = run(&mut samlgate(&[
@@ -478,10 +479,15 @@ fn kubernetes_sidecar_pod_is_locked_down_and_only_samlgate_is_exposed() {
                 provided.insert(key.clone());
             }
             // The placeholder must be unusable: samlgate refuses secrets under 32 bytes.
-            let placeholder = secret["stringData"]["cookie.secret"]
-                .as_str()
-                .expect("cookie.secret");
-            assert!(placeholder.trim_end().len() < 32, "{placeholder:?}");
+            if let Some(placeholder) = secret["stringData"]["cookie.secret"].as_str() {
+                assert!(placeholder.trim_end().len() < 32, "{placeholder:?}");
+            }
+            if let Some(items) = source["secret"]["items"].as_array() {
+                // Only the listed keys are mounted (the Redis password, optional).
+                for item in items {
+                    provided.insert(item["path"].as_str().expect("path").to_string());
+                }
+            }
         }
     }
     for key in [
@@ -551,6 +557,65 @@ fn kubernetes_configmap_config_passes_check_config() {
     let cm = find_doc(&docs, "ConfigMap", "samlgate-config");
     let text = cm["data"]["samlgate.toml"].as_str().expect("samlgate.toml");
     checked_config(text, "deploy/kubernetes/configmap.yaml (samlgate.toml)");
+}
+
+/// The multi-replica variant (deploy/kubernetes/replicas): the commented `[state]` section of
+/// the ConfigMap, uncommented, passes `check-config`, names the Redis Service of
+/// replicas/redis.yaml, and its password file is what the optional Secret mounts from the
+/// Secret that Redis itself reads.
+#[test]
+fn kubernetes_replicas_variant_shares_state_through_the_redis_it_ships() {
+    let docs = kubernetes_documents();
+    let cm = find_doc(&docs, "ConfigMap", "samlgate-config");
+    let text = cm["data"]["samlgate.toml"].as_str().expect("samlgate.toml");
+    let mut uncommented = String::new();
+    let mut in_state = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t == "# [state]" {
+            in_state = true;
+        } else if in_state && !t.starts_with("# ") {
+            in_state = false;
+        }
+        match t.strip_prefix("# ") {
+            Some(rest) if in_state => uncommented.push_str(rest),
+            _ => uncommented.push_str(line),
+        }
+        uncommented.push('\n');
+    }
+    let config = parse_toml(&uncommented, "the ConfigMap with [state] uncommented");
+    assert_eq!(toml_str(&config, "state.backend"), Some("redis"));
+    checked_config(&uncommented, "configmap.yaml with [state] uncommented");
+
+    let url = toml_str(&config, "state.redis_url").expect("state.redis_url");
+    let service = find_doc(&docs, "Service", "samlgate-redis");
+    let host_port = format!(
+        "redis://{}:{}/",
+        service["metadata"]["name"].as_str().expect("name"),
+        service["spec"]["ports"][0]["port"]
+    );
+    assert!(url.starts_with(&host_port), "{url} vs {host_port}");
+    let redis = find_doc(&docs, "Deployment", "samlgate-redis");
+    let env = &redis["spec"]["template"]["spec"]["containers"][0]["env"][0];
+    let key_ref = &env["valueFrom"]["secretKeyRef"];
+    let pod = &find_doc(&docs, "Deployment", "analytics")["spec"]["template"]["spec"];
+    let mounted = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .flat_map(|v| {
+            v["projected"]["sources"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|s| s["secret"]["name"] == key_ref["name"])
+        .expect("the Redis password Secret is mounted for samlgate");
+    assert_eq!(mounted["secret"]["items"][0]["key"], key_ref["key"]);
+    assert_eq!(
+        mounted["secret"]["items"][0]["path"].as_str(),
+        toml_str(&config, "state.redis_password_file")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ use crate::saml::prefilter::EnvelopeFacts;
 use crate::saml::verify::{acs_form, AcsForm};
 use crate::session::pending::{browser_ids, ClaimError, PendingLogin};
 use crate::session::{random_id, Session, SessionKey};
+use crate::state::{FirstUse, ReplayKind};
 
 /// Whose sign-in a response answers, decided before the signature is verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +143,21 @@ impl Gateway {
                     ),
                     _ => self.login_url.clone(),
                 };
-                pages::login_failed(e.status(), headline, sentence, &retry, browser, e.kind())
+                // While the IdP cannot be used, the password form is the way in.
+                let password = policy
+                    .password
+                    .as_ref()
+                    .filter(|g| g.form())
+                    .map(|_| super::password_signin::password_path(&self.paths));
+                pages::login_failed_with_password(
+                    e.status(),
+                    headline,
+                    sentence,
+                    &retry,
+                    browser,
+                    e.kind(),
+                    password.as_deref(),
+                )
             }
         }
     }
@@ -184,9 +199,15 @@ impl Gateway {
         let (xml, facts) = self.verifier.get().decode_and_screen(&saml_response)?;
 
         let s = &self.settings.saml;
-        let claim = relay_state
-            .as_deref()
-            .map(|relay| self.pending.claim(relay, &browsers));
+        let claim = match relay_state.as_deref() {
+            Some(relay) => Some(
+                self.flows
+                    .claim_pending(relay, &browsers)
+                    .await
+                    .map_err(|e| LoginError::StateUnavailable(e.to_string()))?,
+            ),
+            None => None,
+        };
         if let Some(Ok(pending)) = &claim {
             *return_path = Some(pending.return_path.clone());
         }
@@ -212,8 +233,27 @@ impl Gateway {
         let replay_ttl = (accepted.replay_until - now)
             .to_std()
             .unwrap_or(Duration::from_secs(1));
-        if !self.replay.first_use(&accepted.assertion_id, replay_ttl) {
-            return Err(LoginError::Replay(accepted.assertion_id));
+        // An IdP-initiated response has no pending sign-in vouching that it is new: the shared
+        // backend also checks it was issued after its replay memory began.
+        let issued = solicited
+            .unsolicited()
+            .then(|| SystemTime::from(accepted.issue_instant));
+        match self
+            .flows
+            .first_use(
+                ReplayKind::Assertion,
+                &accepted.assertion_id,
+                replay_ttl,
+                issued,
+            )
+            .await
+            .map_err(|e| LoginError::StateUnavailable(e.to_string()))?
+        {
+            FirstUse::Fresh => {}
+            FirstUse::Replay => return Err(LoginError::Replay(accepted.assertion_id)),
+            FirstUse::BeforeMemory => {
+                return Err(LoginError::IssuedBeforeReplayMemory(accepted.assertion_id))
+            }
         }
         let (id, who) = self
             .open_session(&accepted, current, solicited.unsolicited(), conn)
@@ -293,18 +333,11 @@ impl Gateway {
         let id = random_id();
         let key = SessionKey::from_id(&id);
         let who = identity.user.clone();
-        tracing::info!(
-            target: "samlgate::audit",
-            event = "login_success",
-            user = %who,
-            groups = identity.groups.len(),
-            session = %key.log_tag(),
-            assertion_id = %crate::saml::error::clip(&accepted.assertion_id),
-            idp_initiated = unsolicited,
-            client = %conn.client,
-        );
+        let groups = identity.groups.len();
+        // Stored before it is announced: a session the backend could not keep is a failed
+        // sign-in (503), not a cookie that nothing backs.
         self.sessions
-            .insert(
+            .try_insert(
                 key,
                 Arc::new(Session {
                     identity,
@@ -313,7 +346,19 @@ impl Gateway {
                     expires_at,
                 }),
             )
-            .await;
+            .await
+            .map_err(|e| LoginError::StateUnavailable(e.to_string()))?;
+        tracing::info!(
+            target: "samlgate::audit",
+            event = "login_success",
+            method = "saml",
+            user = %who,
+            groups,
+            session = %key.log_tag(),
+            assertion_id = %crate::saml::error::clip(&accepted.assertion_id),
+            idp_initiated = unsolicited,
+            client = %conn.client,
+        );
         Ok((id, who))
     }
 

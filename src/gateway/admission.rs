@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::answers::{ambiguous_path, clip_path};
+use super::password_signin::BasicOutcome;
 use super::{ConnInfo, Gateway, Policy};
 use crate::deprovision::EndReason;
 use crate::pages;
@@ -17,6 +18,7 @@ use crate::rules::Decision;
 use crate::scim::ViewRefusal;
 use crate::session::cookie::find_cookies;
 use crate::session::{Session, SessionKey};
+use crate::state::StateError;
 
 /// The request an admission judges: for a proxied request its own method, path and headers;
 /// for a forward-auth check the original method and path a trusted proxy described, with the
@@ -42,10 +44,15 @@ pub enum Via {
 pub enum Admission {
     /// An `allow` rule covers it: no session is looked up and no identity is sent.
     Anonymous,
-    /// A live session whose user the rule's requirement admits.
+    /// A live session whose user the rule's requirement admits. `key` is `None` for a
+    /// stateless HTTP Basic sign-in; `basic_path`: the rule allows Basic (the proxy removes
+    /// `Authorization: Basic` before forwarding); `set_cookie`: the session cookie of a Basic
+    /// sign-in with `basic_session`.
     Admitted {
-        key: SessionKey,
+        key: Option<SessionKey>,
         session: Arc<Session>,
+        basic_path: bool,
+        set_cookie: Option<String>,
     },
     /// No live session, and the client's auth-failure budget had room: the caller challenges
     /// (sign-in redirect or 401).
@@ -68,6 +75,10 @@ pub enum Refusal {
     TooManyFailures,
     /// Signed in as `user`, whom the rule's requirement does not admit (403).
     Forbidden { user: String },
+    /// The shared state backend could not say whether the cookie's session lives (503).
+    StateUnavailable,
+    /// HTTP Basic credentials refused (`[password_signin]`: 401, 429, 503 or 400).
+    Password,
 }
 
 impl Gateway {
@@ -94,21 +105,53 @@ impl Gateway {
                     }
                 }
                 Decision::Anonymous { .. } => return Admission::Anonymous,
-                Decision::Authenticate { requirement, .. } => requirement,
+                Decision::Authenticate { requirement, rule } => (requirement, rule),
             };
+        let (requirement, rule) = requirement;
+        // HTTP Basic ([password_signin]) only through the proxy, on rules that allow it.
+        let basic_path =
+            ask.via == Via::Proxy && policy.password.is_some() && policy.rules.allows_basic(rule);
 
-        // authenticate
-        let Some((key, session)) = self.authenticate(ask.headers).await else {
-            // Guessing at cookies is limited per client, through either flow.
-            if let Some(answer) =
-                policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
-            {
+        // authenticate: the session cookie, else HTTP Basic where allowed
+        let found = match self.authenticate(ask.headers).await {
+            Ok(found) => found,
+            Err(e) => {
                 return Admission::Refuse {
-                    why: Refusal::TooManyFailures,
-                    answer,
-                };
+                    why: Refusal::StateUnavailable,
+                    answer: self.state_unavailable(&e, ask.headers, conn),
+                }
             }
-            return Admission::Challenge;
+        };
+        let (key, session, set_cookie) = match found {
+            Some((key, session)) => (Some(key), session, None),
+            None => match self
+                .basic_sign_in(basic_path, ask.headers, conn, policy)
+                .await
+            {
+                BasicOutcome::Signed {
+                    key,
+                    session,
+                    set_cookie,
+                } => (key, session, set_cookie),
+                BasicOutcome::Refused(answer) => {
+                    return Admission::Refuse {
+                        why: Refusal::Password,
+                        answer,
+                    }
+                }
+                BasicOutcome::NotTried => {
+                    // Guessing at cookies is limited per client, through either flow.
+                    if let Some(answer) =
+                        policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
+                    {
+                        return Admission::Refuse {
+                            why: Refusal::TooManyFailures,
+                            answer,
+                        };
+                    }
+                    return Admission::Challenge;
+                }
+            },
         };
 
         // SCIM: whether the user is still admitted, and the groups they carry now
@@ -153,7 +196,12 @@ impl Gateway {
                 answer,
             };
         }
-        Admission::Admitted { key, session }
+        Admission::Admitted {
+            key,
+            session,
+            basic_path,
+            set_cookie,
+        }
     }
 
     /// SCIM's say on a live session (`[scim]` on): a user SCIM no longer admits loses every
@@ -202,21 +250,44 @@ impl Gateway {
         }
     }
 
-    /// Finds a live session from the cookie; the HMAC is checked before any lookup.
+    /// Finds a live session from the cookie; the HMAC is checked before any lookup. `Err`
+    /// when the shared state backend cannot answer (past its grace period): not "no session".
     pub(super) async fn authenticate(
         &self,
         headers: &HeaderMap,
-    ) -> Option<(SessionKey, Arc<Session>)> {
+    ) -> Result<Option<(SessionKey, Arc<Session>)>, StateError> {
         for value in find_cookies(headers, &self.settings.session.cookie_name) {
             let Some(id) = self.session_sealer.open(value) else {
                 continue;
             };
             let key = SessionKey::from_id(&id);
-            if let Some(s) = self.sessions.get(&key).await {
-                return Some((key, s));
+            if let Some(s) = self.sessions.lookup(&key).await? {
+                return Ok(Some((key, s)));
             }
         }
-        None
+        Ok(None)
+    }
+
+    /// 503 when the shared state backend cannot answer, with its audit line (throttled per
+    /// client like other refusals).
+    pub(super) fn state_unavailable(
+        &self,
+        e: &StateError,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Response<Body> {
+        if self
+            .logs()
+            .audit(conn.client, "state_unavailable", "backend")
+        {
+            tracing::warn!(target: "samlgate::audit", event = "state_unavailable", reason = %e, client = %conn.client);
+        }
+        pages::simple(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state_unavailable",
+            "The sign-in service is temporarily unavailable. Please try again in a moment.",
+            pages::accepts_html(headers),
+        )
     }
 
     /// 403 for a path a `deny` rule covers (whoever asks).

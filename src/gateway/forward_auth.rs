@@ -63,6 +63,7 @@ impl Gateway {
                 {
                     let return_path = safe_return_path(&original.uri).unwrap_or("/");
                     self.start_login(req.headers(), return_path, conn, policy)
+                        .await
                 } else {
                     self.unauthenticated(&original.uri)
                 };
@@ -70,7 +71,10 @@ impl Gateway {
             }
             Admission::Refuse { why, answer } => {
                 let result = match why {
-                    Refusal::TooManyFailures => ForwardAuthResult::Unauthenticated,
+                    // (Basic is never tried for a forward-auth check.)
+                    Refusal::TooManyFailures | Refusal::Password | Refusal::StateUnavailable => {
+                        ForwardAuthResult::Unauthenticated
+                    }
                     Refusal::DenyRule | Refusal::AmbiguousPath => ForwardAuthResult::Denied,
                     Refusal::Forbidden { user: who } => {
                         *user = Some(who);

@@ -16,6 +16,7 @@ mod admission;
 mod answers;
 mod body;
 mod forward_auth;
+mod password_signin;
 mod pipeline;
 mod reload;
 mod routes;
@@ -43,14 +44,11 @@ use crate::metrics::{LiveCounts, Metrics};
 use crate::proxy::Upstream;
 use crate::saml::metadata::{parse_idp_metadata, sp_metadata_for};
 use crate::saml::metadata_source::CurrentIdp;
-use crate::saml::replay::ReplayCache;
 use crate::saml::verify::Verifier;
 use crate::scim::Scim;
 use crate::session::cookie::Sealer;
-use crate::session::memory::MemoryStore;
-use crate::session::pending::PendingLogins;
 use crate::session::SessionStore;
-use slo::LOGOUT_REQUEST_TTL;
+use crate::state::{FlowStore, State};
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -78,11 +76,8 @@ pub struct Gateway {
     login_url: String,
     verifier: Arc<CurrentIdp>,
     sessions: Arc<dyn SessionStore>,
-    pending: PendingLogins,
-    replay: ReplayCache,
-    /// LogoutRequest ids, apart from assertion ids: a flood of logout messages cannot push
-    /// assertion ids out of theirs.
-    slo_replay: ReplayCache,
+    /// Pending sign-ins, the replay caches and our LogoutRequest ids (`[state]`).
+    flows: Arc<dyn FlowStore>,
     session_sealer: Sealer,
     login_sealer: Sealer,
     csrf_sealer: Sealer,
@@ -93,8 +88,6 @@ pub struct Gateway {
     ready: AtomicBool,
     /// Absolute URL of `paths.slo` (LogoutRequest/LogoutResponse `Destination`).
     slo_url: String,
-    /// Ids of our own LogoutRequests awaiting the IdP's LogoutResponse (single use).
-    logout_requests: moka::sync::Cache<String, ()>,
     metrics: Arc<Metrics>,
     /// The IdP metadata file's content the current verifier was built from (file mode; a
     /// reload applies a changed file).
@@ -142,10 +135,17 @@ impl Gateway {
         );
         let sp_metadata = Bytes::from(sp_metadata_for(s, &slo_url));
         let upstream = Upstream::new(&settings.upstream, &settings.proxy)?;
-        let sessions: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(
-            settings.session.max_sessions,
-            settings.session.idle_timeout,
-        ));
+        let state = State::new(
+            &settings.state,
+            secret,
+            crate::state::Limits {
+                max_sessions: settings.session.max_sessions,
+                idle_timeout: settings.session.idle_timeout,
+                login_timeout: s.login_timeout,
+                clock_skew: s.clock_skew,
+            },
+        )?;
+        let sessions: Arc<dyn SessionStore> = state.sessions;
         let deprovision = Arc::new(Deprovisioner::new(sessions.clone()));
         let scim = crate::scim::open_for(&settings, &deprovision)?;
         let admin_api = (!settings.admin_api_tokens.is_empty()).then(|| {
@@ -159,11 +159,7 @@ impl Gateway {
             scim,
             deprovision,
             admin_api,
-            // About 200,000 sign-ins in flight with ordinary return paths (a few hundred
-            // bytes each); fewer, not more memory, if a flood brings long ones.
-            pending: PendingLogins::new(s.login_timeout, 64 * 1024 * 1024),
-            replay: ReplayCache::new(1_000_000),
-            slo_replay: ReplayCache::new(100_000),
+            flows: state.flows,
             session_sealer: Sealer::new(secret, "session"),
             login_sealer: Sealer::new(secret, "login"),
             csrf_sealer: Sealer::new(secret, "logout-csrf"),
@@ -176,11 +172,7 @@ impl Gateway {
             sp_metadata,
             ready: AtomicBool::new(true),
             slo_url,
-            logout_requests: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(LOGOUT_REQUEST_TTL)
-                .build(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::with_state_backend(state.redis.as_deref())),
             applied_idp_metadata: Mutex::new(s.idp_metadata_xml.clone()),
             settings,
         });
@@ -231,7 +223,11 @@ impl Gateway {
     /// Periodic upkeep (every minute from the server): forgets rate-limit entries whose budget
     /// has refilled, so the table only holds clients that are actually busy.
     pub fn housekeeping(&self) {
-        self.policy.load().limits.retain_recent();
+        let policy = self.policy.load();
+        policy.limits.retain_recent();
+        if let Some(gate) = &policy.password {
+            gate.signin.housekeeping();
+        }
     }
 
     pub fn session_count(&self) -> u64 {
@@ -244,9 +240,9 @@ impl LiveCounts for Gateway {
         self.session_count()
     }
     fn replay_cache_entries(&self) -> u64 {
-        self.replay.approximate_len()
+        self.flows.replay_len()
     }
     fn pending_logins(&self) -> u64 {
-        self.pending.approximate_len()
+        self.flows.pending_len()
     }
 }

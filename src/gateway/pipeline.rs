@@ -26,6 +26,7 @@ use crate::metrics::UpstreamErrorKind;
 use crate::pages;
 use crate::proxy::{self, Body, Forwarded};
 use crate::session::{Session, SessionKey};
+use crate::state::Readiness;
 use crate::target;
 use crate::tunnel::TunnelSession;
 
@@ -111,10 +112,15 @@ impl Gateway {
         match which {
             Route::Healthz => plain(StatusCode::OK, "ok\n"),
             Route::Readyz => {
-                if self.ready.load(Ordering::SeqCst) {
-                    plain(StatusCode::OK, "ready\n")
-                } else {
+                if !self.ready.load(Ordering::SeqCst) {
                     plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else if let Readiness::Down(_) = self.flows.readiness() {
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "state backend unreachable\n",
+                    )
+                } else {
+                    plain(StatusCode::OK, "ready\n")
                 }
             }
             Route::Metadata => {
@@ -125,11 +131,12 @@ impl Gateway {
                 );
                 r
             }
-            Route::Login => self.explicit_login(&req, conn, policy),
+            Route::Login => self.explicit_login(&req, conn, policy).await,
             Route::Acs => self.acs(req, conn, policy, user).await,
             Route::Logout => self.logout(req, conn, user).await,
             Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
+            Route::Password => self.password_page(req, conn, policy, user).await,
             Route::Scim => match &self.scim {
                 Some(scim) => scim.handle(req, conn.client).await,
                 None => pages::simple(
@@ -169,16 +176,27 @@ impl Gateway {
             body_empty: req.body().is_end_stream(),
             via: Via::Proxy,
         };
+        let mut set_cookie = None;
         let session = match self.admit(&ask, conn, policy).await {
             Admission::Anonymous => None,
-            Admission::Admitted { key, session } => {
+            Admission::Admitted {
+                key,
+                session,
+                basic_path,
+                set_cookie: cookie,
+            } => {
                 // (for the access log only: no copy when it is off)
                 if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
                     *user = Some(session.identity.user.clone());
                 }
+                if basic_path {
+                    // Basic credentials on such a path are ours: never the upstream's.
+                    super::password_signin::strip_basic(req.headers_mut());
+                }
+                set_cookie = cookie;
                 Some((key, session))
             }
-            Admission::Challenge => return self.challenge(&req, conn, policy),
+            Admission::Challenge => return self.challenge(&req, conn, policy).await,
             Admission::Refuse { why, answer } => {
                 if let Refusal::Forbidden { user: who } = why {
                     *user = Some(who);
@@ -188,7 +206,11 @@ impl Gateway {
         };
         let host = client_host(&req);
         let upgrade = self.rewrite(&mut req, conn, policy, session, host.clone());
-        self.forward(req, host, upgrade, upstream_slot).await
+        let mut resp = self.forward(req, host, upgrade, upstream_slot).await;
+        if let Some(v) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        resp
     }
 
     /// **rewrite**: the identity headers (none on an anonymous path) replace whatever the
@@ -200,11 +222,12 @@ impl Gateway {
         req: &mut Request<Incoming>,
         conn: ConnInfo,
         policy: &Policy,
-        session: Option<(SessionKey, Arc<Session>)>,
+        session: Option<(Option<SessionKey>, Arc<Session>)>,
         host: Option<HeaderValue>,
     ) -> bool {
         let upgrade = proxy::is_upgrade_request(req);
         let (key, session) = session.unzip();
+        let key = key.flatten();
         if let (true, Some(key), Some(session)) = (upgrade, key, &session) {
             // A tunnel lasts no longer than the session it was opened under.
             let store = self.sessions.clone();

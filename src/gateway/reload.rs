@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError};
 use http::{HeaderMap, Response};
 
 use super::forward_auth::EnvoyRemovals;
+use super::password_signin::PasswordGate;
 use super::{ConnInfo, Gateway};
 use crate::client_ip::TrustedProxies;
 use crate::config::{AuthzSection, ForwardAuthSection, HeadersSection, Settings};
@@ -41,6 +42,8 @@ pub struct Policy {
     pub(super) envoy_removals: EnvoyRemovals,
     /// Repeated refusals' log lines, summarised per client; kept across every reload.
     pub logs: Arc<LogThrottle>,
+    /// `[password_signin]` (form and HTTP Basic), when on.
+    pub password: Option<Arc<PasswordGate>>,
 }
 
 impl Policy {
@@ -67,6 +70,7 @@ impl Policy {
             header_settings: crate::identity::HeaderSettings::from_config(&s.headers),
             forward_auth: s.forward_auth.clone(),
             logs: previous.map_or_else(Default::default, |p| p.logs.clone()),
+            password: PasswordGate::build(s, previous)?,
         })
     }
 

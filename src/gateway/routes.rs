@@ -30,6 +30,8 @@ pub enum Route {
     Logout,
     Slo,
     ForwardAuth,
+    /// The password sign-in form (`{prefix}/password`, `[password_signin]`).
+    Password,
     /// The SCIM endpoint (`scim.path` and below): bearer-token protected, never forwarded.
     Scim,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
@@ -49,6 +51,7 @@ impl Route {
             Route::Logout => RouteClass::Logout,
             Route::Slo => RouteClass::Slo,
             Route::ForwardAuth => RouteClass::ForwardAuth,
+            Route::Password => RouteClass::Login,
             Route::UnknownGatewayPath | Route::Scim => RouteClass::GatewayOther,
             Route::Protected => RouteClass::Protected,
         }
@@ -67,6 +70,7 @@ pub fn route(path: &str, p: &Paths) -> Route {
         _ if path == p.logout => Route::Logout,
         _ if path == p.slo => Route::Slo,
         _ if is_under(path, &p.auth) => Route::ForwardAuth,
+        _ if super::password_signin::is_password_path(path, p) => Route::Password,
         _ if is_under(path, &p.prefix) => Route::UnknownGatewayPath,
         _ => Route::Protected,
     }

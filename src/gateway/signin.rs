@@ -48,7 +48,7 @@ impl Gateway {
         }
     }
 
-    pub(super) fn explicit_login(
+    pub(super) async fn explicit_login(
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
@@ -82,7 +82,7 @@ impl Gateway {
             .map_or_else(|_| "/".to_string(), |o| o.uri)
         });
         match safe_return_path(&rd) {
-            Some(path) => self.start_login(req.headers(), path, conn, policy),
+            Some(path) => self.start_login(req.headers(), path, conn, policy).await,
             None => {
                 if policy.logs.audit(conn.client, "login_refused", "rd") {
                     tracing::warn!(target: "samlgate::audit", event = "login_refused", reason = "rd is not a local path", rd = %crate::saml::error::clip(&rd), client = %conn.client);
@@ -93,7 +93,7 @@ impl Gateway {
     }
 
     /// Records a pending login bound to this browser and redirects to the IdP.
-    pub(super) fn start_login(
+    pub(super) async fn start_login(
         &self,
         headers: &HeaderMap,
         return_path: &str,
@@ -121,14 +121,14 @@ impl Gateway {
             &self.login_sealer,
         );
         let browser_id = existing.first().copied().unwrap_or_else(random_id);
-        self.pending.insert(
-            relay.clone(),
-            PendingLogin {
-                request_id: request_id.clone(),
-                return_path: return_path.to_string(),
-                browser: browser_hash(&browser_id),
-            },
-        );
+        let pending = PendingLogin {
+            request_id: request_id.clone(),
+            return_path: return_path.to_string(),
+            browser: browser_hash(&browser_id),
+        };
+        if let Err(e) = self.flows.put_pending(&relay, &pending).await {
+            return self.state_unavailable(&e, headers, conn);
+        }
         let s = &self.settings.saml;
         let verifier = self.verifier.get();
         let xml = authn_request_xml(&AuthnRequestSpec {
@@ -182,7 +182,7 @@ impl Gateway {
     }
 
     /// No session: browsers navigating are sent to the IdP, everything else gets 401.
-    pub(super) fn challenge(
+    pub(super) async fn challenge(
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
@@ -191,7 +191,9 @@ impl Gateway {
         let return_path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if pages::is_browser_navigation(req.method(), req.headers()) {
             let return_path = safe_return_path(return_path).unwrap_or("/");
-            return self.start_login(req.headers(), return_path, conn, policy);
+            return self
+                .start_login(req.headers(), return_path, conn, policy)
+                .await;
         }
         self.unauthenticated(return_path)
     }

@@ -6,6 +6,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::body::read_limited;
+use super::slo::LOGOUT_REQUEST_TTL;
 use super::{ConnInfo, Gateway};
 use crate::pages;
 use crate::proxy::Body;
@@ -22,8 +23,14 @@ impl Gateway {
         conn: ConnInfo,
         user: &mut Option<String>,
     ) -> Response<Body> {
-        let session = self.authenticate(req.headers()).await;
+        // Whether the session lives must be known to end it: 503 while the backend cannot say.
+        let session = match self.authenticate(req.headers()).await {
+            Ok(session) => session,
+            Err(e) => return self.state_unavailable(&e, req.headers(), conn),
+        };
         let browser = pages::accepts_html(req.headers());
+        // Kept for a 503 after the body (and with it the request) is consumed.
+        let req_headers = &req.headers().clone();
         match *req.method() {
             Method::GET | Method::HEAD => match session {
                 Some((key, s)) => {
@@ -66,7 +73,10 @@ impl Gateway {
                     }
                     return pages::simple(StatusCode::FORBIDDEN, "csrf", "Sign-out could not be confirmed. Open the sign-out page and press the button again.", browser);
                 }
-                self.sessions.remove(&key).await;
+                if let Err(e) = self.sessions.try_remove(&key).await {
+                    // Not "signed out" while the session may live on other replicas.
+                    return self.state_unavailable(&e, req_headers, conn);
+                }
                 self.metrics.sign_out();
                 tracing::info!(target: "samlgate::audit", event = "logout", user = %s.identity.user, session = %key.log_tag(), client = %conn.client);
                 match self.idp_logout(&s).await {
@@ -122,7 +132,11 @@ impl Gateway {
         };
         match response {
             Ok(r) => {
-                self.logout_requests.insert(id.clone(), ());
+                if let Err(e) = self.flows.put_logout_request(&id, LOGOUT_REQUEST_TTL).await {
+                    // The IdP's LogoutResponse will find nothing and be refused; the local
+                    // session is already gone.
+                    tracing::error!(target: "samlgate::audit", event = "state_backend_error", op = "put_logout_request", reason = %e);
+                }
                 tracing::info!(target: "samlgate::audit", event = "slo_started", request_id = %id, user = %session.identity.user);
                 Some(r)
             }

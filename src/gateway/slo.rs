@@ -20,6 +20,7 @@ use crate::saml::error::LoginError;
 use crate::saml::logout::{self as slo, LogoutResponseSpec};
 use crate::saml::prefilter::{prefilter_root, Root};
 use crate::saml::verify::Verifier;
+use crate::state::{FirstUse, ReplayKind, StateError};
 
 /// Why a Single Logout message was refused: the status and page kind it gets, and the reason
 /// the audit line `slo_refused` carries. Most are 400 `slo_refused`; a body too large, too
@@ -48,6 +49,15 @@ impl SloRefusal {
             status: e.status(),
             kind: e.kind(),
             reason: e.reason(),
+        }
+    }
+
+    /// The shared state backend could not answer: 503, nothing ended or answered.
+    fn state_unavailable(e: StateError) -> Self {
+        SloRefusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "state_unavailable",
+            reason: e.to_string(),
         }
     }
 }
@@ -259,7 +269,12 @@ impl Gateway {
             chrono::Duration::seconds(LOGOUT_MESSAGE_MAX_AGE_SECS),
         )?;
         let ttl = Duration::from_secs(LOGOUT_MESSAGE_MAX_AGE_SECS as u64) + s.clock_skew * 2;
-        if !self.slo_replay.first_use(&lr.id, ttl) {
+        let first = self
+            .flows
+            .first_use(ReplayKind::Logout, &lr.id, ttl, None)
+            .await
+            .map_err(SloRefusal::state_unavailable)?;
+        if first != FirstUse::Fresh {
             return Err(format!(
                 "LogoutRequest {} was already used",
                 crate::saml::error::clip(&lr.id)
@@ -379,7 +394,12 @@ impl Gateway {
             &self.logout_issuers(v),
             &self.slo_url,
         )?;
-        if self.logout_requests.remove(irt).is_none() {
+        let ours = self
+            .flows
+            .take_logout_request(irt)
+            .await
+            .map_err(SloRefusal::state_unavailable)?;
+        if !ours {
             return Err(format!(
                 "InResponseTo {} answers no LogoutRequest of ours (or was used)",
                 crate::saml::error::clip(irt)
@@ -387,7 +407,7 @@ impl Gateway {
             .into());
         }
         // Our local session is already gone; the session cookie is cleared regardless.
-        if let Some((key, s)) = self.authenticate(headers).await {
+        if let Ok(Some((key, s))) = self.authenticate(headers).await {
             *user = Some(s.identity.user.clone());
             self.sessions.remove(&key).await;
         }

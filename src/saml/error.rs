@@ -94,6 +94,12 @@ pub enum LoginError {
     Invalid(String),
     /// Too many verifications queued; try again.
     Busy,
+    /// The shared state backend (Redis) did not answer: without it a replay cannot be ruled
+    /// out, so no sign-in completes.
+    StateUnavailable(String),
+    /// An IdP-initiated assertion issued before the shared replay cache's memory began (Redis
+    /// restarted since): whether it was already used cannot be known.
+    IssuedBeforeReplayMemory(String),
     Internal(String),
 }
 
@@ -133,6 +139,8 @@ impl LoginError {
             AccountDisabled { .. } => "account_disabled",
             Invalid(_) => "invalid",
             Busy => "busy",
+            StateUnavailable(_) => "state_unavailable",
+            IssuedBeforeReplayMemory(_) => "issued_before_replay_memory",
             Internal(_) => "internal",
         }
     }
@@ -191,6 +199,11 @@ impl LoginError {
             AccountDisabled { user, why } => format!("user {} refused: {why}", clip(user)),
             Invalid(d) => format!("response rejected: {}", clip(d)),
             Busy => "too many sign-ins being verified; request shed".into(),
+            StateUnavailable(d) => format!("cannot finish the sign-in: {}", clip(d)),
+            IssuedBeforeReplayMemory(id) => format!(
+                "IdP-initiated assertion {} was issued before the shared replay cache (Redis) started: a replay cannot be ruled out",
+                clip(id)
+            ),
             Internal(d) => format!("internal error: {}", clip(d)),
         }
     }
@@ -232,6 +245,10 @@ impl LoginError {
                 "Too many sign-ins right now",
                 "The server is busy. Please wait a moment and try again.",
             ),
+            StateUnavailable(_) | IssuedBeforeReplayMemory(_) => (
+                "Sign-in is temporarily unavailable",
+                "The sign-in service cannot finish sign-ins right now. Please wait a moment and sign in again.",
+            ),
             Internal(_) => (
                 "Something went wrong",
                 "Sign-in failed because of an error on this server. Please try again.",
@@ -247,7 +264,9 @@ impl LoginError {
         match self {
             LoginError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LoginError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            LoginError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            LoginError::Busy
+            | LoginError::StateUnavailable(_)
+            | LoginError::IssuedBeforeReplayMemory(_) => StatusCode::SERVICE_UNAVAILABLE,
             LoginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             LoginError::IdpStatus { .. }
             | LoginError::WrongBrowser { .. }

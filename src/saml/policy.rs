@@ -191,6 +191,9 @@ pub struct AcceptedAssertion {
     pub session_not_on_or_after: Option<DateTime<Utc>>,
     /// Until when the assertion id must be remembered to stop replays.
     pub replay_until: DateTime<Utc>,
+    /// The assertion's IssueInstant (a shared replay cache refuses an IdP-initiated
+    /// assertion issued before its memory began).
+    pub issue_instant: DateTime<Utc>,
     pub attributes: Vec<Attribute>,
 }
 
@@ -378,6 +381,7 @@ pub fn check_assertion(
         session_index,
         session_not_on_or_after,
         replay_until,
+        issue_instant: a.issue_instant,
         attributes,
     })
 }

@@ -114,6 +114,31 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn remove_by_user(&self, user: &str) -> usize;
     /// Approximate number of live sessions (for metrics and tests).
     fn approximate_len(&self) -> u64;
+    /// [`SessionStore::get`] for the request path, where "no session" and "the store cannot
+    /// answer" must differ: a shared backend that is unreachable (past its grace period)
+    /// answers `Err`, and the request gets a 503 rather than a sign-in loop.
+    async fn lookup(
+        &self,
+        key: &SessionKey,
+    ) -> Result<Option<Arc<Session>>, crate::state::StateError> {
+        Ok(self.get(key).await)
+    }
+    /// [`SessionStore::remove`] that says when the session could not be ended everywhere (a
+    /// shared backend unreachable): the sign-out then answers 503 instead of "signed out".
+    async fn try_remove(&self, key: &SessionKey) -> Result<(), crate::state::StateError> {
+        self.remove(key).await;
+        Ok(())
+    }
+    /// [`SessionStore::insert`] that says when the session could not be stored (the sign-in
+    /// then fails with a 503 instead of handing out a cookie nothing backs).
+    async fn try_insert(
+        &self,
+        key: SessionKey,
+        session: Arc<Session>,
+    ) -> Result<(), crate::state::StateError> {
+        self.insert(key, session).await;
+        Ok(())
+    }
 }
 
 /// 32 bytes from the operating system's CSPRNG.

@@ -1,0 +1,447 @@
+//! Where the gateway's per-sign-in state lives: sessions, pending sign-ins, the replay caches
+//! and our own LogoutRequest ids. `[state] backend = "memory"` (the default) keeps them in this
+//! process (moka, as before); `"redis"` keeps them in one Redis or Valkey that every replica
+//! shares, with a local moka cache in front of the sessions ([`redis`]).
+//!
+//! The gateway talks to two traits: [`crate::session::SessionStore`] for sessions and
+//! [`FlowStore`] for everything a sign-in or sign-out passes through once. Both backends give
+//! the same guarantees: a pending sign-in is claimed at most once, a message id is first used
+//! at most once, and with Redis neither guarantee survives a lost backend as a "yes" — an
+//! unreachable Redis is a [`StateError`], which the gateway turns into a 503, never into a
+//! skipped check.
+
+pub mod memory;
+pub mod redis;
+mod redis_sessions;
+pub mod seal;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::session::pending::{ClaimError, PendingLogin};
+use crate::session::SessionStore;
+
+/// `[state]` as written by the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// Where sessions, pending sign-ins and replay caches live: `"memory"` (default; this
+    /// process only, lost on restart) or `"redis"` (shared by every replica).
+    pub backend: BackendKind,
+    /// With `backend = "redis"`: `redis://host:port/db` or `rediss://host:port/db` (TLS,
+    /// certificate and host name verified). Required then; no default. A password in the URL
+    /// is refused: use `redis_password_file`.
+    pub redis_url: Option<String>,
+    /// ACL user name (Redis ≥ 6 `AUTH user password`). Default: none (the `default` user).
+    pub redis_username: Option<String>,
+    /// File holding the Redis password (trailing newline ignored). Default: none.
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` with a
+    /// private CA. Default: none (the system's trusted roots).
+    pub redis_ca_file: Option<PathBuf>,
+    /// Prefix of every key and of the invalidation channel, so several gateways (or other
+    /// programs) can share one database. Default `"samlgate:"`.
+    pub key_prefix: String,
+    /// How long sessions already cached on a replica keep working while Redis is
+    /// unreachable, in seconds; then those requests get a 503 too. Default 30.
+    pub grace_secs: u64,
+    /// Longest wait for one Redis command before it counts as a failure, in milliseconds.
+    /// Default 1000.
+    pub command_timeout_ms: u64,
+}
+
+/// `state.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            backend: BackendKind::Memory,
+            redis_url: None,
+            redis_username: None,
+            redis_password_file: None,
+            redis_ca_file: None,
+            key_prefix: "samlgate:".into(),
+            grace_secs: 30,
+            command_timeout_ms: 1000,
+        }
+    }
+}
+
+/// A `[state]` section that cannot work, naming the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StateConfigError {
+    #[error("state.redis_url is required with state.backend = \"redis\"")]
+    MissingUrl,
+    #[error("state.redis_url: {0}")]
+    BadUrl(String),
+    #[error("state.redis_url must not carry a password; put it in state.redis_password_file")]
+    PasswordInUrl,
+    #[error("state.{key}: cannot read {path}: {error}")]
+    File {
+        key: &'static str,
+        path: String,
+        error: String,
+    },
+    #[error("state.{0} is set but state.backend is \"memory\"")]
+    RedisKeyWithMemory(&'static str),
+    #[error("state.key_prefix must be 1 to 64 printable ASCII characters without spaces")]
+    BadPrefix,
+    #[error("state.{0} must be between {1} and {2}")]
+    OutOfRange(&'static str, u64, u64),
+}
+
+/// Validated `[state]`.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub enum StateSettings {
+    #[default]
+    Memory,
+    Redis(RedisSettings),
+}
+
+/// Everything needed to reach Redis, files already read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The URL as configured (no password in it).
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_pem: Option<Vec<u8>>,
+    pub key_prefix: String,
+    pub grace: Duration,
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .field("key_prefix", &self.key_prefix)
+            .field("grace", &self.grace)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+impl StateSection {
+    /// Checks the section and reads the files it names (relative to `base`).
+    pub fn validate(self, base: &Path) -> Result<StateSettings, StateConfigError> {
+        if self.backend == BackendKind::Memory {
+            for (set, key) in [
+                (self.redis_url.is_some(), "redis_url"),
+                (self.redis_username.is_some(), "redis_username"),
+                (self.redis_password_file.is_some(), "redis_password_file"),
+                (self.redis_ca_file.is_some(), "redis_ca_file"),
+            ] {
+                if set {
+                    return Err(StateConfigError::RedisKeyWithMemory(key));
+                }
+            }
+            return Ok(StateSettings::Memory);
+        }
+        let url = self.redis_url.ok_or(StateConfigError::MissingUrl)?;
+        check_redis_url(&url)?;
+        let prefix_ok = (1..=64).contains(&self.key_prefix.len())
+            && self.key_prefix.bytes().all(|b| b.is_ascii_graphic());
+        if !prefix_ok {
+            return Err(StateConfigError::BadPrefix);
+        }
+        if !(1..=3600).contains(&self.grace_secs) {
+            return Err(StateConfigError::OutOfRange("grace_secs", 1, 3600));
+        }
+        if !(10..=60_000).contains(&self.command_timeout_ms) {
+            return Err(StateConfigError::OutOfRange(
+                "command_timeout_ms",
+                10,
+                60_000,
+            ));
+        }
+        let password = match &self.redis_password_file {
+            Some(p) => {
+                let bytes = read_small(base, p, "redis_password_file")?;
+                let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+                Some(text)
+            }
+            None => None,
+        };
+        let ca_pem = match &self.redis_ca_file {
+            Some(p) => Some(read_small(base, p, "redis_ca_file")?),
+            None => None,
+        };
+        Ok(StateSettings::Redis(RedisSettings {
+            url,
+            username: self.redis_username,
+            password,
+            ca_pem,
+            key_prefix: self.key_prefix,
+            grace: Duration::from_secs(self.grace_secs),
+            command_timeout: Duration::from_millis(self.command_timeout_ms),
+        }))
+    }
+}
+
+/// `redis://` or `rediss://`, a host, no password, a database number as the path if any.
+fn check_redis_url(raw: &str) -> Result<(), StateConfigError> {
+    let url = url::Url::parse(raw).map_err(|e| StateConfigError::BadUrl(e.to_string()))?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(StateConfigError::BadUrl(
+            "the scheme must be redis:// or rediss:// (TLS)".into(),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(StateConfigError::BadUrl("no host".into()));
+    }
+    if url.password().is_some() {
+        return Err(StateConfigError::PasswordInUrl);
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        return Err(StateConfigError::BadUrl(format!(
+            "the path must be a database number, not `{db}`"
+        )));
+    }
+    Ok(())
+}
+
+fn read_small(base: &Path, path: &Path, key: &'static str) -> Result<Vec<u8>, StateConfigError> {
+    use std::io::Read;
+    let full = base.join(path);
+    let err = |e: std::io::Error| StateConfigError::File {
+        key,
+        path: full.display().to_string(),
+        error: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    // Bounded like every file a config key names: a password or CA bundle is kilobytes.
+    std::fs::File::open(&full)
+        .map_err(err)?
+        .take(1024 * 1024)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    Ok(bytes)
+}
+
+/// The shared backend could not answer: the caller refuses (503), it never guesses.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StateError {
+    /// Redis did not answer (connection refused or lost, timeout, server error).
+    #[error("state backend unavailable: {0}")]
+    Unavailable(String),
+    /// Redis has been unreachable for longer than `state.grace_secs`: cached sessions stop.
+    #[error("state backend unreachable for longer than the grace period")]
+    GraceExpired,
+}
+
+/// Which replay cache: assertion ids and logout message ids are kept apart, so a flood of
+/// one cannot push the other out (memory backend) and the key spaces never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayKind {
+    Assertion,
+    Logout,
+}
+
+/// What [`FlowStore::first_use`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstUse {
+    /// Recorded now: go on.
+    Fresh,
+    /// Already recorded: a replay.
+    Replay,
+    /// The message was issued before the replay cache's memory began (the Redis server
+    /// started after it), so whether it was already used cannot be known: refused.
+    BeforeMemory,
+}
+
+/// The backend's state for `/readyz` and the grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Unreachable since this long ago.
+    Down(Duration),
+}
+
+/// Single-use records of sign-in and sign-out flows.
+#[async_trait]
+pub trait FlowStore: Send + Sync + 'static {
+    /// Remembers a started sign-in under its RelayState token until it expires.
+    async fn put_pending(&self, relay_token: &str, login: &PendingLogin) -> Result<(), StateError>;
+    /// Removes and returns the sign-in when `browser_ids` (login-cookie ids, HMAC-checked)
+    /// contains the one that started it. Atomic: of two concurrent claims one wins.
+    async fn claim_pending(
+        &self,
+        relay_token: &str,
+        browser_ids: &[[u8; 32]],
+    ) -> Result<Result<PendingLogin, ClaimError>, StateError>;
+    /// Records the message id `id` for `ttl`. `issued` (IdP-initiated responses, which no
+    /// pending sign-in vouches for) is checked against the start of the cache's memory.
+    async fn first_use(
+        &self,
+        kind: ReplayKind,
+        id: &str,
+        ttl: Duration,
+        issued: Option<SystemTime>,
+    ) -> Result<FirstUse, StateError>;
+    /// Remembers the id of a LogoutRequest we sent.
+    async fn put_logout_request(&self, id: &str, ttl: Duration) -> Result<(), StateError>;
+    /// Removes our LogoutRequest id; true when it was there (single use).
+    async fn take_logout_request(&self, id: &str) -> Result<bool, StateError>;
+    fn readiness(&self) -> Readiness;
+    /// Pending sign-ins and replay-cache entries held (this process's view, for metrics).
+    fn pending_len(&self) -> u64;
+    fn replay_len(&self) -> u64;
+}
+
+/// The two halves of a backend, built from settings.
+#[derive(Clone)]
+pub struct State {
+    pub sessions: Arc<dyn SessionStore>,
+    pub flows: Arc<dyn FlowStore>,
+    /// The Redis backend's counters and health (none for memory).
+    pub redis: Option<Arc<redis::Shared>>,
+}
+
+/// Sizes and lifetimes the backend needs from the rest of the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_sessions: u64,
+    pub idle_timeout: Duration,
+    pub login_timeout: Duration,
+    pub clock_skew: Duration,
+}
+
+impl State {
+    /// Builds the configured backend. Redis is connected lazily: a gateway starts while Redis
+    /// is down and reports it on `/readyz` until it comes up.
+    pub fn new(
+        settings: &StateSettings,
+        cookie_secret: &[u8],
+        limits: Limits,
+    ) -> Result<State, String> {
+        match settings {
+            StateSettings::Memory => Ok(memory::state(limits)),
+            StateSettings::Redis(r) => redis::state(r, cookie_secret, limits),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_section(url: &str) -> StateSection {
+        StateSection {
+            backend: BackendKind::Redis,
+            redis_url: Some(url.into()),
+            ..StateSection::default()
+        }
+    }
+
+    #[test]
+    fn sections_are_checked() {
+        let base = Path::new("/nonexistent");
+        assert_eq!(
+            StateSection::default().validate(base),
+            Ok(StateSettings::Memory)
+        );
+        let cases: &[(StateSection, StateConfigError)] = &[
+            (
+                StateSection {
+                    backend: BackendKind::Redis,
+                    ..StateSection::default()
+                },
+                StateConfigError::MissingUrl,
+            ),
+            (
+                redis_section("redis://:secret@127.0.0.1/0"),
+                StateConfigError::PasswordInUrl,
+            ),
+            (
+                redis_section("http://127.0.0.1/0"),
+                StateConfigError::BadUrl("the scheme must be redis:// or rediss:// (TLS)".into()),
+            ),
+            (
+                redis_section("redis://127.0.0.1/sessions"),
+                StateConfigError::BadUrl(
+                    "the path must be a database number, not `sessions`".into(),
+                ),
+            ),
+            (
+                StateSection {
+                    key_prefix: "has space".into(),
+                    ..redis_section("redis://127.0.0.1")
+                },
+                StateConfigError::BadPrefix,
+            ),
+            (
+                StateSection {
+                    grace_secs: 0,
+                    ..redis_section("redis://127.0.0.1")
+                },
+                StateConfigError::OutOfRange("grace_secs", 1, 3600),
+            ),
+            (
+                StateSection {
+                    redis_url: Some("redis://127.0.0.1".into()),
+                    ..StateSection::default()
+                },
+                StateConfigError::RedisKeyWithMemory("redis_url"),
+            ),
+        ];
+        for (section, want) in cases {
+            assert_eq!(section.clone().validate(base).as_ref(), Err(want));
+        }
+        let ok = redis_section("rediss://redis.internal:6380/3")
+            .validate(base)
+            .expect("valid");
+        match ok {
+            StateSettings::Redis(r) => {
+                assert_eq!(r.grace, Duration::from_secs(30));
+                assert_eq!(r.key_prefix, "samlgate:");
+            }
+            StateSettings::Memory => panic!("redis expected"),
+        }
+    }
+
+    #[test]
+    fn the_password_comes_from_its_file_and_is_not_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        let s = StateSection {
+            redis_password_file: Some("pw".into()),
+            redis_username: Some("samlgate".into()),
+            ..redis_section("redis://127.0.0.1:6379/2")
+        }
+        .validate(dir.path())
+        .expect("valid");
+        let StateSettings::Redis(r) = s else {
+            panic!("redis expected")
+        };
+        assert_eq!(r.password.as_deref(), Some("s3cret"));
+        assert!(!format!("{r:?}").contains("s3cret"));
+        let missing = StateSection {
+            redis_password_file: Some("nope".into()),
+            ..redis_section("redis://127.0.0.1")
+        }
+        .validate(dir.path());
+        assert!(matches!(
+            missing,
+            Err(StateConfigError::File {
+                key: "redis_password_file",
+                ..
+            })
+        ));
+    }
+}
