@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 # Validators for tests/deploy_files.rs (kubernetes-validate + hadolint, pinned, venv in ~/.cache)
 scripts/install-deploy-check.sh
+# scim2-tester for tests/scim_conformance.rs (pinned, venv in ~/.cache)
+scripts/install-scim-check.sh
 # playwright-core for the real-browser test (tests/browser_login.rs); it downloads no browser
 # (Debian's chromium comes from install-deps.sh). --prefer-offline: the npm cache is enough.
 npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund --loglevel=error

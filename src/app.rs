@@ -163,6 +163,7 @@ pub async fn serve_on_with_admin(
         tokio::spawn(crate::admin::serve(
             l,
             app.gateway.metrics(),
+            app.gateway.admin_api(),
             app.settings.server.header_read_timeout,
             async move {
                 let _ = admin_stopped.await;

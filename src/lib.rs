@@ -8,6 +8,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`config_files`] | files named by config keys: read relative to the config file, bounded (a leaf: sections reading their own files need not import `config`) |
 //! | [`config`] | the TOML file, `SAMLGATE_*` overrides, one validation function per section (`config/<section>.rs`) into [`config::Settings`] (access rules and trusted proxies compiled once), [`config::ConfigError`], and the generated reference (`config::reference`, `docs/configuration-reference.md`). It imports the modules that own a section (`rules`, `ratelimit`, `client_ip`, `authz`, `proxy`); they never import it back |
 //! | [`app`] | assembly: settings → gateway → listener (shared by binary and tests) |
 //! | [`server`] | TCP/TLS listeners, connection cap, graceful shutdown, the HTTP→HTTPS redirect listener |
@@ -33,7 +34,10 @@
 //! | [`observability`] | tracing setup: access and audit log targets, colour only on a terminal |
 //! | [`log_throttle`] | repeated refusals logged once per client and interval, then as a `suppressed=N` summary |
 //! | [`metrics`] | Prometheus series (bounded labels, lock-free hot path) and their text rendering |
-//! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port |
+//! | [`admin`] | the optional admin listener: `/metrics` and `/healthz` on their own port, and the admin API (`/admin/users/{user}/sessions`) |
+//! | [`admin_api_settings`] | `[admin_api]`: the admin API's bearer tokens, read from files (kept apart so `config` does not import the listener) |
+//! | [`scim`] | the SCIM 2.0 service provider (`[scim]`): Users and Groups the IdP provisions, stored durably; who may sign in, which groups they carry |
+//! | [`deprovision`] | ending every session (and tunnel) of one user: SCIM deprovisioning and the admin API |
 //! | `devidp` | `samlgate dev-idp`: a SAML IdP for development and tests (never imported by gateway code) |
 //! | `demo` | `samlgate demo`: dev IdP + demo app + gateway on loopback |
 //! | `certgen` | `samlgate gen-cert`: key pairs and self-signed certificates |
@@ -61,15 +65,18 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod admin;
+pub mod admin_api_settings;
 pub mod app;
 pub mod authz;
 #[cfg(any(feature = "dev-tools", test))]
 pub mod certgen;
 pub mod client_ip;
 pub mod config;
+pub mod config_files;
 pub mod connection;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod deprovision;
 #[cfg(feature = "dev-tools")]
 pub mod devidp;
 pub mod foreign_headers;
@@ -86,6 +93,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod rules;
 pub mod saml;
+pub mod scim;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -222,6 +222,7 @@ mod tests {
             logout: "/saml/logout".into(),
             slo: "/saml/slo".into(),
             auth: "/saml/auth".into(),
+            scim: Some("/scim/v2".into()),
         }
     }
 

@@ -36,6 +36,9 @@ pub struct TunnelSession {
     pub every: Duration,
     /// Whose session it is, for the audit line when the tunnel is closed.
     pub user: String,
+    /// Changes when sessions were ended out of turn (SCIM deprovisioning, the admin API):
+    /// the tunnel asks `alive` at once instead of waiting for `every`.
+    pub recheck: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// How a splice ended.
@@ -80,6 +83,7 @@ where
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
     let mut next_session_check = session.as_ref().map(|s| start + s.every);
+    let mut recheck = session.as_ref().and_then(|s| s.recheck.clone());
     loop {
         let last = start + Duration::from_millis(last_moved.load(Ordering::Relaxed));
         let deadline = last + idle_limit;
@@ -99,7 +103,28 @@ where
                     next_session_check = Some(Instant::now() + s.every);
                 }
             }
+            changed = changed_or_never(&mut recheck) => {
+                if !changed {
+                    // The sender is gone (shutdown): fall back to the periodic check.
+                    recheck = None;
+                    continue;
+                }
+                if let Some(s) = &session {
+                    if !(s.alive)().await {
+                        return SpliceEnd::SessionEnded;
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Waits for the next change of `rx` (`true`), or `false` once its sender is gone; never
+/// resolves without a receiver.
+async fn changed_or_never(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -208,6 +233,7 @@ mod tests {
             }),
             every: Duration::from_millis(100),
             user: "alice".into(),
+            recheck: None,
         };
         let tunnel = tokio::spawn(splice(
             gateway_side,

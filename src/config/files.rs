@@ -1,17 +1,14 @@
 //! Files and small values named by configuration keys: bounded file reads relative to the
 //! config file's directory, and the URL, path and address forms several sections share.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::ConfigError;
+use crate::config_files::{FileReadError, MAX_CONFIG_FILE_BYTES};
 
-/// The largest file a configuration key may name (IdP metadata of big federations runs to a few
-/// MiB; keys, certificates and secrets are kilobytes).
-pub(super) const MAX_CONFIG_FILE_BYTES: u64 = 64 << 20;
+use super::ConfigError;
 
 /// `value`, or the error that `key` is required and what it should hold.
 pub(super) fn required<T>(
@@ -24,40 +21,24 @@ pub(super) fn required<T>(
 
 /// `path` relative to the config file's directory unless absolute.
 pub(super) fn resolve(base: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        path
-    } else {
-        base.join(path)
-    }
+    crate::config_files::resolve(base, &path)
 }
 
-/// Reads the file `key` names, at most [`MAX_CONFIG_FILE_BYTES`]: a path naming /dev/zero or
-/// a FIFO must give an error, not fill memory.
-pub(super) fn read_file(
+/// Reads the file `key` names ([`crate::config_files::read`]: relative to the config file's
+/// directory, bounded).
+pub(crate) fn read_file(
     base: &Path,
     path: &Path,
     key: &'static str,
 ) -> Result<Vec<u8>, ConfigError> {
-    let full = resolve(base, path.to_path_buf());
-    let cannot = |source: std::io::Error| ConfigError::Unreadable {
-        key,
-        path: full.clone(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(&full)
-        .map_err(cannot)?
-        .take(MAX_CONFIG_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(ConfigError::TooLarge {
+    crate::config_files::read(base, path).map_err(|e| match e {
+        FileReadError::Unreadable { path, source } => ConfigError::Unreadable { key, path, source },
+        FileReadError::TooLarge { path } => ConfigError::TooLarge {
             key,
-            path: full,
+            path,
             limit_mib: MAX_CONFIG_FILE_BYTES >> 20,
-        });
-    }
-    Ok(bytes)
+        },
+    })
 }
 
 /// An `http://` or `https://` URL with a host and no query or fragment.

@@ -119,6 +119,10 @@ pub struct FileConfig {
     /// `[[roles]]`: role names mapped from groups or users, first match wins
     /// (`src/identity/roles.rs`).
     pub roles: Vec<RoleRule>,
+    /// `[scim]`: the SCIM 2.0 endpoint the IdP provisions users and groups into (`src/scim/`).
+    pub scim: crate::scim::settings::ScimSection,
+    /// `[admin_api]`: the admin API's bearer tokens on the admin listener (`src/admin.rs`).
+    pub admin_api: crate::admin_api_settings::AdminApiSection,
 }
 
 /// Validated settings: every path read, every URL parsed, every bound checked, the access
@@ -150,6 +154,10 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// `[[roles]]`, checked by [`crate::identity::validate`].
     pub roles: Vec<RoleRule>,
+    /// `[scim]`, when enabled.
+    pub scim: Option<crate::scim::settings::ScimSettings>,
+    /// The admin API's tokens (empty: the API is off).
+    pub admin_api_tokens: Vec<String>,
 }
 
 /// Largest value of the duration keys in `[server]` and `[proxy]` (one day).
@@ -279,6 +287,10 @@ pub fn validate(file: FileConfig, base: &Path) -> Result<Settings, ConfigError> 
         password_signin,
         trusted_proxies,
         roles: file.roles,
+        scim: crate::scim::settings::validate(&file.scim, base)
+            .map_err(|e| ConfigError::invalid(e.key, e.error.to_string()))?,
+        admin_api_tokens: crate::admin_api_settings::validate_api(&file.admin_api, base)
+            .map_err(|e| ConfigError::invalid(e.key, e.error.to_string()))?,
     })
 }
 
@@ -304,5 +316,10 @@ pub fn restart_needed(running: &Settings, new: &Settings) -> Vec<&'static str> {
     check("log", running.log == new.log);
     check("admin", running.admin == new.admin);
     check("state", running.state == new.state);
+    check("scim", running.scim == new.scim);
+    check(
+        "admin_api",
+        running.admin_api_tokens == new.admin_api_tokens,
+    );
     changed
 }

@@ -314,6 +314,10 @@ impl Gateway {
         )?;
         identity.attributes =
             crate::identity::forwarded_attributes(&accepted.attributes, &current.header_settings);
+        // SCIM: a disabled, deleted (or, if required, unprovisioned) user gets no session.
+        if let Some(scim) = &self.scim {
+            scim.check_sign_in(&identity.user)?;
+        }
         let headers = crate::identity::render_identity_headers(
             &identity,
             &current.roles,

@@ -10,10 +10,12 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use super::answers::{ambiguous_path, clip_path};
 use super::password_signin::BasicOutcome;
 use super::{ConnInfo, Gateway, Policy};
+use crate::deprovision::EndReason;
 use crate::pages;
 use crate::proxy::Body;
 use crate::ratelimit::Limit;
 use crate::rules::Decision;
+use crate::scim::ViewRefusal;
 use crate::session::cookie::find_cookies;
 use crate::session::{Session, SessionKey};
 use crate::state::StateError;
@@ -152,6 +154,19 @@ impl Gateway {
             },
         };
 
+        // SCIM: whether the user is still admitted, and the groups they carry now
+        let session = match self.scim_view(&session, policy, ask.headers, conn).await {
+            Ok(s) => s,
+            Err(answer) => {
+                return Admission::Refuse {
+                    why: Refusal::Forbidden {
+                        user: session.identity.user.clone(),
+                    },
+                    answer,
+                }
+            }
+        };
+
         // authorize
         if let Err(denial) = requirement.authorize(
             &session.identity,
@@ -186,6 +201,52 @@ impl Gateway {
             session,
             basic_path,
             set_cookie,
+        }
+    }
+
+    /// SCIM's say on a live session (`[scim]` on): a user SCIM no longer admits loses every
+    /// session here (403 "account disabled"); otherwise `scim.groups_source` may give the
+    /// request other groups, with the identity headers (and role) rendered again.
+    async fn scim_view(
+        &self,
+        session: &Arc<Session>,
+        policy: &Policy,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Result<Arc<Session>, Response<Body>> {
+        let Some(scim) = &self.scim else {
+            return Ok(session.clone());
+        };
+        let render = |id: &crate::session::Identity| {
+            crate::identity::render_identity_headers(id, &policy.roles, &policy.header_settings)
+        };
+        let user = &session.identity.user;
+        match scim.view(session, render) {
+            Ok(view) => Ok(view),
+            Err(ViewRefusal::Account(admission)) => {
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = admission.reason(), client = %conn.client);
+                self.deprovision
+                    .end_user(user, EndReason::NotAdmitted)
+                    .await;
+                let (headline, sentence) = crate::scim::DISABLED_PAGE;
+                Err(pages::login_failed(
+                    StatusCode::FORBIDDEN,
+                    headline,
+                    sentence,
+                    &self.login_url,
+                    pages::accepts_html(headers),
+                    "account_disabled",
+                ))
+            }
+            Err(ViewRefusal::Headers(reason)) => {
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %format!("SCIM groups cannot be sent as headers: {reason}"), client = %conn.client);
+                Err(pages::simple(
+                    StatusCode::FORBIDDEN,
+                    "identity_header",
+                    "Your group memberships cannot be passed to this application. Contact your administrator.",
+                    pages::accepts_html(headers),
+                ))
+            }
         }
     }
 

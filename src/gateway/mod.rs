@@ -36,13 +36,16 @@ use tokio::sync::Semaphore;
 pub use reload::Policy;
 pub use routes::{route, Paths, Route};
 
+use crate::admin::AdminApi;
 use crate::config::Settings;
+use crate::deprovision::Deprovisioner;
 use crate::log_throttle::LogThrottle;
 use crate::metrics::{LiveCounts, Metrics};
 use crate::proxy::Upstream;
 use crate::saml::metadata::{parse_idp_metadata, sp_metadata_for};
 use crate::saml::metadata_source::CurrentIdp;
 use crate::saml::verify::Verifier;
+use crate::scim::Scim;
 use crate::session::cookie::Sealer;
 use crate::session::SessionStore;
 use crate::state::{FlowStore, State};
@@ -89,6 +92,11 @@ pub struct Gateway {
     /// The IdP metadata file's content the current verifier was built from (file mode; a
     /// reload applies a changed file).
     applied_idp_metadata: Mutex<String>,
+    /// The SCIM service, when `[scim]` is enabled.
+    scim: Option<Arc<Scim>>,
+    /// Ends all sessions (and tunnels) of a user: SCIM and the admin API.
+    deprovision: Arc<Deprovisioner>,
+    admin_api: Option<Arc<AdminApi>>,
 }
 
 /// How long a sign-in waits for a verification slot before it is shed with a 503.
@@ -116,6 +124,7 @@ impl Gateway {
             slo: format!("{prefix}/slo"),
             auth: format!("{prefix}/auth"),
             prefix,
+            scim: settings.scim.as_ref().map(|s| s.path.clone()),
         };
         let login_url = paths.login.clone();
         let secret = &settings.session.cookie_secret;
@@ -136,8 +145,24 @@ impl Gateway {
                 clock_skew: s.clock_skew,
             },
         )?;
+        let sessions: Arc<dyn SessionStore> = state.sessions;
+        let deprovision = Arc::new(Deprovisioner::new(sessions.clone()));
+        let scim = crate::scim::open_for(
+            settings.scim.as_ref(),
+            settings.public_url.as_str(),
+            &deprovision,
+        )?;
+        let admin_api = (!settings.admin_api_tokens.is_empty()).then(|| {
+            Arc::new(AdminApi::new(
+                &settings.admin_api_tokens,
+                deprovision.clone(),
+            ))
+        });
         let gateway = Arc::new(Gateway {
-            sessions: state.sessions,
+            sessions,
+            scim,
+            deprovision,
+            admin_api,
             flows: state.flows,
             session_sealer: Sealer::new(secret, "session"),
             login_sealer: Sealer::new(secret, "login"),
@@ -163,6 +188,11 @@ impl Gateway {
     /// The gateway's metrics (rendered by the admin listener).
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// The admin API (on the admin listener), when `[admin_api]` has tokens.
+    pub fn admin_api(&self) -> Option<Arc<AdminApi>> {
+        self.admin_api.clone()
     }
 
     pub fn idp_entity_id(&self) -> String {

@@ -496,6 +496,7 @@ mod tests {
             logout: "/saml/logout".into(),
             slo: "/saml/slo".into(),
             auth: "/saml/auth".into(),
+            scim: None,
         };
         for (path, want) in [
             ("/saml/password", true),

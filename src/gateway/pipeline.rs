@@ -137,6 +137,15 @@ impl Gateway {
             Route::Slo => self.slo(req, conn, policy, user).await,
             Route::ForwardAuth => self.forward_auth(&req, conn, policy, user).await,
             Route::Password => self.password_page(req, conn, policy, user).await,
+            Route::Scim => match &self.scim {
+                Some(scim) => scim.handle(req, conn.client).await,
+                None => pages::simple(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "There is nothing at this address.",
+                    false,
+                ),
+            },
             Route::UnknownGatewayPath => {
                 let browser = pages::accepts_html(req.headers());
                 pages::simple(
@@ -229,6 +238,8 @@ impl Gateway {
                 }),
                 every: self.settings.proxy.upgrade_session_check,
                 user: session.identity.user.clone(),
+                // Ending a user's sessions (SCIM, admin API) makes every tunnel ask at once.
+                recheck: Some(self.deprovision.tunnel_recheck()),
             });
         }
         let fwd = Forwarded {

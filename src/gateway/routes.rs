@@ -15,6 +15,8 @@ pub struct Paths {
     pub auth: String,
     /// Single Logout (HTTP-Redirect binding): LogoutRequests and LogoutResponses from the IdP.
     pub slo: String,
+    /// The SCIM endpoint's base path, when `[scim]` is enabled.
+    pub scim: Option<String>,
 }
 
 /// Which phase handles a request.
@@ -30,6 +32,8 @@ pub enum Route {
     ForwardAuth,
     /// The password sign-in form (`{prefix}/password`, `[password_signin]`).
     Password,
+    /// The SCIM endpoint (`scim.path` and below): bearer-token protected, never forwarded.
+    Scim,
     /// Under the gateway prefix but not an endpoint: 404, never forwarded.
     UnknownGatewayPath,
     Protected,
@@ -48,7 +52,7 @@ impl Route {
             Route::Slo => RouteClass::Slo,
             Route::ForwardAuth => RouteClass::ForwardAuth,
             Route::Password => RouteClass::Login,
-            Route::UnknownGatewayPath => RouteClass::GatewayOther,
+            Route::UnknownGatewayPath | Route::Scim => RouteClass::GatewayOther,
             Route::Protected => RouteClass::Protected,
         }
     }
@@ -60,6 +64,7 @@ pub fn route(path: &str, p: &Paths) -> Route {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         _ if path == p.acs => Route::Acs,
+        _ if p.scim.as_deref().is_some_and(|s| is_under(path, s)) => Route::Scim,
         _ if path == p.login => Route::Login,
         _ if path == p.metadata => Route::Metadata,
         _ if path == p.logout => Route::Logout,
@@ -90,7 +95,19 @@ mod tests {
             logout: "/saml/logout".into(),
             slo: "/saml/slo".into(),
             auth: "/saml/auth".into(),
+            scim: None,
         }
+    }
+
+    #[test]
+    fn scim_routes_only_when_enabled() {
+        let mut p = paths("/saml/acs");
+        assert_eq!(route("/scim/v2/Users", &p), Route::Protected);
+        p.scim = Some("/scim/v2".into());
+        assert_eq!(route("/scim/v2", &p), Route::Scim);
+        assert_eq!(route("/scim/v2/Users/x", &p), Route::Scim);
+        assert_eq!(route("/scim/v2x", &p), Route::Protected);
+        assert_eq!(route("/scim", &p), Route::Protected);
     }
 
     #[test]

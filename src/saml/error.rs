@@ -84,6 +84,12 @@ pub enum LoginError {
         got: Vec<String>,
     },
     Replay(String),
+    /// The assertion is good, but SCIM says this user may not sign in (disabled, deleted, or
+    /// never provisioned under `scim.require_provisioned`); `why` is the audit reason.
+    AccountDisabled {
+        user: String,
+        why: &'static str,
+    },
     /// samael rejected it for a reason we do not classify more finely.
     Invalid(String),
     /// Too many verifications queued; try again.
@@ -130,6 +136,7 @@ impl LoginError {
             SpNameQualifier(_) => "sp_name_qualifier",
             AuthnContext { .. } => "authn_context",
             Replay(_) => "replay",
+            AccountDisabled { .. } => "account_disabled",
             Invalid(_) => "invalid",
             Busy => "busy",
             StateUnavailable(_) => "state_unavailable",
@@ -189,6 +196,7 @@ impl LoginError {
                 clip(required)
             ),
             Replay(id) => format!("assertion {} was already used", clip(id)),
+            AccountDisabled { user, why } => format!("user {} refused: {why}", clip(user)),
             Invalid(d) => format!("response rejected: {}", clip(d)),
             Busy => "too many sign-ins being verified; request shed".into(),
             StateUnavailable(d) => format!("cannot finish the sign-in: {}", clip(d)),
@@ -228,6 +236,10 @@ impl LoginError {
                 "A stronger sign-in is required",
                 "This application requires a stronger sign-in (for example multi-factor) than the one your identity provider reported. Please sign in again using it, or contact your administrator.",
             ),
+            AccountDisabled { .. } => (
+                "Your account is disabled",
+                "Your organisation has turned off your access to this application. If you think this is a mistake, contact your administrator.",
+            ),
             IdentityHeader(e) => e.user_message(),
             Busy => (
                 "Too many sign-ins right now",
@@ -259,6 +271,7 @@ impl LoginError {
             LoginError::IdpStatus { .. }
             | LoginError::WrongBrowser { .. }
             | LoginError::AuthnContext { .. }
+            | LoginError::AccountDisabled { .. }
             | LoginError::IdentityHeader(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -217,21 +217,13 @@ fn check_redis_url(raw: &str) -> Result<(), StateConfigError> {
 }
 
 fn read_small(base: &Path, path: &Path, key: &'static str) -> Result<Vec<u8>, StateConfigError> {
-    use std::io::Read;
-    let full = base.join(path);
-    let err = |e: std::io::Error| StateConfigError::File {
+    crate::config_files::read(base, path).map_err(|e| StateConfigError::File {
         key,
-        path: full.display().to_string(),
+        path: crate::config_files::resolve(base, path)
+            .display()
+            .to_string(),
         error: e.to_string(),
-    };
-    let mut bytes = Vec::new();
-    // Bounded like every file a config key names: a password or CA bundle is kilobytes.
-    std::fs::File::open(&full)
-        .map_err(err)?
-        .take(1024 * 1024)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
-    Ok(bytes)
+    })
 }
 
 /// The shared backend could not answer: the caller refuses (503), it never guesses.
