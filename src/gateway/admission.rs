@@ -3,6 +3,7 @@
 //! forward-auth check) and returns an [`Admission`] that says what to do; the caller decides
 //! only how to answer it (forward the request, or answer the proxy that asked).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -14,7 +15,7 @@ use crate::deprovision::EndReason;
 use crate::pages;
 use crate::proxy::Body;
 use crate::ratelimit::Limit;
-use crate::rules::Decision;
+use crate::rules::{Decision, Requirement};
 use crate::scim::ViewRefusal;
 use crate::session::cookie::find_cookies;
 use crate::session::{Session, SessionKey};
@@ -81,79 +82,27 @@ pub enum Refusal {
     Password,
 }
 
+/// What authentication found: the session key (none for a stateless Basic sign-in), the
+/// session, and a cookie to set (Basic with `basic_session`).
+type Found = (Option<SessionKey>, Arc<Session>, Option<String>);
+
 impl Gateway {
     /// Route (access rules on `ask`'s method and path), authenticate (the session cookie) and
     /// authorize (the rule's requirement). A request without a live session spends one unit
     /// of the client's `Limit::AuthFailure` budget, whichever flow asks.
     pub(super) async fn admit(&self, ask: &Ask<'_>, conn: ConnInfo, policy: &Policy) -> Admission {
-        // route
-        let requirement =
-            match policy
-                .rules
-                .decide(ask.method, ask.path, ask.headers, ask.body_empty)
-            {
-                Decision::Deny { rule } => {
-                    return Admission::Refuse {
-                        why: Refusal::DenyRule,
-                        answer: self.denied_by_rule(rule, ask.path, ask.headers, conn),
-                    }
-                }
-                Decision::Ambiguous { reason } => {
-                    return Admission::Refuse {
-                        why: Refusal::AmbiguousPath,
-                        answer: ambiguous_path(reason, ask.path, ask.headers, conn, &policy.logs),
-                    }
-                }
-                Decision::Anonymous { .. } => return Admission::Anonymous,
-                Decision::Authenticate { requirement, rule } => (requirement, rule),
-            };
-        let (requirement, rule) = requirement;
+        let (requirement, rule) = match self.route_phase(ask, conn, policy) {
+            ControlFlow::Continue(routed) => routed,
+            ControlFlow::Break(answer) => return answer,
+        };
         // HTTP Basic ([password_signin]) only through the proxy, on rules that allow it.
         let basic_path =
             ask.via == Via::Proxy && policy.password.is_some() && policy.rules.allows_basic(rule);
-
-        // authenticate: the session cookie, else HTTP Basic where allowed
-        let found = match self.authenticate(ask.headers).await {
-            Ok(found) => found,
-            Err(e) => {
-                return Admission::Refuse {
-                    why: Refusal::StateUnavailable,
-                    answer: self.state_unavailable(&e, ask.headers, conn),
-                }
-            }
-        };
-        let (key, session, set_cookie) = match found {
-            Some((key, session)) => (Some(key), session, None),
-            None => match self
-                .basic_sign_in(basic_path, ask.headers, conn, policy)
-                .await
-            {
-                BasicOutcome::Signed {
-                    key,
-                    session,
-                    set_cookie,
-                } => (key, session, set_cookie),
-                BasicOutcome::Refused(answer) => {
-                    return Admission::Refuse {
-                        why: Refusal::Password,
-                        answer,
-                    }
-                }
-                BasicOutcome::NotTried => {
-                    // Guessing at cookies is limited per client, through either flow.
-                    if let Some(answer) =
-                        policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics)
-                    {
-                        return Admission::Refuse {
-                            why: Refusal::TooManyFailures,
-                            answer,
-                        };
-                    }
-                    return Admission::Challenge;
-                }
-            },
-        };
-
+        let (key, session, set_cookie) =
+            match self.authenticate_phase(ask, conn, policy, basic_path).await {
+                ControlFlow::Continue(found) => found,
+                ControlFlow::Break(answer) => return answer,
+            };
         // SCIM: whether the user is still admitted, and the groups they carry now
         let session = match self.scim_view(&session, policy, ask.headers, conn).await {
             Ok(s) => s,
@@ -166,35 +115,10 @@ impl Gateway {
                 }
             }
         };
-
-        // authorize
-        if let Err(denial) = requirement.authorize(
-            &session.identity,
-            session.headers.role_name.as_deref(),
-            &policy.authz,
-        ) {
-            // Never throttled: it takes a valid session, so no anonymous flood can produce
-            // it, and each line is the record of who was refused where.
-            let user = &session.identity.user;
-            let path = clip_path(ask.path);
-            match ask.via {
-                Via::Proxy => {
-                    tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %denial.reason(), path = %path, client = %conn.client)
-                }
-                Via::ForwardAuth => {
-                    tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %denial.reason(), path = %path, via = "forward_auth", client = %conn.client)
-                }
-            }
-            let answer = pages::forbidden(
-                user,
-                &denial.user_message(),
-                &self.paths.logout,
-                pages::accepts_html(ask.headers),
-            );
-            return Admission::Refuse {
-                why: Refusal::Forbidden { user: user.clone() },
-                answer,
-            };
+        if let ControlFlow::Break(refusal) =
+            self.authorize_phase(ask, conn, policy, &requirement, &session)
+        {
+            return refusal;
         }
         Admission::Admitted {
             key,
@@ -202,6 +126,118 @@ impl Gateway {
             basic_path,
             set_cookie,
         }
+    }
+
+    /// Route: the access rule for `ask`'s method and path; what it requires, or the answer
+    /// when no session is needed (anonymous) or none may pass (deny, ambiguous path).
+    fn route_phase<'p>(
+        &self,
+        ask: &Ask<'_>,
+        conn: ConnInfo,
+        policy: &'p Policy,
+    ) -> ControlFlow<Admission, (Requirement<'p>, Option<&'p str>)> {
+        match policy
+            .rules
+            .decide(ask.method, ask.path, ask.headers, ask.body_empty)
+        {
+            Decision::Deny { rule } => ControlFlow::Break(Admission::Refuse {
+                why: Refusal::DenyRule,
+                answer: self.denied_by_rule(rule, ask.path, ask.headers, conn),
+            }),
+            Decision::Ambiguous { reason } => ControlFlow::Break(Admission::Refuse {
+                why: Refusal::AmbiguousPath,
+                answer: ambiguous_path(reason, ask.path, ask.headers, conn, &policy.logs),
+            }),
+            Decision::Anonymous { .. } => ControlFlow::Break(Admission::Anonymous),
+            Decision::Authenticate { requirement, rule } => {
+                ControlFlow::Continue((requirement, rule))
+            }
+        }
+    }
+
+    /// Authenticate: the session cookie, else HTTP Basic where `basic_path` allows it. No
+    /// session at all spends one unit of the client's auth-failure budget, then challenges.
+    async fn authenticate_phase(
+        &self,
+        ask: &Ask<'_>,
+        conn: ConnInfo,
+        policy: &Policy,
+        basic_path: bool,
+    ) -> ControlFlow<Admission, Found> {
+        match self.authenticate(ask.headers).await {
+            Ok(Some((key, session))) => return ControlFlow::Continue((Some(key), session, None)),
+            Ok(None) => {}
+            Err(e) => {
+                return ControlFlow::Break(Admission::Refuse {
+                    why: Refusal::StateUnavailable,
+                    answer: self.state_unavailable(&e, ask.headers, conn),
+                })
+            }
+        }
+        match self
+            .basic_sign_in(basic_path, ask.headers, conn, policy)
+            .await
+        {
+            BasicOutcome::Signed {
+                key,
+                session,
+                set_cookie,
+            } => ControlFlow::Continue((key, session, set_cookie)),
+            BasicOutcome::Refused(answer) => ControlFlow::Break(Admission::Refuse {
+                why: Refusal::Password,
+                answer,
+            }),
+            BasicOutcome::NotTried => {
+                // Guessing at cookies is limited per client, through either flow.
+                match policy.over_limit(Limit::AuthFailure, conn, ask.headers, &self.metrics) {
+                    Some(answer) => ControlFlow::Break(Admission::Refuse {
+                        why: Refusal::TooManyFailures,
+                        answer,
+                    }),
+                    None => ControlFlow::Break(Admission::Challenge),
+                }
+            }
+        }
+    }
+
+    /// Authorize: the rule's requirement (users, groups, roles) against the session.
+    fn authorize_phase(
+        &self,
+        ask: &Ask<'_>,
+        conn: ConnInfo,
+        policy: &Policy,
+        requirement: &Requirement<'_>,
+        session: &Session,
+    ) -> ControlFlow<Admission> {
+        let Err(denial) = requirement.authorize(
+            &session.identity,
+            session.headers.role_name.as_deref(),
+            &policy.authz,
+        ) else {
+            return ControlFlow::Continue(());
+        };
+        // Never throttled: it takes a valid session, so no anonymous flood can produce it, and
+        // each line is the record of who was refused where.
+        let user = &session.identity.user;
+        let path = clip_path(ask.path);
+        match ask.via {
+            Via::Proxy => {
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %denial.reason(), path = %path, client = %conn.client)
+            }
+            Via::ForwardAuth => {
+                tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %denial.reason(), path = %path, via = "forward_auth", client = %conn.client)
+            }
+        }
+        let answer = pages::forbidden(
+            user,
+            &denial.user_message(),
+            &self.paths.logout,
+            pages::accepts_html(ask.headers),
+        );
+        ControlFlow::Break(Admission::Refuse {
+            why: Refusal::Forbidden { user: user.clone() },
+            answer,
+        })
     }
 
     /// SCIM's say on a live session (`[scim]` on): a user SCIM no longer admits loses every
