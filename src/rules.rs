@@ -432,114 +432,11 @@ fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
-    let key = |field: &str| format!("access.rules[{i}].{field}");
-    let name = match &raw.name {
-        None => format!("rule {}", i + 1),
-        Some(n) => {
-            if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) {
-                return Err(RuleError::new(
-                    key("name"),
-                    format!("must be 1 to {MAX_NAME_LEN} characters without control characters"),
-                ));
-            }
-            if n == CORS_PREFLIGHT_RULE {
-                return Err(RuleError::new(
-                    key("name"),
-                    format!("{CORS_PREFLIGHT_RULE:?} is reserved for allow_cors_preflight"),
-                ));
-            }
-            n.clone()
-        }
-    };
-
-    let mut methods = Vec::with_capacity(raw.methods.len());
-    for m in &raw.methods {
-        if !KNOWN_METHODS.contains(&m.as_str()) {
-            return Err(RuleError::new(
-                key("methods"),
-                format!(
-                    "unknown method {m:?}; methods are upper case, one of {}",
-                    KNOWN_METHODS.join(", ")
-                ),
-            ));
-        }
-        let method = Method::from_bytes(m.as_bytes())
-            .map_err(|_| RuleError::new(key("methods"), format!("invalid method {m:?}")))?;
-        if !methods.contains(&method) {
-            methods.push(method);
-        }
-    }
-
-    let path = match (&raw.path_prefix, &raw.path_regex) {
-        (Some(_), Some(_)) => {
-            return Err(RuleError::new(
-                key("path_regex"),
-                "cannot be combined with path_prefix: set exactly one of them",
-            ))
-        }
-        (None, None) => {
-            return Err(RuleError::new(
-                format!("access.rules[{i}]"),
-                "needs path_prefix or path_regex",
-            ))
-        }
-        (Some(prefix), None) => PathMatcher::Prefix(check_prefix(prefix, &key("path_prefix"))?),
-        (None, Some(src)) => PathMatcher::Regex(compile_regex(src, &key("path_regex"))?),
-    };
-
-    let action = match raw.action.as_str() {
-        "allow" => Action::Allow,
-        "deny" => Action::Deny,
-        "authenticate" => {
-            check_names(&raw.allowed_groups, &key("allowed_groups"))?;
-            check_names(&raw.allowed_users, &key("allowed_users"))?;
-            check_names(&raw.allowed_roles, &key("allowed_roles"))?;
-            Action::Authenticate {
-                groups: raw.allowed_groups.clone(),
-                users: raw.allowed_users.clone(),
-                roles: raw.allowed_roles.clone(),
-            }
-        }
-        "" => {
-            return Err(RuleError::new(
-                key("action"),
-                "is required: \"allow\", \"authenticate\" or \"deny\"",
-            ))
-        }
-        other => {
-            return Err(RuleError::new(
-                key("action"),
-                format!("must be \"allow\", \"authenticate\" or \"deny\", not {other:?}"),
-            ))
-        }
-    };
-    if raw.basic_auth && !matches!(action, Action::Authenticate { .. }) {
-        return Err(RuleError::new(
-            key("basic_auth"),
-            format!(
-                "only applies to action = \"authenticate\", not {:?}",
-                raw.action
-            ),
-        ));
-    }
-    if !matches!(action, Action::Authenticate { .. }) {
-        for (field, list) in [
-            ("allowed_groups", &raw.allowed_groups),
-            ("allowed_users", &raw.allowed_users),
-            ("allowed_roles", &raw.allowed_roles),
-        ] {
-            if !list.is_empty() {
-                return Err(RuleError::new(
-                    key(field),
-                    format!(
-                        "only applies to action = \"authenticate\", not {:?}",
-                        raw.action
-                    ),
-                ));
-            }
-        }
-    }
-
+    let name = compile_name(i, raw)?;
+    let methods = compile_methods(i, raw)?;
+    let path = compile_path(i, raw)?;
+    let action = compile_action(i, raw)?;
+    check_authenticate_only_fields(i, raw, &action)?;
     Ok(Rule {
         name,
         methods,
@@ -547,6 +444,135 @@ fn compile_rule(i: usize, raw: &RuleSection) -> Result<Rule, RuleError> {
         action,
         basic_auth: raw.basic_auth,
     })
+}
+
+/// The config key of one field of rule `i`, as error messages name it.
+fn rule_key(i: usize, field: &str) -> String {
+    format!("access.rules[{i}].{field}")
+}
+
+/// The rule's name, or "rule N" when unnamed; the preflight rule's name is reserved.
+fn compile_name(i: usize, raw: &RuleSection) -> Result<String, RuleError> {
+    let Some(n) = &raw.name else {
+        return Ok(format!("rule {}", i + 1));
+    };
+    if n.is_empty() || n.len() > MAX_NAME_LEN || n.chars().any(char::is_control) {
+        return Err(RuleError::new(
+            rule_key(i, "name"),
+            format!("must be 1 to {MAX_NAME_LEN} characters without control characters"),
+        ));
+    }
+    if n == CORS_PREFLIGHT_RULE {
+        return Err(RuleError::new(
+            rule_key(i, "name"),
+            format!("{CORS_PREFLIGHT_RULE:?} is reserved for allow_cors_preflight"),
+        ));
+    }
+    Ok(n.clone())
+}
+
+/// The listed methods, each known and upper case, duplicates dropped.
+fn compile_methods(i: usize, raw: &RuleSection) -> Result<Vec<Method>, RuleError> {
+    let mut methods = Vec::with_capacity(raw.methods.len());
+    for m in &raw.methods {
+        if !KNOWN_METHODS.contains(&m.as_str()) {
+            return Err(RuleError::new(
+                rule_key(i, "methods"),
+                format!(
+                    "unknown method {m:?}; methods are upper case, one of {}",
+                    KNOWN_METHODS.join(", ")
+                ),
+            ));
+        }
+        let method = Method::from_bytes(m.as_bytes())
+            .map_err(|_| RuleError::new(rule_key(i, "methods"), format!("invalid method {m:?}")))?;
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    Ok(methods)
+}
+
+/// Exactly one of path_prefix and path_regex, checked or compiled.
+fn compile_path(i: usize, raw: &RuleSection) -> Result<PathMatcher, RuleError> {
+    match (&raw.path_prefix, &raw.path_regex) {
+        (Some(_), Some(_)) => Err(RuleError::new(
+            rule_key(i, "path_regex"),
+            "cannot be combined with path_prefix: set exactly one of them",
+        )),
+        (None, None) => Err(RuleError::new(
+            format!("access.rules[{i}]"),
+            "needs path_prefix or path_regex",
+        )),
+        (Some(prefix), None) => Ok(PathMatcher::Prefix(check_prefix(
+            prefix,
+            &rule_key(i, "path_prefix"),
+        )?)),
+        (None, Some(src)) => Ok(PathMatcher::Regex(compile_regex(
+            src,
+            &rule_key(i, "path_regex"),
+        )?)),
+    }
+}
+
+/// The action; for "authenticate", its allowed groups, users and roles are checked too.
+fn compile_action(i: usize, raw: &RuleSection) -> Result<Action, RuleError> {
+    match raw.action.as_str() {
+        "allow" => Ok(Action::Allow),
+        "deny" => Ok(Action::Deny),
+        "authenticate" => {
+            check_names(&raw.allowed_groups, &rule_key(i, "allowed_groups"))?;
+            check_names(&raw.allowed_users, &rule_key(i, "allowed_users"))?;
+            check_names(&raw.allowed_roles, &rule_key(i, "allowed_roles"))?;
+            Ok(Action::Authenticate {
+                groups: raw.allowed_groups.clone(),
+                users: raw.allowed_users.clone(),
+                roles: raw.allowed_roles.clone(),
+            })
+        }
+        "" => Err(RuleError::new(
+            rule_key(i, "action"),
+            "is required: \"allow\", \"authenticate\" or \"deny\"",
+        )),
+        other => Err(RuleError::new(
+            rule_key(i, "action"),
+            format!("must be \"allow\", \"authenticate\" or \"deny\", not {other:?}"),
+        )),
+    }
+}
+
+/// basic_auth and the allowed_* lists mean nothing outside "authenticate": refuse them
+/// there rather than let an operator believe they restrict an allow or deny rule.
+fn check_authenticate_only_fields(
+    i: usize,
+    raw: &RuleSection,
+    action: &Action,
+) -> Result<(), RuleError> {
+    if matches!(action, Action::Authenticate { .. }) {
+        return Ok(());
+    }
+    let misplaced = |field: &str| {
+        RuleError::new(
+            rule_key(i, field),
+            format!(
+                "only applies to action = \"authenticate\", not {:?}",
+                raw.action
+            ),
+        )
+    };
+    if raw.basic_auth {
+        return Err(misplaced("basic_auth"));
+    }
+    for (field, list) in [
+        ("allowed_groups", &raw.allowed_groups),
+        ("allowed_users", &raw.allowed_users),
+        ("allowed_roles", &raw.allowed_roles),
+    ] {
+        if !list.is_empty() {
+            return Err(misplaced(field));
+        }
+    }
+    Ok(())
 }
 
 fn check_prefix(prefix: &str, key: &str) -> Result<String, RuleError> {

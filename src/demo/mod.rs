@@ -15,13 +15,13 @@
 pub mod app;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, Settings};
 use crate::devidp::{self, response::SigningKey, sps::ServiceProvider, users::User};
 
 /// How to start the demo.
@@ -210,14 +210,7 @@ fn random_secret() -> Result<String, String> {
 
 /// Starts the dev IdP, the demo app and the gateway, wired together.
 pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
-    let [gw_port, idp_port, app_port] = preferred_ports(opts.port_base);
-    let mut notes = Vec::new();
-    let (gw_listener, n) = bind(gw_port, "gateway").await?;
-    notes.extend(n);
-    let (idp_listener, n) = bind(idp_port, "dev IdP").await?;
-    notes.extend(n);
-    let (app_listener, n) = bind(app_port, "demo app").await?;
-    notes.extend(n);
+    let ([gw_listener, idp_listener, app_listener], notes) = bind_all(opts.port_base).await?;
     let addr = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
     let gw_addr = addr(&gw_listener)?;
     let app_addr = addr(&app_listener)?;
@@ -225,27 +218,79 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
     let app_url = format!("http://{app_addr}");
 
     // 1. The dev IdP (the SP is registered once the gateway's settings say its URLs).
-    let key = tokio::task::spawn_blocking(|| SigningKey::generate("samlgate demo dev IdP"))
-        .await
-        .map_err(|e| e.to_string())??;
-    let idp = devidp::start_on(
-        devidp::Options {
-            listen: addr(&idp_listener)?,
-            public_url: None,
-            allow_non_loopback: false,
-            users: opts.users.clone(),
-            sps: vec![],
-            key,
-        },
-        idp_listener,
-    )
-    .await?;
+    let idp = start_dev_idp(idp_listener, opts.users.clone()).await?;
 
     // 2. The gateway's files, in a private temporary directory.
     let dir = tempfile::Builder::new()
         .prefix("samlgate-demo-")
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    write_gateway_files(dir.path(), &idp).await?;
+
+    // 3. The gateway, built as `samlgate run` builds it.
+    let settings = gateway_settings(dir.path(), gw_addr, &gateway_url, &app_url)?;
+    idp.idp.register_sp(ServiceProvider {
+        entity_id: settings.saml.sp_entity_id.clone(),
+        acs_urls: vec![settings.saml.acs_url.clone()],
+        slo_url: None,
+    });
+    let sp_entity_id = settings.saml.sp_entity_id.clone();
+    let gateway = crate::app::from_settings(settings).map_err(|e| e.to_string())?;
+    let (stops, tasks) = spawn_servers(app_listener, gateway, gw_listener);
+
+    Ok(DemoHandle {
+        gateway_url,
+        idp_url: idp.url().to_string(),
+        app_url,
+        sp_entity_id,
+        idp_metadata_url: idp.idp.entity_id().to_string(),
+        users: opts.users,
+        notes,
+        dir: dir.path().to_path_buf(),
+        idp: Some(idp),
+        stops,
+        tasks,
+        _tempdir: dir,
+    })
+}
+
+/// Binds the gateway, dev IdP and demo app listeners, in that order, with a note for each
+/// port that had to fall back.
+async fn bind_all(port_base: u16) -> Result<([TcpListener; 3], Vec<String>), String> {
+    let [gw_port, idp_port, app_port] = preferred_ports(port_base);
+    let mut notes = Vec::new();
+    let (gw_listener, n) = bind(gw_port, "gateway").await?;
+    notes.extend(n);
+    let (idp_listener, n) = bind(idp_port, "dev IdP").await?;
+    notes.extend(n);
+    let (app_listener, n) = bind(app_port, "demo app").await?;
+    notes.extend(n);
+    Ok(([gw_listener, idp_listener, app_listener], notes))
+}
+
+/// Starts the dev IdP on its listener with a fresh signing key and no SP yet.
+async fn start_dev_idp(listener: TcpListener, users: Vec<User>) -> Result<devidp::Running, String> {
+    let key = tokio::task::spawn_blocking(|| SigningKey::generate("samlgate demo dev IdP"))
+        .await
+        .map_err(|e| e.to_string())??;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    devidp::start_on(
+        devidp::Options {
+            listen,
+            public_url: None,
+            allow_non_loopback: false,
+            users,
+            sps: vec![],
+            key,
+        },
+        listener,
+    )
+    .await
+}
+
+/// Writes the files the gateway's config names into `dir`: the dev IdP's metadata, a fresh
+/// cookie secret and a throw-away SP key pair (secrets with owner-only permissions).
+async fn write_gateway_files(dir: &Path, idp: &devidp::Running) -> Result<(), String> {
     let sp = tokio::task::spawn_blocking(|| {
         crate::certgen::self_signed(&crate::certgen::CertSpec {
             common_name: "samlgate demo SP - not for production".into(),
@@ -258,18 +303,26 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
     .await
     .map_err(|e| e.to_string())??;
     let write = |name: &str, data: &[u8], secret: bool| {
-        crate::certgen::write_file(&dir.path().join(name), data, secret, false)
+        crate::certgen::write_file(&dir.join(name), data, secret, false)
     };
     write("idp-metadata.xml", idp.idp.metadata_xml().as_bytes(), false)?;
     write("cookie.secret", random_secret()?.as_bytes(), true)?;
     write("sp.key", sp.key_pem()?.as_bytes(), true)?;
     write("sp.crt", sp.cert_pem()?.as_bytes(), false)?;
+    Ok(())
+}
 
-    // 3. The gateway, built as `samlgate run` builds it.
+/// The gateway's settings, validated as `samlgate run` validates its config file.
+fn gateway_settings(
+    dir: &Path,
+    gw_addr: SocketAddr,
+    gateway_url: &str,
+    app_url: &str,
+) -> Result<Settings, String> {
     let mut file = FileConfig {
         listen: Some(gw_addr.to_string()),
-        public_url: Some(gateway_url.clone()),
-        upstream: Some(app_url.clone()),
+        public_url: Some(gateway_url.to_string()),
+        upstream: Some(app_url.to_string()),
         ..FileConfig::default()
     };
     file.saml.idp_metadata_file = Some("idp-metadata.xml".into());
@@ -277,15 +330,15 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
     file.saml.sp_cert_file = Some("sp.crt".into());
     file.session.cookie_secret_file = Some("cookie.secret".into());
     file.server.shutdown_grace_secs = 2;
-    let settings = crate::config::validate(file, dir.path()).map_err(|e| e.to_string())?;
-    idp.idp.register_sp(ServiceProvider {
-        entity_id: settings.saml.sp_entity_id.clone(),
-        acs_urls: vec![settings.saml.acs_url.clone()],
-        slo_url: None,
-    });
-    let sp_entity_id = settings.saml.sp_entity_id.clone();
-    let gateway = crate::app::from_settings(settings).map_err(|e| e.to_string())?;
+    crate::config::validate(file, dir).map_err(|e| e.to_string())
+}
 
+/// Spawns the demo app and the gateway; each stops when its sender is sent to or dropped.
+fn spawn_servers(
+    app_listener: TcpListener,
+    gateway: crate::app::App,
+    gw_listener: TcpListener,
+) -> (Vec<oneshot::Sender<()>>, Vec<tokio::task::JoinHandle<()>>) {
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -304,21 +357,7 @@ pub async fn start(opts: DemoOptions) -> Result<DemoHandle, String> {
             tracing::error!(error = %e, "demo gateway stopped");
         }
     }));
-
-    Ok(DemoHandle {
-        gateway_url,
-        idp_url: idp.url().to_string(),
-        app_url,
-        sp_entity_id,
-        idp_metadata_url: idp.idp.entity_id().to_string(),
-        users: opts.users,
-        notes,
-        dir: dir.path().to_path_buf(),
-        idp: Some(idp),
-        stops,
-        tasks,
-        _tempdir: dir,
-    })
+    (stops, tasks)
 }
 
 #[cfg(test)]
