@@ -79,8 +79,22 @@ fn lock(index: &Mutex<Indexes>) -> std::sync::MutexGuard<'_, Indexes> {
     index.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct SessionExpiry {
-    idle: Duration,
+/// A cached value that holds a session (this store's `Arc<Session>`, the Redis store's local
+/// cache entry).
+pub(crate) trait HoldsSession {
+    fn held(&self) -> &Session;
+}
+
+impl HoldsSession for Arc<Session> {
+    fn held(&self) -> &Session {
+        self
+    }
+}
+
+/// Each cached session lives until the earlier of its idle timeout (renewed on every read) and
+/// its absolute end; shared by every moka cache of sessions.
+pub(crate) struct SessionExpiry {
+    pub(crate) idle: Duration,
 }
 
 impl SessionExpiry {
@@ -89,33 +103,28 @@ impl SessionExpiry {
     }
 }
 
-impl Expiry<SessionKey, Arc<Session>> for SessionExpiry {
-    fn expire_after_create(
-        &self,
-        _k: &SessionKey,
-        v: &Arc<Session>,
-        _now: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl(v))
+impl<V: HoldsSession> Expiry<SessionKey, V> for SessionExpiry {
+    fn expire_after_create(&self, _k: &SessionKey, v: &V, _now: Instant) -> Option<Duration> {
+        Some(self.ttl(v.held()))
     }
     fn expire_after_read(
         &self,
         _k: &SessionKey,
-        v: &Arc<Session>,
+        v: &V,
         _now: Instant,
         _current: Option<Duration>,
         _last_modified: Instant,
     ) -> Option<Duration> {
-        Some(self.ttl(v))
+        Some(self.ttl(v.held()))
     }
     fn expire_after_update(
         &self,
         _k: &SessionKey,
-        v: &Arc<Session>,
+        v: &V,
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.ttl(v))
+        Some(self.ttl(v.held()))
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use moka::sync::Cache;
-use moka::Expiry;
 use redis::AsyncCommands;
 
 use super::redis::Shared;
@@ -39,43 +38,9 @@ pub(super) struct Cached {
     touched: AtomicU64,
 }
 
-struct CachedExpiry {
-    idle: Duration,
-}
-
-impl CachedExpiry {
-    fn ttl(&self, c: &Cached) -> Duration {
-        self.idle.min(c.session.remaining(SystemTime::now()))
-    }
-}
-
-impl Expiry<SessionKey, Arc<Cached>> for CachedExpiry {
-    fn expire_after_create(
-        &self,
-        _k: &SessionKey,
-        v: &Arc<Cached>,
-        _n: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl(v))
-    }
-    fn expire_after_read(
-        &self,
-        _k: &SessionKey,
-        v: &Arc<Cached>,
-        _n: Instant,
-        _c: Option<Duration>,
-        _m: Instant,
-    ) -> Option<Duration> {
-        Some(self.ttl(v))
-    }
-    fn expire_after_update(
-        &self,
-        _k: &SessionKey,
-        v: &Arc<Cached>,
-        _n: Instant,
-        _c: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.ttl(v))
+impl crate::session::memory::HoldsSession for Arc<Cached> {
+    fn held(&self) -> &Session {
+        &self.session
     }
 }
 
@@ -94,7 +59,7 @@ impl LocalCache {
         LocalCache {
             cache: Cache::builder()
                 .max_capacity(max)
-                .expire_after(CachedExpiry { idle })
+                .expire_after(crate::session::memory::SessionExpiry { idle })
                 .build(),
             generation: AtomicU64::new(0),
             epoch: Instant::now(),
