@@ -66,8 +66,11 @@ impl Deprovisioner {
         self.sessions.sessions_of_user(user).await
     }
 
-    /// A receiver that changes whenever sessions were ended (for [`crate::tunnel`]).
-    pub fn tunnel_recheck(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
+    /// Receivers that change whenever sessions were ended here, or (with a shared backend)
+    /// on another replica, for [`crate::tunnel`].
+    pub fn tunnel_recheck(&self) -> Vec<watch::Receiver<u64>> {
+        let mut signals = vec![self.generation.subscribe()];
+        signals.extend(self.sessions.revocations());
+        signals
     }
 }

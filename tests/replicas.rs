@@ -7,7 +7,7 @@
 //!
 //! What it proves: a sign-in started on A completes on B and browses on C; the same response
 //! posted again to C is refused; sign-out on B ends the session on A within a second
-//! (measured, printed); a LogoutRequest signed with the IdP's key through one replica ends
+//! (measured, printed) and closes a WebSocket tunnel open on C as promptly; a LogoutRequest signed with the IdP's key through one replica ends
 //! the subject's sessions on all; a restarted replica keeps serving existing sessions; Redis
 //! going away costs sign-ins (503) and, after the grace, cached sessions (503), `/readyz`
 //! says so, and everything recovers when Redis is back, without a replica restart.
@@ -40,6 +40,9 @@ use redis_server::RedisServer;
 use simplesamlphp::{login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB};
 
 const JSON: &str = "application/json";
+/// The periodic session check of WebSocket tunnels, 10 minutes away: a tunnel that closes
+/// within the test was closed by a revocation relayed from another replica.
+const TUNNEL_CHECK_FAR_AWAY: &str = "[proxy]\nupgrade_session_check_secs = 600\n";
 /// `state.grace_secs` for these replicas: short, so the test sees it end.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -149,7 +152,7 @@ impl Cluster {
         let opts = Options {
             public_url: Some(public_url),
             extra_toml: format!(
-                "{USER_IS_UID}{HIGH_RATE_LIMITS}[state]\nbackend = \"redis\"\nredis_url = \"{}\"\ngrace_secs = {}\n",
+                "{USER_IS_UID}{HIGH_RATE_LIMITS}{TUNNEL_CHECK_FAR_AWAY}[state]\nbackend = \"redis\"\nredis_url = \"{}\"\ngrace_secs = {}\n",
                 redis.url(),
                 GRACE.as_secs()
             ),
@@ -238,6 +241,27 @@ impl Cluster {
             .as_u16()
     }
 
+    /// A WebSocket to the upstream's echo endpoint through replica `i`, under `cookie`.
+    async fn open_tunnel(
+        &self,
+        i: usize,
+        cookie: &str,
+    ) -> tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://127.0.0.1:{}/ws", self.r[i].port)
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut()
+            .insert("cookie", cookie.parse().expect("cookie header"));
+        let (ws, resp) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket through the replica");
+        assert_eq!(resp.status(), 101);
+        ws
+    }
+
     /// Polls replica `i` with `cookie` until it answers 401; how long after `since`.
     async fn time_until_refused(&self, i: usize, cookie: &str, since: Instant) -> Duration {
         let deadline = since + Duration::from_secs(10);
@@ -305,8 +329,11 @@ async fn a_sign_in_spans_replicas_a_replay_is_refused_and_sign_out_reaches_every
         "no replayed request reached the upstream"
     );
 
+    // A WebSocket tunnel open on C under the session.
+    let mut ws = cl.open_tunnel(2, &cookie).await;
+
     // Sign-out on B; A and C (which served it from their caches) refuse the old cookie
-    // within a second.
+    // within a second, and C closes the tunnel.
     let logout = cl.r[1].url("/saml/logout");
     let token = gateway::logout_csrf_token(&c, &logout).await;
     let t0 = Instant::now();
@@ -326,6 +353,15 @@ async fn a_sign_in_spans_replicas_a_replay_is_refused_and_sign_out_reaches_every
     let on_c = cl.time_until_refused(2, &cookie, t0).await;
     eprintln!("sign-out on B: refused on A after {on_a:?}, on C after {on_c:?}");
     assert!(on_a < Duration::from_secs(1) && on_c < Duration::from_secs(1));
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = ws.next().await {}
+        t0.elapsed()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("C keeps the tunnel open:\n{}", cl.r[2].log_tail()));
+    eprintln!("sign-out on B: tunnel on C closed after {closed:?}");
+    assert!(closed < Duration::from_secs(1));
 }
 
 /// The persistent NameID SimpleSAMLphp put in a response.

@@ -238,8 +238,9 @@ impl Gateway {
                 }),
                 every: self.settings.proxy.upgrade_session_check,
                 user: session.identity.user.clone(),
-                // Ending a user's sessions (SCIM, admin API) makes every tunnel ask at once.
-                recheck: Some(self.deprovision.tunnel_recheck()),
+                // Ending a user's sessions (SCIM, admin API, another replica) makes every
+                // tunnel ask at once.
+                recheck: self.deprovision.tunnel_recheck(),
             });
         }
         let fwd = Forwarded {

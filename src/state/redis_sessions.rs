@@ -50,6 +50,9 @@ pub(super) struct LocalCache {
     /// Bumped by every invalidation: a miss that read Redis before a bump does not cache
     /// what it read (the value may be the one just revoked).
     generation: AtomicU64,
+    /// Bumped by every invalidation message and flush, for open tunnels
+    /// ([`SessionStore::revocations`]).
+    revoked: tokio::sync::watch::Sender<u64>,
     /// Milliseconds are counted from here (touch times fit an atomic).
     epoch: Instant,
 }
@@ -62,6 +65,7 @@ impl LocalCache {
                 .expire_after(crate::session::memory::SessionExpiry { idle })
                 .build(),
             generation: AtomicU64::new(0),
+            revoked: tokio::sync::watch::channel(0).0,
             epoch: Instant::now(),
         }
     }
@@ -73,6 +77,15 @@ impl LocalCache {
     pub(super) fn flush(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
+        self.signal_revoked();
+    }
+
+    fn signal_revoked(&self) {
+        self.revoked.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    pub(super) fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revoked.subscribe()
     }
 
     fn invalidate(&self, key: &SessionKey) {
@@ -80,9 +93,15 @@ impl LocalCache {
         self.cache.invalidate(key);
     }
 
-    /// An invalidation message: session keys in hex, space-separated.
+    /// An invalidation message: session keys in hex, space-separated. Open tunnels are told
+    /// once the keys are forgotten, so their re-check reads Redis.
     pub(super) fn invalidate_message(&self, payload: &[u8]) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.forget_keys(payload);
+        self.signal_revoked();
+    }
+
+    fn forget_keys(&self, payload: &[u8]) {
         for word in payload.split(|b| *b == b' ') {
             match parse_key(word) {
                 Some(k) => self.cache.invalidate(&k),
@@ -286,6 +305,10 @@ impl RedisSessions {
 
 #[async_trait]
 impl SessionStore for RedisSessions {
+    fn revocations(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.cache.revocations())
+    }
+
     async fn get(&self, key: &SessionKey) -> Option<Arc<Session>> {
         self.lookup(key).await.ok().flatten()
     }
