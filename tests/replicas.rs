@@ -246,9 +246,8 @@ impl Cluster {
         &self,
         i: usize,
         cookie: &str,
-    ) -> tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    > {
+    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+    {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = format!("ws://127.0.0.1:{}/ws", self.r[i].port)
             .into_client_request()
