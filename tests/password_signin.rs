@@ -13,6 +13,10 @@ mod gateway;
 mod log_capture;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/redis.rs"]
+mod redis_server;
+#[path = "support/scim.rs"]
+mod scim;
 #[path = "support/signin.rs"]
 mod signin;
 #[path = "support/slapd.rs"]
@@ -70,6 +74,11 @@ struct Setup {
 /// `[password_signin]` = ldap then local, `/api/` allowing Basic, `/api/admin/` only for
 /// `admins`, plus `extra` appended to `[password_signin]`.
 async fn setup(extra: &str) -> Setup {
+    setup_with(extra, "").await
+}
+
+/// [`setup`] with `sections` (whole TOML sections, e.g. `[scim]`) added to the config.
+async fn setup_with(extra: &str, sections: &str) -> Setup {
     LazyLock::force(&CAPTURED);
     let slapd = Slapd::start();
     let files = tempfile::tempdir().unwrap();
@@ -87,7 +96,7 @@ async fn setup(extra: &str) -> Setup {
          user_base = \"{people}\"\ntimeout_secs = 3\nconnect_timeout_secs = 2\n\
          [password_signin.local]\nusers_file = \"{users}\"\nallowed_users = [\"breakglass\"]\n\
          [[access.rules]]\nname = \"api-admin\"\npath_prefix = \"/api/admin/\"\naction = \"authenticate\"\nbasic_auth = true\nallowed_groups = [\"admins\"]\n\
-         [[access.rules]]\nname = \"api\"\npath_prefix = \"/api/\"\naction = \"authenticate\"\nbasic_auth = true\n",
+         [[access.rules]]\nname = \"api\"\npath_prefix = \"/api/\"\naction = \"authenticate\"\nbasic_auth = true\n{sections}",
         url = slapd.url(),
         svc = slapd::SERVICE_DN,
         pw = d.join("service.pw").display(),
@@ -558,4 +567,98 @@ async fn a_real_browser_signs_in_with_the_form() {
         "{result:#}"
     );
     println!("screenshot: {}", screenshot.display());
+}
+
+#[tokio::test]
+async fn a_user_scim_disabled_gets_no_password_session() {
+    let dir = scim::ScimDir::new();
+    let s = setup_with("", &dir.toml("")).await;
+    let directory = scim::Scim::new(&s.gw);
+    let (status, _) = directory
+        .post(
+            "/Users",
+            serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "bob", "active": false}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let before = s.up.count();
+
+    // The form: the right password, but SCIM has turned the account off.
+    let c = client();
+    let token = open_form(&c, &s, "/app").await;
+    let fields = [
+        ("user", "bob"),
+        ("password", "bob-secret"),
+        ("csrf", token.as_str()),
+        ("rd", "/app"),
+    ];
+    let r = post_form(&c, &s, &fields).await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        session_cookie(&r).is_none(),
+        "no session for a disabled user"
+    );
+    let page = r.text().await.unwrap();
+    assert!(page.contains("turned off your access"), "{page}");
+    let line = audit_lines("login_failure", "account_disabled");
+    assert_eq!(line.last().expect("audit line")["via"], "form");
+
+    // Basic, with and without basic_session: the same refusal.
+    let r = client()
+        .get(s.gw.url("/api/items"))
+        .header("accept", "application/json")
+        .header("authorization", basic("bob", "bob-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "account_disabled");
+    assert_eq!(s.up.count(), before, "nothing reached the upstream");
+
+    // A user SCIM never provisioned is admitted (scim.require_provisioned is off).
+    let r = client()
+        .get(s.gw.url("/api/items"))
+        .header("authorization", basic("alice", "alice-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_sign_in_with_redis_down_gets_503_and_no_cookie() {
+    let mut redis = redis_server::RedisServer::start();
+    let state = format!(
+        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\ncommand_timeout_ms = 300\n",
+        redis.url()
+    );
+    let s = setup_with("basic_session = true", &state).await;
+    redis.stop();
+    let c = client();
+    let token = open_form(&c, &s, "/app").await;
+    let fields = [
+        ("user", "alice"),
+        ("password", "alice-secret"),
+        ("csrf", token.as_str()),
+        ("rd", "/app"),
+    ];
+    let r = post_form(&c, &s, &fields).await;
+    assert_eq!(r.status(), 503);
+    assert!(session_cookie(&r).is_none(), "no cookie nothing backs");
+    let line = audit_lines("login_failure", "state_unavailable");
+    assert_eq!(line.last().expect("audit line")["via"], "form");
+
+    let r = client()
+        .get(s.gw.url("/api/items"))
+        .header("accept", "application/json")
+        .header("authorization", basic("alice", "alice-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(session_cookie(&r).is_none());
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "state_unavailable");
 }

@@ -312,10 +312,7 @@ impl Gateway {
         policy: &Policy,
         verified: &Verified,
     ) -> Result<(SessionKey, String), SessionRefusal> {
-        let session = Arc::new(
-            self.password_session(policy, verified)
-                .map_err(|_| SessionRefusal::IdentityHeaders)?,
-        );
+        let session = Arc::new(self.password_session(policy, verified)?);
         let id = random_id();
         let key = SessionKey::from_id(&id);
         // Stored before it is announced, as at the ACS: a session the shared backend could not
@@ -330,18 +327,24 @@ impl Gateway {
         ))
     }
 
+    /// The session a verified password makes, with the checks a SAML sign-in has at the ACS:
+    /// SCIM's word on the account (disabled, deleted, not provisioned when required), then
+    /// the identity headers (`[[roles]]`, `headers.encoding`).
     fn password_session(
         &self,
         policy: &Policy,
         verified: &Verified,
-    ) -> Result<Session, &'static str> {
-        // The same rendering as a SAML sign-in: `[[roles]]`, `headers.encoding`.
+    ) -> Result<Session, SessionRefusal> {
+        if let Some(scim) = &self.scim {
+            scim.check_sign_in(&verified.identity.user)
+                .map_err(|e| SessionRefusal::AccountDisabled(e.reason()))?;
+        }
         let headers = crate::identity::render_identity_headers(
             &verified.identity,
             &policy.roles,
             &policy.header_settings,
         )
-        .map_err(|_| "the identity cannot be sent in the identity headers")?;
+        .map_err(|_| SessionRefusal::IdentityHeaders)?;
         let created_at = SystemTime::now();
         Ok(Session {
             identity: verified.identity.clone(),
@@ -412,7 +415,6 @@ impl Gateway {
                 } else {
                     self.password_session(policy, &signed.verified)
                         .map(|s| (None, Arc::new(s), None))
-                        .map_err(|_| SessionRefusal::IdentityHeaders)
                 };
                 let (key, session, set_cookie) = match outcome {
                     Ok(o) => o,
@@ -518,6 +520,9 @@ enum SessionRefusal {
     /// The identity cannot be sent in the identity headers (`headers.encoding = "refuse"`, or
     /// a value no header can carry).
     IdentityHeaders,
+    /// SCIM does not admit the user (disabled, deleted, or not provisioned when required);
+    /// the reason for the audit line.
+    AccountDisabled(String),
     /// The state backend could not store the session (Redis unreachable).
     StateUnavailable(String),
 }
@@ -526,6 +531,7 @@ impl SessionRefusal {
     fn status(&self) -> StatusCode {
         match self {
             SessionRefusal::IdentityHeaders => StatusCode::BAD_REQUEST,
+            SessionRefusal::AccountDisabled(_) => StatusCode::FORBIDDEN,
             SessionRefusal::StateUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -533,6 +539,7 @@ impl SessionRefusal {
     fn kind(&self) -> &'static str {
         match self {
             SessionRefusal::IdentityHeaders => "bad_user_id",
+            SessionRefusal::AccountDisabled(_) => "account_disabled",
             SessionRefusal::StateUnavailable(_) => "state_unavailable",
         }
     }
@@ -542,6 +549,7 @@ impl SessionRefusal {
             SessionRefusal::IdentityHeaders => {
                 "the identity cannot be sent in the identity headers".into()
             }
+            SessionRefusal::AccountDisabled(why) => why.clone(),
             SessionRefusal::StateUnavailable(e) => format!("the session could not be stored: {e}"),
         }
     }
@@ -551,6 +559,7 @@ impl SessionRefusal {
             SessionRefusal::IdentityHeaders => {
                 "Your account's name cannot be passed to the application. Ask your administrator."
             }
+            SessionRefusal::AccountDisabled(_) => crate::scim::DISABLED_PAGE.1,
             SessionRefusal::StateUnavailable(_) => {
                 "Sign-in is unavailable for a moment. Please try again shortly."
             }
