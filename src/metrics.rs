@@ -216,11 +216,12 @@ fn status_label(slot: usize) -> &'static str {
     }
 }
 
-/// Live sizes read at scrape time (implemented by the gateway).
+/// Live sizes read at scrape time (implemented by the gateway). `None`: this process cannot
+/// count it (kept in a shared backend), and the series is left out rather than read 0.
 pub trait LiveCounts: Send + Sync {
     fn sessions_active(&self) -> u64;
-    fn replay_cache_entries(&self) -> u64;
-    fn pending_logins(&self) -> u64;
+    fn replay_cache_entries(&self) -> Option<u64>;
+    fn pending_logins(&self) -> Option<u64>;
 }
 
 /// Reads [`LiveCounts`] on each scrape; writes nothing until a source is attached, and
@@ -243,11 +244,11 @@ impl Collector for LiveGauges {
         let Some(source) = self.source.get().and_then(Weak::upgrade) else {
             return Ok(());
         };
-        let gauges: [(&str, &str, u64); 3] = [
+        let gauges: [(&str, &str, Option<u64>); 3] = [
             (
                 "samlgate_sessions_active",
                 "Signed-in sessions held (approximate).",
-                source.sessions_active(),
+                Some(source.sessions_active()),
             ),
             (
                 "samlgate_replay_cache_entries",
@@ -261,6 +262,7 @@ impl Collector for LiveGauges {
             ),
         ];
         for (name, help, value) in gauges {
+            let Some(value) = value else { continue };
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
             gauge.encode(metric)?;
@@ -648,15 +650,15 @@ mod tests {
         assert!(s["process_start_time_seconds"] > 1.6e9);
     }
 
-    struct Fixed(u64, u64, u64);
+    struct Fixed(u64, Option<u64>, Option<u64>);
     impl LiveCounts for Fixed {
         fn sessions_active(&self) -> u64 {
             self.0
         }
-        fn replay_cache_entries(&self) -> u64 {
+        fn replay_cache_entries(&self) -> Option<u64> {
             self.1
         }
-        fn pending_logins(&self) -> u64 {
+        fn pending_logins(&self) -> Option<u64> {
             self.2
         }
     }
@@ -665,7 +667,7 @@ mod tests {
     fn live_gauges_are_read_at_scrape_time_while_the_source_lives() {
         let m = Metrics::new();
         assert_eq!(value(&m, "samlgate_sessions_active"), None);
-        let source: Arc<dyn LiveCounts> = Arc::new(Fixed(3, 7, 2));
+        let source: Arc<dyn LiveCounts> = Arc::new(Fixed(3, Some(7), Some(2)));
         m.watch(Arc::downgrade(&source));
         let s = parse(&m.render().unwrap());
         assert_eq!(s["samlgate_sessions_active"], 3.0);
@@ -673,6 +675,17 @@ mod tests {
         assert_eq!(s["samlgate_pending_logins"], 2.0);
         drop(source);
         assert_eq!(value(&m, "samlgate_sessions_active"), None);
+    }
+
+    #[test]
+    fn counts_a_shared_backend_holds_are_left_out_not_zero() {
+        let m = Metrics::new();
+        let source: Arc<dyn LiveCounts> = Arc::new(Fixed(4, None, None));
+        m.watch(Arc::downgrade(&source));
+        let text = m.render().unwrap();
+        assert_eq!(parse(&text)["samlgate_sessions_active"], 4.0);
+        assert!(!text.contains("samlgate_replay_cache_entries"), "{text}");
+        assert!(!text.contains("samlgate_pending_logins"), "{text}");
     }
 
     #[test]

@@ -243,10 +243,10 @@ impl LiveCounts for Gateway {
     fn sessions_active(&self) -> u64 {
         self.session_count()
     }
-    fn replay_cache_entries(&self) -> u64 {
+    fn replay_cache_entries(&self) -> Option<u64> {
         self.flows.replay_len()
     }
-    fn pending_logins(&self) -> u64 {
+    fn pending_logins(&self) -> Option<u64> {
         self.flows.pending_len()
     }
 }

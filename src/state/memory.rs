@@ -97,11 +97,11 @@ impl FlowStore for MemoryFlows {
         Readiness::Ready
     }
 
-    fn pending_len(&self) -> u64 {
-        self.pending.approximate_len()
+    fn pending_len(&self) -> Option<u64> {
+        Some(self.pending.approximate_len())
     }
 
-    fn replay_len(&self) -> u64 {
-        self.replay.approximate_len()
+    fn replay_len(&self) -> Option<u64> {
+        Some(self.replay.approximate_len())
     }
 }

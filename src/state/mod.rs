@@ -291,9 +291,10 @@ pub trait FlowStore: Send + Sync + 'static {
     /// Removes our LogoutRequest id; true when it was there (single use).
     async fn take_logout_request(&self, id: &str) -> Result<bool, StateError>;
     fn readiness(&self) -> Readiness;
-    /// Pending sign-ins and replay-cache entries held (this process's view, for metrics).
-    fn pending_len(&self) -> u64;
-    fn replay_len(&self) -> u64;
+    /// Pending sign-ins and replay-cache entries held, for metrics; `None` when this process
+    /// cannot count them (they live in a shared backend), so no gauge reads a false 0.
+    fn pending_len(&self) -> Option<u64>;
+    fn replay_len(&self) -> Option<u64>;
 }
 
 /// The two halves of a backend, built from settings.

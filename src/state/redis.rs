@@ -559,12 +559,12 @@ impl FlowStore for RedisFlows {
     }
 
     /// Kept in Redis, shared by all replicas: not counted per process.
-    fn pending_len(&self) -> u64 {
-        0
+    fn pending_len(&self) -> Option<u64> {
+        None
     }
 
-    fn replay_len(&self) -> u64 {
-        0
+    fn replay_len(&self) -> Option<u64> {
+        None
     }
 }
 
