@@ -1,12 +1,10 @@
 //! Ending every session of one user at once: SCIM deprovisioning (`active=false`, delete)
 //! and the admin API's "sign this user out everywhere" take the same path. The sessions go
-//! from the store ([`SessionStore::remove_by_user`]), and every open WebSocket tunnel is told
-//! to ask about its session now ([`Deprovisioner::tunnel_recheck`]) instead of at its next
-//! periodic check, so a tunnel of the user closes within moments.
+//! from the store ([`SessionStore::remove_by_user`]), whose revocation signal tells every open
+//! WebSocket tunnel to ask about its session now instead of at its next periodic check, so a
+//! tunnel of the user closes within moments (on every replica with a shared backend).
 
 use std::sync::Arc;
-
-use tokio::sync::watch;
 
 use crate::session::SessionStore;
 
@@ -37,23 +35,17 @@ impl EndReason {
 
 pub struct Deprovisioner {
     sessions: Arc<dyn SessionStore>,
-    /// Bumped after each ending; tunnels watch it and re-check their session at once.
-    generation: watch::Sender<u64>,
 }
 
 impl Deprovisioner {
     pub fn new(sessions: Arc<dyn SessionStore>) -> Deprovisioner {
-        Deprovisioner {
-            sessions,
-            generation: watch::channel(0).0,
-        }
+        Deprovisioner { sessions }
     }
 
     /// Ends every session of `user` (case-insensitive) and wakes the tunnels. Returns how
     /// many sessions ended. Always logs an audit `sessions_ended` line.
     pub async fn end_user(&self, user: &str, reason: EndReason) -> usize {
         let ended = self.sessions.remove_by_user(user).await;
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
         tracing::warn!(target: "samlgate::audit", event = "sessions_ended", user = %crate::saml::error::clip(user), reason = reason.as_str(), sessions = ended);
         ended
     }
@@ -64,13 +56,5 @@ impl Deprovisioner {
         user: &str,
     ) -> Vec<(crate::session::SessionKey, Arc<crate::session::Session>)> {
         self.sessions.sessions_of_user(user).await
-    }
-
-    /// Receivers that change whenever sessions were ended here, or (with a shared backend)
-    /// on another replica, for [`crate::tunnel`].
-    pub fn tunnel_recheck(&self) -> Vec<watch::Receiver<u64>> {
-        let mut signals = vec![self.generation.subscribe()];
-        signals.extend(self.sessions.revocations());
-        signals
     }
 }

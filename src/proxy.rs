@@ -136,9 +136,10 @@ pub struct ProxySection {
     /// 1 to 86400.
     pub upgrade_idle_timeout_secs: u64,
     /// An upgraded connection opened with a session looks its session up this often and is closed
-    /// once the session has ended (sign-out, Single Logout, idle or absolute expiry; audit
-    /// `event="tunnel_closed"`). Each lookup counts as use of the session, so an open tunnel keeps
-    /// it from expiring idle when this is shorter than `session.idle_timeout_secs` (never past its
+    /// once the session has ended (idle or absolute expiry; audit `event="tunnel_closed"`). A
+    /// revocation (sign-out, Single Logout, SCIM, the admin API, on any replica) makes it look at
+    /// once instead. Each lookup counts as use of the session, so an open tunnel keeps it from
+    /// expiring idle when this is shorter than `session.idle_timeout_secs` (never past its
     /// absolute lifetime). 1 to 86400.
     pub upgrade_session_check_secs: u64,
     /// Requests waiting at once for the upstream's response head over the shared connection pool,

@@ -36,10 +36,10 @@ pub struct TunnelSession {
     pub every: Duration,
     /// Whose session it is, for the audit line when the tunnel is closed.
     pub user: String,
-    /// Signals that change when sessions were ended out of turn (SCIM deprovisioning, the
-    /// admin API, a revocation relayed from another replica): the tunnel asks `alive` at once
-    /// instead of waiting for `every`.
-    pub recheck: Vec<tokio::sync::watch::Receiver<u64>>,
+    /// Changes when sessions were ended before their time (sign-out, Single Logout, SCIM
+    /// deprovisioning, the admin API, a revocation relayed from another replica): the tunnel
+    /// asks `alive` at once instead of waiting for `every`.
+    pub recheck: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// How a splice ended.
@@ -84,10 +84,7 @@ where
     let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
     tokio::pin!(copy);
     let mut next_session_check = session.as_ref().map(|s| start + s.every);
-    let mut recheck = session
-        .as_ref()
-        .map(|s| s.recheck.clone())
-        .unwrap_or_default();
+    let mut recheck = session.as_ref().and_then(|s| s.recheck.clone());
     loop {
         let last = start + Duration::from_millis(last_moved.load(Ordering::Relaxed));
         let deadline = last + idle_limit;
@@ -107,9 +104,10 @@ where
                     next_session_check = Some(Instant::now() + s.every);
                 }
             }
-            changed = any_changed_or_never(&mut recheck) => {
+            changed = changed_or_never(&mut recheck) => {
                 if !changed {
-                    // A sender is gone (shutdown): the others and the periodic check remain.
+                    // The sender is gone (shutdown): fall back to the periodic check.
+                    recheck = None;
                     continue;
                 }
                 if let Some(s) = &session {
@@ -122,19 +120,13 @@ where
     }
 }
 
-/// Waits for the next change of any receiver in `rxs` (`true`); a receiver whose sender is
-/// gone is dropped from the list (`false`); never resolves when the list is empty.
-async fn any_changed_or_never(rxs: &mut Vec<tokio::sync::watch::Receiver<u64>>) -> bool {
-    if rxs.is_empty() {
-        return std::future::pending().await;
+/// Waits for the next change of `rx` (`true`), or `false` once its sender is gone; never
+/// resolves without a receiver.
+async fn changed_or_never(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
-    let (result, index, _) =
-        futures_util::future::select_all(rxs.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
-    if result.is_err() {
-        rxs.swap_remove(index);
-        return false;
-    }
-    true
 }
 
 /// Sleeps until `at`, or forever when there is no such time.
@@ -242,7 +234,7 @@ mod tests {
             }),
             every: Duration::from_millis(100),
             user: "alice".into(),
-            recheck: Vec::new(),
+            recheck: None,
         };
         let tunnel = tokio::spawn(splice(
             gateway_side,
@@ -270,22 +262,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn any_recheck_signal_makes_the_tunnel_ask_at_once() {
+    async fn a_revocation_signal_makes_the_tunnel_ask_at_once() {
         let (_client, gateway_side) = tokio::io::duplex(64);
         let (upstream_side, _upstream) = tokio::io::duplex(64);
         let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let l = live.clone();
-        let (local, local_rx) = tokio::sync::watch::channel(0u64);
-        let (relayed, relayed_rx) = tokio::sync::watch::channel(0u64);
+        let (revoked, revocations) = tokio::sync::watch::channel(0u64);
         let session = TunnelSession {
             alive: Arc::new(move || {
                 let live = l.load(Ordering::SeqCst);
                 Box::pin(async move { live })
             }),
-            // Far beyond the test's wait: only a signal can close the tunnel in time.
+            // Far beyond the test's wait: only the signal can close the tunnel in time.
             every: Duration::from_secs(600),
             user: "alice".into(),
-            recheck: vec![local_rx, relayed_rx],
+            recheck: Some(revocations),
         };
         let tunnel = tokio::spawn(splice(
             gateway_side,
@@ -294,14 +285,12 @@ mod tests {
             None,
             Some(session),
         ));
-        // One signal's sender going away (shutdown of that part) leaves the other working,
-        // and a signal while the session is live keeps the tunnel.
-        drop(local);
-        relayed.send_modify(|g| *g += 1);
-        tokio::task::yield_now().await;
+        // Another session's revocation: this one is live and its tunnel stays.
+        revoked.send_modify(|g| *g += 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!tunnel.is_finished(), "a live session keeps the tunnel");
         live.store(false, Ordering::SeqCst);
-        relayed.send_modify(|g| *g += 1);
+        revoked.send_modify(|g| *g += 1);
         let end = tokio::time::timeout(Duration::from_secs(5), tunnel).await;
         assert_eq!(end.unwrap().unwrap(), SpliceEnd::SessionEnded);
     }

@@ -238,9 +238,9 @@ impl Gateway {
                 }),
                 every: self.settings.proxy.upgrade_session_check,
                 user: session.identity.user.clone(),
-                // Ending a user's sessions (SCIM, admin API, another replica) makes every
-                // tunnel ask at once.
-                recheck: self.deprovision.tunnel_recheck(),
+                // Any revocation (sign-out, SLO, SCIM, admin API, another replica) makes
+                // every tunnel ask at once.
+                recheck: Some(self.sessions.revocations()),
             });
         }
         let fwd = Forwarded {

@@ -72,6 +72,8 @@ pub fn user_index_key(user: &str) -> String {
 pub struct MemoryStore {
     cache: Cache<SessionKey, Arc<Session>>,
     indexes: Arc<Mutex<Indexes>>,
+    /// Bumped when sessions are removed ([`SessionStore::revocations`]).
+    revoked: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock(index: &Mutex<Indexes>) -> std::sync::MutexGuard<'_, Indexes> {
@@ -144,7 +146,12 @@ impl MemoryStore {
                 })
                 .build(),
             indexes,
+            revoked: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    fn signal_revoked(&self) {
+        self.revoked.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// Subjects currently indexed (for tests: the index shrinks as sessions go).
@@ -172,6 +179,7 @@ impl MemoryStore {
                 }
             }
         }
+        self.signal_revoked();
         ended
     }
 }
@@ -194,6 +202,7 @@ impl SessionStore for MemoryStore {
 
     async fn remove(&self, key: &SessionKey) {
         self.cache.invalidate(key);
+        self.signal_revoked();
     }
 
     async fn remove_by_subject(&self, name_id: &str, session_index: Option<&str>) -> usize {
@@ -237,6 +246,10 @@ impl SessionStore for MemoryStore {
     fn approximate_len(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revoked.subscribe()
     }
 }
 
@@ -382,6 +395,26 @@ mod tests {
         assert_eq!(store.get(&key).await.unwrap().identity.groups.len(), 500);
         store.remove(&key).await;
         assert!(store.get(&key).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn every_way_of_ending_sessions_signals_the_tunnels_and_inserting_does_not() {
+        let store = MemoryStore::new(10, Duration::from_secs(60));
+        let mut signal = store.revocations();
+        let key = SessionKey::from_id(&[4; 32]);
+        store.insert(key, session(Duration::from_secs(60))).await;
+        assert!(
+            !signal.has_changed().unwrap(),
+            "a new session revokes nothing"
+        );
+        store.remove(&key).await;
+        assert!(signal.has_changed().unwrap(), "sign-out");
+        signal.mark_unchanged();
+        store.remove_by_subject("nobody", None).await;
+        assert!(signal.has_changed().unwrap(), "Single Logout");
+        signal.mark_unchanged();
+        store.remove_by_user("nobody").await;
+        assert!(signal.has_changed().unwrap(), "deprovisioning, admin API");
     }
 
     #[tokio::test]

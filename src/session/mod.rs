@@ -114,13 +114,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn remove_by_user(&self, user: &str) -> usize;
     /// Approximate number of live sessions (for metrics and tests).
     fn approximate_len(&self) -> u64;
-    /// A signal that changes whenever sessions were ended somewhere this process did not
-    /// see directly (another replica's sign-out, Single Logout or deprovisioning, relayed by a
-    /// shared backend), so open WebSocket tunnels ask about their session at once. `None` for
-    /// a store only this process writes: [`crate::deprovision`] signals those endings itself.
-    fn revocations(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        None
-    }
+    /// A signal that changes whenever sessions were ended before their time (sign-out,
+    /// Single Logout, deprovisioning, the admin API; with a shared backend also on another
+    /// replica), so open WebSocket tunnels ask about their session at once instead of at
+    /// their periodic check. Expiry does not signal: the periodic check finds it.
+    fn revocations(&self) -> tokio::sync::watch::Receiver<u64>;
     /// [`SessionStore::get`] for the request path, where "no session" and "the store cannot
     /// answer" must differ: a shared backend that is unreachable (past its grace period)
     /// answers `Err`, and the request gets a 503 rather than a sign-in loop.

@@ -305,8 +305,10 @@ impl RedisSessions {
 
 #[async_trait]
 impl SessionStore for RedisSessions {
-    fn revocations(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Some(self.shared.cache.revocations())
+    /// Every revocation, this replica's included, comes back through the invalidation
+    /// channel and signals there.
+    fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.cache.revocations()
     }
 
     async fn get(&self, key: &SessionKey) -> Option<Arc<Session>> {
