@@ -65,7 +65,7 @@ fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
         ));
     }
     rt.block_on(async {
-        let _turn = s.directory.lock().await;
+        let _turn = s.directory.lock().await.expect("lock");
         s.directory.commit(batch).await.expect("commit");
     });
     s
