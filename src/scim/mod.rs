@@ -248,6 +248,13 @@ impl Scim {
         })
     }
 
+    /// Whether the SCIM data is here to judge users (`/readyz`): always with the embedded
+    /// store; with the shared one once it was read (starting that, on the first call).
+    pub fn ready(&self) -> bool {
+        self.directory.start_sync();
+        self.directory.is_loaded()
+    }
+
     /// Whether `user` ([`crate::session::Identity::user`]) may sign in / go on.
     pub fn admission(&self, user: &str) -> Admission {
         admission_for(
