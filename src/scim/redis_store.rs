@@ -353,11 +353,7 @@ impl RedisBackend {
             .arg(&self.deleted)
             .arg(list(tags.iter().collect()));
         let pipe = &pipe;
-        let (u, g, d): (
-            Vec<Option<Vec<u8>>>,
-            Vec<Option<Vec<u8>>>,
-            Vec<Option<Vec<u8>>>,
-        ) = self
+        let (u, g, d): (Values, Values, Values) = self
             .shared
             .run("scim_fetch", |mut c| async move {
                 pipe.query_async(&mut c).await
@@ -384,6 +380,9 @@ impl RedisBackend {
         Ok(out)
     }
 }
+
+/// An HMGET's answer: each field's value, if it is there.
+type Values = Vec<Option<Vec<u8>>>;
 
 fn unavailable(e: crate::state::StateError) -> StoreError {
     StoreError::Unavailable(e.to_string())
