@@ -12,7 +12,8 @@
 //! is under one hash tag; a value moved to another entry is refused by a replica loading it
 //! (503 and `/readyz` 503, never served) until it is put back; with Redis gone a SCIM write
 //! answers 503 and changes nothing, and a Redis that came back empty gets the data back from
-//! the replicas' memory, so a deactivated user stays refused.
+//! the replicas' memory, so a deactivated user stays refused. A `scim.redb` left by the
+//! embedded store is copied, once, into a Redis that holds no SCIM data yet.
 //!
 //! Needs `redis-server` and SimpleSAMLphp (scripts/install-deps.sh test); fails, never skips.
 
@@ -62,6 +63,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(scim::ScimDir::new()).await
+    }
+
+    /// Three replicas whose `[scim]` names `scim_dir` (its token files and `state_dir`).
+    async fn start_with(scim_dir: scim::ScimDir) -> Cluster {
         let redis = RedisServer::start();
         let ports = [free_port(), free_port(), free_port()];
         let public_url = format!("http://127.0.0.1:{}", ports[0]);
@@ -71,7 +77,6 @@ impl Cluster {
         );
         let idp = start_simplesamlphp(std::slice::from_ref(&entry)).await;
         let up = gateway::start_upstream().await;
-        let scim_dir = scim::ScimDir::new();
         let opts = Options {
             public_url: Some(public_url),
             extra_toml: format!(
@@ -500,4 +505,74 @@ async fn scim_data_survives_restarts_is_sealed_in_redis_and_refused_when_tampere
     cl.r[1].spawn();
     cl.r[1].wait_readyz(200).await;
     cl.sign_in_refused(1, 1, &BOB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_store_file_is_imported_once_into_an_empty_redis() {
+    // One gateway with the embedded store (the default) provisions, then stops.
+    let dir = scim::ScimDir::new();
+    let (alice, group) = {
+        let idp = mint::TestIdp::generate("https://idp.test/metadata");
+        let up = gateway::start_upstream().await;
+        let opts = Options {
+            extra_toml: dir.toml("groups_source = \"both\""),
+            ..Options::default()
+        };
+        let mut gw =
+            gateway::start_gateway(&up.url(), &idp.metadata_xml("https://idp.test/sso"), opts)
+                .await;
+        let api = scim::Scim::new(&gw);
+        let (status, body) = api
+            .post("/Users", json!({"schemas": [USER], "userName": ALICE.uid}))
+            .await;
+        let alice = created_id(status, &body);
+        let (status, body) = api
+            .post(
+                "/Users",
+                json!({"schemas": [USER], "userName": BOB.uid, "active": false}),
+            )
+            .await;
+        created_id(status, &body);
+        let (status, body) = api
+            .post("/Groups", json!({"schemas": [GROUP], "displayName": "scim-auditors", "members": [{"value": alice}]}))
+            .await;
+        let group = created_id(status, &body);
+        gw.shutdown().await.expect("gateway stops");
+        (alice, group)
+    };
+    let file = dir.dir.path().join("state/scim.redb");
+    assert!(file.exists());
+    let before = std::fs::read(&file).expect("redb file");
+
+    // The replicas with Redis: the first to load copies the file's data into Redis.
+    let cl = Cluster::start_with(dir).await;
+    let (status, got) = cl.api(1).get(&format!("/Groups/{group}")).await;
+    assert_eq!(
+        (status, &got["members"][0]["value"]),
+        (200, &json!(alice)),
+        "{got}"
+    );
+    let imported =
+        cl.r.iter()
+            .filter(|r| r.log_text().contains("scim_store_imported"))
+            .count();
+    assert_eq!(imported, 1, "exactly one replica imported");
+    let version: u64 = cl
+        .redis_cmd(redis::cmd("GET").arg(format!("{TAG}version")))
+        .await;
+    assert_eq!(version, 1, "one change: the import");
+    cl.sign_in_refused(2, 2, &BOB).await;
+    let cookie = cl.sign_in(0, 1, "/reports", &ALICE).await;
+    assert_eq!(
+        cl.request(2, &cookie).await,
+        (200, Some("analysts,admins,scim-auditors".to_string()))
+    );
+    // Changes go to Redis only; the file is left as it was.
+    let (status, _) = cl
+        .api(2)
+        .patch(&format!("/Users/{alice}"), active(false))
+        .await;
+    assert_eq!(status, 200);
+    let after = std::fs::read(cl.scim_dir.dir.path().join("state/scim.redb")).expect("redb file");
+    assert!(before == after, "the embedded store file is not written");
 }

@@ -144,7 +144,18 @@ pub fn open_for(
     let scim = match shared {
         Some(shared) => {
             let backend = Arc::new(redis_store::RedisBackend::new(shared.clone()));
-            Scim::with_backend(s.clone(), public_url, deprovision.clone(), backend)
+            let scim = Scim::with_backend(s.clone(), public_url, deprovision.clone(), backend);
+            // The embedded store's file from before the switch, copied once into an empty
+            // Redis; it is never written again.
+            if let (Ok(scim), true) = (&scim, s.db_file.exists()) {
+                let file = s.db_file.clone();
+                scim.directory.offer_import(Box::new(move || {
+                    file.exists()
+                        .then(|| RedbBackend::read_file(&file))
+                        .transpose()
+                }));
+            }
+            scim
         }
         None => Scim::open(s.clone(), public_url, deprovision.clone()),
     };

@@ -164,6 +164,14 @@ impl RedbBackend {
         Ok(RedbBackend { db: Arc::new(db) })
     }
 
+    /// Everything in an existing file, which is opened only for this read (and not
+    /// created). Another process holding it open is an error.
+    pub fn read_file(file: &Path) -> Result<Snapshot, StoreError> {
+        let db = redb::Database::open(file)
+            .map_err(|e| err(format!("cannot open {}: {e}", file.display())))?;
+        RedbBackend { db: Arc::new(db) }.load()
+    }
+
     /// Everything in the file.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
@@ -325,6 +333,9 @@ impl State {
     }
 }
 
+/// Reads the data to import (`None`: nothing there after all).
+pub type ImportSource = Box<dyn Fn() -> Result<Option<Snapshot>, StoreError> + Send + Sync>;
+
 /// How often a replica compares its version with the shared backend's even when no change
 /// was announced (a safety net for a lost announcement).
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -342,6 +353,9 @@ pub struct Directory {
     /// SCIM's word and nothing is written.
     loaded: AtomicBool,
     sync_started: AtomicBool,
+    /// Where to read data for an empty shared backend at the first load (an embedded store
+    /// file left from before the switch to Redis).
+    import: std::sync::Mutex<Option<ImportSource>>,
 }
 
 /// Applies one write to memory (the indexes are rebuilt by the caller).
@@ -409,6 +423,7 @@ impl Directory {
             version: AtomicU64::new(0),
             loaded: AtomicBool::new(loaded),
             sync_started: AtomicBool::new(false),
+            import: std::sync::Mutex::new(None),
         })
     }
 
@@ -461,8 +476,58 @@ impl Directory {
         Ok(())
     }
 
+    /// Offers data (the embedded store's file) to a shared backend that holds no SCIM data
+    /// yet: the first load reads it and puts it there, once, unless another replica was
+    /// first.
+    pub fn offer_import(&self, source: ImportSource) {
+        *self.import.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    /// The import [`Directory::offer_import`] prepared, if the shared backend is still
+    /// empty. Call while holding `writer`, before the first load. A source that cannot be
+    /// read (another replica reading the same file) is tried again at the next sync.
+    async fn import_locked(&self) -> Result<(), StoreError> {
+        let mut slot = self.import.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(source) = slot.as_ref() else {
+            return Ok(());
+        };
+        let empty = matches!(self.backend.changes(0, false).await, Ok(Changes::UpToDate));
+        let snap = match empty.then(source).transpose() {
+            Ok(Some(Some(snap))) => snap,
+            Ok(None) => {
+                tracing::info!(target: "samlgate::audit", event = "scim_store_not_imported", "the shared store already holds SCIM data (or did not answer); the embedded store file is not imported");
+                return Ok(());
+            }
+            Ok(Some(None)) => return Ok(()),
+            Err(e) => {
+                *self.import.lock().unwrap_or_else(|p| p.into_inner()) = slot.take();
+                return Err(e);
+            }
+        };
+        let result = self.backend.reseed(&snap, 0, 1).await;
+        match result {
+            Ok(()) => {
+                let (users, groups) = (snap.users.len(), snap.groups.len());
+                *self.state.write().unwrap_or_else(|p| p.into_inner()) = state_of(snap);
+                self.version.store(1, Ordering::Release);
+                self.loaded.store(true, Ordering::Release);
+                tracing::warn!(target: "samlgate::audit", event = "scim_store_imported", users, groups, "the embedded store file's SCIM data was copied into the empty shared store");
+                Ok(())
+            }
+            // Another replica wrote first: load what it wrote.
+            Err(StoreError::Conflict) => Ok(()),
+            Err(e) => {
+                *self.import.lock().unwrap_or_else(|p| p.into_inner()) = slot.take();
+                Err(e)
+            }
+        }
+    }
+
     /// Brings memory to the shared backend's version. Call while holding `writer`.
     async fn sync_locked(&self, full: bool) -> Result<(), StoreError> {
+        if !self.is_loaded() {
+            self.import_locked().await?;
+        }
         let since = self.version.load(Ordering::Acquire);
         let full = full || !self.is_loaded();
         match self.backend.changes(since, full).await? {
