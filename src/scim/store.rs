@@ -491,11 +491,17 @@ impl Directory {
         let Some(source) = slot.as_ref() else {
             return Ok(());
         };
-        let empty = matches!(self.backend.changes(0, false).await, Ok(Changes::UpToDate));
+        let empty = match self.backend.changes(0, false).await {
+            Ok(changes) => matches!(changes, Changes::UpToDate),
+            Err(e) => {
+                *self.import.lock().unwrap_or_else(|p| p.into_inner()) = slot.take();
+                return Err(e);
+            }
+        };
         let snap = match empty.then(source).transpose() {
             Ok(Some(Some(snap))) => snap,
             Ok(None) => {
-                tracing::info!(target: "samlgate::audit", event = "scim_store_not_imported", "the shared store already holds SCIM data (or did not answer); the embedded store file is not imported");
+                tracing::info!(target: "samlgate::audit", event = "scim_store_not_imported", "the shared store already holds SCIM data; the embedded store file is not imported");
                 return Ok(());
             }
             Ok(Some(None)) => return Ok(()),
@@ -728,5 +734,205 @@ mod tests {
         exercise(&dir).await;
         check(&dir);
         check(&Directory::load(backend).unwrap());
+    }
+
+    /// A shared backend in memory, with Redis's semantics as the Directory sees them: a
+    /// version, a log, writes refused on a stale version, and an "unreachable" switch.
+    #[derive(Default)]
+    struct FakeShared {
+        data: std::sync::Mutex<FakeData>,
+        down: AtomicBool,
+        signal: Arc<SyncSignal>,
+    }
+
+    #[derive(Default, Clone)]
+    struct FakeData {
+        version: u64,
+        log: Vec<Write>,
+        /// Versions before this are no longer in the log (a full reload is needed).
+        log_from: u64,
+    }
+
+    impl FakeShared {
+        fn up(&self) -> Result<std::sync::MutexGuard<'_, FakeData>, StoreError> {
+            if self.down.load(Ordering::Acquire) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            Ok(self.data.lock().unwrap())
+        }
+        /// Redis restarted empty.
+        fn wipe(&self) {
+            *self.data.lock().unwrap() = FakeData::default();
+        }
+    }
+
+    fn snapshot(d: &FakeData) -> Snapshot {
+        let mut s = MemoryBackend::default();
+        s.0.get_mut().unwrap().clone_from(&d.log);
+        let mut snap = s.load_at_start().unwrap().unwrap();
+        snap.version = d.version;
+        snap
+    }
+
+    #[async_trait]
+    impl Backend for FakeShared {
+        fn load_at_start(&self) -> Result<Option<Snapshot>, StoreError> {
+            Ok(None)
+        }
+        async fn write(&self, batch: &[Write], expected: u64) -> Result<u64, StoreError> {
+            let mut d = self.up()?;
+            if d.version != expected {
+                return Err(StoreError::Conflict);
+            }
+            d.log.extend_from_slice(batch);
+            d.version += 1;
+            Ok(d.version)
+        }
+        async fn changes(&self, since: u64, full: bool) -> Result<Changes, StoreError> {
+            let d = self.up()?;
+            Ok(if d.version < since {
+                Changes::Behind(d.version)
+            } else if full || since < d.log_from {
+                Changes::Reload(snapshot(&d))
+            } else if d.version == since {
+                Changes::UpToDate
+            } else {
+                // Replaying the whole log is a superset of "the entries changed since".
+                let snap = snapshot(&d);
+                let mut writes: Vec<Write> = Vec::new();
+                for (id, v) in snap.users {
+                    writes.push(Write::Put(Kind::User, id, v));
+                }
+                for (id, v) in snap.groups {
+                    writes.push(Write::Put(Kind::Group, id, v));
+                }
+                for n in snap.deleted {
+                    writes.push(Write::Deleted(n, true));
+                }
+                Changes::Entries(d.version, writes)
+            })
+        }
+        async fn reseed(&self, snap: &Snapshot, expected: u64, v: u64) -> Result<(), StoreError> {
+            let mut d = self.up()?;
+            if d.version != expected {
+                return Err(StoreError::Conflict);
+            }
+            let mut log: Vec<Write> = Vec::new();
+            for (id, b) in &snap.users {
+                log.push(Write::Put(Kind::User, id.clone(), b.clone()));
+            }
+            for (id, b) in &snap.groups {
+                log.push(Write::Put(Kind::Group, id.clone(), b.clone()));
+            }
+            for n in &snap.deleted {
+                log.push(Write::Deleted(n.clone(), true));
+            }
+            *d = FakeData {
+                version: v,
+                log,
+                log_from: v,
+            };
+            Ok(())
+        }
+        fn signal(&self) -> Option<Arc<SyncSignal>> {
+            Some(self.signal.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_on_a_shared_backend_follow_each_other_and_never_write_blind() {
+        let shared = Arc::new(FakeShared::default());
+        let a = Directory::load(shared.clone()).unwrap();
+        let b = Directory::load(shared.clone()).unwrap();
+        // Nothing read yet: nothing admitted on SCIM's word, nothing written.
+        assert!(!a.is_loaded());
+        let blind = a.commit(vec![Write::Deleted("x".into(), true)]).await;
+        assert_eq!(blind, Err(StoreError::NotLoaded));
+        assert_eq!(shared.data.lock().unwrap().version, 0);
+
+        // A writes; B, taking its turn, has caught up.
+        exercise(&a).await;
+        check(&a);
+        drop(b.lock().await.unwrap());
+        check(&b);
+
+        // B is behind (a change by A it has not seen): its write is refused, it catches up,
+        // and the change it raced with is not in memory.
+        {
+            let _turn = a.lock().await.unwrap();
+            a.commit(vec![put(
+                Kind::User,
+                "u3",
+                json!({"id": "u3", "userName": "erin"}),
+            )])
+            .await
+            .unwrap();
+        }
+        let raced = b
+            .commit(vec![put(
+                Kind::User,
+                "u4",
+                json!({"id": "u4", "userName": "fay"}),
+            )])
+            .await;
+        assert_eq!(raced, Err(StoreError::Conflict));
+        assert_eq!(b.standing("erin"), Standing::Active, "caught up");
+        assert_eq!(
+            b.standing("fay"),
+            Standing::Unknown,
+            "not stored, not shown"
+        );
+
+        // Unreachable: the write fails and memory is as before.
+        shared.down.store(true, Ordering::Release);
+        assert!(matches!(a.lock().await, Err(StoreError::Unavailable(_))));
+        let failed = a.commit(vec![Write::Deleted("erin".into(), true)]).await;
+        assert!(matches!(failed, Err(StoreError::Unavailable(_))));
+        assert_eq!(a.standing("erin"), Standing::Active);
+        shared.down.store(false, Ordering::Release);
+
+        // The backend comes back empty: the first replica to notice writes its data back,
+        // the other loads it; nobody turns "unknown".
+        shared.wipe();
+        drop(a.lock().await.unwrap());
+        assert_eq!(
+            shared.data.lock().unwrap().version,
+            3,
+            "restored above what A had (2)"
+        );
+        check(&a);
+        drop(b.lock().await.unwrap());
+        check(&b);
+        assert_eq!(b.standing("erin"), Standing::Active);
+        // A full reload (re-subscription) gives the same.
+        {
+            let _turn = b.writer.lock().await;
+            b.sync_locked(true).await.unwrap();
+        }
+        check(&b);
+    }
+
+    #[tokio::test]
+    async fn an_import_fills_an_empty_shared_backend_once() {
+        let shared = Arc::new(FakeShared::default());
+        let old = Arc::new(MemoryBackend::default());
+        exercise(&Directory::load(old.clone()).unwrap()).await;
+        let source =
+            |b: Arc<MemoryBackend>| -> ImportSource { Box::new(move || b.load_at_start()) };
+        let a = Directory::load(shared.clone()).unwrap();
+        let b = Directory::load(shared.clone()).unwrap();
+        a.offer_import(source(old.clone()));
+        b.offer_import(source(old.clone()));
+        // Unreachable at first: the import waits for the next attempt.
+        shared.down.store(true, Ordering::Release);
+        assert!(a.lock().await.is_err());
+        shared.down.store(false, Ordering::Release);
+        drop(a.lock().await.unwrap());
+        check(&a);
+        assert_eq!(shared.data.lock().unwrap().version, 1);
+        // B finds the backend no longer empty: it loads, it does not import again.
+        drop(b.lock().await.unwrap());
+        check(&b);
+        assert_eq!(shared.data.lock().unwrap().version, 1);
     }
 }
