@@ -637,6 +637,8 @@ impl Directory {
 /// Keeps a directory in step with its shared backend until the directory is dropped.
 async fn sync_task(dir: Weak<Directory>, signal: Arc<SyncSignal>) {
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    // A slow sync (a large reload) is not followed by a burst of missed checks.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tokio::select! {
