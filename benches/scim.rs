@@ -2,7 +2,10 @@
 //! and 500 groups of 20 members: `Scim::view` (the admission check plus, with `groups_source`
 //! `both`, the merged groups and the identity headers rendered again) against `assertion` (admission
 //! only), and `GET /Users?filter=userName eq "…"` through `Scim::handle` (the lookup Okta and
-//! Entra ID make before every create).
+//! Entra ID make before every create). Then the cost of one change (`PATCH` of a user's
+//! `active`, through `Scim::handle`, 1,000 users stored) on the embedded redb store against the
+//! shared Redis store (a real `redis-server` on loopback: the version check, the write script,
+//! sealing).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,18 +18,24 @@ use http_body_util::Full;
 use samlgate::config::HeadersSection;
 use samlgate::deprovision::Deprovisioner;
 use samlgate::identity::{render_identity_headers, HeaderSettings, Roles};
+use samlgate::scim::redis_store::RedisBackend;
 use samlgate::scim::resources::Kind;
 use samlgate::scim::settings::{GroupsSource, ScimSettings};
-use samlgate::scim::store::{MemoryBackend, Write};
+use samlgate::scim::store::{Backend, MemoryBackend, RedbBackend, Write};
 use samlgate::scim::Scim;
 use samlgate::session::memory::MemoryStore;
 use samlgate::session::{Identity, Session};
+use samlgate::state::redis::Shared;
+use samlgate::state::{Limits, RedisSettings};
 use serde_json::json;
+
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
 
 const TOKEN: &str = "bench-token-0123456789abcdefghijklmnopqrstuvwxyz";
 
-fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
-    let settings = ScimSettings {
+fn settings(source: GroupsSource) -> ScimSettings {
+    ScimSettings {
         path: "/scim/v2".into(),
         tokens: vec![TOKEN.into()],
         db_file: "/nonexistent/scim.redb".into(),
@@ -37,13 +46,25 @@ fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
         require_provisioned: false,
         max_resources: 1_000_000,
         max_page_size: 200,
-    };
+    }
+}
+
+fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
+    let s = with_backend(Arc::new(MemoryBackend::default()), source);
+    fill(rt, &s, 10_000, 500);
+    s
+}
+
+fn with_backend(backend: Arc<dyn Backend>, source: GroupsSource) -> Scim {
     let sessions = Arc::new(MemoryStore::new(1000, Duration::from_secs(600)));
     let deprovision = Arc::new(Deprovisioner::new(sessions));
-    let backend = Arc::new(MemoryBackend::default());
-    let s = Scim::with_backend(settings, "https://gw", deprovision, backend).expect("scim");
+    Scim::with_backend(settings(source), "https://gw", deprovision, backend).expect("scim")
+}
+
+/// `users` users and `groups` groups of 20 members.
+fn fill(rt: &tokio::runtime::Runtime, s: &Scim, users: usize, groups: usize) {
     let mut batch = Vec::new();
-    for i in 0..10_000 {
+    for i in 0..users {
         let u = json!({"id": format!("u{i}"), "userName": format!("user{i}@example.com"),
             "active": true, "meta": {"created": format!("2026-01-01T00:00:{i:05}Z")}});
         batch.push(Write::Put(
@@ -52,9 +73,9 @@ fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
             serde_json::to_vec(&u).expect("json"),
         ));
     }
-    for g in 0..500 {
+    for g in 0..groups {
         let members: Vec<_> = (0..20)
-            .map(|m| json!({"value": format!("u{}", (g * 20 + m) % 10_000)}))
+            .map(|m| json!({"value": format!("u{}", (g * 20 + m) % users)}))
             .collect();
         let doc =
             json!({"id": format!("g{g}"), "displayName": format!("group-{g}"), "members": members});
@@ -65,10 +86,77 @@ fn scim(rt: &tokio::runtime::Runtime, source: GroupsSource) -> Scim {
         ));
     }
     rt.block_on(async {
-        let _turn = s.directory.lock().await;
+        let _turn = s.directory.lock().await.expect("lock");
         s.directory.commit(batch).await.expect("commit");
     });
-    s
+}
+
+/// One `PATCH` setting user `u7`'s `active` to `on`, which must succeed.
+fn patch_active(rt: &tokio::runtime::Runtime, s: &Scim, on: bool) {
+    let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": on}]});
+    let req = http::Request::patch("/scim/v2/Users/u7")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/scim+json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let r = rt.block_on(s.handle(req, IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    assert_eq!(r.status(), 200);
+}
+
+/// A change on the embedded store against one on the shared Redis store.
+fn bench_store(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = RedbBackend::open(&dir.path().join("scim.redb")).expect("redb");
+    let redis = redis_server::RedisServer::start();
+    let shared = rt.block_on(async {
+        Shared::new(
+            &RedisSettings {
+                url: redis.url(),
+                username: None,
+                password: None,
+                ca_pem: None,
+                key_prefix: "bench:".into(),
+                grace: Duration::from_secs(30),
+                command_timeout: Duration::from_secs(2),
+            },
+            &[7; 32],
+            Limits {
+                max_sessions: 1000,
+                idle_timeout: Duration::from_secs(600),
+                login_timeout: Duration::from_secs(300),
+                clock_skew: Duration::from_secs(60),
+            },
+        )
+        .expect("redis backend")
+    });
+    let mut group = c.benchmark_group("scim_store");
+    let stores: [(&str, Arc<dyn Backend>); 2] = [
+        ("patch_redb", Arc::new(redb)),
+        ("patch_redis", Arc::new(RedisBackend::new(shared))),
+    ];
+    for (name, backend) in stores {
+        let s = with_backend(backend, GroupsSource::Both);
+        rt.block_on(async {
+            // The shared store is read by the sync task (a no-op for redb).
+            while !s.ready() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        fill(&rt, &s, 1000, 50);
+        let mut on = false;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                patch_active(&rt, &s, on);
+                on = !on;
+            })
+        });
+    }
+    group.finish();
 }
 
 fn session(user: &str) -> Arc<Session> {
@@ -128,5 +216,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_store);
 criterion_main!(benches);

@@ -4,6 +4,9 @@
 //! schemas declare, on Users and Groups. Every check it runs must pass (SUCCESS, COMPLIANT or
 //! ACCEPTABLE); a DEVIATION, ERROR or CRITICAL fails the test with its title and reason.
 //!
+//! Run twice: on the embedded store, and on the shared Redis store (`[state] backend =
+//! "redis"`, a real `redis-server`), which must behave alike.
+//!
 //! The checker lives in a venv that `scripts/install-scim-check.sh` builds (pinned versions);
 //! without it the test fails with that hint, it is never skipped.
 
@@ -11,6 +14,8 @@
 mod gateway;
 #[path = "support/mint.rs"]
 mod mint;
+#[path = "support/redis.rs"]
+mod redis_server;
 #[path = "support/scim.rs"]
 mod scim;
 
@@ -40,13 +45,45 @@ fn venv_python() -> PathBuf {
 
 #[tokio::test]
 async fn scim2_tester_finds_no_fault() {
+    run_checker("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim2_tester_finds_no_fault_with_the_redis_store() {
+    let redis = redis_server::RedisServer::start();
+    let state = format!(
+        "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    );
+    run_checker(&state).await;
+    // The checker's changes went to Redis.
+    let mut c = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let version: u64 = redis::cmd("GET")
+        .arg("{samlgate:scim}:version")
+        .query_async(&mut c)
+        .await
+        .expect("version");
+    eprintln!("SCIM changes stored in Redis: {version}");
+    assert!(version >= 20, "only {version} changes reached Redis");
+}
+
+/// Runs the checker against a gateway with `[scim]` plus `extra_toml`; every check it runs
+/// must pass.
+async fn run_checker(extra_toml: &str) {
     let python = venv_python();
     let dir = scim::ScimDir::new();
     let idp = mint::TestIdp::generate("https://idp.test/metadata");
     let up = gateway::start_upstream().await;
     let opts = gateway::Options {
         // The checker sends a few hundred requests in seconds.
-        extra_toml: dir.toml("rate_limit_per_second = 10000\nrate_limit_burst = 10000"),
+        extra_toml: format!(
+            "{}{extra_toml}",
+            dir.toml("rate_limit_per_second = 10000\nrate_limit_burst = 10000")
+        ),
         ..Default::default()
     };
     let gw =

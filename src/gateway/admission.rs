@@ -274,6 +274,9 @@ impl Gateway {
                     "account_disabled",
                 ))
             }
+            Err(ViewRefusal::Unavailable(reason)) => {
+                Err(self.state_unavailable(&StateError::Unavailable(reason), headers, conn))
+            }
             Err(ViewRefusal::Headers(reason)) => {
                 tracing::warn!(target: "samlgate::audit", event = "access_denied", user = %user, reason = %format!("SCIM groups cannot be sent as headers: {reason}"), client = %conn.client);
                 Err(pages::simple(

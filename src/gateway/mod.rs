@@ -151,6 +151,7 @@ impl Gateway {
             settings.scim.as_ref(),
             settings.public_url.as_str(),
             &deprovision,
+            state.redis.as_ref(),
         )?;
         let admin_api = (!settings.admin_api_tokens.is_empty()).then(|| {
             Arc::new(AdminApi::new(

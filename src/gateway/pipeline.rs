@@ -119,6 +119,8 @@ impl Gateway {
                         StatusCode::SERVICE_UNAVAILABLE,
                         "state backend unreachable\n",
                     )
+                } else if self.scim.as_ref().is_some_and(|s| !s.ready()) {
+                    plain(StatusCode::SERVICE_UNAVAILABLE, "SCIM data not loaded\n")
                 } else {
                     plain(StatusCode::OK, "ready\n")
                 }

@@ -18,7 +18,7 @@ use super::patch;
 use super::resources::{
     self, check_group, check_user, Kind, Projection, ERROR_SCHEMA, LIST_SCHEMA,
 };
-use super::store::Write;
+use super::store::{StoreError, Write};
 use super::{token_matches, Scim};
 use crate::deprovision::EndReason;
 use crate::proxy::{self, Body};
@@ -48,6 +48,22 @@ impl ScimError {
     }
     fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, None, format!("{what} not found"))
+    }
+    /// The store refused or could not answer: nothing changed. 503 (try again) when the
+    /// shared backend is unreachable, raced, not loaded, or holds a value that fails to open;
+    /// 500 when the embedded store failed.
+    fn store(e: StoreError) -> Self {
+        if matches!(e, StoreError::Failed(_)) {
+            return Self::internal(e);
+        }
+        tracing::error!(target: "samlgate::audit", event = "scim_store_error", error = %e);
+        let detail = match e {
+            StoreError::Conflict => {
+                "the data was changed through another replica at the same moment; send the request again"
+            }
+            _ => "the SCIM store is temporarily unavailable; nothing was changed",
+        };
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, None, detail)
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(target: "samlgate::audit", event = "scim_store_error", error = %e);
@@ -84,7 +100,7 @@ fn error_response(e: &ScimError) -> Response<Body> {
             HeaderValue::from_static("Bearer realm=\"samlgate SCIM\""),
         );
     }
-    if e.status == StatusCode::TOO_MANY_REQUESTS {
+    if e.status == StatusCode::TOO_MANY_REQUESTS || e.status == StatusCode::SERVICE_UNAVAILABLE {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
@@ -190,6 +206,11 @@ impl Scim {
                 None,
                 format!("{} is not supported here", parts.method),
             ));
+        }
+        if !discovery {
+            // Answer from the latest data any replica wrote (a no-op without a shared store).
+            self.directory.start_sync();
+            drop(self.directory.lock().await.map_err(ScimError::store)?);
         }
         let has_body = matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
         let doc = if has_body {
@@ -429,7 +450,7 @@ impl Scim {
         projection: &Projection,
     ) -> Result<Answer, ScimError> {
         let (m, name) = Self::check(kind, doc, true)?;
-        let _turn = self.directory.lock().await;
+        let _turn = self.directory.lock().await.map_err(ScimError::store)?;
         self.check_unique(kind, &name, None)?;
         if self.directory.count() >= self.settings.max_resources {
             return Err(ScimError::new(
@@ -451,7 +472,7 @@ impl Scim {
         self.directory
             .commit(batch)
             .await
-            .map_err(ScimError::internal)?;
+            .map_err(ScimError::store)?;
         tracing::info!(target: "samlgate::audit", event = "scim_change", op = "create", kind = kind.name(), id = %id, name = %crate::saml::error::clip(&name));
         let active = stored.get("active") != Some(&Value::Bool(false));
         drop(_turn);
@@ -503,7 +524,7 @@ impl Scim {
         op: &'static str,
         change: impl FnOnce(&Value) -> Result<Map<String, Value>, ScimError>,
     ) -> Result<Answer, ScimError> {
-        let turn = self.directory.lock().await;
+        let turn = self.directory.lock().await.map_err(ScimError::store)?;
         let current = self
             .directory
             .read(|s| s.of(kind).get(id).cloned())
@@ -533,7 +554,7 @@ impl Scim {
         self.directory
             .commit(batch)
             .await
-            .map_err(ScimError::internal)?;
+            .map_err(ScimError::store)?;
         tracing::info!(target: "samlgate::audit", event = "scim_change", op, kind = kind.name(), id = %crate::saml::error::clip(id), name = %crate::saml::error::clip(&name));
         drop(turn);
         if kind == Kind::User {
@@ -559,7 +580,7 @@ impl Scim {
     }
 
     async fn delete(&self, kind: Kind, id: &str) -> Result<Answer, ScimError> {
-        let turn = self.directory.lock().await;
+        let turn = self.directory.lock().await.map_err(ScimError::store)?;
         let Some(current) = self.directory.read(|s| s.of(kind).get(id).cloned()) else {
             return Err(ScimError::not_found(kind.name()));
         };
@@ -594,7 +615,7 @@ impl Scim {
         self.directory
             .commit(batch)
             .await
-            .map_err(ScimError::internal)?;
+            .map_err(ScimError::store)?;
         tracing::info!(target: "samlgate::audit", event = "scim_change", op = "delete", kind = kind.name(), id = %crate::saml::error::clip(id), name = %crate::saml::error::clip(&name));
         drop(turn);
         if kind == Kind::User {

@@ -6,7 +6,8 @@
 //!   (constant-time), its own rate limit, a body cap, routing, SCIM error bodies.
 //! - [`filter`], [`patch`], [`resources`], [`discovery`]: the protocol, pure and table-tested.
 //! - [`store`]: the in-memory [`store::Directory`] written through to a durable backend (an
-//!   embedded redb file by default).
+//!   embedded redb file by default; with `[state] backend = "redis"`, the shared Redis,
+//!   [`redis_store`], which every replica follows).
 //!
 //! The gateway asks [`Scim::admission`] at sign-in and on each authenticated request, and
 //! [`Scim::effective_groups`] for the groups to put in headers and access rules
@@ -17,6 +18,7 @@ pub mod discovery;
 pub mod filter;
 pub mod handler;
 pub mod patch;
+pub mod redis_store;
 pub mod resources;
 pub mod settings;
 pub mod store;
@@ -34,7 +36,7 @@ use store::{Backend, Directory, RedbBackend, Standing, StoreError};
 /// The SCIM service: settings, directory, limiter, and the deprovisioning path.
 pub struct Scim {
     pub settings: ScimSettings,
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
     /// SHA-256 of each accepted token: compared in constant time, and equal lengths always.
     token_digests: Vec<[u8; 32]>,
     limiter: DefaultDirectRateLimiter,
@@ -79,6 +81,9 @@ pub enum ViewRefusal {
     Account(Admission),
     /// The groups SCIM gives cannot be rendered under `headers.encoding` (the reason).
     Headers(String),
+    /// The shared store's SCIM data is not loaded on this replica yet: nobody is admitted on
+    /// a guess (503).
+    Unavailable(String),
 }
 
 /// Pure: the admission for a standing under `require_provisioned`.
@@ -125,23 +130,51 @@ pub const DISABLED_PAGE: (&str, &str) = (
 );
 
 /// Builds the SCIM service when `[scim]` is enabled (refusing to start if its store cannot
-/// be opened: provisioned data must not silently vanish).
+/// be opened: provisioned data must not silently vanish). With the shared state backend
+/// (`shared`, Redis) the data lives there, and `scim.state_dir` is not used.
 pub fn open_for(
     scim: Option<&settings::ScimSettings>,
     public_url: &str,
     deprovision: &Arc<Deprovisioner>,
+    shared: Option<&Arc<crate::state::redis::Shared>>,
 ) -> Result<Option<Arc<Scim>>, String> {
     let Some(s) = scim else {
         return Ok(None);
     };
-    Scim::open(s.clone(), public_url, deprovision.clone())
-        .map(|s| Some(Arc::new(s)))
+    let scim = match shared {
+        Some(shared) => {
+            let backend = Arc::new(redis_store::RedisBackend::new(shared.clone()));
+            let scim = Scim::with_backend(s.clone(), public_url, deprovision.clone(), backend);
+            // The embedded store's file from before the switch, copied once into an empty
+            // Redis; it is never written again.
+            if let (Ok(scim), true) = (&scim, s.db_file.exists()) {
+                let file = s.db_file.clone();
+                scim.directory.offer_import(Box::new(move || {
+                    file.exists()
+                        .then(|| RedbBackend::read_file(&file))
+                        .transpose()
+                }));
+            }
+            scim
+        }
+        None => Scim::open(s.clone(), public_url, deprovision.clone()),
+    };
+    scim.map(|s| Some(Arc::new(s)))
         .map_err(|e| format!("scim.state_dir: {e}"))
 }
+
+/// The reason a sign-in or request is refused while the shared SCIM data is not loaded.
+const NOT_LOADED: &str = "SCIM data not loaded from the shared state backend yet";
 
 impl Scim {
     /// At sign-in: refuses a user SCIM does not admit.
     pub fn check_sign_in(&self, user: &str) -> Result<(), crate::saml::error::LoginError> {
+        self.directory.start_sync();
+        if !self.directory.is_loaded() {
+            return Err(crate::saml::error::LoginError::StateUnavailable(
+                NOT_LOADED.into(),
+            ));
+        }
         match self.admission(user) {
             Admission::Admit => Ok(()),
             refused => Err(crate::saml::error::LoginError::AccountDisabled {
@@ -159,6 +192,10 @@ impl Scim {
         session: &Arc<Session>,
         render: impl FnOnce(&Identity) -> Result<IdentityHeaderValues, E>,
     ) -> Result<Arc<Session>, ViewRefusal> {
+        self.directory.start_sync();
+        if !self.directory.is_loaded() {
+            return Err(ViewRefusal::Unavailable(NOT_LOADED.into()));
+        }
         match self.admission(&session.identity.user) {
             Admission::Admit => {}
             refused => return Err(ViewRefusal::Account(refused)),
@@ -192,7 +229,7 @@ impl Scim {
         deprovision: Arc<Deprovisioner>,
         backend: Arc<dyn Backend>,
     ) -> Result<Scim, StoreError> {
-        let directory = Directory::load(backend)?;
+        let directory = Arc::new(Directory::load(backend)?);
         let one = NonZeroU32::MIN;
         let quota =
             Quota::per_second(NonZeroU32::new(settings.rate_limit_per_second).unwrap_or(one))
@@ -202,7 +239,11 @@ impl Scim {
             .iter()
             .map(|t| digest(t.as_bytes()))
             .collect();
-        tracing::info!(path = %settings.path, resources = directory.count(), store = %settings.db_file.display(), "SCIM endpoint enabled");
+        if directory.is_loaded() {
+            tracing::info!(path = %settings.path, resources = directory.count(), store = %settings.db_file.display(), "SCIM endpoint enabled");
+        } else {
+            tracing::info!(path = %settings.path, store = "shared state backend", "SCIM endpoint enabled");
+        }
         Ok(Scim {
             base_url: format!("{}{}", public_url.trim_end_matches('/'), settings.path),
             token_digests,
@@ -216,6 +257,13 @@ impl Scim {
             deprovision,
             settings,
         })
+    }
+
+    /// Whether the SCIM data is here to judge users (`/readyz`): always with the embedded
+    /// store; with the shared one once it was read (starting that, on the first call).
+    pub fn ready(&self) -> bool {
+        self.directory.start_sync();
+        self.directory.is_loaded()
     }
 
     /// Whether `user` ([`crate::session::Identity::user`]) may sign in / go on.

@@ -35,7 +35,9 @@ pub struct ScimSection {
     /// enabled; each token at least 32 characters. Default: none.
     pub token_files: Vec<PathBuf>,
     /// Directory of the embedded store (`scim.redb` inside it), created if missing.
-    /// Default `"/var/lib/samlgate"`.
+    /// Not used with `[state] backend = "redis"` (the data is in Redis then; a `scim.redb`
+    /// found here is copied once into a Redis that holds no SCIM data yet). Default
+    /// `"/var/lib/samlgate"`.
     pub state_dir: PathBuf,
     /// Largest request body accepted, in bytes (413 above). Default 1048576 (1 MiB).
     pub max_body_bytes: usize,

@@ -13,7 +13,10 @@
 //! | `l:<SHA-256 of our LogoutRequest id>` | `1` | ten minutes |
 //!
 //! and the channel `<prefix>revoke`, on which every revocation publishes the session keys it
-//! ended; each replica drops them from its local cache ([`super::redis_sessions`]).
+//! ended; each replica drops them from its local cache ([`super::redis_sessions`]). Messages
+//! starting `scim:` on the same channel belong to the SCIM store
+//! ([`crate::scim::redis_store`]): they go to its [`ChannelListener`], which is also told
+//! about every (re)subscription, since messages may have been missed meanwhile.
 //!
 //! A Redis restart without persistence loses sessions (people sign in again) but never
 //! admits a replay: a pending sign-in carries the run id of the Redis that stored it and is
@@ -98,9 +101,9 @@ pub struct Shared {
     conn: OnceLock<ConnectionManager>,
     client: redis::Client,
     manager_config: ConnectionManagerConfig,
-    pub(super) keys: Keys,
-    pub(super) prefix: String,
-    pub(super) channel: String,
+    pub(crate) keys: Keys,
+    pub(crate) prefix: String,
+    pub(crate) channel: String,
     grace: Duration,
     timeout: Duration,
     pub(super) limits: Limits,
@@ -113,6 +116,8 @@ pub struct Shared {
     /// with no runtime and never connects).
     watcher: Mutex<Option<redis::Client>>,
     watcher_started: AtomicBool,
+    /// Where `scim:` messages and (re)subscriptions are reported (the SCIM store, if any).
+    listener: OnceLock<Weak<dyn ChannelListener>>,
     put_pending: Script,
     claim_pending: Script,
     first_use: Script,
@@ -195,6 +200,7 @@ impl Shared {
             cache: LocalCache::new(limits.max_sessions, limits.idle_timeout),
             watcher: Mutex::new(Some(client)),
             watcher_started: AtomicBool::new(false),
+            listener: OnceLock::new(),
             put_pending: Script::new(PUT_PENDING),
             claim_pending: Script::new(CLAIM_PENDING),
             first_use: Script::new(FIRST_USE),
@@ -240,7 +246,7 @@ impl Shared {
     /// met a dropped connection (Redis restarted, a proxy closed it) is sent once more on the
     /// manager's new connection: every command here is safe to repeat, and a repeat can only
     /// fail closed (a claim or a first use already done answers "unknown" / "replay").
-    pub(super) async fn run<T, F, Fut>(
+    pub(crate) async fn run<T, F, Fut>(
         &self,
         op: &'static str,
         mut send: F,
@@ -346,10 +352,37 @@ impl Shared {
         self.subscribed.load(Ordering::Acquire)
     }
 
+    /// Registers the one listener for `scim:` messages (a second registration is ignored).
+    pub(crate) fn set_listener(&self, listener: Weak<dyn ChannelListener>) {
+        let _ = self.listener.set(listener);
+    }
+
+    fn listener(&self) -> Option<Arc<dyn ChannelListener>> {
+        self.listener.get().and_then(Weak::upgrade)
+    }
+
     fn on_invalidation(&self, payload: &[u8]) {
+        if let Some(rest) = payload.strip_prefix(SCIM_MESSAGE) {
+            if let Some(l) = self.listener() {
+                l.message(rest);
+            }
+            return;
+        }
         self.invalidations.inc();
         self.cache.invalidate_message(payload);
     }
+}
+
+/// Prefix of the messages on the invalidation channel that are not session keys but SCIM
+/// store changes.
+pub(crate) const SCIM_MESSAGE: &[u8] = b"scim:";
+
+/// Another part that shares the invalidation channel (the SCIM store).
+pub(crate) trait ChannelListener: Send + Sync {
+    /// A message that started with [`SCIM_MESSAGE`] (the rest of it).
+    fn message(&self, rest: &[u8]);
+    /// The channel is subscribed (again): anything published meanwhile was missed.
+    fn resubscribed(&self);
 }
 
 /// Keeps this replica subscribed to the invalidation channel and watches Redis's health:
@@ -398,6 +431,9 @@ async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
     // Anything revoked while we were not listening is unknown: start from an empty cache.
     s.cache.flush();
     s.subscribed.store(true, Ordering::Release);
+    if let Some(l) = s.listener() {
+        l.resubscribed();
+    }
     drop(s);
     let mut messages = pubsub.into_on_message();
     let mut tick = tokio::time::interval(PING_INTERVAL);
