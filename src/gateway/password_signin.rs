@@ -20,6 +20,7 @@ use crate::password::basic::{self, BasicHeader};
 use crate::password::{self, web, PasswordSettings, PasswordSignin, SignIn, Verified};
 use crate::proxy::{self, Body};
 use crate::redirect::safe_return_path;
+use crate::saml::error::LoginError;
 use crate::session::cookie::{find_cookies, CookieSpec, SameSite, Sealer};
 use crate::session::{random_id, Session, SessionKey};
 
@@ -337,7 +338,11 @@ impl Gateway {
     ) -> Result<Session, SessionRefusal> {
         if let Some(scim) = &self.scim {
             scim.check_sign_in(&verified.identity.user)
-                .map_err(|e| SessionRefusal::AccountDisabled(e.reason()))?;
+                .map_err(|e| match e {
+                    // SCIM's data not loaded yet (shared backend): try again, not "disabled".
+                    LoginError::StateUnavailable(_) => SessionRefusal::StateUnavailable(e.reason()),
+                    _ => SessionRefusal::AccountDisabled(e.reason()),
+                })?;
         }
         let headers = crate::identity::render_identity_headers(
             &verified.identity,
