@@ -81,7 +81,7 @@ impl RedisConn {
     /// rather than refusing), so the next command resolves it again.
     pub(super) fn timed_out(&self) {
         if let RedisConn::Sentinel(c) = self {
-            c.0.forget_current();
+            c.forget_current();
         }
     }
 
@@ -89,7 +89,7 @@ impl RedisConn {
     /// invalidation watcher re-subscribes when commands moved to another master.
     pub(super) fn epoch(&self) -> u64 {
         match self {
-            RedisConn::Sentinel(c) => c.0.generation.load(Ordering::Acquire),
+            RedisConn::Sentinel(c) => c.current().map_or(0, |r| r.generation),
             _ => 0,
         }
     }
@@ -118,47 +118,80 @@ pub struct SentinelConnection(Arc<SentinelInner>);
 struct SentinelInner {
     /// Asks the Sentinels; one resolution at a time (the others wait and reuse its result).
     resolver: tokio::sync::Mutex<SentinelClient>,
-    /// The master's connection and the generation it was resolved in.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    current: Mutex<Option<Resolved>>,
     generation: AtomicU64,
     config: AsyncConnectionConfig,
     db: i64,
 }
 
-impl SentinelInner {
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.current
+/// The master as last resolved: its connection for commands, a client for the subscription
+/// (so that it listens where the commands go), and the generation both belong to.
+#[derive(Clone)]
+struct Resolved {
+    generation: u64,
+    conn: MultiplexedConnection,
+    client: redis::Client,
+}
+
+impl SentinelConnection {
+    fn current(&self) -> Option<Resolved> {
+        self.0
+            .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(c) = self.current() {
-            return Ok(c);
+    /// The current master, resolved if needed. The resolution runs as its own task, so a
+    /// command that gives up waiting (its timeout) does not cancel it: with a Sentinel that
+    /// hangs, one resolution may take longer than one command, and the next command finds it
+    /// done instead of starting over.
+    async fn resolved(&self) -> RedisResult<Resolved> {
+        if let Some(r) = self.current() {
+            return Ok(r);
         }
-        let mut resolver = self.resolver.lock().await;
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let conn = resolver
-            .get_async_connection_with_config(&self.config)
-            .await?;
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn.clone()));
-        Ok((generation, conn))
+        let this = self.clone();
+        tokio::spawn(async move { this.resolve().await })
+            .await
+            .map_err(|e| RedisError::from((ErrorKind::Io, "sentinel resolution", e.to_string())))?
     }
 
-    /// Drops the connection of `generation` (not a newer one another task resolved since).
+    async fn resolve(&self) -> RedisResult<Resolved> {
+        let mut resolver = self.0.resolver.lock().await;
+        if let Some(r) = self.current() {
+            return Ok(r);
+        }
+        // redis-rs checks that the node the Sentinels name answers `ROLE` as a master.
+        let client = resolver.async_get_client().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.0.config)
+            .await?;
+        let generation = self.0.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let r = Resolved {
+            generation,
+            conn,
+            client,
+        };
+        *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Drops the master of `generation` (not a newer one another task resolved since).
     fn forget(&self, generation: u64) {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+        let mut current = self.0.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_ref().is_some_and(|r| r.generation == generation) {
             *current = None;
         }
     }
 
     fn forget_current(&self) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A pub/sub connection to the master commands go to now, and its generation.
+    async fn subscriber(&self) -> RedisResult<(u64, redis::aio::PubSub)> {
+        let r = self.resolved().await?;
+        Ok((r.generation, r.client.get_async_pubsub().await?))
     }
 
     /// Sends on the current master; a `READONLY` answer (nothing was written) is sent once
@@ -170,11 +203,11 @@ impl SentinelInner {
     {
         let mut retried = false;
         loop {
-            let (generation, conn) = self.connection().await?;
-            let result = request(conn).await;
+            let r = self.resolved().await?;
+            let result = request(r.conn).await;
             if let Err(e) = &result {
                 if needs_new_master(e) {
-                    self.forget(generation);
+                    self.forget(r.generation);
                     if is_readonly(e) && !retried {
                         retried = true;
                         tracing::warn!(target: "samlgate::audit", event = "state_backend_failover", "redis master demoted; asking the sentinels again");
@@ -189,10 +222,7 @@ impl SentinelInner {
 
 impl ConnectionLike for SentinelConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(
-            self.0
-                .send(move |mut c| async move { c.req_packed_command(cmd).await }),
-        )
+        Box::pin(self.send(move |mut c| async move { c.req_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(
@@ -202,9 +232,9 @@ impl ConnectionLike for SentinelConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(
-            self.0.send(move |mut c| async move {
-                c.req_packed_commands(pipeline, offset, count).await
-            }),
+            self.send(
+                move |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
+            ),
         )
     }
 
@@ -227,11 +257,7 @@ enum Kind {
         client: redis::Client,
         config: ConnectionManagerConfig,
     },
-    Sentinel {
-        /// Resolves the master for the subscription (the command connection has its own).
-        resolver: Arc<tokio::sync::Mutex<SentinelClient>>,
-        inner: Arc<SentinelInner>,
-    },
+    Sentinel(SentinelConnection),
     Cluster {
         client: redis::cluster::ClusterClient,
         /// One plain client per seed node, for the subscription.
@@ -262,20 +288,15 @@ impl Connector {
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(r.command_timeout))
                     .set_response_timeout(Some(r.command_timeout));
-                let build = || {
-                    sentinel_client(s, r, certs.clone())
-                        .map_err(|e| format!("state.redis_sentinels: {e}"))
-                };
-                Kind::Sentinel {
-                    resolver: Arc::new(tokio::sync::Mutex::new(build()?)),
-                    inner: Arc::new(SentinelInner {
-                        resolver: tokio::sync::Mutex::new(build()?),
-                        current: Mutex::new(None),
-                        generation: AtomicU64::new(0),
-                        config,
-                        db: i64::from(s.database),
-                    }),
-                }
+                let resolver = sentinel_client(s, r, certs.clone())
+                    .map_err(|e| format!("state.redis_sentinels: {e}"))?;
+                Kind::Sentinel(SentinelConnection(Arc::new(SentinelInner {
+                    resolver: tokio::sync::Mutex::new(resolver),
+                    current: Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                    config,
+                    db: i64::from(s.database),
+                })))
             }
             Topology::Cluster { nodes } => {
                 let mut b = redis::cluster::ClusterClient::builder(nodes.clone())
@@ -320,7 +341,7 @@ impl Connector {
                     // Fails only for a push-based config (automatic resubscription), not used here.
                     .expect("a lazy connection manager without push messages"),
             ),
-            Kind::Sentinel { inner, .. } => RedisConn::Sentinel(SentinelConnection(inner.clone())),
+            Kind::Sentinel(c) => RedisConn::Sentinel(c.clone()),
             Kind::Cluster { client, .. } => {
                 RedisConn::Cluster(client.get_pending_async_connection_with_config(
                     redis::cluster::ClusterConfig::default(),
@@ -329,24 +350,24 @@ impl Connector {
         })
     }
 
-    /// A pub/sub connection for the invalidation channel: the single endpoint, the master the
-    /// Sentinels name now, or the next Cluster node in turn.
-    pub async fn subscribe(&self, channel: &str) -> RedisResult<redis::aio::PubSub> {
-        let client = match &self.kind {
-            Kind::Single { client, .. } => client.clone(),
-            Kind::Sentinel { resolver, .. } => resolver.lock().await.async_get_client().await?,
+    /// A pub/sub connection for the invalidation channel and the epoch it belongs to (see
+    /// [`RedisConn::epoch`]): the single endpoint, the master the commands go to now
+    /// (Sentinel), or the next Cluster node in turn.
+    pub async fn subscribe(&self, channel: &str) -> RedisResult<(u64, redis::aio::PubSub)> {
+        let (epoch, mut pubsub) = match &self.kind {
+            Kind::Single { client, .. } => (0, client.get_async_pubsub().await?),
+            Kind::Sentinel(c) => c.subscriber().await?,
             Kind::Cluster { nodes, .. } => {
                 let turn = self.subscribe_turn.fetch_add(1, Ordering::AcqRel);
                 let i = usize::try_from(turn).unwrap_or(0) % nodes.len().max(1);
                 match nodes.get(i) {
-                    Some(c) => c.clone(),
+                    Some(c) => (0, c.get_async_pubsub().await?),
                     None => return Err((ErrorKind::InvalidClientConfig, "no cluster node").into()),
                 }
             }
         };
-        let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        Ok(pubsub)
+        Ok((epoch, pubsub))
     }
 }
 

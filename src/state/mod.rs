@@ -527,6 +527,109 @@ mod tests {
     }
 
     #[test]
+    fn topology_keys_reach_the_settings_and_memory_refuses_them() {
+        let base = Path::new("/nonexistent");
+        let memory_with = |section: StateSection| section.validate(base);
+        assert_eq!(
+            memory_with(StateSection {
+                redis_mode: RedisMode::Cluster,
+                ..StateSection::default()
+            }),
+            Err(StateConfigError::RedisKeyWithMemory("redis_mode"))
+        );
+        assert_eq!(
+            memory_with(StateSection {
+                redis_sentinels: Some(vec!["redis://s:26379".into()]),
+                ..StateSection::default()
+            }),
+            Err(StateConfigError::RedisKeyWithMemory("redis_sentinels"))
+        );
+        let sentinel = StateSection {
+            backend: BackendKind::Redis,
+            redis_mode: RedisMode::Sentinel,
+            redis_sentinels: Some(vec!["redis://s1:26379".into(), "redis://s2:26379".into()]),
+            redis_sentinel_master: Some("mymaster".into()),
+            redis_database: Some(4),
+            ..StateSection::default()
+        };
+        let StateSettings::Redis(r) = sentinel.clone().validate(base).expect("valid") else {
+            panic!("redis expected")
+        };
+        let Topology::Sentinel(t) = &r.topology else {
+            panic!("sentinel expected")
+        };
+        assert_eq!((t.master.as_str(), t.database), ("mymaster", 4));
+        // A sentinel key with mode single, a database with cluster.
+        assert_eq!(
+            StateSection {
+                redis_mode: RedisMode::Single,
+                redis_url: Some("redis://r:6379".into()),
+                ..sentinel.clone()
+            }
+            .validate(base),
+            Err(StateConfigError::KeyNotForMode {
+                key: "redis_sentinels",
+                mode: "single"
+            })
+        );
+        assert_eq!(
+            StateSection {
+                redis_mode: RedisMode::Cluster,
+                redis_sentinels: None,
+                redis_sentinel_master: None,
+                redis_cluster_nodes: Some(vec!["redis://c:7000".into()]),
+                ..sentinel
+            }
+            .validate(base),
+            Err(StateConfigError::DatabaseWithCluster)
+        );
+    }
+
+    #[test]
+    fn placeholder_passwords_are_refused_for_redis_and_its_sentinels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // What deploy/kubernetes/replicas/redis.yaml ships in its Secret.
+        std::fs::write(dir.path().join("placeholder"), "REPLACE-ME\n").expect("write");
+        std::fs::write(dir.path().join("empty"), "\n").expect("write");
+        std::fs::write(dir.path().join("real"), "k3JqV9x2LmPq8Ztr\n").expect("write");
+        for file in ["placeholder", "empty"] {
+            assert_eq!(
+                StateSection {
+                    redis_password_file: Some(file.into()),
+                    ..redis_section("redis://127.0.0.1")
+                }
+                .validate(dir.path()),
+                Err(StateConfigError::PlaceholderPassword("redis_password_file")),
+                "{file}"
+            );
+        }
+        let sentinel = |file: &str| StateSection {
+            backend: BackendKind::Redis,
+            redis_mode: RedisMode::Sentinel,
+            redis_sentinels: Some(vec!["redis://s1:26379".into()]),
+            redis_sentinel_master: Some("mymaster".into()),
+            redis_password_file: Some("real".into()),
+            redis_sentinel_password_file: Some(file.into()),
+            ..StateSection::default()
+        };
+        assert_eq!(
+            sentinel("placeholder").validate(dir.path()),
+            Err(StateConfigError::PlaceholderPassword(
+                "redis_sentinel_password_file"
+            ))
+        );
+        let StateSettings::Redis(r) = sentinel("real").validate(dir.path()).expect("valid") else {
+            panic!("redis expected")
+        };
+        let Topology::Sentinel(t) = &r.topology else {
+            panic!("sentinel expected")
+        };
+        assert_eq!(t.password.as_deref(), Some("k3JqV9x2LmPq8Ztr"));
+        assert_eq!(r.password.as_deref(), Some("k3JqV9x2LmPq8Ztr"));
+        assert!(!format!("{r:?}").contains("k3JqV9x2LmPq8Ztr"), "redacted");
+    }
+
+    #[test]
     fn the_password_comes_from_its_file_and_is_not_printed() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");

@@ -330,10 +330,10 @@ async fn watch(shared: Weak<Shared>, channel: String) {
         let Some(s) = shared.upgrade() else { return };
         let subscribed = tokio::time::timeout(s.timeout, s.connector.subscribe(&channel)).await;
         match subscribed {
-            Ok(Ok(pubsub)) => {
+            Ok(Ok((epoch, pubsub))) => {
                 drop(s);
                 backoff = Duration::from_millis(50);
-                if !follow(&shared, pubsub).await {
+                if !follow(&shared, pubsub, epoch).await {
                     return;
                 }
             }
@@ -350,7 +350,7 @@ async fn watch(shared: Weak<Shared>, channel: String) {
 
 /// Reads invalidations until the subscription is lost, or until commands moved to another
 /// Sentinel master than the one subscribed to; false when the backend is gone.
-async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
+async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub, epoch: u64) -> bool {
     let Some(s) = shared.upgrade() else {
         return false;
     };
@@ -360,7 +360,6 @@ async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
     drop(s);
     let mut messages = pubsub.into_on_message();
     let mut tick = tokio::time::interval(PING_INTERVAL);
-    let mut epoch = None;
     loop {
         tokio::select! {
             msg = messages.next() => {
@@ -384,9 +383,9 @@ async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
                 if ping.is_ok() {
                     s.mark_up();
                 }
-                let now = s.connector.connection().epoch();
-                if *epoch.get_or_insert(now) != now {
-                    // A new master since we subscribed: what it publishes we would not hear.
+                if s.connector.connection().epoch() != epoch {
+                    // Commands go to another master than the one we listen to (a failover):
+                    // what is published there we would not hear.
                     s.subscribed.store(false, Ordering::Release);
                     return true;
                 }
@@ -572,6 +571,48 @@ fn decode_claim(keys: &Keys, key: &str, reply: &[u8]) -> Result<PendingLogin, Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check-config` builds the backend with no tokio runtime: nothing may connect (or
+    /// panic) then, in any mode, and the backend is not ready until it has answered.
+    #[test]
+    fn every_topology_builds_without_a_runtime_or_a_connection() {
+        let limits = Limits {
+            max_sessions: 10,
+            idle_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(1),
+        };
+        let topologies = [
+            super::super::Topology::Single {
+                url: "redis://127.0.0.1:1/0".into(),
+            },
+            super::super::Topology::Sentinel(super::super::SentinelSettings {
+                sentinels: vec!["redis://127.0.0.1:1".into()],
+                master: "mymaster".into(),
+                database: 2,
+                username: None,
+                password: Some("pw".into()),
+            }),
+            super::super::Topology::Cluster {
+                nodes: vec!["rediss://127.0.0.1:1".into()],
+            },
+        ];
+        for topology in topologies {
+            let settings = RedisSettings {
+                topology,
+                ..RedisSettings::single("redis://unused:1")
+            };
+            let built = state(&settings, &[1; 32], limits).expect("built");
+            assert!(matches!(built.flows.readiness(), Readiness::Down(_)));
+        }
+    }
+
+    #[test]
+    fn only_cluster_mode_wraps_the_prefix_in_a_hash_tag() {
+        assert_eq!(key_base("samlgate:", RedisMode::Single), "samlgate:");
+        assert_eq!(key_base("samlgate:", RedisMode::Sentinel), "samlgate:");
+        assert_eq!(key_base("samlgate:", RedisMode::Cluster), "{samlgate:}");
+    }
 
     #[test]
     fn claim_replies_are_read_strictly() {
