@@ -284,6 +284,68 @@ async fn sentinel_failover_keeps_sessions_single_use_and_invalidation() {
     assert!(subscribed(&b));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_master_means_errors_until_the_sentinels_promote_the_replica() {
+    let mut group = SentinelGroup::start();
+    let s = settings(sentinel_topology(&group), "t:");
+    let a = replica(&s).await;
+    a.flows
+        .put_pending("before", &pending([1; 32]))
+        .await
+        .expect("put");
+    let _: i64 = query(&group.master, &["WAIT", "1", "5000"]);
+    let old_port = group.master.port();
+    group.master.stop();
+
+    // While the Sentinels still name the dead master, no write succeeds anywhere: the
+    // replica refuses (READONLY) and the dead master cannot answer. Then writes resume on
+    // the promoted replica without restarting the backend.
+    let deadline = Instant::now() + SETTLE;
+    let (mut refused, mut i) = (0, 0u8);
+    let written = loop {
+        i = i.wrapping_add(1);
+        let key = SessionKey::from_id(&[i; 32]);
+        let result = a
+            .sessions
+            .try_insert(key, session("erin", "n-erin", None))
+            .await;
+        // Asked after the write: if every Sentinel still names the dead master now, they
+        // did during the write too.
+        let all_name_dead = group.master_ports().iter().all(|p| *p == old_port);
+        match result {
+            Ok(()) => {
+                assert!(
+                    !all_name_dead,
+                    "a write while only the dead master was named"
+                );
+                break key;
+            }
+            Err(_) if all_name_dead => refused += 1,
+            Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "no write after the master died");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(refused > 0, "the gap before the promotion was observed");
+    wait_until(SETTLE, "every sentinel to name the replica", || {
+        group
+            .master_ports()
+            .iter()
+            .all(|p| *p == group.replica.port())
+    });
+    let on_new: i64 = query(
+        &group.replica,
+        &["EXISTS", &format!("t:s:{}", hex(&written.0))],
+    );
+    assert_eq!(on_new, 1, "written on the promoted replica");
+    assert_eq!(
+        a.flows.claim_pending("before", &[[1; 32]]).await,
+        Ok(Err(ClaimError::Unknown)),
+        "a pending sign-in from the dead master's run is refused"
+    );
+    eprintln!("sentinel: {refused} writes refused while the dead master was still named");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_a_demoted_master_is_recognised_as_readonly() {
     let group = SentinelGroup::start();

@@ -271,6 +271,20 @@ impl SentinelGroup {
             .collect()
     }
 
+    /// The master's port as each Sentinel reports it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.sentinels
+            .iter()
+            .map(|s| {
+                let addr: Vec<String> =
+                    sentinel_query(s, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+                addr.get(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("the sentinel names a master")
+            })
+            .collect()
+    }
+
     /// The master's port as the first Sentinel reports it.
     pub fn master_port(&self) -> u16 {
         let addr: Vec<String> = sentinel_query(
