@@ -52,13 +52,13 @@ fn settings(topology: Topology, prefix: &str) -> StateSettings {
 }
 
 fn sentinel_topology(group: &SentinelGroup) -> Topology {
-    Topology::Sentinel(SentinelSettings {
+    Topology::Sentinel(Box::new(SentinelSettings {
         sentinels: group.sentinel_urls(),
         master: SENTINEL_MASTER.into(),
         database: 0,
         username: None,
         password: None,
-    })
+    }))
 }
 
 async fn replica(settings: &StateSettings) -> State {
@@ -296,13 +296,14 @@ async fn a_killed_master_means_errors_until_the_sentinels_promote_the_replica() 
     let _: i64 = query(&group.master, &["WAIT", "1", "5000"]);
     let old_port = group.master.port();
     group.master.stop();
+    let killed = Instant::now();
 
     // While the Sentinels still name the dead master, no write succeeds anywhere: the
     // replica refuses (READONLY) and the dead master cannot answer. Then writes resume on
     // the promoted replica without restarting the backend.
     let deadline = Instant::now() + SETTLE;
     let (mut refused, mut i) = (0, 0u8);
-    let written = loop {
+    let (written, accepted) = loop {
         i = i.wrapping_add(1);
         let key = SessionKey::from_id(&[i; 32]);
         let result = a
@@ -318,7 +319,7 @@ async fn a_killed_master_means_errors_until_the_sentinels_promote_the_replica() 
                     !all_name_dead,
                     "a write while only the dead master was named"
                 );
-                break key;
+                break (key, killed.elapsed());
             }
             Err(_) if all_name_dead => refused += 1,
             Err(_) => {}
@@ -343,7 +344,10 @@ async fn a_killed_master_means_errors_until_the_sentinels_promote_the_replica() 
         Ok(Err(ClaimError::Unknown)),
         "a pending sign-in from the dead master's run is refused"
     );
-    eprintln!("sentinel: {refused} writes refused while the dead master was still named");
+    eprintln!(
+        "sentinel: {refused} writes refused while the dead master was still named; \
+         first write accepted {accepted:?} after the kill"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -586,13 +586,13 @@ mod tests {
             super::super::Topology::Single {
                 url: "redis://127.0.0.1:1/0".into(),
             },
-            super::super::Topology::Sentinel(super::super::SentinelSettings {
+            super::super::Topology::Sentinel(Box::new(super::super::SentinelSettings {
                 sentinels: vec!["redis://127.0.0.1:1".into()],
                 master: "mymaster".into(),
                 database: 2,
                 username: None,
                 password: Some("pw".into()),
-            }),
+            })),
             super::super::Topology::Cluster {
                 nodes: vec!["rediss://127.0.0.1:1".into()],
             },

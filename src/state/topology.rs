@@ -44,14 +44,11 @@ impl RedisMode {
 #[derive(Clone, PartialEq, Eq)]
 pub enum Topology {
     /// `redis://host:port/db` or `rediss://…`, no password in it.
-    Single {
-        url: String,
-    },
-    Sentinel(SentinelSettings),
+    Single { url: String },
+    /// Boxed: the largest variant by far, and settings are cloned rarely.
+    Sentinel(Box<SentinelSettings>),
     /// Seed node URLs (the client learns the rest of the cluster from any of them).
-    Cluster {
-        nodes: Vec<String>,
-    },
+    Cluster { nodes: Vec<String> },
 }
 
 /// Sentinel mode: where the Sentinels are and which master to ask them for.
@@ -170,13 +167,13 @@ pub fn check(k: &TopologyKeys<'_>) -> Result<Topology, StateConfigError> {
             if !name_ok {
                 return Err(StateConfigError::BadMasterName);
             }
-            Ok(Topology::Sentinel(SentinelSettings {
+            Ok(Topology::Sentinel(Box::new(SentinelSettings {
                 sentinels,
                 master: master.into(),
                 database: k.database.unwrap_or(0),
                 username: k.sentinel_username.map(str::to_string),
                 password: None,
-            }))
+            })))
         }
         RedisMode::Cluster => {
             if k.database.is_some() {
