@@ -15,8 +15,8 @@
 //!   never spans slots.
 //!
 //! The invalidation subscription ([`Connector::subscribe`]) is a plain pub/sub connection: to
-//! the single endpoint, to the master the Sentinels name now, or to one Cluster node chosen
-//! in turn (classic PUBLISH reaches every node of a cluster).
+//! the single endpoint, to the Sentinel master the commands use (resolved with them), or to
+//! one Cluster node chosen in turn (classic PUBLISH reaches every node of a cluster).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -85,8 +85,9 @@ impl RedisConn {
         }
     }
 
-    /// Increases each time the Sentinel connection is resolved again (0 otherwise): the
-    /// invalidation watcher re-subscribes when commands moved to another master.
+    /// The generation of the Sentinel master in use (0 while none is, and in the other
+    /// modes): the invalidation watcher re-subscribes when it differs from the one it
+    /// subscribed on, i.e. when commands moved (or may move) to another master.
     pub(super) fn epoch(&self) -> u64 {
         match self {
             RedisConn::Sentinel(c) => c.current().map_or(0, |r| r.generation),
