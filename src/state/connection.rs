@@ -429,3 +429,10 @@ fn sentinel_client(
     }
     b.build()
 }
+
+/// What `Shared::run` hands its callers (the SCIM store among them) must stay usable as
+/// redis-rs's async connection, cloned into tasks.
+const _: fn() = || {
+    fn usable<T: ConnectionLike + Clone + Send + Sync + 'static>() {}
+    usable::<RedisConn>();
+};
