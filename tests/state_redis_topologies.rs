@@ -5,8 +5,9 @@
 //! sign-ins and the replay cache work through the master the Sentinels name; after
 //! `SENTINEL FAILOVER` the same backends, without a restart, write to the new master within
 //! a bounded wait, a revocation on one still reaches the other's cache over pub/sub, racing
-//! claims of a pending sign-in still have exactly one winner, and a pending sign-in stored
-//! before the failover is refused (the new master is another Redis run: it may have missed the
+//! claims of a pending sign-in still have exactly one winner, an IdP-initiated response whose
+//! use the failover lost is still refused (the replay memory restarts at the failover), and a
+//! pending sign-in stored before the failover is refused (the new master is another Redis run: it may have missed the
 //! claim that spent it). A write refused by a demoted master is recognised as `READONLY`, the
 //! answer that makes the backend ask the Sentinels again. Cluster (three masters): the same
 //! single-use guarantees, revocation between replicas, removal by user and subject, every key
@@ -112,6 +113,10 @@ fn pending(browser: [u8; 32]) -> PendingLogin {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha_hex(s: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref())
 }
 
 /// Sixteen claims of one pending sign-in, spread over both replicas: exactly one wins.
@@ -220,6 +225,14 @@ async fn sentinel_failover_keeps_sessions_single_use_and_invalidation() {
             .await,
         Ok(FirstUse::Replay)
     );
+    // An IdP-initiated response, used once before the failover.
+    let idp_issued = SystemTime::now();
+    assert_eq!(
+        a.flows
+            .first_use(ReplayKind::Assertion, "_idp1", ttl, Some(idp_issued))
+            .await,
+        Ok(FirstUse::Fresh)
+    );
     // Let the replica catch up before the failover (what `WAIT` would do for a client).
     let _: i64 = query(&group.master, &["WAIT", "1", "5000"]);
 
@@ -253,6 +266,35 @@ async fn sentinel_failover_keeps_sessions_single_use_and_invalidation() {
     assert_eq!(
         b.flows
             .first_use(ReplayKind::Assertion, "_a1", ttl, None)
+            .await,
+        Ok(FirstUse::Replay)
+    );
+
+    // The failover lost that use (asynchronous replication can: simulated by deleting the
+    // entry on the new master). The replayed response is still refused: the new master's
+    // replay memory begins at the failover, not at its (earlier) process start.
+    let deleted: i64 = query(
+        &group.replica,
+        &["DEL", &format!("t:ra:{}", sha_hex("_idp1"))],
+    );
+    assert_eq!(deleted, 1, "the entry had been replicated");
+    assert_eq!(
+        b.flows
+            .first_use(ReplayKind::Assertion, "_idp1", ttl, Some(idp_issued))
+            .await,
+        Ok(FirstUse::BeforeMemory)
+    );
+    // A response issued after the failover (beyond the clock skew) is accepted, once.
+    let later = SystemTime::now() + Duration::from_secs(3);
+    assert_eq!(
+        a.flows
+            .first_use(ReplayKind::Assertion, "_idp2", ttl, Some(later))
+            .await,
+        Ok(FirstUse::Fresh)
+    );
+    assert_eq!(
+        b.flows
+            .first_use(ReplayKind::Assertion, "_idp2", ttl, Some(later))
             .await,
         Ok(FirstUse::Replay)
     );
@@ -509,7 +551,7 @@ async fn cluster_keeps_every_guarantee_with_all_keys_in_one_slot() {
         }
     }
     eprintln!("cluster: {total} keys, all in slot {tag_slot}: kinds {kinds:?}");
-    let want: BTreeSet<String> = ["s", "n", "u", "p", "ra", "rl"]
+    let want: BTreeSet<String> = ["s", "n", "u", "p", "ra", "rl", "m"]
         .iter()
         .map(|s| s.to_string())
         .collect();

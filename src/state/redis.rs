@@ -13,16 +13,20 @@
 //! | `p:<SHA-256 of RelayState>` | browser hash ‖ Redis run id ‖ sealed request id and return path | `saml.login_timeout_secs` |
 //! | `ra:` / `rl:<SHA-256 of message id>` | `1` (assertion / logout replay cache) | NotOnOrAfter + skew |
 //! | `l:<SHA-256 of our LogoutRequest id>` | `1` | ten minutes |
+//! | `m:replid` | the master's replication id and when it was first seen (failover detection for the replay cache) | none |
 //!
-//! and the channel `<prefix>revoke` (Cluster: `{<prefix>}revoke`), on which every revocation publishes the session keys it
-//! ended; each replica drops them from its local cache ([`super::redis_sessions`]).
+//! and the channel `<prefix>revoke` (Cluster: `{<prefix>}revoke`), on which every revocation
+//! publishes the session keys it ended; each replica drops them from its local cache
+//! ([`super::redis_sessions`]).
 //!
 //! A Redis restart without persistence loses sessions (people sign in again) but never
 //! admits a replay: a pending sign-in carries the run id of the Redis that stored it and is
 //! refused by any other (so a response whose pending sign-in survived in a restored snapshot
 //! finds nothing to complete), and an IdP-initiated response, which no pending sign-in vouches
-//! for, is refused when it was issued before the Redis server started (plus clock skew),
-//! because whether it was already used is no longer known.
+//! for, is refused when it was issued before the Redis server started (plus clock skew), or
+//! before a failover made it master (`m:replid`), because whether it was already used is no
+//! longer known. A failover also changes the run id, so pending sign-ins from before it are
+//! refused like those from before a restart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -84,12 +88,35 @@ return 'W'
 ";
 
 /// Set-if-absent with TTL; with an issue time (ms), first refuses a message issued before
-/// this Redis server started plus the clock skew: 1 fresh, 0 replay, 2 before memory.
+/// the replay cache's memory began plus the clock skew: 1 fresh, 0 replay, 2 before memory.
+///
+/// The memory begins when this Redis server started — or, when it became master by a
+/// failover, when that was first seen: a promoted replica may lack the last replay-cache
+/// entries of the old master (asynchronous replication). KEYS[2] holds the replication id
+/// (`master_replid`, new at each promotion and restart) and when it was first seen; a key
+/// from another replication id (copied from the old master) marks a failover. An absent key
+/// (a fresh server) leaves the server's start as the beginning.
 const FIRST_USE: &str = r"
 if ARGV[2] ~= '' then
   local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
   local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local started = tonumber(t[1]) * 1000 - up * 1000
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local seen = redis.call('GET', KEYS[2])
+  local since = started
+  local record = true
+  if seen then
+    local id, ms = string.match(seen, '^(%x+) (%d+)$')
+    if id == replid then
+      since = tonumber(ms)
+      record = false
+    else
+      since = now
+    end
+  end
+  if record then redis.call('SET', KEYS[2], replid .. ' ' .. since) end
+  if since > started then started = since end
   if tonumber(ARGV[2]) < started + tonumber(ARGV[3]) then return 2 end
 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
@@ -473,7 +500,8 @@ impl FlowStore for RedisFlows {
                 .to_string()
         });
         let mut call = s.first_use.key(&key);
-        call.arg(millis(ttl))
+        call.key(s.key("m", "replid"))
+            .arg(millis(ttl))
             .arg(issued)
             .arg(millis(s.limits.clock_skew));
         let call = &call;
