@@ -116,13 +116,9 @@ fn bench_store(c: &mut Criterion) {
     let shared = rt.block_on(async {
         Shared::new(
             &RedisSettings {
-                url: redis.url(),
-                username: None,
-                password: None,
-                ca_pem: None,
                 key_prefix: "bench:".into(),
-                grace: Duration::from_secs(30),
                 command_timeout: Duration::from_secs(2),
+                ..RedisSettings::single(redis.url())
             },
             &[7; 32],
             Limits {

@@ -168,13 +168,10 @@ async fn memory_per_session(redis: &RedisServer, n: usize) -> (u64, f64) {
     use samlgate::session::{Identity, IdentityHeaderValues, Session, SessionKey};
     use samlgate::state::{Limits, RedisSettings, State, StateSettings};
     let settings = StateSettings::Redis(RedisSettings {
-        url: redis.url(),
-        username: None,
-        password: None,
-        ca_pem: None,
         key_prefix: "mem:".into(),
         grace: Duration::from_secs(30),
         command_timeout: Duration::from_secs(5),
+        ..RedisSettings::single(redis.url())
     });
     let limits = Limits {
         max_sessions: 1000,

@@ -10,8 +10,10 @@ build_pkgs=(pkg-config libxml2-dev libxmlsec1-dev libssl-dev libclang-dev openss
 # /usr/sbin/nginx themselves from temp dirs; the system service is not used (see below).
 # slapd ldap-utils: the password sign-in tests (tests/support/slapd.rs) run /usr/sbin/slapd
 # themselves from temp dirs with a generated config; the system service is not used.
-# redis-server: the shared state tests (tests/support/redis.rs) run their own, no persistence.
-test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 chromium nginx-light slapd ldap-utils redis-server)
+# redis-server: the shared state tests (tests/support/redis.rs) run their own, no persistence;
+# the same binary runs the Sentinels (`--sentinel`), and redis-tools' redis-cli creates the
+# test Cluster (tests/state_redis_topologies.rs).
+test_pkgs=(simplesamlphp php-cli php-xml php-mbstring php-curl php-sqlite3 chromium nginx-light slapd ldap-utils redis-server redis-tools)
 # Node.js for that test's driver script: Debian's only when no `node` is on PATH (a newer one,
 # e.g. NodeSource's, is left alone). playwright-core 1.64 wants node >= 20; Debian 12's is 18.
 if ! command -v node >/dev/null 2>&1; then

@@ -26,13 +26,10 @@ const SECRET: [u8; 32] = [42; 32];
 
 fn settings(redis: &RedisServer, grace: Duration) -> StateSettings {
     StateSettings::Redis(RedisSettings {
-        url: redis.url(),
-        username: None,
-        password: None,
-        ca_pem: None,
         key_prefix: "t:".into(),
         grace,
         command_timeout: Duration::from_millis(500),
+        ..RedisSettings::single(redis.url())
     })
 }
 

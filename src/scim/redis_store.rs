@@ -1,6 +1,7 @@
 //! The SCIM store in the shared Redis (`[state] backend = "redis"`), so that every replica
 //! sees what the IdP provisioned through any of them. All keys share one Redis Cluster hash
-//! tag, `{<key_prefix>scim}`, so one Lua script can change them together:
+//! tag, `{<key_prefix>scim}` (on a Cluster, the gateway's own `{<key_prefix>}` followed by
+//! `scim`), so one Lua script can change them together:
 //!
 //! | key | type | content |
 //! |---|---|---|
@@ -99,10 +100,22 @@ struct Touched {
     names: BTreeSet<String>,
 }
 
+/// What every SCIM key starts with: one hash tag for all of them, so one script can change
+/// them together on a Redis Cluster. In Cluster mode `prefix` is already the gateway's tag
+/// (`{samlgate:}`, [`crate::state::redis::key_base`]) and SCIM joins that slot; otherwise
+/// the tag is made here (harmless where there are no slots).
+fn scim_key_base(prefix: &str) -> String {
+    if prefix.starts_with('{') && prefix.ends_with('}') {
+        format!("{prefix}scim")
+    } else {
+        format!("{{{prefix}scim}}")
+    }
+}
+
 impl RedisBackend {
     /// The backend on `shared`'s connection, listening on its invalidation channel.
     pub fn new(shared: Arc<Shared>) -> RedisBackend {
-        let tag = format!("{{{}scim}}", shared.prefix);
+        let tag = scim_key_base(&shared.prefix);
         let signal = Arc::new(SyncSignal::default());
         let listener: Weak<dyn ChannelListener> = Arc::downgrade(&signal) as Weak<SyncSignal>;
         shared.set_listener(listener);
@@ -512,6 +525,12 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scim_keys_share_one_hash_tag_and_join_the_gateways_on_a_cluster() {
+        assert_eq!(scim_key_base("samlgate:"), "{samlgate:scim}");
+        assert_eq!(scim_key_base("{samlgate:}"), "{samlgate:}scim");
+    }
 
     fn lines(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()

@@ -1,7 +1,8 @@
 //! Where the gateway's per-sign-in state lives: sessions, pending sign-ins, the replay caches
 //! and our own LogoutRequest ids. `[state] backend = "memory"` (the default) keeps them in this
-//! process (moka, as before); `"redis"` keeps them in one Redis or Valkey that every replica
-//! shares, with a local moka cache in front of the sessions ([`redis`]).
+//! process (moka, as before); `"redis"` keeps them in Redis or Valkey, shared by every
+//! replica, with a local moka cache in front of the sessions ([`redis`]). Redis is one
+//! endpoint, a master found through Sentinel, or a Cluster ([`topology`], [`connection`]).
 //!
 //! The gateway talks to two traits: [`crate::session::SessionStore`] for sessions and
 //! [`FlowStore`] for everything a sign-in or sign-out passes through once. Both backends give
@@ -10,10 +11,12 @@
 //! unreachable Redis is a [`StateError`], which the gateway turns into a 503, never into a
 //! skipped check.
 
+pub mod connection;
 pub mod memory;
 pub mod redis;
 mod redis_sessions;
 pub mod seal;
+pub mod topology;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use serde::Deserialize;
 
 use crate::session::pending::{ClaimError, PendingLogin};
 use crate::session::SessionStore;
+pub use topology::{is_placeholder_secret, RedisMode, SentinelSettings, Topology};
 
 /// `[state]` as written by the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -32,19 +36,48 @@ pub struct StateSection {
     /// Where sessions, pending sign-ins and replay caches live: `"memory"` (default; this
     /// process only, lost on restart) or `"redis"` (shared by every replica).
     pub backend: BackendKind,
-    /// With `backend = "redis"`: `redis://host:port/db` or `rediss://host:port/db` (TLS,
+    /// How Redis is deployed: `"single"` (default; one endpoint, `redis_url`), `"sentinel"`
+    /// (the master that `redis_sentinels` name for `redis_sentinel_master`, found again after
+    /// a failover) or `"cluster"` (a Redis Cluster reached through `redis_cluster_nodes`; all
+    /// samlgate keys share one hash slot). A key of another mode is refused.
+    pub redis_mode: RedisMode,
+    /// With `redis_mode = "single"`: `redis://host:port/db` or `rediss://host:port/db` (TLS,
     /// certificate and host name verified). Required then; no default. A password in the URL
     /// is refused: use `redis_password_file`.
     pub redis_url: Option<String>,
-    /// ACL user name (Redis ≥ 6 `AUTH user password`). Default: none (the `default` user).
+    /// With `redis_mode = "sentinel"`: the Sentinels, as `redis://host:port` URLs
+    /// (`rediss://` for TLS to the Sentinels and to the master alike; one scheme for all;
+    /// no user, password or path). Required then, 1 to 32 entries; no default.
+    pub redis_sentinels: Option<Vec<String>>,
+    /// With `redis_mode = "sentinel"`: the name the Sentinels monitor the master under
+    /// (`sentinel monitor <name> …`). Required then; no default.
+    pub redis_sentinel_master: Option<String>,
+    /// With `redis_mode = "sentinel"`: ACL user for the Sentinels themselves, when they
+    /// require one (`redis_username` is the master's). Default: none.
+    pub redis_sentinel_username: Option<String>,
+    /// With `redis_mode = "sentinel"`: file holding the Sentinels' password (trailing newline
+    /// ignored). Default: none.
+    pub redis_sentinel_password_file: Option<PathBuf>,
+    /// With `redis_mode = "sentinel"`: database number on the master. Default 0. (Single
+    /// mode takes it from `redis_url`'s path; a Cluster has only database 0, so the key is
+    /// refused there.)
+    pub redis_database: Option<u16>,
+    /// With `redis_mode = "cluster"`: seed nodes as `redis://host:port` URLs (`rediss://`
+    /// for TLS; one scheme for all; no user, password or database). Any one reachable node is
+    /// enough to learn the cluster. Required then, 1 to 32 entries; no default.
+    pub redis_cluster_nodes: Option<Vec<String>>,
+    /// ACL user name (Redis ≥ 6 `AUTH user password`) on the data nodes, in every mode.
+    /// Default: none (the `default` user).
     pub redis_username: Option<String>,
-    /// File holding the Redis password (trailing newline ignored). Default: none.
+    /// File holding the Redis password for the data nodes, in every mode (trailing newline
+    /// ignored; an obvious placeholder such as `REPLACE-ME` is refused). Default: none.
     pub redis_password_file: Option<PathBuf>,
-    /// PEM file of the CA that signed the Redis server's certificate, for `rediss://` with a
-    /// private CA. Default: none (the system's trusted roots).
+    /// PEM file of the CA that signed the Redis servers' certificates (and the Sentinels'),
+    /// for `rediss://` with a private CA. Default: none (the system's trusted roots).
     pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every key and of the invalidation channel, so several gateways (or other
-    /// programs) can share one database. Default `"samlgate:"`.
+    /// programs) can share one database. With `redis_mode = "cluster"` it is also the hash
+    /// tag (`{samlgate:}s:…`), so it must not contain `{` or `}`. Default `"samlgate:"`.
     pub key_prefix: String,
     /// How long sessions already cached on a replica keep working while Redis is
     /// unreachable, in seconds; then those requests get a 503 too. Default 30.
@@ -67,7 +100,14 @@ impl Default for StateSection {
     fn default() -> Self {
         StateSection {
             backend: BackendKind::Memory,
+            redis_mode: RedisMode::Single,
             redis_url: None,
+            redis_sentinels: None,
+            redis_sentinel_master: None,
+            redis_sentinel_username: None,
+            redis_sentinel_password_file: None,
+            redis_database: None,
+            redis_cluster_nodes: None,
             redis_username: None,
             redis_password_file: None,
             redis_ca_file: None,
@@ -85,8 +125,40 @@ pub enum StateConfigError {
     MissingUrl,
     #[error("state.redis_url: {0}")]
     BadUrl(String),
-    #[error("state.redis_url must not carry a password; put it in state.redis_password_file")]
-    PasswordInUrl,
+    #[error("state.{0} must not carry a password; put it in state.redis_password_file")]
+    PasswordInUrl(&'static str),
+    #[error("state.{key} is set but state.redis_mode is \"{mode}\"")]
+    KeyNotForMode {
+        key: &'static str,
+        mode: &'static str,
+    },
+    #[error("state.{key} is required with state.redis_mode = \"{mode}\"")]
+    MissingForMode {
+        key: &'static str,
+        mode: &'static str,
+    },
+    #[error("state.{0} must list at least one node")]
+    EmptyList(&'static str),
+    #[error("state.{0} lists more than {1} nodes")]
+    TooManyNodes(&'static str, usize),
+    #[error("state.{key}: `{node}`: {reason}")]
+    BadNode {
+        key: &'static str,
+        node: String,
+        reason: String,
+    },
+    #[error("state.{0} mixes redis:// and rediss://; use one scheme for every node")]
+    MixedSchemes(&'static str),
+    #[error("a Redis Cluster has only database 0: no state.redis_database and no path in state.redis_cluster_nodes")]
+    DatabaseWithCluster,
+    #[error("state.key_prefix must not contain `{{` or `}}` with state.redis_mode = \"cluster\" (it becomes the keys' hash tag)")]
+    BraceInClusterPrefix,
+    #[error(
+        "state.redis_sentinel_master must be 1 to 128 printable ASCII characters without spaces"
+    )]
+    BadMasterName,
+    #[error("state.{0} holds a placeholder, not a password (fill in the Secret or file it names)")]
+    PlaceholderPassword(&'static str),
     #[error("state.{key}: cannot read {path}: {error}")]
     File {
         key: &'static str,
@@ -112,8 +184,9 @@ pub enum StateSettings {
 /// Everything needed to reach Redis, files already read.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// The URL as configured (no password in it).
-    pub url: String,
+    /// Which servers: one URL (no password in it), Sentinels, or Cluster nodes.
+    pub topology: Topology,
+    /// ACL user and password on the data nodes, in every mode.
     pub username: Option<String>,
     pub password: Option<String>,
     pub ca_pem: Option<Vec<u8>>,
@@ -125,7 +198,7 @@ pub struct RedisSettings {
 impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
-            .field("url", &self.url)
+            .field("topology", &self.topology)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
@@ -136,24 +209,40 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
+impl RedisSettings {
+    /// A single endpoint with the defaults of `[state]` (prefix `samlgate:`, 30 s grace,
+    /// 1 s command timeout), for tests and benches that build settings by hand.
+    pub fn single(url: impl Into<String>) -> RedisSettings {
+        let d = StateSection::default();
+        RedisSettings {
+            topology: Topology::Single { url: url.into() },
+            username: None,
+            password: None,
+            ca_pem: None,
+            key_prefix: d.key_prefix,
+            grace: Duration::from_secs(d.grace_secs),
+            command_timeout: Duration::from_millis(d.command_timeout_ms),
+        }
+    }
+}
+
 impl StateSection {
     /// Checks the section and reads the files it names (relative to `base`).
     pub fn validate(self, base: &Path) -> Result<StateSettings, StateConfigError> {
         if self.backend == BackendKind::Memory {
-            for (set, key) in [
-                (self.redis_url.is_some(), "redis_url"),
-                (self.redis_username.is_some(), "redis_username"),
-                (self.redis_password_file.is_some(), "redis_password_file"),
-                (self.redis_ca_file.is_some(), "redis_ca_file"),
-            ] {
-                if set {
-                    return Err(StateConfigError::RedisKeyWithMemory(key));
-                }
-            }
-            return Ok(StateSettings::Memory);
+            return self.refuse_redis_keys().map(|()| StateSettings::Memory);
         }
-        let url = self.redis_url.ok_or(StateConfigError::MissingUrl)?;
-        check_redis_url(&url)?;
+        let mut topology = topology::check(&topology::TopologyKeys {
+            mode: self.redis_mode,
+            url: self.redis_url.as_deref(),
+            sentinels: self.redis_sentinels.as_deref(),
+            sentinel_master: self.redis_sentinel_master.as_deref(),
+            sentinel_username: self.redis_sentinel_username.as_deref(),
+            sentinel_password_set: self.redis_sentinel_password_file.is_some(),
+            database: self.redis_database,
+            cluster_nodes: self.redis_cluster_nodes.as_deref(),
+            key_prefix: &self.key_prefix,
+        })?;
         let prefix_ok = (1..=64).contains(&self.key_prefix.len())
             && self.key_prefix.bytes().all(|b| b.is_ascii_graphic());
         if !prefix_ok {
@@ -169,20 +258,24 @@ impl StateSection {
                 60_000,
             ));
         }
-        let password = match &self.redis_password_file {
-            Some(p) => {
-                let bytes = read_small(base, p, "redis_password_file")?;
-                let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
-                Some(text)
-            }
-            None => None,
-        };
+        let password = read_password(
+            base,
+            self.redis_password_file.as_deref(),
+            "redis_password_file",
+        )?;
+        if let Topology::Sentinel(s) = &mut topology {
+            s.password = read_password(
+                base,
+                self.redis_sentinel_password_file.as_deref(),
+                "redis_sentinel_password_file",
+            )?;
+        }
         let ca_pem = match &self.redis_ca_file {
             Some(p) => Some(read_small(base, p, "redis_ca_file")?),
             None => None,
         };
         Ok(StateSettings::Redis(RedisSettings {
-            url,
+            topology,
             username: self.redis_username,
             password,
             ca_pem,
@@ -191,29 +284,55 @@ impl StateSection {
             command_timeout: Duration::from_millis(self.command_timeout_ms),
         }))
     }
+
+    /// With `backend = "memory"` no Redis key may be set: it would be a config that does not
+    /// do what its author thinks.
+    fn refuse_redis_keys(&self) -> Result<(), StateConfigError> {
+        for (set, key) in [
+            (self.redis_mode != RedisMode::Single, "redis_mode"),
+            (self.redis_url.is_some(), "redis_url"),
+            (self.redis_sentinels.is_some(), "redis_sentinels"),
+            (
+                self.redis_sentinel_master.is_some(),
+                "redis_sentinel_master",
+            ),
+            (
+                self.redis_sentinel_username.is_some(),
+                "redis_sentinel_username",
+            ),
+            (
+                self.redis_sentinel_password_file.is_some(),
+                "redis_sentinel_password_file",
+            ),
+            (self.redis_database.is_some(), "redis_database"),
+            (self.redis_cluster_nodes.is_some(), "redis_cluster_nodes"),
+            (self.redis_username.is_some(), "redis_username"),
+            (self.redis_password_file.is_some(), "redis_password_file"),
+            (self.redis_ca_file.is_some(), "redis_ca_file"),
+        ] {
+            if set {
+                return Err(StateConfigError::RedisKeyWithMemory(key));
+            }
+        }
+        Ok(())
+    }
 }
 
-/// `redis://` or `rediss://`, a host, no password, a database number as the path if any.
-fn check_redis_url(raw: &str) -> Result<(), StateConfigError> {
-    let url = url::Url::parse(raw).map_err(|e| StateConfigError::BadUrl(e.to_string()))?;
-    if !matches!(url.scheme(), "redis" | "rediss") {
-        return Err(StateConfigError::BadUrl(
-            "the scheme must be redis:// or rediss:// (TLS)".into(),
-        ));
+/// Reads a password file (trailing whitespace dropped) and refuses a placeholder.
+fn read_password(
+    base: &Path,
+    path: Option<&Path>,
+    key: &'static str,
+) -> Result<Option<String>, StateConfigError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bytes = read_small(base, path, key)?;
+    let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+    if is_placeholder_secret(&text) {
+        return Err(StateConfigError::PlaceholderPassword(key));
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(StateConfigError::BadUrl("no host".into()));
-    }
-    if url.password().is_some() {
-        return Err(StateConfigError::PasswordInUrl);
-    }
-    let db = url.path().trim_start_matches('/');
-    if !db.is_empty() && db.parse::<u16>().is_err() {
-        return Err(StateConfigError::BadUrl(format!(
-            "the path must be a database number, not `{db}`"
-        )));
-    }
-    Ok(())
+    Ok(Some(text))
 }
 
 fn read_small(base: &Path, path: &Path, key: &'static str) -> Result<Vec<u8>, StateConfigError> {
@@ -359,7 +478,7 @@ mod tests {
             ),
             (
                 redis_section("redis://:secret@127.0.0.1/0"),
-                StateConfigError::PasswordInUrl,
+                StateConfigError::PasswordInUrl("redis_url"),
             ),
             (
                 redis_section("http://127.0.0.1/0"),
@@ -406,6 +525,109 @@ mod tests {
             }
             StateSettings::Memory => panic!("redis expected"),
         }
+    }
+
+    #[test]
+    fn topology_keys_reach_the_settings_and_memory_refuses_them() {
+        let base = Path::new("/nonexistent");
+        let memory_with = |section: StateSection| section.validate(base);
+        assert_eq!(
+            memory_with(StateSection {
+                redis_mode: RedisMode::Cluster,
+                ..StateSection::default()
+            }),
+            Err(StateConfigError::RedisKeyWithMemory("redis_mode"))
+        );
+        assert_eq!(
+            memory_with(StateSection {
+                redis_sentinels: Some(vec!["redis://s:26379".into()]),
+                ..StateSection::default()
+            }),
+            Err(StateConfigError::RedisKeyWithMemory("redis_sentinels"))
+        );
+        let sentinel = StateSection {
+            backend: BackendKind::Redis,
+            redis_mode: RedisMode::Sentinel,
+            redis_sentinels: Some(vec!["redis://s1:26379".into(), "redis://s2:26379".into()]),
+            redis_sentinel_master: Some("mymaster".into()),
+            redis_database: Some(4),
+            ..StateSection::default()
+        };
+        let StateSettings::Redis(r) = sentinel.clone().validate(base).expect("valid") else {
+            panic!("redis expected")
+        };
+        let Topology::Sentinel(t) = &r.topology else {
+            panic!("sentinel expected")
+        };
+        assert_eq!((t.master.as_str(), t.database), ("mymaster", 4));
+        // A sentinel key with mode single, a database with cluster.
+        assert_eq!(
+            StateSection {
+                redis_mode: RedisMode::Single,
+                redis_url: Some("redis://r:6379".into()),
+                ..sentinel.clone()
+            }
+            .validate(base),
+            Err(StateConfigError::KeyNotForMode {
+                key: "redis_sentinels",
+                mode: "single"
+            })
+        );
+        assert_eq!(
+            StateSection {
+                redis_mode: RedisMode::Cluster,
+                redis_sentinels: None,
+                redis_sentinel_master: None,
+                redis_cluster_nodes: Some(vec!["redis://c:7000".into()]),
+                ..sentinel
+            }
+            .validate(base),
+            Err(StateConfigError::DatabaseWithCluster)
+        );
+    }
+
+    #[test]
+    fn placeholder_passwords_are_refused_for_redis_and_its_sentinels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // What deploy/kubernetes/replicas/redis.yaml ships in its Secret.
+        std::fs::write(dir.path().join("placeholder"), "REPLACE-ME\n").expect("write");
+        std::fs::write(dir.path().join("empty"), "\n").expect("write");
+        std::fs::write(dir.path().join("real"), "k3JqV9x2LmPq8Ztr\n").expect("write");
+        for file in ["placeholder", "empty"] {
+            assert_eq!(
+                StateSection {
+                    redis_password_file: Some(file.into()),
+                    ..redis_section("redis://127.0.0.1")
+                }
+                .validate(dir.path()),
+                Err(StateConfigError::PlaceholderPassword("redis_password_file")),
+                "{file}"
+            );
+        }
+        let sentinel = |file: &str| StateSection {
+            backend: BackendKind::Redis,
+            redis_mode: RedisMode::Sentinel,
+            redis_sentinels: Some(vec!["redis://s1:26379".into()]),
+            redis_sentinel_master: Some("mymaster".into()),
+            redis_password_file: Some("real".into()),
+            redis_sentinel_password_file: Some(file.into()),
+            ..StateSection::default()
+        };
+        assert_eq!(
+            sentinel("placeholder").validate(dir.path()),
+            Err(StateConfigError::PlaceholderPassword(
+                "redis_sentinel_password_file"
+            ))
+        );
+        let StateSettings::Redis(r) = sentinel("real").validate(dir.path()).expect("valid") else {
+            panic!("redis expected")
+        };
+        let Topology::Sentinel(t) = &r.topology else {
+            panic!("sentinel expected")
+        };
+        assert_eq!(t.password.as_deref(), Some("k3JqV9x2LmPq8Ztr"));
+        assert_eq!(r.password.as_deref(), Some("k3JqV9x2LmPq8Ztr"));
+        assert!(!format!("{r:?}").contains("k3JqV9x2LmPq8Ztr"), "redacted");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! The shared backend (`state.backend = "redis"`): Redis ≥ 6 or Valkey, through redis-rs's
-//! reconnecting `ConnectionManager` (exponential backoff) for commands and one pub/sub
-//! connection per replica for cache invalidation.
+//! The shared backend (`state.backend = "redis"`): Redis ≥ 6 or Valkey — one endpoint, a
+//! Sentinel-monitored master or a Cluster — through one reconnecting connection for commands
+//! ([`super::connection`]) and one pub/sub connection per replica for cache invalidation.
 //!
-//! Key layout under `state.key_prefix` (default `samlgate:`), every part a digest:
+//! Key layout under `state.key_prefix` (default `samlgate:`; in Cluster mode wrapped as the
+//! hash tag `{samlgate:}`, so that every key is in one slot and the scripts, MGET and
+//! pipelines below never span two), every part a digest:
 //!
 //! | key | value | TTL |
 //! |---|---|---|
@@ -11,19 +13,22 @@
 //! | `p:<SHA-256 of RelayState>` | browser hash ‖ Redis run id ‖ sealed request id and return path | `saml.login_timeout_secs` |
 //! | `ra:` / `rl:<SHA-256 of message id>` | `1` (assertion / logout replay cache) | NotOnOrAfter + skew |
 //! | `l:<SHA-256 of our LogoutRequest id>` | `1` | ten minutes |
+//! | `m:replid` | the master's replication id and when it was first seen (failover detection for the replay cache) | none |
 //!
-//! and the channel `<prefix>revoke`, on which every revocation publishes the session keys it
-//! ended; each replica drops them from its local cache ([`super::redis_sessions`]). Messages
-//! starting `scim:` on the same channel belong to the SCIM store
-//! ([`crate::scim::redis_store`]): they go to its [`ChannelListener`], which is also told
-//! about every (re)subscription, since messages may have been missed meanwhile.
+//! and the channel `<prefix>revoke` (Cluster: `{<prefix>}revoke`), on which every revocation
+//! publishes the session keys it ended; each replica drops them from its local cache
+//! ([`super::redis_sessions`]). Messages starting `scim:` on the same channel belong to the
+//! SCIM store ([`crate::scim::redis_store`]): they go to its [`ChannelListener`], which is also
+//! told about every (re)subscription, since messages may have been missed meanwhile.
 //!
 //! A Redis restart without persistence loses sessions (people sign in again) but never
 //! admits a replay: a pending sign-in carries the run id of the Redis that stored it and is
 //! refused by any other (so a response whose pending sign-in survived in a restored snapshot
 //! finds nothing to complete), and an IdP-initiated response, which no pending sign-in vouches
-//! for, is refused when it was issued before the Redis server started (plus clock skew),
-//! because whether it was already used is no longer known.
+//! for, is refused when it was issued before the Redis server started (plus clock skew), or
+//! before a failover made it master (`m:replid`), because whether it was already used is no
+//! longer known. A failover also changes the run id, so pending sign-ins from before it are
+//! refused like those from before a restart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -35,19 +40,22 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
+use super::connection::{Connector, RedisConn};
 use super::redis_sessions::{LocalCache, RedisSessions};
 use super::seal::{hex, Keys, StoredPending};
-use super::{FirstUse, FlowStore, Limits, Readiness, RedisSettings, ReplayKind, State, StateError};
+use super::{
+    FirstUse, FlowStore, Limits, Readiness, RedisMode, RedisSettings, ReplayKind, State, StateError,
+};
 use crate::session::pending::{browser_hash, ClaimError, PendingLogin};
 
 /// Upper bounds (seconds) of the backend latency histogram: 50 µs to 2.5 s.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.5,
 ];
-/// Longest wait between two attempts to re-subscribe to the invalidation channel.
+/// Longest wait between two attempts to re-subscribe to the invalidation channel (and, for
+/// one endpoint, between two reconnection attempts).
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How often the watcher checks that commands get through while subscribed.
 const PING_INTERVAL: Duration = Duration::from_millis(500);
@@ -82,12 +90,35 @@ return 'W'
 ";
 
 /// Set-if-absent with TTL; with an issue time (ms), first refuses a message issued before
-/// this Redis server started plus the clock skew: 1 fresh, 0 replay, 2 before memory.
+/// the replay cache's memory began plus the clock skew: 1 fresh, 0 replay, 2 before memory.
+///
+/// The memory begins when this Redis server started — or, when it became master by a
+/// failover, when that was first seen: a promoted replica may lack the last replay-cache
+/// entries of the old master (asynchronous replication). KEYS[2] holds the replication id
+/// (`master_replid`, new at each promotion and restart) and when it was first seen; a key
+/// from another replication id (copied from the old master) marks a failover. An absent key
+/// (a fresh server) leaves the server's start as the beginning.
 const FIRST_USE: &str = r"
 if ARGV[2] ~= '' then
   local up = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
   local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local started = tonumber(t[1]) * 1000 - up * 1000
+  local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local seen = redis.call('GET', KEYS[2])
+  local since = started
+  local record = true
+  if seen then
+    local id, ms = string.match(seen, '^(%x+) (%d+)$')
+    if id == replid then
+      since = tonumber(ms)
+      record = false
+    else
+      since = now
+    end
+  end
+  if record then redis.call('SET', KEYS[2], replid .. ' ' .. since) end
+  if since > started then started = since end
   if tonumber(ARGV[2]) < started + tonumber(ARGV[3]) then return 2 end
 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
@@ -96,12 +127,11 @@ return 0
 
 /// What the backend's parts share: the connection, keys, health, counters.
 pub struct Shared {
-    /// Made at the first command (redis-rs spawns its driver task then, which needs the
-    /// runtime that `check-config` does not start).
-    conn: OnceLock<ConnectionManager>,
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
+    /// The connection for commands, made at the first one, and the subscription's source.
+    connector: Connector,
     pub(crate) keys: Keys,
+    /// What every key starts with: `state.key_prefix`, or in Cluster mode the hash tag
+    /// `{<key_prefix>}` ([`key_base`]).
     pub(crate) prefix: String,
     pub(crate) channel: String,
     grace: Duration,
@@ -111,10 +141,8 @@ pub struct Shared {
     down_since: Mutex<Option<Instant>>,
     subscribed: AtomicBool,
     pub(super) cache: LocalCache,
-    /// The client for the invalidation subscription, until the watcher task takes it: the
-    /// task starts with the first use inside the runtime (`check-config` builds the gateway
-    /// with no runtime and never connects).
-    watcher: Mutex<Option<redis::Client>>,
+    /// Whether the invalidation watcher runs: it starts with the first use inside the runtime
+    /// (`check-config` builds the gateway with no runtime and never connects).
     watcher_started: AtomicBool,
     /// Where `scim:` messages and (re)subscriptions are reported (the SCIM store, if any).
     listener: OnceLock<Weak<dyn ChannelListener>>,
@@ -146,30 +174,13 @@ pub fn state(r: &RedisSettings, cookie_secret: &[u8], limits: Limits) -> Result<
     })
 }
 
-fn client(r: &RedisSettings) -> Result<redis::Client, String> {
-    // redis-rs's rustls builds its config from the process default provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let info = redis::IntoConnectionInfo::into_connection_info(r.url.as_str())
-        .map_err(|e| format!("state.redis_url: {e}"))?;
-    let mut redis_info = info.redis_settings().clone();
-    if let Some(u) = &r.username {
-        redis_info = redis_info.set_username(u);
+/// What every key starts with: in Cluster mode the prefix becomes the hash tag, so all of
+/// samlgate's keys hash to one slot (one shard: high availability, not sharding).
+pub fn key_base(prefix: &str, mode: RedisMode) -> String {
+    match mode {
+        RedisMode::Cluster => format!("{{{prefix}}}"),
+        RedisMode::Single | RedisMode::Sentinel => prefix.to_string(),
     }
-    if let Some(p) = &r.password {
-        redis_info = redis_info.set_password(p);
-    }
-    let info = info.set_redis_settings(redis_info);
-    match &r.ca_pem {
-        Some(ca) => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.clone()),
-            },
-        ),
-        None => redis::Client::open(info),
-    }
-    .map_err(|e| format!("state.redis_url: {e}"))
 }
 
 impl Shared {
@@ -178,27 +189,20 @@ impl Shared {
         cookie_secret: &[u8],
         limits: Limits,
     ) -> Result<Arc<Shared>, String> {
-        let client = client(r)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(r.command_timeout))
-            .set_response_timeout(Some(r.command_timeout))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(MAX_BACKOFF)
-            .set_number_of_retries(2);
         let shared = Arc::new(Shared {
-            conn: OnceLock::new(),
-            client: client.clone(),
-            manager_config: config,
+            connector: Connector::new(r)?,
             keys: Keys::new(cookie_secret),
-            prefix: r.key_prefix.clone(),
-            channel: format!("{}revoke", r.key_prefix),
+            prefix: key_base(&r.key_prefix, r.topology.mode()),
+            // Under the hash tag too in Cluster mode: redis-rs routes a pipeline by the slots
+            // of its keys and counts PUBLISH's channel as one, so the revocation pipeline (DEL
+            // + PUBLISH) must name one slot. Classic PUBLISH still reaches every node.
+            channel: format!("{}revoke", key_base(&r.key_prefix, r.topology.mode())),
             grace: r.grace,
             timeout: r.command_timeout,
             limits,
             down_since: Mutex::new(Some(Instant::now())),
             subscribed: AtomicBool::new(false),
             cache: LocalCache::new(limits.max_sessions, limits.idle_timeout),
-            watcher: Mutex::new(Some(client)),
             watcher_started: AtomicBool::new(false),
             listener: OnceLock::new(),
             put_pending: Script::new(PUT_PENDING),
@@ -214,15 +218,6 @@ impl Shared {
         Ok(shared)
     }
 
-    fn manager(&self) -> &ConnectionManager {
-        self.conn.get_or_init(|| {
-            self.client
-                .get_connection_manager_lazy(self.manager_config.clone())
-                // Fails only for a push-based config (automatic resubscription), not used here.
-                .expect("a lazy connection manager without push messages")
-        })
-    }
-
     /// Starts the watcher task once, as soon as a tokio runtime is at hand.
     pub fn start_watcher(self: &Arc<Self>) {
         if self.watcher_started.load(Ordering::Acquire) {
@@ -231,14 +226,12 @@ impl Shared {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let client = self
-            .watcher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(client) = client {
-            self.watcher_started.store(true, Ordering::Release);
-            handle.spawn(watch(Arc::downgrade(self), client, self.channel.clone()));
+        if self
+            .watcher_started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            handle.spawn(watch(Arc::downgrade(self), self.channel.clone()));
         }
     }
 
@@ -252,11 +245,11 @@ impl Shared {
         mut send: F,
     ) -> Result<T, StateError>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(RedisConn) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
         let started = Instant::now();
-        let conn = self.manager();
+        let conn = self.connector.connection();
         let mut result = tokio::time::timeout(self.timeout, send(conn.clone())).await;
         if let Ok(Err(e)) = &result {
             if e.is_connection_dropped() || e.is_io_error() {
@@ -278,6 +271,7 @@ impl Shared {
                 format!("{op}: {e}")
             }
             Err(_) => {
+                conn.timed_out();
                 self.mark_down();
                 format!("{op}: no answer within {} ms", self.timeout.as_millis())
             }
@@ -386,45 +380,36 @@ pub(crate) trait ChannelListener: Send + Sync {
 }
 
 /// Keeps this replica subscribed to the invalidation channel and watches Redis's health:
-/// re-subscribes with backoff after a loss, and empties the local cache then (revocations
-/// published meanwhile were missed). Ends when the backend is dropped.
-async fn watch(shared: Weak<Shared>, client: redis::Client, channel: String) {
+/// re-subscribes with backoff after a loss (to the master the Sentinels name now, or to the
+/// next Cluster node), and empties the local cache then (revocations published meanwhile were
+/// missed). Ends when the backend is dropped.
+async fn watch(shared: Weak<Shared>, channel: String) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, RedisError>(pubsub)
-        };
-        let timeout = match shared.upgrade() {
-            Some(s) => s.timeout,
-            None => return,
-        };
-        match tokio::time::timeout(timeout, subscribed).await {
-            Ok(Ok(pubsub)) => {
+        let Some(s) = shared.upgrade() else { return };
+        let subscribed = tokio::time::timeout(s.timeout, s.connector.subscribe(&channel)).await;
+        match subscribed {
+            Ok(Ok((epoch, pubsub))) => {
+                drop(s);
                 backoff = Duration::from_millis(50);
-                if !follow(&shared, pubsub).await {
+                if !follow(&shared, pubsub, epoch).await {
                     return;
                 }
             }
             Ok(Err(e)) => {
-                if let Some(s) = shared.upgrade() {
-                    s.mark_down();
-                    tracing::debug!(error = %e, "redis subscribe failed");
-                }
+                s.mark_down();
+                tracing::debug!(error = %e, "redis subscribe failed");
             }
-            Err(_) => match shared.upgrade() {
-                Some(s) => s.mark_down(),
-                None => return,
-            },
+            Err(_) => s.mark_down(),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Reads invalidations until the subscription is lost; false when the backend is gone.
-async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
+/// Reads invalidations until the subscription is lost, or until commands moved to another
+/// Sentinel master than the one subscribed to; false when the backend is gone.
+async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub, epoch: u64) -> bool {
     let Some(s) = shared.upgrade() else {
         return false;
     };
@@ -459,6 +444,12 @@ async fn follow(shared: &Weak<Shared>, pubsub: redis::aio::PubSub) -> bool {
                     .await;
                 if ping.is_ok() {
                     s.mark_up();
+                }
+                if s.connector.connection().epoch() != epoch {
+                    // Commands go to another master than the one we listen to (a failover):
+                    // what is published there we would not hear.
+                    s.subscribed.store(false, Ordering::Release);
+                    return true;
                 }
             }
         }
@@ -544,7 +535,8 @@ impl FlowStore for RedisFlows {
                 .to_string()
         });
         let mut call = s.first_use.key(&key);
-        call.arg(millis(ttl))
+        call.key(s.key("m", "replid"))
+            .arg(millis(ttl))
             .arg(issued)
             .arg(millis(s.limits.clock_skew));
         let call = &call;
@@ -642,6 +634,48 @@ fn decode_claim(keys: &Keys, key: &str, reply: &[u8]) -> Result<PendingLogin, Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check-config` builds the backend with no tokio runtime: nothing may connect (or
+    /// panic) then, in any mode, and the backend is not ready until it has answered.
+    #[test]
+    fn every_topology_builds_without_a_runtime_or_a_connection() {
+        let limits = Limits {
+            max_sessions: 10,
+            idle_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(60),
+            clock_skew: Duration::from_secs(1),
+        };
+        let topologies = [
+            super::super::Topology::Single {
+                url: "redis://127.0.0.1:1/0".into(),
+            },
+            super::super::Topology::Sentinel(Box::new(super::super::SentinelSettings {
+                sentinels: vec!["redis://127.0.0.1:1".into()],
+                master: "mymaster".into(),
+                database: 2,
+                username: None,
+                password: Some("pw".into()),
+            })),
+            super::super::Topology::Cluster {
+                nodes: vec!["rediss://127.0.0.1:1".into()],
+            },
+        ];
+        for topology in topologies {
+            let settings = RedisSettings {
+                topology,
+                ..RedisSettings::single("redis://unused:1")
+            };
+            let built = state(&settings, &[1; 32], limits).expect("built");
+            assert!(matches!(built.flows.readiness(), Readiness::Down(_)));
+        }
+    }
+
+    #[test]
+    fn only_cluster_mode_wraps_the_prefix_in_a_hash_tag() {
+        assert_eq!(key_base("samlgate:", RedisMode::Single), "samlgate:");
+        assert_eq!(key_base("samlgate:", RedisMode::Sentinel), "samlgate:");
+        assert_eq!(key_base("samlgate:", RedisMode::Cluster), "{samlgate:}");
+    }
 
     #[test]
     fn claim_replies_are_read_strictly() {

@@ -4,6 +4,10 @@
 //! [`RedisServer::restart`] let a test take Redis away and bring it back on the same port —
 //! empty, as a restart without persistence leaves it.
 //!
+//! [`SentinelGroup`] (a master, a replica and three Sentinels) and [`RedisCluster`] (three
+//! masters, `redis-cli --cluster create`) are built from the same servers, each its own
+//! process on its own free port.
+//!
 //! Include with `#[path = "support/redis.rs"] mod redis_server;` (from `benches/`:
 //! `#[path = "../tests/support/redis.rs"]`). Without the binary [`RedisServer::start`]
 //! panics with the install hint, never skips.
@@ -16,13 +20,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const REDIS_BIN: &str = "/usr/bin/redis-server";
-const NOT_INSTALLED: &str = "install it with `scripts/install-deps.sh test` (Debian: redis-server)";
+pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
+const NOT_INSTALLED: &str =
+    "install it with `scripts/install-deps.sh test` (Debian: redis-server, redis-tools)";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     password: Option<String>,
+    /// A config file passed first (Sentinel needs one it can rewrite).
+    config: Option<PathBuf>,
+    /// More arguments after the common ones (`--replicaof`, `--sentinel`, cluster options).
+    extra: Vec<String>,
+    /// A Sentinel: no persistence options (it has no data).
+    sentinel: bool,
     log: PathBuf,
     // Last: removed after the process writing into it has stopped.
     dir: tempfile::TempDir,
@@ -43,14 +55,42 @@ impl RedisServer {
 
     /// A server whose `default` user needs `password`.
     pub fn start_with(password: Option<&str>) -> RedisServer {
+        RedisServer::start_full(password, free_port(), &[], None)
+    }
+
+    /// A server with more arguments (e.g. `["--replicaof", "127.0.0.1", "6379"]`).
+    pub fn start_args(port: u16, extra: &[&str]) -> RedisServer {
+        RedisServer::start_full(None, port, extra, None)
+    }
+
+    /// A Sentinel on a free port whose config file holds `config` (plus its port line).
+    pub fn start_sentinel(config: &str) -> RedisServer {
+        let port = free_port();
+        RedisServer::start_full(None, port, &["--sentinel"], Some(config))
+    }
+
+    fn start_full(
+        password: Option<&str>,
+        port: u16,
+        extra: &[&str],
+        sentinel_config: Option<&str>,
+    ) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("redis-")
             .tempdir()
             .expect("temp dir");
+        let config = sentinel_config.map(|text| {
+            let path = dir.path().join("sentinel.conf");
+            std::fs::write(&path, format!("port {port}\n{text}")).expect("write sentinel.conf");
+            path
+        });
         let mut r = RedisServer {
             child: None,
-            port: free_port(),
+            port,
             password: password.map(str::to_string),
+            sentinel: config.is_some(),
+            config,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.path().join("redis.log"),
             dir,
         };
@@ -60,23 +100,26 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(REDIS_BIN);
+        if let Some(config) = &self.config {
+            cmd.arg(config);
+        }
         cmd.arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
             .arg("127.0.0.1")
-            .arg("--save")
-            .arg("")
-            .arg("--appendonly")
-            .arg("no")
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&self.log)
             .arg("--daemonize")
             .arg("no");
+        if !self.sentinel {
+            cmd.arg("--save").arg("").arg("--appendonly").arg("no");
+        }
         if let Some(p) = &self.password {
             cmd.arg("--requirepass").arg(p);
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -162,10 +205,230 @@ impl RedisServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The server's temp dir (Cluster nodes keep their `nodes.conf` there).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The Sentinel name of [`SentinelGroup`]'s master.
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+/// A master, one replica and three Sentinels (quorum 2, the master down after 1 s), all on
+/// loopback. `SENTINEL FAILOVER` (or stopping the master) promotes the replica.
+pub struct SentinelGroup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisServer>,
+}
+
+impl SentinelGroup {
+    pub fn start() -> SentinelGroup {
+        let master = RedisServer::start();
+        let mport = master.port().to_string();
+        let replica = RedisServer::start_args(free_port(), &["--replicaof", "127.0.0.1", &mport]);
+        wait_until(Duration::from_secs(15), "the replica to sync", || {
+            info(&replica, "replication").contains("master_link_status:up")
+        });
+        let config = format!(
+            "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {mport} 2\n\
+             sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+             sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+             sentinel parallel-syncs {SENTINEL_MASTER} 1\n"
+        );
+        let sentinels: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::start_sentinel(&config))
+            .collect();
+        let group = SentinelGroup {
+            master,
+            replica,
+            sentinels,
+        };
+        // Every Sentinel knows the replica and the other Sentinels (a failover needs both).
+        wait_until(Duration::from_secs(20), "the sentinels to meet", || {
+            group.sentinels.iter().all(|s| {
+                let master: std::collections::HashMap<String, String> =
+                    sentinel_query(s, &["SENTINEL", "MASTER", SENTINEL_MASTER]);
+                master.get("num-slaves").map(String::as_str) == Some("1")
+                    && master.get("num-other-sentinels").map(String::as_str) == Some("2")
+            })
+        });
+        group
+    }
+
+    /// `redis://127.0.0.1:PORT` of each Sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port()))
+            .collect()
+    }
+
+    /// The master's port as each Sentinel reports it.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.sentinels
+            .iter()
+            .map(|s| {
+                let addr: Vec<String> =
+                    sentinel_query(s, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+                addr.get(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("the sentinel names a master")
+            })
+            .collect()
+    }
+
+    /// The master's port as the first Sentinel reports it.
+    pub fn master_port(&self) -> u16 {
+        let addr: Vec<String> = sentinel_query(
+            &self.sentinels[0],
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER],
+        );
+        addr.get(1)
+            .and_then(|p| p.parse().ok())
+            .expect("the sentinel names a master")
+    }
+
+    /// Asks a Sentinel to fail over and waits until every Sentinel names the replica as the
+    /// master, the replica says it is one, and the old master says it is a replica.
+    pub fn failover(&self) {
+        let old = self.master_port();
+        let (new, demoted) = if old == self.master.port() {
+            (&self.replica, &self.master)
+        } else {
+            (&self.master, &self.replica)
+        };
+        let _: String = sentinel_query(
+            &self.sentinels[0],
+            &["SENTINEL", "FAILOVER", SENTINEL_MASTER],
+        );
+        wait_until(Duration::from_secs(30), "the failover", || {
+            self.sentinels.iter().all(|s| {
+                let addr: Vec<String> =
+                    sentinel_query(s, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+                addr.get(1).map(String::as_str) == Some(new.port().to_string().as_str())
+            }) && info(new, "replication").contains("role:master")
+                && info(demoted, "replication").contains("role:slave")
+        });
+    }
+}
+
+/// Three Redis Cluster masters (no replicas) with all 16384 slots assigned.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_args(
+                    cluster_port(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                        // A node lost must not stop the slots the others still serve.
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
+                )
+            })
+            .collect();
+        let mut cmd = Command::new(REDIS_CLI);
+        cmd.arg("--cluster").arg("create");
+        for n in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        let out = cmd
+            .arg("--cluster-replicas")
+            .arg("0")
+            .arg("--cluster-yes")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {REDIS_CLI} ({e}); {NOT_INSTALLED}"));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        wait_until(Duration::from_secs(20), "the cluster to be ok", || {
+            cluster.nodes.iter().all(|n| {
+                let text: String = query(n, &["CLUSTER", "INFO"]);
+                text.contains("cluster_state:ok")
+            })
+        });
+        cluster
+    }
+
+    /// `redis://127.0.0.1:PORT` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port()))
+            .collect()
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// One command on a server, answered or the test fails.
+pub fn query<T: redis::FromRedisValue>(server: &RedisServer, args: &[&str]) -> T {
+    let mut conn = server
+        .client()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to port {}: {e}", server.port()));
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut conn)
+        .unwrap_or_else(|e| panic!("{args:?} on port {}: {e}", server.port()))
+}
+
+fn sentinel_query<T: redis::FromRedisValue>(sentinel: &RedisServer, args: &[&str]) -> T {
+    let url = format!("redis://127.0.0.1:{}", sentinel.port());
+    let mut conn = redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("connect to sentinel {}: {e}", sentinel.port()));
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut conn)
+        .unwrap_or_else(|e| panic!("{args:?} on sentinel {}: {e}", sentinel.port()))
+}
+
+/// `INFO <section>` of a server.
+pub fn info(server: &RedisServer, section: &str) -> String {
+    query(server, &["INFO", section])
+}
+
+/// Polls `done` every 50 ms until it holds; fails the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
