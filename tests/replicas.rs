@@ -22,11 +22,11 @@ mod gateway;
 mod logout_messages;
 #[path = "support/redis.rs"]
 mod redis_server;
+#[path = "support/replica.rs"]
+mod replica;
 #[path = "support/simplesamlphp.rs"]
 mod simplesamlphp;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use gateway::{
     HIGH_RATE_LIMITS, HTML,
 };
 use redis_server::RedisServer;
+use replica::{bare_client, free_port, Replica};
 use simplesamlphp::{login_client, PostForm, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB};
 
 const JSON: &str = "application/json";
@@ -46,81 +47,6 @@ const TUNNEL_CHECK_FAR_AWAY: &str = "[proxy]\nupgrade_session_check_secs = 600\n
 /// `state.grace_secs` for these replicas: short, so the test sees it end.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// One `samlgate run` process.
-struct Replica {
-    name: &'static str,
-    port: u16,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Replica {
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("replica log");
-        let child = Command::new(env!("CARGO_BIN_EXE_samlgate"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .env("SAMLGATE_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("run samlgate");
-        self.child = Some(child);
-    }
-
-    /// Kills the process (SIGKILL: no goodbye to anyone) and waits for it.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// Waits (bounded) until `/readyz` answers `status`.
-    async fn wait_readyz(&self, status: u16) {
-        let c = bare_client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await {
-                if r.status().as_u16() == status {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {} never answered /readyz {status}:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Field order is drop order: replicas stop before Redis, the IdP and the upstream.
 struct Cluster {
     r: Vec<Replica>,
@@ -129,13 +55,6 @@ struct Cluster {
     up: Upstream,
     acs_url: String,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 impl Cluster {
@@ -162,13 +81,8 @@ impl Cluster {
         let (dir, config, _) = write_config(addr, &up.url(), &idp.metadata_xml, &opts, None);
         let mut r = Vec::new();
         for (name, port) in ["A", "B", "C"].into_iter().zip(ports) {
-            let mut replica = Replica {
-                name,
-                port,
-                config: config.clone(),
-                log: dir.path().join(format!("replica-{name}.log")),
-                child: None,
-            };
+            let log = dir.path().join(format!("replica-{name}.log"));
+            let mut replica = Replica::new(name, port, config.clone(), log);
             replica.spawn();
             r.push(replica);
         }
@@ -278,16 +192,6 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-}
-
-/// A client with no cookie store and no redirects: sends exactly the cookie it is given.
-fn bare_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
 }
 
 /// The page or JSON error names `kind`.
