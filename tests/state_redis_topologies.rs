@@ -621,3 +621,122 @@ async fn cluster_keeps_every_guarantee_with_all_keys_in_one_slot() {
     }
     wait_until(SETTLE, "b subscribed again", || subscribed(&b));
 }
+
+/// The node of `cluster` (other than `skip`) that serves `key`'s slot as master.
+fn master_of(cluster: &RedisCluster, key: &str, skip: usize) -> usize {
+    cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != skip)
+        .find(|(_, n)| {
+            let Ok(mut c) = n.client().get_connection() else {
+                return false;
+            };
+            redis::cmd("EXISTS").arg(key).query::<i64>(&mut c).is_ok()
+        })
+        .map(|(i, _)| i)
+        .expect("a master for the slot")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_failover_promotes_the_replica_and_keeps_every_guarantee() {
+    let mut cluster = RedisCluster::start_with(1);
+    let prefix = "t:";
+    let slot_key = format!("{{{prefix}}}x");
+    let s = settings(
+        Topology::Cluster {
+            nodes: cluster.urls(),
+        },
+        prefix,
+    );
+    let a = replica(&s).await;
+    let b = replica(&s).await;
+    let home = master_of(&cluster, &slot_key, usize::MAX);
+
+    // Before: a session, a pending sign-in, a used assertion and an IdP-initiated response.
+    let k1 = SessionKey::from_id(&[1; 32]);
+    a.sessions
+        .try_insert(k1, session("alice", "n-alice", Some("_s1")))
+        .await
+        .expect("insert");
+    a.flows
+        .put_pending("before", &pending([1; 32]))
+        .await
+        .expect("put");
+    let ttl = Duration::from_secs(60);
+    let used = |st: &State, id: &'static str, issued: Option<SystemTime>| {
+        let flows = st.flows.clone();
+        async move {
+            flows
+                .first_use(ReplayKind::Assertion, id, ttl, issued)
+                .await
+        }
+    };
+    assert_eq!(used(&a, "_a1", None).await, Ok(FirstUse::Fresh));
+    let idp_issued = SystemTime::now();
+    assert_eq!(
+        used(&a, "_idp1", Some(idp_issued)).await,
+        Ok(FirstUse::Fresh)
+    );
+    let _: i64 = query(&cluster.nodes[home], &["WAIT", "1", "5000"]);
+
+    // The master of samlgate's slot dies; the cluster promotes its replica.
+    cluster.nodes[home].stop();
+    let k2 = SessionKey::from_id(&[2; 32]);
+    let started = Instant::now();
+    while a
+        .sessions
+        .try_insert(k2, session("bob", "n-bob", None))
+        .await
+        .is_err()
+    {
+        assert!(started.elapsed() < SETTLE, "no write after the failover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "cluster: first write accepted {:?} after the master was killed",
+        started.elapsed()
+    );
+    let promoted = master_of(&cluster, &slot_key, home);
+    assert!(promoted >= 3, "a replica was promoted (node {promoted})");
+
+    // What was replicated is still there, and still single use.
+    let fresh = replica(&s).await;
+    assert!(fresh.sessions.lookup(&k1).await.expect("up").is_some());
+    assert_eq!(used(&b, "_a1", None).await, Ok(FirstUse::Replay));
+    // A use the failover lost (simulated: deleted on the new master) is still refused for a
+    // response issued before the failover: the replay memory begins at the promotion.
+    let deleted: i64 = query(
+        &cluster.nodes[promoted],
+        &["DEL", &format!("{{{prefix}}}ra:{}", sha_hex("_idp1"))],
+    );
+    assert_eq!(deleted, 1, "the entry had been replicated");
+    assert_eq!(
+        used(&b, "_idp1", Some(idp_issued)).await,
+        Ok(FirstUse::BeforeMemory)
+    );
+    // A pending sign-in from before names another Redis run: refused, never claimed.
+    assert_eq!(
+        b.flows.claim_pending("before", &[[1; 32]]).await,
+        Ok(Err(ClaimError::Unknown))
+    );
+    a.flows
+        .put_pending("race-1", &pending([1; 32]))
+        .await
+        .expect("put");
+    claims_race(&a, &b, "race-1").await;
+
+    // Revocations still reach b (its subscription moves if its node was the one lost).
+    let new_master = &cluster.nodes[promoted];
+    let deadline = Instant::now() + SETTLE;
+    let mut n = 10u8;
+    while !revocation_reaches(&a, &b, SessionKey::from_id(&[n; 32]), |h| {
+        let _: i64 = query(new_master, &["DEL", &format!("{{{prefix}}}s:{h}")]);
+    })
+    .await
+    {
+        assert!(Instant::now() < deadline, "no invalidation after failover");
+        n += 1;
+    }
+}

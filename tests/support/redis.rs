@@ -326,8 +326,15 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        RedisCluster::start_with(0)
+    }
+
+    /// Three masters with `replicas` replicas each (`nodes[0..3]` are the masters, as
+    /// `redis-cli --cluster create` assigns them).
+    pub fn start_with(replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_args(
                     cluster_port(),
@@ -352,7 +359,7 @@ impl RedisCluster {
         }
         let out = cmd
             .arg("--cluster-replicas")
-            .arg("0")
+            .arg(replicas.to_string())
             .arg("--cluster-yes")
             .stdin(Stdio::null())
             .output()
@@ -370,6 +377,13 @@ impl RedisCluster {
                 text.contains("cluster_state:ok")
             })
         });
+        if replicas > 0 {
+            wait_until(Duration::from_secs(20), "every replica in sync", || {
+                cluster.nodes[3..]
+                    .iter()
+                    .all(|n| info(n, "replication").contains("master_link_status:up"))
+            });
+        }
         cluster
     }
 
