@@ -3,9 +3,9 @@
 //!
 //! - authenticated proxy throughput with a warm cache: samlgate in-process (2 worker threads)
 //!   in front of nginx (`return 200`), `wrk -t2 -c64 -d10s` with a session cookie, memory and
-//!   redis alternated twice (memory, redis, memory, redis) so drift shows; the ratio
-//!   redis/memory of the means is the figure (the local moka cache answers every request, so
-//!   Redis only sees the occasional TTL renewal);
+//!   redis in `STATE_BENCH_PAIRS` (4) pairs, the order swapped every pair so drift falls on
+//!   both alike; the median of the pairs' redis/memory ratios is the figure (the local moka
+//!   cache answers every request, so Redis only sees the occasional TTL renewal);
 //! - sign-ins: `STATE_BENCH_SIGNINS` (300) ACS posts of minted responses (both signatures, 40
 //!   groups), 16 at a time, after their sign-ins were started; sign-ins per second and the
 //!   p50/p99 ACS latency for each backend (with Redis: the pending claim, the replay check and
@@ -266,32 +266,46 @@ fn main() {
         out,
         "state backend benchmark (wrk -t2 -c64 -d{secs}s, 2 worker threads)"
     );
-    let mut rps: Vec<(&str, f64)> = Vec::new();
-    for backend in ["memory", "redis", "memory", "redis"] {
-        let gw = gateway_on(&rt, &upstream.url(), &idp, state_toml(backend, &redis));
-        let cookie = rt.block_on(session_cookie_for(&idp, &gw));
-        let (status, _) = http_get(gw.addr.port(), "/", &[&format!("Cookie: {cookie}")]);
-        assert_eq!(status, 200, "{backend}: the session works");
-        let (r, p99) = wrk(backend, &gw.base, &cookie, secs);
-        let _ = writeln!(
-            out,
-            "proxy, warm cache, {backend:6}: {r:>9.0} req/s  p99 {p99}"
-        );
-        rps.push((backend, r));
-        drop(gw);
+    // Pairs in alternating order (memory first, then redis first) so that drift of the
+    // machine's speed falls on both backends alike; the figure is the median of the pairs'
+    // ratios.
+    let pairs = env_num("STATE_BENCH_PAIRS", 4);
+    let mut ratios = Vec::new();
+    for pair in 0..pairs {
+        let order = if pair % 2 == 0 {
+            ["memory", "redis"]
+        } else {
+            ["redis", "memory"]
+        };
+        let mut rps = [0.0f64; 2];
+        for backend in order {
+            let gw = gateway_on(&rt, &upstream.url(), &idp, state_toml(backend, &redis));
+            let cookie = rt.block_on(session_cookie_for(&idp, &gw));
+            let (status, _) = http_get(gw.addr.port(), "/", &[&format!("Cookie: {cookie}")]);
+            assert_eq!(status, 200, "{backend}: the session works");
+            let (r, p99) = wrk(backend, &gw.base, &cookie, secs);
+            let _ = writeln!(
+                out,
+                "proxy, warm cache, {backend:6}: {r:>9.0} req/s  p99 {p99}"
+            );
+            rps[usize::from(backend == "redis")] = r;
+            drop(gw);
+        }
+        let ratio = rps[1] / rps[0];
+        let _ = writeln!(out, "  pair {}: redis / memory {ratio:.3}", pair + 1);
+        ratios.push(ratio);
     }
-    let mean = |b: &str| {
-        let v: Vec<f64> = rps
-            .iter()
-            .filter(|(k, _)| *k == b)
-            .map(|(_, r)| *r)
-            .collect();
-        v.iter().sum::<f64>() / v.len() as f64
+    ratios.sort_by(f64::total_cmp);
+    let median = match ratios.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => ratios[n / 2],
+        n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
     };
     let _ = writeln!(
         out,
-        "proxy throughput redis / memory (means of two runs each): {:.3}",
-        mean("redis") / mean("memory")
+        "proxy throughput redis / memory: median of {pairs} pairs {median:.3} (lowest {:.3}, highest {:.3})",
+        ratios.first().copied().unwrap_or(f64::NAN),
+        ratios.last().copied().unwrap_or(f64::NAN),
     );
 
     for backend in ["memory", "redis"] {
