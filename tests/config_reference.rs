@@ -76,3 +76,24 @@ fn reference_lists_sections_and_code_defaults() {
         limits.max_tracked_clients
     )));
 }
+
+#[test]
+fn keys_that_name_a_choice_read_as_strings_with_their_default() {
+    let rendered = markdown();
+    for row in [
+        "| `backend` | string | `\"memory\"` |",
+        "| `redis_mode` | string | `\"single\"` |",
+        "| `encoding` | string | `\"rfc2047\"` |",
+        "| `groups_source` | string | `\"assertion\"` |",
+    ] {
+        assert!(rendered.contains(row), "missing {row}");
+    }
+    // "table" is for keys that open a table of their own, never for a plain value.
+    for line in rendered.lines().filter(|l| l.contains("| table |")) {
+        let key = line.split('`').nth(1).unwrap_or_default();
+        assert!(
+            rendered.contains(&format!(".{key}]`")) || rendered.contains(&format!("[{key}]`")),
+            "{key} is called a table but has no section: {line}"
+        );
+    }
+}

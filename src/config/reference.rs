@@ -180,9 +180,11 @@ fn type_label(defs: &Map<String, Value>, field: &Value) -> String {
     let label = match base {
         "array" => match field.get("items") {
             Some(items) if referenced(defs, items).is_some() => "array of tables".to_string(),
+            Some(items) if choice_of(defs, items).is_some() => "array of strings".to_string(),
             Some(items) => format!("array of {}s", type_names(items).join("/")),
             None => "array".to_string(),
         },
+        "" if choice_of(defs, field).is_some() => "string".to_string(),
         "" => "table".to_string(),
         other => other.to_string(),
     };
@@ -191,6 +193,26 @@ fn type_label(defs: &Map<String, Value>, field: &Value) -> String {
     } else {
         label
     }
+}
+
+/// The values a key that names one of a few choices (a Rust enum) may take.
+fn choice_of<'a>(defs: &'a Map<String, Value>, field: &Value) -> Option<Vec<&'a str>> {
+    let reference = field.get("$ref").and_then(Value::as_str).or_else(|| {
+        field
+            .get("allOf")?
+            .as_array()?
+            .iter()
+            .find_map(|s| s.get("$ref")?.as_str())
+    })?;
+    let def = defs.get(reference.strip_prefix("#/$defs/")?)?;
+    if let Some(values) = def.get("enum").and_then(Value::as_array) {
+        return Some(values.iter().filter_map(Value::as_str).collect());
+    }
+    let variants = def.get("oneOf")?.as_array()?;
+    variants
+        .iter()
+        .map(|v| v.get("const").and_then(Value::as_str))
+        .collect()
 }
 
 fn default_label(field: &Value) -> String {

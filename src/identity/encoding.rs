@@ -16,7 +16,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 /// `headers.encoding`: how non-ASCII identity values reach the application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeaderEncoding {
     /// RFC 2047 encoded-words (`=?UTF-8?B?…?=`), the default: pure ASCII, decodable with

@@ -15,7 +15,7 @@ use url::Url;
 use super::local::{LocalUsers, UsersFileError};
 
 /// A password source, tried in the order `[password_signin] methods` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// A directory: OpenLDAP, Active Directory, any LDAPv3 server.
@@ -106,7 +106,7 @@ impl Default for PasswordSigninSection {
 }
 
 /// Where an LDAP user's groups come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupSource {
     /// The user entry's `memberOf` (OpenLDAP's memberof overlay, Active Directory).

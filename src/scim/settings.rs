@@ -10,7 +10,9 @@ use serde::Deserialize;
 pub const MIN_TOKEN_LEN: usize = 32;
 
 /// Where the groups in the identity headers and in the access rules come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupsSource {
     /// The assertion's groups attribute only (SCIM groups are stored but not used).

@@ -16,7 +16,17 @@ use super::StateConfigError;
 pub const MAX_NODES: usize = 32;
 
 /// `state.redis_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisMode {
     /// One endpoint, `state.redis_url` (a standalone server, a managed service's primary
