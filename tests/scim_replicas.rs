@@ -39,7 +39,7 @@ use gateway::{
     post_saml_response, session_cookie, write_config, Options, Upstream, HIGH_RATE_LIMITS, HTML,
 };
 use redis_server::RedisServer;
-use replica::{bare_client, free_port, Replica};
+use replica::{bare_client, free_port, start_three, Replica};
 use serde_json::{json, Value};
 use simplesamlphp::{login_client, SimpleSamlPhp, SpEntry, TestUser, ALICE, BOB};
 
@@ -88,16 +88,7 @@ impl Cluster {
         };
         let addr = format!("127.0.0.1:{}", ports[0]).parse().expect("addr");
         let (dir, config, _) = write_config(addr, &up.url(), &idp.metadata_xml, &opts, None);
-        let mut r = Vec::new();
-        for (name, port) in ["A", "B", "C"].into_iter().zip(ports) {
-            let log = dir.path().join(format!("replica-{name}.log"));
-            let mut replica = Replica::new(name, port, config.clone(), log);
-            replica.spawn();
-            r.push(replica);
-        }
-        for replica in &r {
-            replica.wait_readyz(200).await;
-        }
+        let r = start_three(&config, dir.path(), ports).await;
         Cluster {
             r,
             redis,

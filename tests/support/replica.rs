@@ -103,6 +103,26 @@ impl Drop for Replica {
     }
 }
 
+/// Replicas A, B, C of `config` on `ports`, logging into `dir`, started and ready
+/// (`/readyz` 200).
+pub async fn start_three(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    ports: [u16; 3],
+) -> Vec<Replica> {
+    let mut r = Vec::new();
+    for (name, port) in ["A", "B", "C"].into_iter().zip(ports) {
+        let log = dir.join(format!("replica-{name}.log"));
+        let mut replica = Replica::new(name, port, config.to_path_buf(), log);
+        replica.spawn();
+        r.push(replica);
+    }
+    for replica in &r {
+        replica.wait_readyz(200).await;
+    }
+    r
+}
+
 /// A client with no cookie store and no redirects: sends exactly the cookie it is given.
 pub fn bare_client() -> reqwest::Client {
     reqwest::Client::builder()
