@@ -1,7 +1,8 @@
 //! Files named by configuration keys, read relative to the config file's directory and with a
 //! bound: a key naming `/dev/zero` or a FIFO must give an error, not fill memory. A leaf
 //! module, so the sections that read their own files (`[state]`, `[scim]`, `[admin_api]`) need
-//! not import `config` back.
+//! not import `config` back. Secrets read from such files are checked here too
+//! ([`is_placeholder_secret`]), so every section refuses the examples' placeholders alike.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,45 @@ pub fn read(base: &Path, path: &Path) -> Result<Vec<u8>, FileReadError> {
         return Err(FileReadError::TooLarge { path: full });
     }
     Ok(bytes)
+}
+
+/// Values that are obviously the example's placeholder or a default, never a real secret:
+/// compared case-insensitively with every character but letters and digits dropped, so
+/// `REPLACE-ME`, `replace_me` and `<replace me>` all match.
+const PLACEHOLDERS: &[&str] = &[
+    "replaceme",
+    "changeme",
+    "changeit",
+    "placeholder",
+    "password",
+    "secret",
+    "redis",
+    "example",
+    "todo",
+    "xxx",
+    "yourpassword",
+    "redispassword",
+];
+
+/// True for an empty secret or one that is an obvious placeholder (see [`PLACEHOLDERS`]), or
+/// contains `REPLACE-ME`/`CHANGE-ME` in any spelling: a deployment copied from the examples
+/// without filling in its Secret must not start as if it had a password.
+pub fn is_placeholder_secret(secret: &str) -> bool {
+    secret.chars().all(|c| !c.is_ascii_alphanumeric()) || names_a_placeholder(secret)
+}
+
+/// [`is_placeholder_secret`] without the "no letters or digits" rule, for secrets that may be
+/// raw random bytes (the cookie secret) and for tokens whose length is checked apart: true when
+/// the text, folded as above, is a [`PLACEHOLDERS`] word or contains `REPLACE-ME`/`CHANGE-ME`.
+pub fn names_a_placeholder(secret: &str) -> bool {
+    let folded: String = secret
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    PLACEHOLDERS.contains(&folded.as_str())
+        || folded.contains("replaceme")
+        || folded.contains("changeme")
 }
 
 #[cfg(test)]

@@ -127,6 +127,13 @@ fn cookie_secret(path: Option<PathBuf>, base: &Path) -> Result<Vec<u8>, ConfigEr
             format!("holds {} bytes; at least 32 are required", secret.len()),
         ));
     }
+    // A long placeholder copied from an example ("REPLACE-ME-WITH-…") is no secret either.
+    if crate::config_files::names_a_placeholder(&String::from_utf8_lossy(&secret)) {
+        return Err(ConfigError::invalid(
+            "session.cookie_secret_file",
+            "holds a placeholder (REPLACE-ME, CHANGE-ME, …), not a secret: write random bytes, e.g. `openssl rand -base64 48`",
+        ));
+    }
     Ok(secret)
 }
 

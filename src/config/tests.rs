@@ -341,6 +341,15 @@ fn short_secret_and_missing_metadata_are_refused() {
     std::fs::write(dir.path().join("secret"), b"short\n").unwrap();
     let err = validate(file.clone(), dir.path()).unwrap_err();
     assert_eq!(err.key(), "session.cookie_secret_file");
+    // Long enough, but the example's placeholder.
+    std::fs::write(
+        dir.path().join("secret"),
+        b"REPLACE-ME-with-48-random-bytes-from-openssl-rand\n",
+    )
+    .unwrap();
+    let err = validate(file.clone(), dir.path()).unwrap_err();
+    assert_eq!(err.key(), "session.cookie_secret_file");
+    assert!(err.reason().contains("placeholder"), "{}", err.reason());
     let mut file = minimal(dir.path());
     file.saml.idp_metadata_file = None;
     assert_eq!(

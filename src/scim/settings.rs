@@ -117,6 +117,8 @@ pub enum ScimConfigError {
     EmptyTokenFile(String),
     #[error("{file}: a token is shorter than {MIN_TOKEN_LEN} characters or holds spaces or control characters")]
     WeakToken { file: String },
+    #[error("{file}: a token is a placeholder (REPLACE-ME, CHANGE-ME, …), not a secret")]
+    PlaceholderToken { file: String },
     #[error("must be at least {min}: {got}")]
     TooSmall { min: u64, got: u64 },
     #[error("{0}")]
@@ -204,6 +206,9 @@ pub fn parse_tokens(bytes: &[u8], file: &str) -> Result<Vec<String>, ScimConfigE
         if t.len() < MIN_TOKEN_LEN || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ScimConfigError::WeakToken { file: file.into() });
         }
+        if crate::config_files::names_a_placeholder(t) {
+            return Err(ScimConfigError::PlaceholderToken { file: file.into() });
+        }
         tokens.push(t.to_string());
     }
     if tokens.is_empty() {
@@ -232,6 +237,10 @@ mod tests {
         let long = "a".repeat(MIN_TOKEN_LEN);
         let ok = format!("# rotation\n{long}\n\n{long}b\n");
         assert_eq!(parse_tokens(ok.as_bytes(), "f").unwrap().len(), 2);
+        assert_eq!(
+            parse_tokens(b"REPLACE-ME-with-a-long-random-bearer-token\n", "f"),
+            Err(ScimConfigError::PlaceholderToken { file: "f".into() })
+        );
         assert!(matches!(
             parse_tokens(b"short\n", "f"),
             Err(ScimConfigError::WeakToken { .. })

@@ -293,38 +293,7 @@ fn check_node_list(key: &'static str, list: &[String]) -> Result<Vec<String>, St
     Ok(list.to_vec())
 }
 
-/// Values that are obviously the example's placeholder or a default, never a real secret:
-/// compared case-insensitively with every character but letters and digits dropped, so
-/// `REPLACE-ME`, `replace_me` and `<replace me>` all match.
-const PLACEHOLDERS: &[&str] = &[
-    "replaceme",
-    "changeme",
-    "changeit",
-    "placeholder",
-    "password",
-    "secret",
-    "redis",
-    "example",
-    "todo",
-    "xxx",
-    "yourpassword",
-    "redispassword",
-];
-
-/// True for an empty secret or one that is an obvious placeholder (see [`PLACEHOLDERS`]), or
-/// contains `REPLACE-ME`/`CHANGE-ME` in any spelling: a deployment copied from the examples
-/// without filling in its Secret must not start as if it had a password.
-pub fn is_placeholder_secret(secret: &str) -> bool {
-    let folded: String = secret
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    folded.is_empty()
-        || PLACEHOLDERS.contains(&folded.as_str())
-        || folded.contains("replaceme")
-        || folded.contains("changeme")
-}
+pub use crate::config_files::is_placeholder_secret;
 
 #[cfg(test)]
 mod tests {
