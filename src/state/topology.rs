@@ -416,6 +416,16 @@ mod tests {
                     mode: "cluster",
                 },
             ),
+        ];
+        for (k, want) in cases {
+            assert_eq!(check(&k), Err(want));
+        }
+    }
+
+    #[test]
+    fn node_lists_and_the_cluster_prefix_are_checked() {
+        let s1 = "redis://10.0.0.1:26379";
+        let cases: Vec<(TopologyKeys<'static>, StateConfigError)> = vec![
             (
                 sentinel(&[]),
                 StateConfigError::EmptyList("redis_sentinels"),
